@@ -1,0 +1,267 @@
+//! `cargo xtask bindgen`: generates `wsk-sys/src/bindings/<arch>/{base,wsk}.rs` from the
+//! headers in `wsk-sys/include` with bindgen, for `x86_64-pc-windows-msvc` and
+//! `aarch64-pc-windows-msvc`.
+//!
+//! The bindings are split in two parts so that the `wdk-sys` feature of `wsk-sys` can swap
+//! the kernel base part for `wdk-sys`'s own types:
+//! - `base`: `km_types.h`, `km_ntstatus.h`, `km_io.h` (integers, IRP, MDL, events, pool,
+//!   registry, the ntoskrnl exports);
+//! - `wsk`: `km_net.h`, `wsk.h` (socket addresses and everything of the WDK's `wsk.h`).
+//!
+//! libclang comes from the pinned `libclang` PyPI package (see `python_env`), so every
+//! machine produces byte-identical output and `--check` can compare text.
+
+use std::path::{Path, PathBuf};
+
+use crate::python_env::PythonEnv;
+use crate::{Result, workspace_root};
+
+/// A Windows target the bindings are generated for.
+#[derive(Clone, Copy)]
+pub struct Arch {
+    /// Directory name under `wsk-sys/src/bindings`.
+    pub dir: &'static str,
+    /// Clang target triple.
+    pub triple: &'static str,
+    /// Architecture macro the WDK headers expect.
+    pub wdk_define: &'static str,
+}
+
+/// The architectures the committed bindings cover.
+pub const ARCHES: [Arch; 2] = [
+    Arch {
+        dir: "x86_64",
+        triple: "x86_64-pc-windows-msvc",
+        wdk_define: "_AMD64_",
+    },
+    Arch {
+        dir: "aarch64",
+        triple: "aarch64-pc-windows-msvc",
+        wdk_define: "_ARM64_",
+    },
+];
+
+/// One generated file: which headers it holds.
+#[derive(Clone, Copy)]
+pub struct Part {
+    /// File stem under `wsk-sys/src/bindings/<arch>/`.
+    pub name: &'static str,
+    /// Headers whose items this part holds.
+    pub headers: &'static [&'static str],
+    /// Headers whose items come from elsewhere (`use super::base::*`).
+    pub imports: &'static [&'static str],
+}
+
+/// The two parts of the bindings.
+pub const PARTS: [Part; 2] = [
+    Part {
+        name: "base",
+        headers: &["km_types.h", "km_ntstatus.h", "km_io.h"],
+        imports: &[],
+    },
+    Part {
+        name: "wsk",
+        headers: &["km_net.h", "wsk.h"],
+        imports: &["km_types.h", "km_ntstatus.h", "km_io.h"],
+    },
+];
+
+/// `cargo xtask bindgen [--check] [--wdk]`.
+pub fn command(args: &[String]) -> Result<()> {
+    let mut check = false;
+    let mut wdk = false;
+    for arg in args {
+        match arg.as_str() {
+            "--check" => check = true,
+            "--wdk" => wdk = true,
+            other => return Err(format!("bindgen: unknown option `{other}`").into()),
+        }
+    }
+    let env = PythonEnv::ensure()?;
+    // clang-sys reads LIBCLANG_PATH when it loads libclang.
+    set_libclang_path(&env.libclang_dir()?);
+    if wdk {
+        return Err("--wdk is not available yet".into());
+    }
+    let mut drift = Vec::new();
+    for arch in ARCHES {
+        for part in PARTS {
+            let text = generate(arch, part)?;
+            let path = output_path(arch, part);
+            if check {
+                let committed = std::fs::read_to_string(&path).unwrap_or_default();
+                if committed != text {
+                    drift.push(describe_drift(&path, &committed, &text));
+                }
+            } else {
+                std::fs::create_dir_all(path.parent().expect("bindings have a parent"))?;
+                std::fs::write(&path, text)?;
+                eprintln!("xtask: wrote {}", path.display());
+            }
+        }
+    }
+    if !drift.is_empty() {
+        return Err(format!(
+            "the committed bindings differ from what the headers generate \
+             (run `cargo xtask bindgen` and commit the result):\n{}",
+            drift.join("\n")
+        )
+        .into());
+    }
+    if check {
+        eprintln!("xtask: committed bindings match the headers");
+    }
+    Ok(())
+}
+
+fn set_libclang_path(dir: &Path) {
+    // SAFETY: called before any thread is spawned; nothing reads the environment
+    // concurrently.
+    unsafe { std::env::set_var("LIBCLANG_PATH", dir) };
+}
+
+/// The headers directory of `wsk-sys`.
+pub fn include_dir() -> PathBuf {
+    workspace_root().join("wsk-sys").join("include")
+}
+
+/// Where a part of an architecture's bindings is committed.
+pub fn output_path(arch: Arch, part: Part) -> PathBuf {
+    workspace_root()
+        .join("wsk-sys")
+        .join("src")
+        .join("bindings")
+        .join(arch.dir)
+        .join(format!("{}.rs", part.name))
+}
+
+/// Clang arguments shared by every generation from the project's headers.
+fn clang_args(arch: Arch) -> Vec<String> {
+    vec![
+        format!("--target={}", arch.triple),
+        "-fms-extensions".into(),
+        "-fms-compatibility".into(),
+        "-ffreestanding".into(),
+        "-nostdinc".into(),
+        "-std=c11".into(),
+        format!("-I{}", include_dir().display()),
+    ]
+}
+
+/// The bindgen settings every generation shares (the project's headers and the WDK's).
+pub fn builder_common(arch: Arch) -> bindgen::Builder {
+    bindgen::Builder::default()
+        .clang_args(clang_args(arch))
+        .use_core()
+        .ctypes_prefix("crate::ctypes")
+        .default_enum_style(bindgen::EnumVariation::Consts)
+        .prepend_enum_name(false)
+        .generate_comments(true)
+        .override_abi(bindgen::Abi::System, ".*")
+        .derive_default(true)
+        .layout_tests(true)
+        .merge_extern_blocks(true)
+        .sort_semantically(false)
+        .formatter(bindgen::Formatter::Rustfmt)
+}
+
+/// Generates one part for one architecture and returns the Rust text.
+pub fn generate(arch: Arch, part: Part) -> Result<String> {
+    let mut builder = builder_common(arch)
+        .header(include_dir().join("wsk_sys.h").display().to_string())
+        .raw_line(format!(
+            "// Generated by `cargo xtask bindgen` from wsk-sys/include ({}) for {}.\n\
+             // Do not edit: change the headers and regenerate.",
+            part.headers.join(", "),
+            arch.triple
+        ));
+    for header in part.headers {
+        builder = builder.allowlist_file(header_regex(header));
+    }
+    for header in part.imports {
+        builder = builder.blocklist_file(header_regex(header));
+    }
+    if !part.imports.is_empty() {
+        builder = builder
+            .raw_line("#[allow(unused_imports)]\nuse super::base::*;")
+            .parse_callbacks(Box::new(ImportedTypesArePlainData));
+    }
+    let bindings = builder
+        .generate()
+        .map_err(|e| format!("bindgen failed for {} {}: {e}", arch.triple, part.name))?;
+    Ok(normalise(&bindings.to_string()))
+}
+
+/// Makes the output independent of the machine: no absolute paths, stable line endings.
+fn normalise(text: &str) -> String {
+    let include = include_dir().display().to_string();
+    let mut out = text
+        .replace("\r\n", "\n")
+        .replace(&include, "wsk-sys/include");
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+fn header_regex(header: &str) -> String {
+    format!(".*[/\\\\]{}", regex_escape(header))
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A short description of how two versions of a file differ: the first differing line.
+fn describe_drift(path: &Path, committed: &str, generated: &str) -> String {
+    if committed.is_empty() {
+        return format!("  {}: missing", path.display());
+    }
+    let line = committed
+        .lines()
+        .zip(generated.lines())
+        .position(|(a, b)| a != b)
+        .unwrap_or_else(|| committed.lines().count().min(generated.lines().count()));
+    let show = |text: &str| {
+        text.lines()
+            .nth(line)
+            .unwrap_or("<end of file>")
+            .to_string()
+    };
+    format!(
+        "  {} differs from line {}:\n    committed: {}\n    generated: {}",
+        path.display(),
+        line + 1,
+        show(committed),
+        show(generated)
+    )
+}
+
+/// Tells bindgen that the types a part imports from the base part are plain C data: they
+/// implement `Copy`, `Clone`, `Debug` and `Default` (pointers excepted for `Default`, which
+/// bindgen handles by zeroing). Without it bindgen cannot prove that a union of imported
+/// types is `Copy` and falls back to its `__BindgenUnionField` emulation.
+#[derive(Debug)]
+struct ImportedTypesArePlainData;
+
+impl bindgen::callbacks::ParseCallbacks for ImportedTypesArePlainData {
+    fn blocklisted_type_implements_trait(
+        &self,
+        _name: &str,
+        derive_trait: bindgen::callbacks::DeriveTrait,
+    ) -> Option<bindgen::callbacks::ImplementsTrait> {
+        use bindgen::callbacks::{DeriveTrait, ImplementsTrait};
+        match derive_trait {
+            DeriveTrait::Copy | DeriveTrait::Debug => Some(ImplementsTrait::Yes),
+            DeriveTrait::Default => Some(ImplementsTrait::Manually),
+            _ => Some(ImplementsTrait::No),
+        }
+    }
+}

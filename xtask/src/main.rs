@@ -1,0 +1,61 @@
+//! `cargo xtask`: the project's chores.
+//!
+//! Run `cargo xtask help` for the list of commands.
+
+mod bindings;
+mod python_env;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+/// Errors of xtask commands: reported as text, exit status 1.
+pub type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
+
+const HELP: &str = "\
+cargo xtask <command>
+
+commands:
+  bindgen [--check] [--wdk]   regenerate wsk-sys's bindings from its headers (--check: fail
+                              when the committed bindings differ; --wdk: Windows only,
+                              generate from the installed WDK and compare layouts and
+                              signatures with the committed bindings)
+  help                        this text
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("bindgen") => bindings::command(&args[1..]),
+        Some("help") | Some("--help") | Some("-h") | None => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command `{other}`\n\n{HELP}").into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command to completion, failing when it fails.
+pub fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{cmd:?} failed: {status}").into());
+    }
+    Ok(())
+}
