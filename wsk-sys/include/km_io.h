@@ -648,6 +648,33 @@ __declspec(noreturn) void __stdcall KeBugCheckEx(ULONG BugCheckCode,
                                                  ULONG_PTR BugCheckParameter3,
                                                  ULONG_PTR BugCheckParameter4);
 
+/** Takes a spin lock, raising the IRQL to DISPATCH_LEVEL; returns the previous IRQL for
+ *  [`KeReleaseSpinLock`]. IRQL <= DISPATCH_LEVEL. WDK: `KeAcquireSpinLockRaiseToDpc`. */
+KIRQL __stdcall KeAcquireSpinLockRaiseToDpc(PKSPIN_LOCK SpinLock);
+/** Releases a spin lock and restores the IRQL returned by
+ *  [`KeAcquireSpinLockRaiseToDpc`]. IRQL == DISPATCH_LEVEL. WDK: `KeReleaseSpinLock`. */
+void __stdcall KeReleaseSpinLock(PKSPIN_LOCK SpinLock, KIRQL NewIrql);
+
+/** Operating system version information. WDK: `RTL_OSVERSIONINFOW`. */
+typedef struct _OSVERSIONINFOW {
+    /** Size of the structure in bytes; set by the caller. WDK: `dwOSVersionInfoSize`. */
+    ULONG dwOSVersionInfoSize;
+    /** Major version (10 for Windows 10 and 11). WDK: `dwMajorVersion`. */
+    ULONG dwMajorVersion;
+    /** Minor version. WDK: `dwMinorVersion`. */
+    ULONG dwMinorVersion;
+    /** Build number (15063 is Windows 10 1703). WDK: `dwBuildNumber`. */
+    ULONG dwBuildNumber;
+    /** Platform identifier. WDK: `dwPlatformId`. */
+    ULONG dwPlatformId;
+    /** Service pack string. WDK: `szCSDVersion`. */
+    WCHAR szCSDVersion[128];
+} RTL_OSVERSIONINFOW;
+/** Pointer to [`RTL_OSVERSIONINFOW`]. WDK: `PRTL_OSVERSIONINFOW`. */
+typedef RTL_OSVERSIONINFOW *PRTL_OSVERSIONINFOW;
+/** Returns the version of the running system. IRQL == PASSIVE_LEVEL. WDK: `RtlGetVersion`. */
+NTSTATUS __stdcall RtlGetVersion(PRTL_OSVERSIONINFOW lpVersionInformation);
+
 /** Initialises a counted string to point at a NUL-terminated UTF-16 string. WDK:
  *  `RtlInitUnicodeString`. */
 void __stdcall RtlInitUnicodeString(PUNICODE_STRING DestinationString, PCWSTR SourceString);

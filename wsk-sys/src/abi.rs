@@ -185,6 +185,9 @@ mod kernel_base {
     layout!(OBJECT_ATTRIBUTES, size 0x30, align 8,
         Length @ 0x00, RootDirectory @ 0x08, ObjectName @ 0x10, Attributes @ 0x18,
         SecurityDescriptor @ 0x20, SecurityQualityOfService @ 0x28);
+    layout!(RTL_OSVERSIONINFOW, size 276, align 4,
+        dwOSVersionInfoSize @ 0, dwMajorVersion @ 4, dwMinorVersion @ 8, dwBuildNumber @ 12,
+        dwPlatformId @ 16, szCSDVersion @ 20);
     layout!(KEY_VALUE_PARTIAL_INFORMATION, size 16, align 4,
         TitleIndex @ 0, Type @ 4, DataLength @ 8, Data @ 12);
 

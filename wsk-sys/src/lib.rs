@@ -65,6 +65,8 @@ mod irql;
 mod mdl;
 #[cfg(not(all(windows, feature = "wdk-sys")))]
 mod object_attributes;
+#[cfg(not(all(windows, feature = "wdk-sys")))]
+mod spin_lock;
 mod status;
 mod version;
 
@@ -79,6 +81,8 @@ pub use irql::*;
 pub use mdl::*;
 #[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use object_attributes::*;
+#[cfg(not(all(windows, feature = "wdk-sys")))]
+pub use spin_lock::*;
 pub use status::*;
 pub use version::*;
 

@@ -1495,6 +1495,53 @@ const _: () = {
 pub type KEY_VALUE_PARTIAL_INFORMATION = _KEY_VALUE_PARTIAL_INFORMATION;
 #[doc = " Pointer to [`KEY_VALUE_PARTIAL_INFORMATION`]. WDK: `PKEY_VALUE_PARTIAL_INFORMATION`."]
 pub type PKEY_VALUE_PARTIAL_INFORMATION = *mut KEY_VALUE_PARTIAL_INFORMATION;
+#[doc = " Operating system version information. WDK: `RTL_OSVERSIONINFOW`."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _OSVERSIONINFOW {
+    #[doc = " Size of the structure in bytes; set by the caller. WDK: `dwOSVersionInfoSize`."]
+    pub dwOSVersionInfoSize: ULONG,
+    #[doc = " Major version (10 for Windows 10 and 11). WDK: `dwMajorVersion`."]
+    pub dwMajorVersion: ULONG,
+    #[doc = " Minor version. WDK: `dwMinorVersion`."]
+    pub dwMinorVersion: ULONG,
+    #[doc = " Build number (15063 is Windows 10 1703). WDK: `dwBuildNumber`."]
+    pub dwBuildNumber: ULONG,
+    #[doc = " Platform identifier. WDK: `dwPlatformId`."]
+    pub dwPlatformId: ULONG,
+    #[doc = " Service pack string. WDK: `szCSDVersion`."]
+    pub szCSDVersion: [WCHAR; 128usize],
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _OSVERSIONINFOW"][::core::mem::size_of::<_OSVERSIONINFOW>() - 276usize];
+    ["Alignment of _OSVERSIONINFOW"][::core::mem::align_of::<_OSVERSIONINFOW>() - 4usize];
+    ["Offset of field: _OSVERSIONINFOW::dwOSVersionInfoSize"]
+        [::core::mem::offset_of!(_OSVERSIONINFOW, dwOSVersionInfoSize) - 0usize];
+    ["Offset of field: _OSVERSIONINFOW::dwMajorVersion"]
+        [::core::mem::offset_of!(_OSVERSIONINFOW, dwMajorVersion) - 4usize];
+    ["Offset of field: _OSVERSIONINFOW::dwMinorVersion"]
+        [::core::mem::offset_of!(_OSVERSIONINFOW, dwMinorVersion) - 8usize];
+    ["Offset of field: _OSVERSIONINFOW::dwBuildNumber"]
+        [::core::mem::offset_of!(_OSVERSIONINFOW, dwBuildNumber) - 12usize];
+    ["Offset of field: _OSVERSIONINFOW::dwPlatformId"]
+        [::core::mem::offset_of!(_OSVERSIONINFOW, dwPlatformId) - 16usize];
+    ["Offset of field: _OSVERSIONINFOW::szCSDVersion"]
+        [::core::mem::offset_of!(_OSVERSIONINFOW, szCSDVersion) - 20usize];
+};
+impl Default for _OSVERSIONINFOW {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[doc = " Operating system version information. WDK: `RTL_OSVERSIONINFOW`."]
+pub type RTL_OSVERSIONINFOW = _OSVERSIONINFOW;
+#[doc = " Pointer to [`RTL_OSVERSIONINFOW`]. WDK: `PRTL_OSVERSIONINFOW`."]
+pub type PRTL_OSVERSIONINFOW = *mut RTL_OSVERSIONINFOW;
 unsafe extern "system" {
     #[doc = " Allocates an IRP with `StackSize` stack locations from non-paged pool; returns NULL on\n  failure. IRQL <= DISPATCH_LEVEL. WDK: `IoAllocateIrp`."]
     pub fn IoAllocateIrp(StackSize: CCHAR, ChargeQuota: BOOLEAN) -> PIRP;
@@ -1600,6 +1647,12 @@ unsafe extern "system" {
         BugCheckParameter3: ULONG_PTR,
         BugCheckParameter4: ULONG_PTR,
     ) -> !;
+    #[doc = " Takes a spin lock, raising the IRQL to DISPATCH_LEVEL; returns the previous IRQL for\n  [`KeReleaseSpinLock`]. IRQL <= DISPATCH_LEVEL. WDK: `KeAcquireSpinLockRaiseToDpc`."]
+    pub fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) -> KIRQL;
+    #[doc = " Releases a spin lock and restores the IRQL returned by\n  [`KeAcquireSpinLockRaiseToDpc`]. IRQL == DISPATCH_LEVEL. WDK: `KeReleaseSpinLock`."]
+    pub fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: KIRQL);
+    #[doc = " Returns the version of the running system. IRQL == PASSIVE_LEVEL. WDK: `RtlGetVersion`."]
+    pub fn RtlGetVersion(lpVersionInformation: PRTL_OSVERSIONINFOW) -> NTSTATUS;
     #[doc = " Initialises a counted string to point at a NUL-terminated UTF-16 string. WDK:\n  `RtlInitUnicodeString`."]
     pub fn RtlInitUnicodeString(DestinationString: PUNICODE_STRING, SourceString: PCWSTR);
     #[doc = " Opens a registry key. IRQL == PASSIVE_LEVEL. WDK: `ZwOpenKey`."]
