@@ -18,6 +18,9 @@ static const NTSTATUS STATUS_TIMEOUT = (NTSTATUS)0x00000102L;
 static const NTSTATUS STATUS_ALERTED = (NTSTATUS)0x00000101L;
 /** A wait ended because a user-mode APC was delivered. WDK: `STATUS_USER_APC`. */
 static const NTSTATUS STATUS_USER_APC = (NTSTATUS)0x000000C0L;
+/** Disabling an event callback waits for calls in progress to return. WDK:
+ *  `STATUS_EVENT_PENDING`. */
+static const NTSTATUS STATUS_EVENT_PENDING = (NTSTATUS)0x40000013L;
 /** Returned by a completion routine: the IRP belongs to the caller again; the I/O manager stops completing it. WDK: `STATUS_MORE_PROCESSING_REQUIRED`. */
 static const NTSTATUS STATUS_MORE_PROCESSING_REQUIRED = (NTSTATUS)0xC0000016L;
 /** The data did not fit in the buffer; what fitted was returned. WDK: `STATUS_BUFFER_OVERFLOW`. */

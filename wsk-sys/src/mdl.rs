@@ -151,3 +151,21 @@ pub unsafe fn MmGetSystemAddressForMdlSafe(mdl: PMDL, priority: ULONG) -> PVOID 
         }
     }
 }
+
+/// Makes a partial MDL built by [`IoBuildPartialMdl`](crate::IoBuildPartialMdl) ready to be
+/// built again or freed: releases the system mapping made for it, if any. WDK:
+/// `MmPrepareMdlForReuse`.
+///
+/// # Safety
+/// `mdl` must point to a valid MDL that no request is using.
+#[allow(non_snake_case)]
+#[inline]
+pub unsafe fn MmPrepareMdlForReuse(mdl: PMDL) {
+    // SAFETY: the caller guarantees `mdl` is valid and idle; a partial MDL that has been
+    // mapped owns the mapping recorded in `MappedSystemVa`.
+    unsafe {
+        if (*mdl).MdlFlags & crate::MDL_PARTIAL_HAS_BEEN_MAPPED != 0 {
+            crate::MmUnmapLockedPages((*mdl).MappedSystemVa, mdl);
+        }
+    }
+}

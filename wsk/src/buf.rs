@@ -1,0 +1,479 @@
+//! [`Buf`] and [`BufList`]: owned data buffers with the MDLs WSK needs.
+
+use alloc::vec::Vec;
+use core::mem::MaybeUninit;
+use core::ptr::NonNull;
+
+use wsk_sys::*;
+
+use crate::irql::{Irql, require_at_most};
+use crate::{Error, Result};
+
+/// Pool tag of the buffers this crate allocates (`WskB` in pool tools).
+pub const BUF_POOL_TAG: u32 = u32::from_le_bytes(*b"WskB");
+
+/// An owned, locked data buffer and the MDL that describes it to WSK.
+///
+/// A `Buf` has a length (the bytes it holds, what a send transmits) and a capacity (the
+/// memory it owns; a receive appends into the space between them). It is **moved into** a
+/// send or receive and **handed back** with the result, so no code can touch or free the
+/// memory while the provider may read or write it: the operation keeps it until the IRP's
+/// completion has arrived, even if the operation's future is dropped in the meantime.
+///
+/// Two kinds of memory back a `Buf`:
+/// - [`Buf::with_capacity`]: non-paged pool (`ExAllocatePoolWithTag(NonPagedPoolNx)`, tag
+///   [`BUF_POOL_TAG`]) described by `MmBuildMdlForNonPagedPool`; usable at DISPATCH_LEVEL.
+/// - [`Buf::from_vec`]: a `Vec<u8>`'s own allocation, its pages locked with
+///   `MmProbeAndLockPages` (no copy). Dropping such a `Buf` frees the `Vec` through the
+///   global allocator, possibly at DISPATCH_LEVEL (a cancelled operation releases its buffer
+///   when the completion arrives): the driver's global allocator must allow that, as
+///   non-paged pool allocators do.
+///
+/// # Invariants
+/// `mdl` describes `capacity` bytes at `data`, which stay allocated and resident until the
+/// `Buf` is dropped; `len <= capacity <= u32::MAX`; the first `len` bytes are initialised.
+pub struct Buf {
+    data: NonNull<u8>,
+    len: usize,
+    capacity: usize,
+    mdl: NonNull<MDL>,
+    storage: Storage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    /// `ExAllocatePoolWithTag` with [`BUF_POOL_TAG`], MDL built for non-paged pool.
+    Pool,
+    /// A `Vec<u8>`'s allocation (`len`, `capacity`), pages locked.
+    LockedVec,
+}
+
+// SAFETY: a `Buf` exclusively owns its memory and MDL; kernel memory is usable from any
+// thread.
+unsafe impl Send for Buf {}
+// SAFETY: shared references only give shared access to the bytes.
+unsafe impl Sync for Buf {}
+
+impl Buf {
+    /// A buffer of `capacity` bytes of non-paged pool, empty. `capacity` must be between 1
+    /// and `u32::MAX` ([`Error::INVALID_BUFFER_SIZE`] otherwise). IRQL <= DISPATCH_LEVEL.
+    pub fn with_capacity(capacity: usize) -> Result<Buf> {
+        require_at_most(Irql::DISPATCH)?;
+        check_capacity(capacity)?;
+        // SAFETY: a non-zero size and a valid pool type; the IRQL was checked.
+        let raw =
+            unsafe { ExAllocatePoolWithTag(NonPagedPoolNx, capacity as SIZE_T, BUF_POOL_TAG) };
+        let data = NonNull::new(raw.cast::<u8>()).ok_or(Error::INSUFFICIENT_RESOURCES)?;
+        // SAFETY: `data` is a fresh allocation of `capacity` bytes.
+        let mdl = unsafe { allocate_mdl(data, capacity) };
+        let Some(mdl) = mdl else {
+            // SAFETY: allocated above with this tag, not shared.
+            unsafe { ExFreePoolWithTag(data.as_ptr().cast(), BUF_POOL_TAG) };
+            return Err(Error::INSUFFICIENT_RESOURCES);
+        };
+        // SAFETY: the MDL describes non-paged pool just allocated.
+        unsafe { MmBuildMdlForNonPagedPool(mdl.as_ptr()) };
+        Ok(Buf {
+            data,
+            len: 0,
+            capacity,
+            mdl,
+            storage: Storage::Pool,
+        })
+    }
+
+    /// A non-paged buffer holding a copy of `bytes` (which must not be empty).
+    /// IRQL <= DISPATCH_LEVEL.
+    pub fn from_slice(bytes: &[u8]) -> Result<Buf> {
+        let mut buf = Buf::with_capacity(bytes.len())?;
+        buf.extend_from_slice(bytes)?;
+        Ok(buf)
+    }
+
+    /// Takes a `Vec<u8>` without copying: its pages are locked and described by an MDL. The
+    /// buffer's length is the vector's length and its capacity the vector's capacity (which
+    /// must be between 1 and `u32::MAX`). IRQL <= APC_LEVEL (locking may page in).
+    ///
+    /// If the pages cannot be made resident, `MmProbeAndLockPages` raises an exception, as it
+    /// would for the same C code; kernel heap memory is resident or can be paged in.
+    pub fn from_vec(vec: Vec<u8>) -> Result<Buf> {
+        require_at_most(Irql::APC)?;
+        check_capacity(vec.capacity())?;
+        let mut vec = core::mem::ManuallyDrop::new(vec);
+        let (len, capacity) = (vec.len(), vec.capacity());
+        let data = NonNull::new(vec.as_mut_ptr()).expect("a Vec's pointer is never null");
+        // SAFETY: `data` is the vector's allocation of `capacity` bytes.
+        let Some(mdl) = (unsafe { allocate_mdl(data, capacity) }) else {
+            // SAFETY: the parts come from the vector, which was not dropped.
+            drop(unsafe { Vec::from_raw_parts(data.as_ptr(), len, capacity) });
+            return Err(Error::INSUFFICIENT_RESOURCES);
+        };
+        // SAFETY: the MDL describes kernel memory the vector owns; the IRQL allows paging in.
+        unsafe { MmProbeAndLockPages(mdl.as_ptr(), KernelMode, IoModifyAccess) };
+        Ok(Buf {
+            data,
+            len,
+            capacity,
+            mdl,
+            storage: Storage::LockedVec,
+        })
+    }
+
+    /// Gives back the `Vec<u8>` of a buffer made by [`Buf::from_vec`] (without copying), or
+    /// the buffer itself when it is pool memory. IRQL <= DISPATCH_LEVEL.
+    pub fn into_vec(self) -> core::result::Result<Vec<u8>, Buf> {
+        if self.storage != Storage::LockedVec {
+            return Err(self);
+        }
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: the MDL was locked by `from_vec` and is owned by this buffer, which is
+        // consumed; the vector parts are those `from_vec` took apart.
+        unsafe {
+            MmUnlockPages(this.mdl.as_ptr());
+            IoFreeMdl(this.mdl.as_ptr());
+            Ok(Vec::from_raw_parts(
+                this.data.as_ptr(),
+                this.len,
+                this.capacity,
+            ))
+        }
+    }
+
+    /// Number of bytes held.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the buffer holds no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Number of bytes the buffer can hold.
+    #[must_use]
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Free space after the held bytes (what a receive can append).
+    #[must_use]
+    pub fn spare_capacity(&self) -> usize {
+        self.capacity - self.len
+    }
+
+    /// Forgets the held bytes.
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Keeps the first `len` bytes (no effect when `len` is not smaller).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
+    /// Appends `bytes`; fails with [`Error::INVALID_BUFFER_SIZE`] when they do not fit.
+    pub fn extend_from_slice(&mut self, bytes: &[u8]) -> Result<()> {
+        if bytes.len() > self.spare_capacity() {
+            return Err(Error::INVALID_BUFFER_SIZE);
+        }
+        // SAFETY: the destination is inside the allocation (checked above) and does not
+        // overlap `bytes`, which the caller borrows separately.
+        unsafe {
+            core::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.data.as_ptr().add(self.len),
+                bytes.len(),
+            );
+        }
+        self.len += bytes.len();
+        Ok(())
+    }
+
+    /// The free space after the held bytes, for filling in place; then [`Buf::set_len`].
+    pub fn spare_capacity_mut(&mut self) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: the range is inside the allocation, exclusively borrowed through `self`.
+        unsafe {
+            core::slice::from_raw_parts_mut(
+                self.data.as_ptr().add(self.len).cast(),
+                self.capacity - self.len,
+            )
+        }
+    }
+
+    /// Sets the number of bytes held.
+    ///
+    /// # Safety
+    /// `len <= capacity`, and the first `len` bytes must be initialised.
+    pub unsafe fn set_len(&mut self, len: usize) {
+        debug_assert!(len <= self.capacity);
+        self.len = len;
+    }
+
+    /// The MDL describing the whole capacity.
+    #[must_use]
+    pub fn mdl(&self) -> PMDL {
+        self.mdl.as_ptr()
+    }
+
+    /// A `WSK_BUF` over the held bytes `[start, len)`.
+    pub(crate) fn wsk_buf_of_data(&self, start: usize) -> WSK_BUF {
+        debug_assert!(start <= self.len);
+        WSK_BUF {
+            Mdl: self.mdl.as_ptr(),
+            Offset: start as ULONG,
+            Length: (self.len - start) as SIZE_T,
+        }
+    }
+
+    /// A `WSK_BUF` over the spare capacity `[len, len + max)`, for receiving.
+    pub(crate) fn wsk_buf_of_spare(&self, max: usize) -> WSK_BUF {
+        WSK_BUF {
+            Mdl: self.mdl.as_ptr(),
+            Offset: self.len as ULONG,
+            Length: self.spare_capacity().min(max) as SIZE_T,
+        }
+    }
+
+    /// Records `count` bytes a receive wrote into the spare capacity.
+    ///
+    /// # Safety
+    /// The provider must have written `count` bytes at the start of the spare capacity.
+    pub(crate) unsafe fn commit_received(&mut self, count: usize) {
+        debug_assert!(count <= self.spare_capacity());
+        self.len += count.min(self.spare_capacity());
+    }
+}
+
+impl core::ops::Deref for Buf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        // SAFETY: by the invariant the first `len` bytes are initialised and owned.
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl core::ops::DerefMut for Buf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as for `deref`, borrowed exclusively.
+        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for Buf {
+    fn drop(&mut self) {
+        // SAFETY: by the invariant the buffer owns the MDL and memory, and no request uses
+        // them (a request owns the `Buf` until its completion has arrived).
+        unsafe {
+            match self.storage {
+                Storage::Pool => {
+                    IoFreeMdl(self.mdl.as_ptr());
+                    ExFreePoolWithTag(self.data.as_ptr().cast(), BUF_POOL_TAG);
+                }
+                Storage::LockedVec => {
+                    MmUnlockPages(self.mdl.as_ptr());
+                    IoFreeMdl(self.mdl.as_ptr());
+                    drop(Vec::from_raw_parts(
+                        self.data.as_ptr(),
+                        self.len,
+                        self.capacity,
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for Buf {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Buf")
+            .field("len", &self.len)
+            .field("capacity", &self.capacity)
+            .field("storage", &self.storage)
+            .finish()
+    }
+}
+
+fn check_capacity(capacity: usize) -> Result<()> {
+    if capacity == 0 || capacity > u32::MAX as usize {
+        Err(Error::INVALID_BUFFER_SIZE)
+    } else {
+        Ok(())
+    }
+}
+
+/// # Safety
+/// `data` must point to an allocation of at least `length` bytes (`length <= u32::MAX`).
+unsafe fn allocate_mdl(data: NonNull<u8>, length: usize) -> Option<NonNull<MDL>> {
+    // SAFETY: forwarded from the caller; no IRP to attach to.
+    let mdl = unsafe {
+        IoAllocateMdl(
+            data.as_ptr().cast(),
+            length as ULONG,
+            FALSE,
+            FALSE,
+            core::ptr::null_mut(),
+        )
+    };
+    NonNull::new(mdl)
+}
+
+/// Several buffers sent as one: their held bytes, in order, for a vectored send on a
+/// connection (one MDL chain), or one datagram each for
+/// [`DatagramSocket::send_messages`](crate::DatagramSocket::send_messages).
+///
+/// The list keeps, for each buffer, a partial MDL (`IoBuildPartialMdl`) describing exactly
+/// its held bytes, so the chain the provider walks has no gaps; they are allocated when a
+/// buffer is pushed and rebuilt in place for every send.
+///
+/// # Invariants
+/// `partials[i]` is an MDL allocated for `bufs[i]`'s capacity, owned by the list;
+/// `nodes.len() == bufs.len()` once a datagram list has been prepared.
+pub struct BufList {
+    bufs: Vec<Buf>,
+    partials: Vec<NonNull<MDL>>,
+    nodes: Vec<WSK_BUF_LIST>,
+}
+
+// SAFETY: the list exclusively owns its buffers and MDLs.
+unsafe impl Send for BufList {}
+// SAFETY: shared references only read the buffers.
+unsafe impl Sync for BufList {}
+
+impl BufList {
+    /// An empty list.
+    #[must_use]
+    pub fn new() -> BufList {
+        BufList {
+            bufs: Vec::new(),
+            partials: Vec::new(),
+            nodes: Vec::new(),
+        }
+    }
+
+    /// Appends a buffer. IRQL <= DISPATCH_LEVEL.
+    pub fn push(&mut self, buf: Buf) -> Result<()> {
+        require_at_most(Irql::DISPATCH)?;
+        // SAFETY: a partial MDL needs room for the source's pages; allocating it for the
+        // source's own range gives that.
+        let partial =
+            unsafe { allocate_mdl(buf.data, buf.capacity) }.ok_or(Error::INSUFFICIENT_RESOURCES)?;
+        self.bufs
+            .try_reserve(1)
+            .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+        self.partials
+            .try_reserve(1)
+            .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+        self.nodes
+            .try_reserve(self.bufs.len() + 1)
+            .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+        self.bufs.push(buf);
+        self.partials.push(partial);
+        Ok(())
+    }
+
+    /// The buffers.
+    #[must_use]
+    pub fn bufs(&self) -> &[Buf] {
+        &self.bufs
+    }
+
+    /// The buffers, mutably (to refill them between sends).
+    pub fn bufs_mut(&mut self) -> &mut [Buf] {
+        &mut self.bufs
+    }
+
+    /// Takes the buffers back, freeing the list's MDLs.
+    pub fn into_bufs(mut self) -> Vec<Buf> {
+        core::mem::take(&mut self.bufs)
+    }
+
+    /// Total held bytes.
+    #[must_use]
+    pub fn total_len(&self) -> usize {
+        self.bufs.iter().map(|b| b.len()).sum()
+    }
+
+    /// Builds the chain of partial MDLs over the non-empty buffers and returns a `WSK_BUF`
+    /// describing all held bytes; `None` when there are none.
+    pub(crate) fn chain(&mut self) -> Option<WSK_BUF> {
+        let mut first: Option<NonNull<MDL>> = None;
+        let mut last: Option<NonNull<MDL>> = None;
+        let mut total = 0usize;
+        for (buf, partial) in self.bufs.iter().zip(&self.partials) {
+            if buf.is_empty() {
+                continue;
+            }
+            // SAFETY: the partial MDL was allocated for this buffer's range, which its own
+            // MDL describes and keeps resident; no request is using either (the list is
+            // borrowed mutably).
+            unsafe {
+                MmPrepareMdlForReuse(partial.as_ptr());
+                IoBuildPartialMdl(
+                    buf.mdl.as_ptr(),
+                    partial.as_ptr(),
+                    buf.data.as_ptr().cast(),
+                    buf.len as ULONG,
+                );
+                (*partial.as_ptr()).Next = core::ptr::null_mut();
+                if let Some(prev) = last {
+                    (*prev.as_ptr()).Next = partial.as_ptr();
+                }
+            }
+            first.get_or_insert(*partial);
+            last = Some(*partial);
+            total += buf.len;
+        }
+        first.map(|mdl| WSK_BUF {
+            Mdl: mdl.as_ptr(),
+            Offset: 0,
+            Length: total as SIZE_T,
+        })
+    }
+
+    /// Builds the `WSK_BUF_LIST` nodes, one per non-empty buffer, and returns the head;
+    /// `None` when there are none.
+    pub(crate) fn datagram_list(&mut self) -> Option<*mut WSK_BUF_LIST> {
+        self.nodes.clear();
+        for buf in self.bufs.iter().filter(|b| !b.is_empty()) {
+            // Capacity was reserved in `push`, so this does not allocate.
+            self.nodes.push(WSK_BUF_LIST {
+                Next: core::ptr::null_mut(),
+                Buffer: buf.wsk_buf_of_data(0),
+            });
+        }
+        let count = self.nodes.len();
+        let base = self.nodes.as_mut_ptr();
+        for i in 1..count {
+            // SAFETY: both indices are within the vector, which is not resized below.
+            unsafe { (*base.add(i - 1)).Next = base.add(i) };
+        }
+        (count > 0).then_some(base)
+    }
+}
+
+impl Default for BufList {
+    fn default() -> Self {
+        BufList::new()
+    }
+}
+
+impl Drop for BufList {
+    fn drop(&mut self) {
+        for partial in &self.partials {
+            // SAFETY: the partial MDLs are owned by the list and not in use (no request
+            // holds the list any more when it is dropped).
+            unsafe {
+                MmPrepareMdlForReuse(partial.as_ptr());
+                IoFreeMdl(partial.as_ptr());
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for BufList {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("BufList").field("bufs", &self.bufs).finish()
+    }
+}

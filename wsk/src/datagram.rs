@@ -1,0 +1,357 @@
+//! [`DatagramSocket`]: a datagram (UDP) socket.
+
+use core::net::SocketAddr;
+
+use wsk_sys::*;
+
+use crate::addr::{RawAddr, require_family};
+use crate::buf::{Buf, BufList};
+use crate::client::{Feature, WskClient};
+use crate::completion::{BlockRef, Held};
+use crate::events::{DatagramEvents, Handlers};
+use crate::listen::{Bound, HasCore};
+use crate::op::Op;
+use crate::op::issue::Issue;
+use crate::shared::Shared;
+use crate::socket::{
+    AddressRequest, Category, Close, OptionRequest, OptionValue, SocketCore, SocketHandle,
+    SocketKind, WhichAddress,
+};
+use crate::{Error, Result};
+
+/// A datagram socket (UDP), bound to a local address.
+///
+/// Datagrams go out with [`send_to`](Self::send_to) (or several at once with
+/// [`send_messages`](Self::send_messages), Windows 8) and come in with
+/// [`receive_from`](Self::receive_from), or through a [`DatagramEvents`] handler. Operations
+/// may be issued at IRQL <= DISPATCH_LEVEL.
+pub struct DatagramSocket {
+    handle: SocketHandle,
+}
+
+impl SocketKind for DatagramSocket {
+    const CATEGORY: Category = Category::Datagram;
+    fn from_handle(handle: SocketHandle) -> Self {
+        DatagramSocket { handle }
+    }
+}
+
+impl HasCore for DatagramSocket {
+    fn socket_core(&self) -> &Shared<SocketCore> {
+        &self.handle.core
+    }
+}
+
+/// The operation of [`WskClient::bind_datagram`].
+pub type BindDatagram = Bound<DatagramSocket>;
+/// The operation of [`DatagramSocket::send_to`]: yields the bytes sent and the buffer.
+pub type SendTo = Op<SendToRequest>;
+/// The operation of [`DatagramSocket::receive_from`]: yields the bytes received, the source
+/// and the buffer.
+pub type ReceiveFrom = Op<ReceiveFromRequest>;
+/// The operation of [`DatagramSocket::send_messages`].
+pub type SendMessages = Op<SendMessagesRequest>;
+
+impl DatagramSocket {
+    pub(crate) fn bind(client: &WskClient, local: SocketAddr) -> BindDatagram {
+        Bound::new(client.core(), local, Handlers::none())
+    }
+
+    /// Creates a datagram socket bound to `local` whose datagrams go to `events`
+    /// (`WSK_EVENT_RECEIVE_FROM`), at DISPATCH_LEVEL. IRQL <= DISPATCH_LEVEL.
+    pub fn bind_with_events(
+        client: &WskClient,
+        local: SocketAddr,
+        events: impl DatagramEvents,
+    ) -> BindDatagram {
+        Bound::new(client.core(), local, Handlers::datagram(events))
+    }
+
+    fn core(&self) -> &Shared<SocketCore> {
+        &self.handle.core
+    }
+
+    /// Sends the buffer's bytes as one datagram to `remote` (`WskSendTo`). An empty buffer
+    /// fails with [`Error::INVALID_BUFFER_SIZE`], an address of the other family with
+    /// [`Error::ADDRESS_FAMILY_MISMATCH`].
+    pub fn send_to(&self, buf: Buf, remote: SocketAddr) -> SendTo {
+        Op::new(SendToRequest {
+            core: self.core().clone(),
+            buf: Some(buf),
+            remote,
+        })
+    }
+
+    /// Sends each buffer of the list as one datagram to `remote`, in one call
+    /// (`WskSendMessages`, Windows 8; [`Error::NOT_SUPPORTED`] before).
+    pub fn send_messages(&self, list: BufList, remote: SocketAddr) -> SendMessages {
+        Op::new(SendMessagesRequest {
+            core: self.core().clone(),
+            list: Some(list),
+            remote,
+        })
+    }
+
+    /// Receives one datagram into the buffer's spare capacity (`WskReceiveFrom`). Yields its
+    /// length and source; a datagram longer than the spare capacity is truncated.
+    pub fn receive_from(&self, buf: Buf) -> ReceiveFrom {
+        Op::new(ReceiveFromRequest {
+            core: self.core().clone(),
+            buf: Some(buf),
+        })
+    }
+
+    /// The local address (`WskGetLocalAddress`).
+    pub fn local_addr(&self) -> Op<AddressRequest> {
+        Op::new(AddressRequest {
+            core: self.core().clone(),
+            which: WhichAddress::Local,
+        })
+    }
+
+    /// Allows sending to broadcast addresses (`SO_BROADCAST`).
+    pub fn set_broadcast(&self, broadcast: bool) -> crate::SetOption {
+        Op::new(OptionRequest {
+            core: self.core().clone(),
+            level: SOL_SOCKET,
+            name: SO_BROADCAST,
+            value: Some(OptionValue::Ulong(broadcast.into())),
+        })
+    }
+
+    /// Closes the socket; see [`Close`].
+    pub fn close(self) -> Close {
+        self.handle.close()
+    }
+}
+
+impl core::fmt::Debug for DatagramSocket {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DatagramSocket")
+            .field("family", &self.core().family)
+            .finish()
+    }
+}
+
+/// # Safety
+/// `socket` must be an open datagram socket.
+unsafe fn table(socket: PWSK_SOCKET) -> &'static WSK_PROVIDER_DATAGRAM_DISPATCH {
+    // SAFETY: a datagram socket's dispatch table is the provider's static datagram table.
+    unsafe { &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>() }
+}
+
+/// `WskSendTo`.
+pub struct SendToRequest {
+    core: Shared<SocketCore>,
+    buf: Option<Buf>,
+    remote: SocketAddr,
+}
+
+impl Issue for SendToRequest {
+    type Output = (Result<usize>, Buf);
+
+    fn start(&mut self) -> Result<BlockRef> {
+        require_family(&self.remote, self.core.family)?;
+        if self.buf.as_ref().is_none_or(|b| b.is_empty()) {
+            return Err(Error::INVALID_BUFFER_SIZE);
+        }
+        let mut block = BlockRef::for_socket(&self.core)?;
+        let buf = self.buf.take().expect("checked above");
+        // SAFETY: nothing in flight on the block yet.
+        unsafe {
+            let scratch = block.scratch();
+            scratch.wsk_buf = buf.wsk_buf_of_data(0);
+            scratch.remote = RawAddr::from_socket_addr(&self.remote);
+            *block.held() = Held::Buf(buf);
+        }
+        Ok(block)
+    }
+
+    unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+        // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
+        unsafe {
+            let scratch = block.scratch_ptr();
+            let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
+            self.core.call(irp, |socket| {
+                let send_to = table(socket)
+                    .WskSendTo
+                    .expect("datagram sockets have WskSendTo");
+                send_to(socket, wsk_buf, 0, remote, 0, core::ptr::null_mut(), irp)
+            })
+        }
+    }
+
+    fn finish(
+        &mut self,
+        block: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        // SAFETY: done: the buffer is ours again.
+        let buf = match core::mem::take(unsafe { block.held() }) {
+            Held::Buf(buf) => buf,
+            _ => unreachable!("a send holds its buffer"),
+        };
+        (Error::check(status).map(|()| information), buf)
+    }
+
+    fn fail(&mut self, error: Error) -> Self::Output {
+        (
+            Err(error),
+            self.buf.take().expect("a failed send still has its buffer"),
+        )
+    }
+}
+
+/// `WskSendMessages`.
+pub struct SendMessagesRequest {
+    core: Shared<SocketCore>,
+    list: Option<BufList>,
+    remote: SocketAddr,
+}
+
+impl Issue for SendMessagesRequest {
+    type Output = (Result<usize>, BufList);
+
+    fn start(&mut self) -> Result<BlockRef> {
+        if !self.core.client.info().supports(Feature::SendMessages) {
+            return Err(Error::NOT_SUPPORTED);
+        }
+        require_family(&self.remote, self.core.family)?;
+        let list = self.list.as_mut().expect("a send starts once");
+        if list.datagram_list().is_none() {
+            return Err(Error::INVALID_BUFFER_SIZE);
+        }
+        let mut block = BlockRef::for_socket(&self.core)?;
+        let list = self.list.take().expect("checked above");
+        // SAFETY: nothing in flight on the block yet.
+        unsafe {
+            block.scratch().remote = RawAddr::from_socket_addr(&self.remote);
+            *block.held() = Held::List(list);
+        }
+        Ok(block)
+    }
+
+    unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+        // SAFETY: the list (with its nodes) and the address live in the block until the
+        // completion; the list's nodes were built in `start` and are not moved (the list's
+        // vectors are owned by the block's `Held`).
+        unsafe {
+            let remote = (*block.scratch_ptr()).remote.as_mut_ptr();
+            let head = match &mut *block.held_ptr() {
+                Held::List(list) => list.datagram_list().unwrap_or(core::ptr::null_mut()),
+                _ => core::ptr::null_mut(),
+            };
+            self.core.call(irp, |socket| {
+                let send = table(socket).WskSendMessages.expect("gated on Windows 8");
+                send(socket, head, 0, remote, 0, core::ptr::null_mut(), irp)
+            })
+        }
+    }
+
+    fn finish(
+        &mut self,
+        block: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        // SAFETY: done: the list is ours again.
+        let list = match core::mem::take(unsafe { block.held() }) {
+            Held::List(list) => list,
+            _ => unreachable!("a send holds its list"),
+        };
+        (Error::check(status).map(|()| information), list)
+    }
+
+    fn fail(&mut self, error: Error) -> Self::Output {
+        (
+            Err(error),
+            self.list.take().expect("a failed send still has its list"),
+        )
+    }
+}
+
+/// `WskReceiveFrom`.
+pub struct ReceiveFromRequest {
+    core: Shared<SocketCore>,
+    buf: Option<Buf>,
+}
+
+impl Issue for ReceiveFromRequest {
+    type Output = (Result<(usize, SocketAddr)>, Buf);
+
+    fn start(&mut self) -> Result<BlockRef> {
+        if self.buf.as_ref().is_none_or(|b| b.spare_capacity() == 0) {
+            return Err(Error::INVALID_BUFFER_SIZE);
+        }
+        let mut block = BlockRef::for_socket(&self.core)?;
+        let buf = self.buf.take().expect("checked above");
+        // SAFETY: nothing in flight on the block yet.
+        unsafe {
+            let scratch = block.scratch();
+            scratch.wsk_buf = buf.wsk_buf_of_spare(usize::MAX);
+            scratch.remote = RawAddr::empty();
+            scratch.control_length = 0;
+            scratch.control_flags = 0;
+            *block.held() = Held::Buf(buf);
+        }
+        Ok(block)
+    }
+
+    unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+        // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
+        unsafe {
+            let scratch = block.scratch_ptr();
+            let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
+            self.core.call(irp, |socket| {
+                let receive = table(socket)
+                    .WskReceiveFrom
+                    .expect("datagram sockets have WskReceiveFrom");
+                receive(
+                    socket,
+                    wsk_buf,
+                    0,
+                    remote,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    irp,
+                )
+            })
+        }
+    }
+
+    fn finish(
+        &mut self,
+        block: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        // SAFETY: done: the buffer is ours again; the provider wrote `information` bytes at
+        // the start of the spare capacity the WSK_BUF described.
+        let (mut buf, wanted, remote) = unsafe {
+            let scratch = block.scratch();
+            let (wanted, remote) = (scratch.wsk_buf.Length as usize, scratch.remote);
+            match core::mem::take(block.held()) {
+                Held::Buf(buf) => (buf, wanted, remote),
+                _ => unreachable!("a receive holds its buffer"),
+            }
+        };
+        let result = Error::check(status).and_then(|()| {
+            let received = information.min(wanted);
+            // SAFETY: see above.
+            unsafe { buf.commit_received(received) };
+            Ok((received, remote.to_socket_addr()?))
+        });
+        (result, buf)
+    }
+
+    fn fail(&mut self, error: Error) -> Self::Output {
+        (
+            Err(error),
+            self.buf
+                .take()
+                .expect("a failed receive still has its buffer"),
+        )
+    }
+}

@@ -1,0 +1,244 @@
+//! Name resolution through the provider (`WskGetAddressInfo` / `WskFreeAddressInfo`).
+
+use alloc::vec::Vec;
+use core::net::SocketAddr;
+
+use wsk_sys::*;
+
+use crate::addr::{AddressFamily, from_sockaddr};
+use crate::client::{ClientCore, Feature, WskClient};
+use crate::completion::{BlockRef, Held};
+use crate::irql::{Irql, require_at_most};
+use crate::op::Op;
+use crate::op::issue::Issue;
+use crate::shared::Shared;
+use crate::{Error, Result};
+
+/// What to resolve names to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResolveHints {
+    /// Only addresses of this family (`None`: both).
+    pub family: Option<AddressFamily>,
+    /// The name is a numeric address; do not query the DNS (`AI_NUMERICHOST`).
+    pub numeric_host: bool,
+}
+
+/// The operation of [`WskClient::resolve`]: yields the addresses, in the provider's order.
+pub type Resolve = Op<ResolveRequest>;
+
+impl WskClient {
+    /// Resolves `host` (a name or a numeric address) to socket addresses with `port`
+    /// (`WskGetAddressInfo`, Windows 7). The provider's result list is freed
+    /// (`WskFreeAddressInfo`) before the addresses are returned. IRQL == PASSIVE_LEVEL;
+    /// [`Error::NOT_SUPPORTED`] on systems without name resolution, [`Error::INVALID_PARAMETER`]
+    /// for an empty or over-long name.
+    pub fn resolve(&self, host: &str, port: u16) -> Resolve {
+        self.resolve_with(host, port, ResolveHints::default())
+    }
+
+    /// [`resolve`](Self::resolve) with hints.
+    pub fn resolve_with(&self, host: &str, port: u16, hints: ResolveHints) -> Resolve {
+        Op::new(ResolveRequest::new(self.core(), host, port, hints))
+    }
+}
+
+/// `WskGetAddressInfo`.
+pub struct ResolveRequest {
+    client: Shared<ClientCore>,
+    text: Option<Result<Vec<u16>>>,
+    host_units: usize,
+    hints: ResolveHints,
+}
+
+/// Longest host name accepted, in UTF-16 units (a DNS name is at most 255 bytes; numeric
+/// IPv6 addresses with a scope are shorter).
+const MAX_HOST_UNITS: usize = 255;
+
+impl ResolveRequest {
+    fn new(
+        client: &Shared<ClientCore>,
+        host: &str,
+        port: u16,
+        hints: ResolveHints,
+    ) -> ResolveRequest {
+        let host_units = host.encode_utf16().count();
+        let text = if host_units == 0 || host_units > MAX_HOST_UNITS || host.contains('\0') {
+            Err(Error::INVALID_PARAMETER)
+        } else {
+            encode(host, port)
+        };
+        ResolveRequest {
+            client: client.clone(),
+            text: Some(text),
+            host_units,
+            hints,
+        }
+    }
+}
+
+/// The host followed by the decimal port, as UTF-16 (the provider reads counted strings, no
+/// terminator needed).
+fn encode(host: &str, port: u16) -> Result<Vec<u16>> {
+    let mut text = Vec::new();
+    text.try_reserve(host.len() + 5)
+        .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+    text.extend(host.encode_utf16());
+    let mut digits = [0u16; 5];
+    let mut value = port;
+    let mut count = 0;
+    loop {
+        digits[count] = u16::from(b'0') + value % 10;
+        count += 1;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    text.extend(digits[..count].iter().rev());
+    Ok(text)
+}
+
+fn counted(units: &[u16]) -> UNICODE_STRING {
+    let bytes = (units.len() * 2) as USHORT;
+    UNICODE_STRING {
+        Length: bytes,
+        MaximumLength: bytes,
+        Buffer: units.as_ptr().cast_mut(),
+    }
+}
+
+impl Issue for ResolveRequest {
+    type Output = Result<Vec<SocketAddr>>;
+
+    fn start(&mut self) -> Result<BlockRef> {
+        require_at_most(Irql::PASSIVE)?;
+        if !self.client.info().supports(Feature::NameResolution) {
+            return Err(Error::NOT_SUPPORTED);
+        }
+        let text = self.text.take().expect("a resolution starts once")?;
+        let request = crate::client::ClientCore::begin_request(&self.client)?;
+        let mut block = BlockRef::allocate()?;
+        // SAFETY: nothing in flight on the block yet.
+        unsafe { block.set_client_request(request) };
+        // SAFETY: nothing in flight on the block yet. The strings point into the text the
+        // block holds (its heap buffer does not move when the vector is moved in).
+        unsafe {
+            let scratch = block.scratch();
+            scratch.node_name = counted(&text[..self.host_units]);
+            scratch.service_name = counted(&text[self.host_units..]);
+            scratch.hints = ADDRINFOEXW::default();
+            scratch.hints.ai_family = self
+                .hints
+                .family
+                .map_or(i32::from(AF_UNSPEC), |f| i32::from(f.raw()));
+            scratch.hints.ai_socktype = i32::from(SOCK_STREAM);
+            scratch.hints.ai_flags = if self.hints.numeric_host {
+                AI_NUMERICHOST
+            } else {
+                0
+            };
+            scratch.result = core::ptr::null_mut();
+            *block.held() = Held::Resolution(self.client.clone(), text);
+        }
+        Ok(block)
+    }
+
+    unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+        // SAFETY: the strings, hints and result slot live in the block until the completion;
+        // the NPI is captured (the request references a client core from a live handle).
+        unsafe {
+            let scratch = block.scratch_ptr();
+            let resolve = self
+                .client
+                .dispatch()
+                .WskGetAddressInfo
+                .expect("gated on Windows 7");
+            resolve(
+                self.client.npi().Client,
+                &raw mut (*scratch).node_name,
+                &raw mut (*scratch).service_name,
+                NS_ALL,
+                core::ptr::null_mut(),
+                &raw mut (*scratch).hints,
+                &raw mut (*scratch).result,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                irp,
+            )
+        }
+    }
+
+    fn finish(
+        &mut self,
+        block: &mut BlockRef,
+        status: NTSTATUS,
+        _information: usize,
+    ) -> Self::Output {
+        // SAFETY: done: exclusive access; the result list is the provider's, ours to free.
+        let list = unsafe {
+            *block.held() = Held::None;
+            core::mem::replace(&mut block.scratch().result, core::ptr::null_mut())
+        };
+        Error::check(status)?;
+        // SAFETY: a successful resolution returns a valid list, freed once below.
+        let addresses = unsafe { collect(list) };
+        // SAFETY: as above; the resolution completes at PASSIVE_LEVEL in the thread that
+        // waits for it or in the provider's worker, both allowed to free.
+        unsafe { free_address_info(&self.client, list) };
+        addresses
+    }
+
+    fn fail(&mut self, error: Error) -> Self::Output {
+        Err(error)
+    }
+}
+
+/// The IPv4 and IPv6 addresses of an `ADDRINFOEXW` list.
+///
+/// # Safety
+/// `list` must be null or a valid list from `WskGetAddressInfo`.
+unsafe fn collect(list: PADDRINFOEXW) -> Result<Vec<SocketAddr>> {
+    let mut addresses = Vec::new();
+    let mut entry = list;
+    // SAFETY: the list is valid (caller's guarantee).
+    while let Some(info) = unsafe { entry.as_ref() } {
+        if !info.ai_addr.is_null() {
+            // SAFETY: `ai_addr` points to an address of the family it holds.
+            if let Ok(address) = unsafe { from_sockaddr(info.ai_addr) } {
+                addresses
+                    .try_reserve(1)
+                    .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+                addresses.push(address);
+            }
+        }
+        entry = info.ai_next;
+    }
+    if addresses.is_empty() {
+        return Err(Error::from_status(STATUS_NOT_FOUND));
+    }
+    Ok(addresses)
+}
+
+/// Frees a result list (`WskFreeAddressInfo`, IRQL == PASSIVE_LEVEL). At a higher IRQL — only
+/// possible for a resolution whose operation was dropped — the list is handed to the client,
+/// which frees it at its next PASSIVE_LEVEL opportunity (another resolution, or shutdown).
+///
+/// # Safety
+/// `list` must be null or a list from `WskGetAddressInfo` of this client, not yet freed.
+pub(crate) unsafe fn free_address_info(client: &ClientCore, list: PADDRINFOEXW) {
+    if list.is_null() {
+        return;
+    }
+    if Irql::current() > Irql::PASSIVE {
+        client.defer_address_info(list);
+        return;
+    }
+    // SAFETY: forwarded; PASSIVE_LEVEL checked; the NPI is captured while the client core
+    // can still free (its owner frees deferred lists before releasing the NPI).
+    unsafe {
+        if let Some(free) = client.dispatch().WskFreeAddressInfo {
+            free(client.npi().Client, list);
+        }
+    }
+    client.free_deferred_address_info();
+}

@@ -1,0 +1,427 @@
+//! Event-callback mode: safe handlers for the provider's receive, disconnect, accept and
+//! receive-from events.
+//!
+//! Handlers are trait objects stored with the socket. The provider calls them at IRQL <=
+//! DISPATCH_LEVEL (usually DISPATCH_LEVEL), possibly on several processors at once: they
+//! must not wait, must not touch paged memory, and must be `Send + Sync`. No callback of a
+//! socket runs after its close has completed; the handler is dropped with the socket.
+
+use alloc::boxed::Box;
+use core::marker::PhantomData;
+use core::net::SocketAddr;
+use core::sync::atomic::{AtomicPtr, Ordering};
+
+use wsk_sys::*;
+
+use crate::addr::from_sockaddr;
+use crate::connection::ConnectionSocket;
+use crate::heap::try_box;
+use crate::indication::{ReceiveDecision, ReceivedData, ReceivedDatagrams};
+use crate::shared::Shared;
+use crate::socket::{Category, SocketCore, context_of, core_of, enable_events};
+use crate::{Error, Result};
+
+/// Event handlers of a connection socket. Every method runs at IRQL <= DISPATCH_LEVEL.
+pub trait ConnectionEvents: Send + Sync + 'static {
+    /// Data arrived. Decide what happens to it with a method of [`ReceivedData`]. A pending
+    /// [`receive`](ConnectionSocket::receive) takes data before this is called.
+    fn on_receive(&self, data: ReceivedData<'_>) -> ReceiveDecision;
+
+    /// The peer disconnected: gracefully (`abortive == false`, no more data will come) or
+    /// with a reset, or the connection failed (`abortive == true`).
+    fn on_disconnect(&self, abortive: bool) {
+        let _ = abortive;
+    }
+
+    /// The ideal amount of unacknowledged data to keep in flight changed (bytes).
+    fn on_send_backlog(&self, ideal_bytes: usize) {
+        let _ = ideal_bytes;
+    }
+}
+
+/// Event handler of a listening socket. Runs at IRQL <= DISPATCH_LEVEL.
+pub trait ListenEvents: Send + Sync + 'static {
+    /// A connection arrived. Take it with [`Incoming::accept`] (keep the returned socket)
+    /// or refuse it with [`Incoming::reject`].
+    fn on_accept(&self, incoming: Incoming<'_>) -> AcceptDecision;
+
+    /// The listening socket stopped working (the provider indicated no socket); close it.
+    fn on_listen_failed(&self) {}
+}
+
+/// Event handler of a datagram socket. Runs at IRQL <= DISPATCH_LEVEL.
+pub trait DatagramEvents: Send + Sync + 'static {
+    /// Datagrams arrived. A pending
+    /// [`receive_from`](crate::DatagramSocket::receive_from) takes data before this is
+    /// called.
+    fn on_receive_from(&self, datagrams: ReceivedDatagrams<'_>) -> ReceiveDecision;
+}
+
+/// The handler stored with a socket.
+pub(crate) enum Handler {
+    Connection(Box<dyn ConnectionEvents>),
+    Listen(Box<dyn ListenEvents>),
+    Datagram(Box<dyn DatagramEvents>),
+}
+
+impl Handler {
+    fn mask(&self) -> ULONG {
+        match self {
+            Handler::Connection(_) => {
+                WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG
+            }
+            Handler::Listen(_) => WSK_EVENT_ACCEPT,
+            Handler::Datagram(_) => WSK_EVENT_RECEIVE_FROM,
+        }
+    }
+}
+
+/// A socket's handler slot: empty, or a handler installed once. Event callbacks only read
+/// it.
+pub(crate) struct Handlers {
+    slot: AtomicPtr<Handler>,
+}
+
+impl Handlers {
+    /// No handler (yet).
+    pub(crate) fn none() -> Handlers {
+        Handlers {
+            slot: AtomicPtr::new(core::ptr::null_mut()),
+        }
+    }
+
+    fn with(handler: Result<Handler>) -> Handlers {
+        match handler.and_then(try_box) {
+            Ok(boxed) => Handlers {
+                slot: AtomicPtr::new(Box::into_raw(boxed)),
+            },
+            // Allocation failed: an empty slot whose installation below reports it.
+            Err(_) => Handlers {
+                slot: AtomicPtr::new(FAILED.cast_mut()),
+            },
+        }
+    }
+
+    pub(crate) fn connection(events: impl ConnectionEvents) -> Handlers {
+        Handlers::with(try_box(events).map(|b| Handler::Connection(b)))
+    }
+
+    pub(crate) fn listen(events: impl ListenEvents) -> Handlers {
+        Handlers::with(try_box(events).map(|b| Handler::Listen(b)))
+    }
+
+    pub(crate) fn datagram(events: impl DatagramEvents) -> Handlers {
+        Handlers::with(try_box(events).map(|b| Handler::Datagram(b)))
+    }
+
+    /// Fails when building the handler ran out of memory.
+    pub(crate) fn check(&self) -> Result<()> {
+        if self.slot.load(Ordering::Relaxed).cast_const() == FAILED {
+            Err(Error::INSUFFICIENT_RESOURCES)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn get(&self) -> Option<&Handler> {
+        let ptr = self.slot.load(Ordering::Acquire);
+        if ptr.cast_const() == FAILED {
+            return None;
+        }
+        // SAFETY: a non-null, non-marker pointer is a handler installed once and freed only
+        // with the slot.
+        unsafe { ptr.as_ref() }
+    }
+
+    fn install(&self, handlers: Handlers) -> Result<()> {
+        handlers.check()?;
+        let ptr = handlers.slot.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        match self.slot.compare_exchange(
+            core::ptr::null_mut(),
+            ptr,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => Ok(()),
+            Err(_) => {
+                // SAFETY: `ptr` came from `Box::into_raw` and was not installed.
+                drop(unsafe { Box::from_raw(ptr) });
+                Err(Error::from_status(STATUS_INVALID_DEVICE_STATE))
+            }
+        }
+    }
+
+    /// The client dispatch table to give the provider for a socket of `category`.
+    pub(crate) fn client_dispatch_for(category: Category) -> *const core::ffi::c_void {
+        match category {
+            Category::Connection => (&raw const CONNECTION_DISPATCH).cast(),
+            Category::Listen => (&raw const LISTEN_DISPATCH).cast(),
+            Category::Datagram => (&raw const DATAGRAM_DISPATCH).cast(),
+            Category::Stream => (&raw const STREAM_DISPATCH).cast(),
+        }
+    }
+}
+
+impl Drop for Handlers {
+    fn drop(&mut self) {
+        let ptr = *self.slot.get_mut();
+        if !ptr.is_null() && ptr.cast_const() != FAILED {
+            // SAFETY: an installed handler came from `Box::into_raw`; no callback runs any
+            // more (the slot is dropped with the socket, after its close completed).
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    }
+}
+
+/// Marks a slot whose handler could not be allocated.
+static FAILED_MARKER: u8 = 0;
+const FAILED: *const Handler = (&raw const FAILED_MARKER).cast();
+
+/// Installs `handlers` on an open socket and enables its events (`SO_WSK_EVENT_CALLBACK`).
+pub(crate) fn set_events(core: &SocketCore, handlers: Handlers) -> Result<()> {
+    core.handlers.install(handlers)?;
+    let mask = core.handlers.get().map_or(0, Handler::mask);
+    enable_events(core, mask)
+}
+
+/// Enables the events of a handler given at creation, once the socket may have them:
+/// connection sockets after connecting, listening and datagram sockets after binding.
+pub(crate) fn enable_installed(core: &SocketCore) -> Result<()> {
+    core.handlers.check()?;
+    match core.handlers.get() {
+        Some(handler) => enable_events(core, handler.mask()),
+        None => Ok(()),
+    }
+}
+
+/// See [`enable_installed`]: for connection sockets, right after the connect.
+pub(crate) fn enable_after_connect(core: &Shared<SocketCore>) -> Result<()> {
+    enable_installed(core)
+}
+
+// ---- accept ----------------------------------------------------------------------------------
+
+/// A connection arriving on a listening socket, in [`ListenEvents::on_accept`].
+pub struct Incoming<'a> {
+    listener: &'a SocketCore,
+    local: PSOCKADDR,
+    remote: PSOCKADDR,
+    socket: PWSK_SOCKET,
+    out_context: *mut PVOID,
+    out_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+}
+
+/// What [`ListenEvents::on_accept`] decided; made by [`Incoming`]'s methods only.
+#[derive(Debug)]
+#[must_use = "return the decision from the callback"]
+pub struct AcceptDecision {
+    status: NTSTATUS,
+}
+
+impl Incoming<'_> {
+    /// The local address of the connection.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        if self.local.is_null() {
+            return Err(Error::from_status(STATUS_INVALID_ADDRESS));
+        }
+        // SAFETY: the provider gives an address of the listener's family.
+        unsafe { from_sockaddr(self.local) }
+    }
+
+    /// The remote address of the connection.
+    pub fn peer_addr(&self) -> Result<SocketAddr> {
+        if self.remote.is_null() {
+            return Err(Error::from_status(STATUS_INVALID_ADDRESS));
+        }
+        // SAFETY: as above.
+        unsafe { from_sockaddr(self.remote) }
+    }
+
+    /// Takes the connection: returns its socket (keep it; dropping it closes the
+    /// connection). On failure (memory is short, or the listener is closing) the
+    /// connection is refused and the error returned with the decision.
+    pub fn accept(
+        self,
+    ) -> core::result::Result<(ConnectionSocket, AcceptDecision), (Error, AcceptDecision)> {
+        match self.take() {
+            Ok(socket) => Ok((
+                socket,
+                AcceptDecision {
+                    status: STATUS_SUCCESS,
+                },
+            )),
+            Err(error) => Err((
+                error,
+                AcceptDecision {
+                    status: STATUS_REQUEST_NOT_ACCEPTED,
+                },
+            )),
+        }
+    }
+
+    /// Refuses the connection (`STATUS_REQUEST_NOT_ACCEPTED`).
+    pub fn reject(self) -> AcceptDecision {
+        AcceptDecision {
+            status: STATUS_REQUEST_NOT_ACCEPTED,
+        }
+    }
+
+    fn take(&self) -> Result<ConnectionSocket> {
+        let _hold = self.listener.enter()?;
+        let core = SocketCore::new(
+            &self.listener.client,
+            Category::Connection,
+            self.listener.family,
+            Handlers::none(),
+        )?;
+        // SAFETY: the provider takes the context reference made here when the callback returns
+        // STATUS_SUCCESS, which `accept` does exactly when this succeeds; the socket is the
+        // accepted one, created with that context.
+        unsafe {
+            *self.out_context = context_of(&core);
+            *self.out_dispatch = (&raw const CONNECTION_DISPATCH).cast();
+            SocketCore::attach(&core, self.socket);
+        }
+        Ok(ConnectionSocket::from_core(core))
+    }
+}
+
+// ---- trampolines: the C callbacks the provider calls ------------------------------------------
+
+static CONNECTION_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTION_DISPATCH {
+    WskReceiveEvent: Some(receive_event),
+    WskDisconnectEvent: Some(disconnect_event),
+    WskSendBacklogEvent: Some(send_backlog_event),
+};
+
+static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
+    WskAcceptEvent: Some(accept_event),
+    WskInspectEvent: None,
+    WskAbortEvent: None,
+};
+
+static DATAGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
+    WskReceiveFromEvent: Some(receive_from_event),
+};
+
+/// The stream dispatch table: pointers to the two tables above.
+#[repr(transparent)]
+struct StreamDispatch(WSK_CLIENT_STREAM_DISPATCH);
+
+// SAFETY: the table holds pointers to immutable statics only, never written.
+unsafe impl Sync for StreamDispatch {}
+
+static STREAM_DISPATCH: StreamDispatch = StreamDispatch(WSK_CLIENT_STREAM_DISPATCH {
+    Listen: &raw const LISTEN_DISPATCH,
+    Connect: &raw const CONNECTION_DISPATCH,
+});
+
+fn connection_handler(core: &SocketCore) -> Option<&dyn ConnectionEvents> {
+    match core.handlers.get() {
+        Some(Handler::Connection(handler)) => Some(handler.as_ref()),
+        _ => None,
+    }
+}
+
+unsafe extern "system" fn receive_event(
+    context: PVOID,
+    flags: ULONG,
+    indication: PWSK_DATA_INDICATION,
+    bytes_indicated: SIZE_T,
+    bytes_accepted: *mut SIZE_T,
+) -> NTSTATUS {
+    // SAFETY: the provider calls event callbacks with the context it was given, which it
+    // holds until the close completes.
+    let core = unsafe { core_of(context) };
+    let Some(handler) = connection_handler(core) else {
+        return STATUS_DATA_NOT_ACCEPTED;
+    };
+    if indication.is_null() {
+        // The socket is no longer functional.
+        handler.on_disconnect(true);
+        return STATUS_SUCCESS;
+    }
+    let data = ReceivedData {
+        core,
+        indication,
+        len: bytes_indicated as usize,
+        flags,
+        _provider: PhantomData,
+    };
+    let decision = handler.on_receive(data);
+    if let Some(accepted) = decision.accepted {
+        if !bytes_accepted.is_null() {
+            // SAFETY: the provider gives a writable count.
+            unsafe { *bytes_accepted = accepted as SIZE_T };
+        }
+    }
+    decision.status
+}
+
+unsafe extern "system" fn disconnect_event(context: PVOID, flags: ULONG) -> NTSTATUS {
+    // SAFETY: as in `receive_event`.
+    let core = unsafe { core_of(context) };
+    if let Some(handler) = connection_handler(core) {
+        handler.on_disconnect(flags & WSK_FLAG_ABORTIVE != 0);
+    }
+    STATUS_SUCCESS
+}
+
+unsafe extern "system" fn send_backlog_event(context: PVOID, ideal: SIZE_T) -> NTSTATUS {
+    // SAFETY: as in `receive_event`.
+    let core = unsafe { core_of(context) };
+    if let Some(handler) = connection_handler(core) {
+        handler.on_send_backlog(ideal as usize);
+    }
+    STATUS_SUCCESS
+}
+
+unsafe extern "system" fn accept_event(
+    context: PVOID,
+    _flags: ULONG,
+    local: PSOCKADDR,
+    remote: PSOCKADDR,
+    socket: PWSK_SOCKET,
+    out_context: *mut PVOID,
+    out_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+) -> NTSTATUS {
+    // SAFETY: as in `receive_event`.
+    let core = unsafe { core_of(context) };
+    let Some(Handler::Listen(handler)) = core.handlers.get() else {
+        return STATUS_REQUEST_NOT_ACCEPTED;
+    };
+    if socket.is_null() {
+        handler.on_listen_failed();
+        return STATUS_SUCCESS;
+    }
+    let incoming = Incoming {
+        listener: core,
+        local,
+        remote,
+        socket,
+        out_context,
+        out_dispatch,
+    };
+    handler.on_accept(incoming).status
+}
+
+unsafe extern "system" fn receive_from_event(
+    context: PVOID,
+    _flags: ULONG,
+    indication: PWSK_DATAGRAM_INDICATION,
+) -> NTSTATUS {
+    // SAFETY: as in `receive_event`.
+    let core = unsafe { core_of(context) };
+    let Some(Handler::Datagram(handler)) = core.handlers.get() else {
+        return STATUS_DATA_NOT_ACCEPTED;
+    };
+    if indication.is_null() {
+        return STATUS_SUCCESS;
+    }
+    let datagrams = ReceivedDatagrams {
+        core,
+        indication,
+        _provider: PhantomData,
+    };
+    handler.on_receive_from(datagrams).status
+}

@@ -1,0 +1,200 @@
+//! [`Op`]: a WSK request as a `Future`, with a blocking [`Op::wait`] for PASSIVE_LEVEL.
+
+use core::future::Future;
+use core::pin::Pin;
+use core::task::{Context, Poll};
+
+use wsk_sys::*;
+
+use crate::completion::BlockRef;
+use crate::irql::{Irql, require_at_most};
+use crate::{Error, Result};
+
+/// A kind of WSK request an [`Op`] carries; implemented by this crate's request types only.
+pub trait Request: Unpin + issue::Issue {}
+
+impl<T: Unpin + issue::Issue> Request for T {}
+
+pub(crate) mod issue {
+    use super::*;
+
+    /// How a request is issued and what it yields (sealed: the module is private).
+    #[allow(private_interfaces)]
+    pub trait Issue {
+        /// What the operation yields (usually a `Result`, with any buffer handed back).
+        type Output;
+
+        /// Checks the request and gets the completion block it will use, filling its scratch
+        /// fields and moving in what the provider will use. An error here never reaches the
+        /// provider; the output is what [`Request::fail`] makes of it.
+        fn start(&mut self) -> Result<BlockRef>;
+
+        /// Calls the provider with the armed IRP; returns what the WSK function returned.
+        ///
+        /// # Safety
+        /// `irp` must be the IRP just armed on `block`; it must be passed to exactly one WSK call.
+        unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS;
+
+        /// Builds the output once the completion has arrived (status and information of the IRP).
+        fn finish(
+            &mut self,
+            block: &mut BlockRef,
+            status: NTSTATUS,
+            information: usize,
+        ) -> Self::Output;
+
+        /// Builds the output for a request that failed before reaching the provider.
+        fn fail(&mut self, error: Error) -> Self::Output;
+    }
+}
+use issue::Issue;
+
+enum Stage {
+    NotStarted,
+    InFlight(BlockRef),
+    Finished,
+}
+
+/// A WSK operation. Nothing happens until it is polled or [`wait`](Op::wait)ed.
+///
+/// - As a `Future` it can be driven by any executor (for instance [`crate::task`]). It is
+///   `Send` when what it carries is. Its waker may be woken at DISPATCH_LEVEL from a
+///   completion routine: executors used with it must accept that.
+/// - [`wait`](Op::wait) blocks the calling thread (IRQL <= APC_LEVEL).
+/// - **Dropping** an operation in flight cancels its IRP (`IoCancelIrp`); the buffers and the
+///   IRP it owns are released when the completion arrives, never before.
+#[must_use = "an operation does nothing until it is awaited or waited for"]
+pub struct Op<R: Request> {
+    request: R,
+    stage: Stage,
+}
+
+impl<R: Request> Op<R> {
+    pub(crate) fn new(request: R) -> Op<R> {
+        Op {
+            request,
+            stage: Stage::NotStarted,
+        }
+    }
+
+    /// Issues the request; returns the output at once if it failed before reaching the
+    /// provider.
+    fn launch(&mut self, wait_signal: bool) -> Option<<R as Issue>::Output> {
+        let mut block = match self.request.start() {
+            Ok(block) => block,
+            Err(error) => {
+                self.stage = Stage::Finished;
+                return Some(self.request.fail(error));
+            }
+        };
+        // SAFETY: the block was just prepared and no request is in flight on it.
+        let irp = unsafe { block.arm(wait_signal) };
+        // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
+        // completion routine runs whatever the call returns (WSK completes every IRP it is
+        // given), so the returned status carries no extra information.
+        let _ = unsafe { self.request.issue(&block, irp) };
+        self.stage = Stage::InFlight(block);
+        None
+    }
+
+    fn take_output(&mut self) -> <R as Issue>::Output {
+        let Stage::InFlight(mut block) = core::mem::replace(&mut self.stage, Stage::Finished)
+        else {
+            unreachable!("take_output is called on an operation in flight");
+        };
+        // SAFETY: called once the completion has arrived.
+        let (status, information) = unsafe { block.result() };
+        self.request.finish(&mut block, status, information)
+    }
+
+    /// Runs the operation to completion, blocking the calling thread. IRQL <= APC_LEVEL:
+    /// at a higher IRQL it fails at once with [`Error::IRQL_TOO_HIGH`] (an operation already
+    /// in flight is cancelled; its buffers are released at completion).
+    pub fn wait(self) -> <R as Issue>::Output {
+        self.wait_for(None)
+    }
+
+    /// Like [`wait`](Op::wait), but cancels the operation after `timeout_ms` milliseconds;
+    /// a cancelled-by-timeout operation fails with [`Error::TIMED_OUT`].
+    pub fn wait_timeout(self, timeout_ms: u32) -> <R as Issue>::Output {
+        // Relative timeouts are negative, in 100 ns units.
+        self.wait_for(Some(-(i64::from(timeout_ms) * 10_000)))
+    }
+
+    fn wait_for(mut self, timeout: Option<i64>) -> <R as Issue>::Output {
+        if let Err(error) = require_at_most(Irql::APC) {
+            self.stage = Stage::Finished;
+            return self.request.fail(error);
+        }
+        if let Stage::NotStarted = self.stage {
+            if let Some(output) = self.launch(true) {
+                return output;
+            }
+        }
+        let Stage::InFlight(block) = &self.stage else {
+            panic!("`Op` waited for after it finished");
+        };
+        if !block.block_until_done(timeout) {
+            block.cancel();
+            block.block_until_done(None);
+            // SAFETY: done (the infinite wait returned).
+            let (status, _) = unsafe { block.result() };
+            if status == STATUS_CANCELLED {
+                let Stage::InFlight(mut block) =
+                    core::mem::replace(&mut self.stage, Stage::Finished)
+                else {
+                    unreachable!()
+                };
+                return self.request.finish(&mut block, STATUS_IO_TIMEOUT, 0);
+            }
+        }
+        self.take_output()
+    }
+}
+
+impl<R: Request> Future for Op<R> {
+    type Output = <R as Issue>::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<<R as Issue>::Output> {
+        let this = self.get_mut();
+        if let Stage::NotStarted = this.stage {
+            if let Some(output) = this.launch(false) {
+                return Poll::Ready(output);
+            }
+        }
+        match &this.stage {
+            Stage::InFlight(block) => {
+                if block.is_done() || block.register(cx.waker()) {
+                    Poll::Ready(this.take_output())
+                } else {
+                    Poll::Pending
+                }
+            }
+            Stage::NotStarted => unreachable!("launched above"),
+            Stage::Finished => panic!("`Op` polled after it finished"),
+        }
+    }
+}
+
+impl<R: Request> Drop for Op<R> {
+    fn drop(&mut self) {
+        if let Stage::InFlight(block) = &self.stage {
+            if !block.is_done() {
+                // The completion routine's reference keeps the block, its IRP and what the
+                // request holds alive until the completion arrives.
+                block.cancel();
+            }
+        }
+    }
+}
+
+impl<R: Request> core::fmt::Debug for Op<R> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let stage = match self.stage {
+            Stage::NotStarted => "not started",
+            Stage::InFlight(_) => "in flight",
+            Stage::Finished => "finished",
+        };
+        f.debug_struct("Op").field("stage", &stage).finish()
+    }
+}
