@@ -2,7 +2,12 @@
 //!
 //! Run `cargo xtask help` for the list of commands.
 
+// Used by `bindgen --wdk`, which only runs on Windows; tested everywhere.
+#[cfg_attr(not(windows), allow(dead_code))]
+mod abi_compare;
 mod bindings;
+#[cfg(windows)]
+mod bindings_wdk;
 mod python_env;
 
 use std::path::{Path, PathBuf};
