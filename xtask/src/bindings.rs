@@ -287,6 +287,7 @@ impl bindgen::callbacks::ParseCallbacks for ImportedTypesArePlainData {
 }
 
 /// Prepares bindgen (the pinned libclang) for generation outside `command`.
+#[cfg(test)]
 pub fn prepare_libclang() -> Result<()> {
     let env = PythonEnv::ensure()?;
     set_libclang_path(&env.libclang_dir()?);
