@@ -8,7 +8,11 @@ mod abi_compare;
 mod bindings;
 #[cfg(windows)]
 mod bindings_wdk;
+mod examples;
 mod python_env;
+mod test_suite;
+
+pub use examples::examples;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
@@ -24,6 +28,9 @@ commands:
                               when the committed bindings differ; --wdk: Windows only,
                               generate from the installed WDK and compare layouts and
                               signatures with the committed bindings)
+  test [--host]               the whole test suite: every check of the Linux CI job
+                              (--host: only the tests that run in user mode, as on the
+                              Windows CI job)
   help                        this text
 ";
 
@@ -31,6 +38,7 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("bindgen") => bindings::command(&args[1..]),
+        Some("test") => test_suite::command(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -59,6 +59,15 @@ impl PythonEnv {
         }
     }
 
+    /// A console program the environment's packages installed (for example `check-jsonschema`).
+    pub fn tool(&self, name: &str) -> PathBuf {
+        if cfg!(windows) {
+            self.root.join("Scripts").join(format!("{name}.exe"))
+        } else {
+            self.root.join("bin").join(name)
+        }
+    }
+
     /// The directory holding the libclang shared library of the `libclang` package.
     pub fn libclang_dir(&self) -> Result<PathBuf> {
         let out = Command::new(self.python())

@@ -1,0 +1,166 @@
+//! `cargo xtask test`: the whole test suite — every check the Linux CI job makes — and
+//! `cargo xtask test --host`, the part that runs in Windows user mode too.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::{Result, run, workspace_root};
+
+/// Debian packages the suite uses: `osslsigncode` test-signs the built drivers, `nc` and
+/// `socat` are the third-party clients of the echo server's test.
+const DEBIAN_PACKAGES: &[(&str, &str)] =
+    &[("osslsigncode", "osslsigncode"), ("nc", "netcat-openbsd"), ("socat", "socat")];
+
+/// The crates published on crates.io.
+pub const PUBLISHED: &[&str] = &["wsk-sys", "wsk", "wsk-host"];
+
+/// The Windows targets drivers are built for.
+pub const DRIVER_TARGETS: &[&str] = &["x86_64-pc-windows-msvc", "aarch64-pc-windows-msvc"];
+
+/// `cargo xtask test [--host]`.
+pub fn command(args: &[String]) -> Result<()> {
+    let mut host_only = false;
+    for arg in args {
+        match arg.as_str() {
+            "--host" => host_only = true,
+            other => return Err(format!("test: unknown option `{other}`").into()),
+        }
+    }
+    let started = Instant::now();
+    let mut suite = Suite::default();
+    if host_only {
+        suite.step("host tests (cargo test --workspace)", || cargo(&["test", "--workspace", "--exclude", "xtask"]))?;
+    } else {
+        suite.step("prerequisites (Debian packages)", install_debian_packages)?;
+        suite.step("formatting (cargo fmt --check)", || cargo(&["fmt", "--all", "--", "--check"]))?;
+        suite.step("lints, host (cargo clippy -D warnings)", || {
+            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        })?;
+        for target in DRIVER_TARGETS {
+            suite.step(&format!("lints, {target} (kernel crates)"), || {
+                let mut args = vec!["clippy", "--target", target];
+                for package in kernel_packages()? {
+                    args.push("-p");
+                    args.push(leak(package));
+                }
+                args.extend(["--", "-D", "warnings"]);
+                cargo(&args)
+            })?;
+        }
+        suite.step("committed bindings (cargo xtask bindgen --check)", || xtask(&["bindgen", "--check"]))?;
+        suite.step("tests (cargo test --workspace)", || cargo(&["test", "--workspace"]))?;
+        suite.step("example drivers (build, check-pe, emulate)", || {
+            for target in ["x86_64", "aarch64"] {
+                xtask(&["build-driver", "--all", "--release", "--target", target])?;
+            }
+            xtask(&["check-pe", "--all"])?;
+            xtask(&["emulate", "--all"])
+        })?;
+        suite.step("documentation (cargo doc -D warnings)", || {
+            let mut doc = cargo_command(&["doc", "--workspace", "--no-deps"]);
+            doc.env("RUSTDOCFLAGS", "-D warnings");
+            run(&mut doc)?;
+            let mut windows = cargo_command(&["doc", "--no-deps", "-p", "wsk-sys", "-p", "wsk", "--target", "x86_64-pc-windows-msvc"]);
+            windows.env("RUSTDOCFLAGS", "-D warnings");
+            run(&mut windows)
+        })?;
+        suite.step("workflows (schema check)", check_workflows)?;
+        suite.step("packages (cargo publish --dry-run)", || {
+            let mut args = vec!["publish", "--dry-run", "--allow-dirty"];
+            for package in PUBLISHED {
+                args.extend(["-p", package]);
+            }
+            cargo(&args)
+        })?;
+    }
+    eprintln!("\nxtask: test suite passed: {} steps in {:.0?}", suite.steps, started.elapsed());
+    Ok(())
+}
+
+#[derive(Default)]
+struct Suite {
+    steps: usize,
+}
+
+impl Suite {
+    fn step(&mut self, name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+        eprintln!("\n=== {name}");
+        let started = Instant::now();
+        body().map_err(|e| format!("step `{name}` failed: {e}"))?;
+        eprintln!("=== {name}: ok ({:.1?})", started.elapsed());
+        self.steps += 1;
+        Ok(())
+    }
+}
+
+fn leak(text: String) -> &'static str {
+    Box::leak(text.into_boxed_str())
+}
+
+/// The crates that are built for Windows kernel mode: the bindings, the safe layer and the
+/// example drivers (the `wsk-examples/*` crates other than the host runner).
+pub fn kernel_packages() -> Result<Vec<String>> {
+    let mut packages = vec!["wsk-sys".to_string(), "wsk".to_string()];
+    packages.extend(crate::examples()?.into_iter().map(|e| e.package));
+    Ok(packages)
+}
+
+fn cargo_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(args).current_dir(workspace_root());
+    cmd
+}
+
+/// Runs `cargo ARGS` in the workspace.
+pub fn cargo(args: &[&str]) -> Result<()> {
+    run(&mut cargo_command(args))
+}
+
+/// Runs another xtask command (this same binary).
+fn xtask(args: &[&str]) -> Result<()> {
+    run(Command::new(std::env::current_exe()?).args(args).current_dir(workspace_root()))
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| Path::new(&dir).join(program).is_file()))
+}
+
+/// Installs the Debian packages the suite needs when they are missing: with `apt-get` when
+/// running as root (CI, containers), else says what to install.
+fn install_debian_packages() -> Result<()> {
+    let missing: Vec<&str> =
+        DEBIAN_PACKAGES.iter().filter(|(program, _)| !on_path(program)).map(|(_, package)| *package).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    if !is_root || !on_path("apt-get") {
+        return Err(format!("missing programs; install the Debian packages: {}", missing.join(" ")).into());
+    }
+    eprintln!("xtask: installing {}", missing.join(" "));
+    run(Command::new("apt-get").arg("update").arg("-qq"))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(&missing)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+/// Validates the GitHub workflows against the GitHub Actions workflow schema
+/// (`check-jsonschema`, from the project's Python environment: actionlint's packages fetch a
+/// binary at install time, which this project's machines cannot).
+fn check_workflows() -> Result<()> {
+    let env = crate::python_env::PythonEnv::ensure()?;
+    let workflows: Vec<_> = std::fs::read_dir(workspace_root().join(".github").join("workflows"))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yml" || x == "yaml"))
+        .collect();
+    if workflows.is_empty() {
+        return Err("no workflow found under .github/workflows".into());
+    }
+    run(Command::new(env.tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.github-workflows"])
+        .args(&workflows)
+        .current_dir(workspace_root()))
+}
