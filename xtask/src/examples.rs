@@ -32,10 +32,20 @@ pub fn examples() -> Result<Vec<Example>> {
         }
         let parsed: toml::Table = std::fs::read_to_string(&manifest)?.parse()?;
         let package = parsed.get("package").and_then(|p| p.as_table());
-        let metadata = package.and_then(|p| p.get("metadata")).and_then(|m| m.get("wsk-driver")).and_then(|d| d.as_table());
+        let metadata = package
+            .and_then(|p| p.get("metadata"))
+            .and_then(|m| m.get("wsk-driver"))
+            .and_then(|d| d.as_table());
         if let (Some(package), Some(metadata)) = (package, metadata) {
-            let name = package.get("name").and_then(|n| n.as_str()).ok_or("package without a name")?;
-            found.push(Example { package: name.to_string(), dir, metadata: metadata.clone() });
+            let name = package
+                .get("name")
+                .and_then(|n| n.as_str())
+                .ok_or("package without a name")?;
+            found.push(Example {
+                package: name.to_string(),
+                dir,
+                metadata: metadata.clone(),
+            });
         }
     }
     found.sort_by(|a, b| a.package.cmp(&b.package));

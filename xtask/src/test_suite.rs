@@ -9,8 +9,11 @@ use crate::{Result, run, workspace_root};
 
 /// Debian packages the suite uses: `osslsigncode` test-signs the built drivers, `nc` and
 /// `socat` are the third-party clients of the echo server's test.
-const DEBIAN_PACKAGES: &[(&str, &str)] =
-    &[("osslsigncode", "osslsigncode"), ("nc", "netcat-openbsd"), ("socat", "socat")];
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("osslsigncode", "osslsigncode"),
+    ("nc", "netcat-openbsd"),
+    ("socat", "socat"),
+];
 
 /// The crates published on crates.io.
 pub const PUBLISHED: &[&str] = &["wsk-sys", "wsk", "wsk-host"];
@@ -30,12 +33,23 @@ pub fn command(args: &[String]) -> Result<()> {
     let started = Instant::now();
     let mut suite = Suite::default();
     if host_only {
-        suite.step("host tests (cargo test --workspace)", || cargo(&["test", "--workspace", "--exclude", "xtask"]))?;
+        suite.step("host tests (cargo test --workspace)", || {
+            cargo(&["test", "--workspace", "--exclude", "xtask"])
+        })?;
     } else {
         suite.step("prerequisites (Debian packages)", install_debian_packages)?;
-        suite.step("formatting (cargo fmt --check)", || cargo(&["fmt", "--all", "--", "--check"]))?;
+        suite.step("formatting (cargo fmt --check)", || {
+            cargo(&["fmt", "--all", "--", "--check"])
+        })?;
         suite.step("lints, host (cargo clippy -D warnings)", || {
-            cargo(&["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+            cargo(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
         })?;
         for target in DRIVER_TARGETS {
             suite.step(&format!("lints, {target} (kernel crates)"), || {
@@ -48,8 +62,12 @@ pub fn command(args: &[String]) -> Result<()> {
                 cargo(&args)
             })?;
         }
-        suite.step("committed bindings (cargo xtask bindgen --check)", || xtask(&["bindgen", "--check"]))?;
-        suite.step("tests (cargo test --workspace)", || cargo(&["test", "--workspace"]))?;
+        suite.step("committed bindings (cargo xtask bindgen --check)", || {
+            xtask(&["bindgen", "--check"])
+        })?;
+        suite.step("tests (cargo test --workspace)", || {
+            cargo(&["test", "--workspace"])
+        })?;
         suite.step("example drivers (build, check-pe, emulate)", || {
             for target in ["x86_64", "aarch64"] {
                 xtask(&["build-driver", "--all", "--release", "--target", target])?;
@@ -61,7 +79,16 @@ pub fn command(args: &[String]) -> Result<()> {
             let mut doc = cargo_command(&["doc", "--workspace", "--no-deps"]);
             doc.env("RUSTDOCFLAGS", "-D warnings");
             run(&mut doc)?;
-            let mut windows = cargo_command(&["doc", "--no-deps", "-p", "wsk-sys", "-p", "wsk", "--target", "x86_64-pc-windows-msvc"]);
+            let mut windows = cargo_command(&[
+                "doc",
+                "--no-deps",
+                "-p",
+                "wsk-sys",
+                "-p",
+                "wsk",
+                "--target",
+                "x86_64-pc-windows-msvc",
+            ]);
             windows.env("RUSTDOCFLAGS", "-D warnings");
             run(&mut windows)
         })?;
@@ -74,7 +101,11 @@ pub fn command(args: &[String]) -> Result<()> {
             cargo(&args)
         })?;
     }
-    eprintln!("\nxtask: test suite passed: {} steps in {:.0?}", suite.steps, started.elapsed());
+    eprintln!(
+        "\nxtask: test suite passed: {} steps in {:.0?}",
+        suite.steps,
+        started.elapsed()
+    );
     Ok(())
 }
 
@@ -119,25 +150,38 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 
 /// Runs another xtask command (this same binary).
 fn xtask(args: &[&str]) -> Result<()> {
-    run(Command::new(std::env::current_exe()?).args(args).current_dir(workspace_root()))
+    run(Command::new(std::env::current_exe()?)
+        .args(args)
+        .current_dir(workspace_root()))
 }
 
 fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|path| std::env::split_paths(&path).any(|dir| Path::new(&dir).join(program).is_file()))
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| Path::new(&dir).join(program).is_file())
+    })
 }
 
 /// Installs the Debian packages the suite needs when they are missing: with `apt-get` when
 /// running as root (CI, containers), else says what to install.
 fn install_debian_packages() -> Result<()> {
-    let missing: Vec<&str> =
-        DEBIAN_PACKAGES.iter().filter(|(program, _)| !on_path(program)).map(|(_, package)| *package).collect();
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(program, _)| !on_path(program))
+        .map(|(_, package)| *package)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
-    let is_root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"));
     if !is_root || !on_path("apt-get") {
-        return Err(format!("missing programs; install the Debian packages: {}", missing.join(" ")).into());
+        return Err(format!(
+            "missing programs; install the Debian packages: {}",
+            missing.join(" ")
+        )
+        .into());
     }
     eprintln!("xtask: installing {}", missing.join(" "));
     run(Command::new("apt-get").arg("update").arg("-qq"))?;

@@ -1,0 +1,268 @@
+//! `WskControlSocket`: socket options (host options through `socket2`), event callbacks
+//! (`SO_WSK_EVENT_CALLBACK`) and the WSK IOCTLs.
+
+use std::sync::Arc;
+
+use socket2::SockRef;
+use wsk_sys::*;
+
+use super::reactor::reactor;
+use super::socket::{Category, HostSocket, Io};
+use crate::verifier::{Rule, bug_check};
+
+/// A control request.
+pub(crate) struct Request {
+    pub(crate) kind: WSK_CONTROL_SOCKET_TYPE,
+    pub(crate) code: ULONG,
+    pub(crate) level: ULONG,
+    pub(crate) input: (PVOID, usize),
+    pub(crate) output: (PVOID, usize),
+}
+
+impl Request {
+    fn input_u32(&self) -> Option<u32> {
+        if self.input.0.is_null() || self.input.1 < 4 {
+            return None;
+        }
+        // SAFETY: the client's input buffer of `input.1` bytes.
+        Some(unsafe { self.input.0.cast::<u32>().read_unaligned() })
+    }
+
+    fn write_output(&self, bytes: &[u8]) -> Option<usize> {
+        if self.output.0.is_null() || self.output.1 < bytes.len() {
+            return None;
+        }
+        // SAFETY: the client's output buffer of `output.1` bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.output.0.cast::<u8>(), bytes.len())
+        };
+        Some(bytes.len())
+    }
+}
+
+/// Runs a control request; returns its status and the bytes written to the output.
+/// `without_irp`: the request came with a NULL IRP (allowed for event callbacks).
+pub(crate) fn control(
+    host: &Arc<HostSocket>,
+    request: &Request,
+    without_irp: bool,
+) -> (NTSTATUS, usize) {
+    match request.kind {
+        WskSetOption if request.code == SO_WSK_EVENT_CALLBACK && request.level == SOL_SOCKET => {
+            (event_callback(host, request), 0)
+        }
+        _ if without_irp => {
+            bug_check(
+                Rule::InvalidParameter,
+                format!("WskControlSocket code {:#x} needs an IRP", request.code),
+            );
+            (STATUS_INVALID_PARAMETER, 0)
+        }
+        WskSetOption => (set_option(host, request), 0),
+        WskGetOption => get_option(host, request),
+        WskIoctl => ioctl(host, request),
+        _ => (STATUS_INVALID_PARAMETER, 0),
+    }
+}
+
+fn event_callback(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
+    if request.input.0.is_null()
+        || request.input.1 < std::mem::size_of::<WSK_EVENT_CALLBACK_CONTROL>()
+    {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the client's input buffer holds a WSK_EVENT_CALLBACK_CONTROL.
+    let control = unsafe {
+        request
+            .input
+            .0
+            .cast::<WSK_EVENT_CALLBACK_CONTROL>()
+            .read_unaligned()
+    };
+    // SAFETY: `NpiId` points to a GUID (the WSK NPI identifier for standard events).
+    let npi_is_wsk = !control.NpiId.is_null()
+        && unsafe { *control.NpiId.cast::<[u8; 16]>() } == guid_bytes(&NPI_WSK_INTERFACE_ID);
+    if !npi_is_wsk {
+        return STATUS_INVALID_PARAMETER;
+    }
+    let allowed = match host.category {
+        Category::Listen => WSK_EVENT_ACCEPT,
+        Category::Connection => WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
+        Category::Datagram => WSK_EVENT_RECEIVE_FROM,
+        Category::Stream => {
+            WSK_EVENT_ACCEPT | WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG
+        }
+    };
+    let mask = control.EventMask & !WSK_EVENT_DISABLE;
+    if mask & !allowed != 0 {
+        return STATUS_INVALID_PARAMETER;
+    }
+    {
+        let mut state = host.lock();
+        let ready = match host.category {
+            Category::Listen | Category::Datagram => {
+                matches!(state.io, Io::Listener(_) | Io::Datagram(_))
+            }
+            Category::Connection => matches!(state.io, Io::Stream(_)),
+            Category::Stream => matches!(state.io, Io::Stream(_) | Io::Listener(_)),
+        };
+        if !ready {
+            // Listening and datagram sockets must be bound, connection sockets connected.
+            return STATUS_INVALID_DEVICE_STATE;
+        }
+        if control.EventMask & WSK_EVENT_DISABLE != 0 {
+            state.events &= !mask;
+        } else {
+            state.events |= mask;
+        }
+    }
+    reactor().kick(Arc::clone(host));
+    STATUS_SUCCESS
+}
+
+fn guid_bytes(guid: &GUID) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    bytes[..4].copy_from_slice(&guid.Data1.to_ne_bytes());
+    bytes[4..6].copy_from_slice(&guid.Data2.to_ne_bytes());
+    bytes[6..8].copy_from_slice(&guid.Data3.to_ne_bytes());
+    bytes[8..].copy_from_slice(&guid.Data4);
+    bytes
+}
+
+/// Runs `f` on the host socket, whatever its stage.
+fn with_socket<R>(
+    host: &Arc<HostSocket>,
+    f: impl FnOnce(SockRef<'_>) -> std::io::Result<R>,
+) -> Result<R, NTSTATUS> {
+    let state = host.lock();
+    let result = match &state.io {
+        Io::Unbound(s) | Io::Bound(s) => f(SockRef::from(s)),
+        Io::Connecting(s) | Io::Stream(s) => f(SockRef::from(s)),
+        Io::Listener(l) => f(SockRef::from(l)),
+        Io::Datagram(d) => f(SockRef::from(d)),
+        Io::Gone => return Err(STATUS_INVALID_DEVICE_STATE),
+    };
+    result.map_err(|e| super::status_of_io(&e))
+}
+
+fn set_option(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
+    let result = match (request.level, request.code) {
+        (SOL_SOCKET, SO_LINGER) => {
+            if request.input.0.is_null() || request.input.1 < 4 {
+                return STATUS_INVALID_PARAMETER;
+            }
+            // SAFETY: the client's LINGER.
+            let linger = unsafe { request.input.0.cast::<LINGER>().read_unaligned() };
+            let value = (linger.l_onoff != 0)
+                .then(|| std::time::Duration::from_secs(linger.l_linger.into()));
+            with_socket(host, |s| s.set_linger(value))
+        }
+        (level, code) => {
+            let Some(value) = request.input_u32() else {
+                return STATUS_INVALID_PARAMETER;
+            };
+            match (level, code) {
+                (SOL_SOCKET, SO_REUSEADDR) => {
+                    with_socket(host, |s| s.set_reuse_address(value != 0))
+                }
+                (SOL_SOCKET, SO_EXCLUSIVEADDRUSE) => {
+                    // Exclusive use is the default of the host's sockets without SO_REUSEADDR.
+                    with_socket(host, |s| {
+                        s.set_reuse_address(value == 0 && s.reuse_address()?)
+                    })
+                }
+                (SOL_SOCKET, SO_KEEPALIVE) => with_socket(host, |s| s.set_keepalive(value != 0)),
+                (SOL_SOCKET, SO_BROADCAST) => with_socket(host, |s| s.set_broadcast(value != 0)),
+                (SOL_SOCKET, SO_RCVBUF) => {
+                    with_socket(host, |s| s.set_recv_buffer_size(value as usize))
+                }
+                (SOL_SOCKET, SO_SNDBUF) => {
+                    with_socket(host, |s| s.set_send_buffer_size(value as usize))
+                }
+                (IPPROTO_TCP, TCP_NODELAY) => with_socket(host, |s| s.set_tcp_nodelay(value != 0)),
+                (IPPROTO_TCP, TCP_KEEPALIVE) => keepalive(host, |k| {
+                    k.with_time(std::time::Duration::from_secs(value.into()))
+                }),
+                (IPPROTO_TCP, TCP_KEEPINTVL) => keepalive(host, |k| {
+                    k.with_interval(std::time::Duration::from_secs(value.into()))
+                }),
+                (IPPROTO_IPV6, IPV6_V6ONLY) => with_socket(host, |s| s.set_only_v6(value != 0)),
+                (IPPROTO_IP, IP_TTL) => with_socket(host, |s| s.set_ttl_v4(value)),
+                _ => return STATUS_NOT_SUPPORTED,
+            }
+        }
+    };
+    match result {
+        Ok(()) => STATUS_SUCCESS,
+        Err(status) => status,
+    }
+}
+
+fn keepalive(
+    host: &Arc<HostSocket>,
+    build: impl FnOnce(socket2::TcpKeepalive) -> socket2::TcpKeepalive,
+) -> Result<(), NTSTATUS> {
+    with_socket(host, |s| {
+        s.set_tcp_keepalive(&build(socket2::TcpKeepalive::new()))
+    })
+}
+
+fn get_option(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
+    let value: Result<u32, NTSTATUS> = match (request.level, request.code) {
+        (SOL_SOCKET, SO_REUSEADDR) => with_socket(host, |s| s.reuse_address()).map(u32::from),
+        (SOL_SOCKET, SO_KEEPALIVE) => with_socket(host, |s| s.keepalive()).map(u32::from),
+        (SOL_SOCKET, SO_BROADCAST) => with_socket(host, |s| s.broadcast()).map(u32::from),
+        (SOL_SOCKET, SO_RCVBUF) => with_socket(host, |s| s.recv_buffer_size()).map(|v| v as u32),
+        (SOL_SOCKET, SO_SNDBUF) => with_socket(host, |s| s.send_buffer_size()).map(|v| v as u32),
+        (SOL_SOCKET, SO_TYPE) => Ok(u32::from(if host.category == Category::Datagram {
+            SOCK_DGRAM
+        } else {
+            SOCK_STREAM
+        })),
+        (SOL_SOCKET, SO_ERROR) => with_socket(host, |s| s.take_error())
+            .map(|e| e.map_or(0, |e| e.raw_os_error().unwrap_or(1) as u32)),
+        (IPPROTO_TCP, TCP_NODELAY) => with_socket(host, |s| s.tcp_nodelay()).map(u32::from),
+        (IPPROTO_IPV6, IPV6_V6ONLY) => with_socket(host, |s| s.only_v6()).map(u32::from),
+        (IPPROTO_IP, IP_TTL) => with_socket(host, |s| s.ttl_v4()),
+        _ => Err(STATUS_NOT_SUPPORTED),
+    };
+    match value {
+        Ok(value) => match request.write_output(&value.to_ne_bytes()) {
+            Some(written) => (STATUS_SUCCESS, written),
+            None => (STATUS_BUFFER_TOO_SMALL, 0),
+        },
+        Err(status) => (status, 0),
+    }
+}
+
+fn ioctl(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
+    match request.code {
+        SIO_WSK_QUERY_RECEIVE_BACKLOG => {
+            let buffered = host.lock().buffered.len() as u64;
+            match request.write_output(&buffered.to_ne_bytes()) {
+                Some(written) => (STATUS_SUCCESS, written),
+                None => (STATUS_BUFFER_TOO_SMALL, 0),
+            }
+        }
+        SIO_WSK_QUERY_IDEAL_SEND_BACKLOG => {
+            let ideal = with_socket(host, |s| s.send_buffer_size()).unwrap_or(65_536) as u64;
+            match request.write_output(&ideal.to_ne_bytes()) {
+                Some(written) => (STATUS_SUCCESS, written),
+                None => (STATUS_BUFFER_TOO_SMALL, 0),
+            }
+        }
+        SIO_WSK_SET_REMOTE_ADDRESS | SIO_WSK_SET_SENDTO_ADDRESS
+            if host.category == Category::Datagram =>
+        {
+            // SAFETY: the client's input is a socket address.
+            match unsafe { super::socket::destination(request.input.0.cast()) } {
+                Ok(address) => {
+                    host.lock().fixed_remote = Some(address);
+                    (STATUS_SUCCESS, 0)
+                }
+                Err(status) => (status, 0),
+            }
+        }
+        _ => (STATUS_NOT_SUPPORTED, 0),
+    }
+}

@@ -1,0 +1,270 @@
+//! Test sessions: configuration, counters, and the end-of-test leak check.
+
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use wsk_sys::MAKE_WSK_VERSION;
+
+use crate::faults::{self, FaultPlan};
+use crate::verifier::{self, Rule, Violation};
+
+/// How the emulated provider and system present themselves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProviderConfig {
+    /// Lowest WSK version the provider accepts (`MAKE_WSK_VERSION`).
+    pub lowest_version: u16,
+    /// Highest WSK version the provider accepts.
+    pub highest_version: u16,
+    /// What `RtlGetVersion` reports: (major, minor, build).
+    pub os_version: (u32, u32, u32),
+    /// How long `WskDeregister` waits for open sockets and captured NPIs before the verifier
+    /// reports the hang (it keeps waiting, as Windows does).
+    pub deregister_wait_report: Duration,
+}
+
+impl Default for ProviderConfig {
+    fn default() -> Self {
+        ProviderConfig {
+            lowest_version: MAKE_WSK_VERSION(1, 0),
+            highest_version: MAKE_WSK_VERSION(1, 0),
+            os_version: (10, 0, 22631),
+            deregister_wait_report: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What happened during a session.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// `IoAllocateIrp` calls that returned an IRP.
+    pub irps_allocated: u64,
+    /// `IoFreeIrp` calls.
+    pub irps_freed: u64,
+    /// `IoAllocateMdl` calls that returned an MDL.
+    pub mdls_allocated: u64,
+    /// `IoFreeMdl` calls.
+    pub mdls_freed: u64,
+    /// Requests completed in the calling thread, before the WSK function returned.
+    pub completed_inline: u64,
+    /// Requests that returned `STATUS_PENDING` and completed from the provider's thread.
+    pub completed_pending: u64,
+    /// Requests completed with `STATUS_CANCELLED`.
+    pub cancelled: u64,
+    /// Event callbacks delivered (receive, receive-from, accept, disconnect).
+    pub events_delivered: u64,
+    /// Sockets the provider created (including accepted ones).
+    pub sockets_created: u64,
+    /// Sockets closed.
+    pub sockets_closed: u64,
+    /// Bytes sent through the provider's sockets.
+    pub bytes_sent: u64,
+    /// Bytes received through the provider's sockets.
+    pub bytes_received: u64,
+}
+
+static COUNTERS: Mutex<Report> = Mutex::new(Report {
+    irps_allocated: 0,
+    irps_freed: 0,
+    mdls_allocated: 0,
+    mdls_freed: 0,
+    completed_inline: 0,
+    completed_pending: 0,
+    cancelled: 0,
+    events_delivered: 0,
+    sockets_created: 0,
+    sockets_closed: 0,
+    bytes_sent: 0,
+    bytes_received: 0,
+});
+
+static CONFIG: Mutex<Option<ProviderConfig>> = Mutex::new(None);
+
+/// Serialises sessions within a process.
+static SESSION_LOCK: Mutex<()> = Mutex::new(());
+
+/// Updates the counters.
+pub(crate) fn count(update: impl FnOnce(&mut Report)) {
+    update(&mut COUNTERS.lock().unwrap_or_else(|e| e.into_inner()));
+}
+
+/// The provider configuration in effect.
+pub(crate) fn config() -> ProviderConfig {
+    CONFIG
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .unwrap_or_default()
+}
+
+/// A test session.
+///
+/// Starting one takes a process-wide lock (sessions of one process run one after the other,
+/// so each sees only its own objects), and resets the fault plan, the provider configuration,
+/// the counters, the registry and the verifier's records. [`Session::finish`] — or dropping
+/// the session — waits for the provider to go quiet and checks that nothing leaked and no rule
+/// was broken, panicking with every finding otherwise.
+#[derive(Debug)]
+#[must_use = "the session's checks run when it finishes"]
+pub struct Session {
+    _lock: MutexGuard<'static, ()>,
+    finished: bool,
+}
+
+impl Session {
+    /// Starts a session with the default provider configuration.
+    pub fn start() -> Session {
+        Session::with_config(ProviderConfig::default())
+    }
+
+    /// Starts a session with `config`.
+    pub fn with_config(config: ProviderConfig) -> Session {
+        let lock = SESSION_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        reset();
+        *CONFIG.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
+        Session {
+            _lock: lock,
+            finished: false,
+        }
+    }
+
+    /// Replaces the fault plan (and resets its call counters).
+    pub fn set_faults(&self, plan: FaultPlan) {
+        faults::install(plan);
+    }
+
+    /// The counters so far. Panics with the verifier's findings, if any.
+    pub fn report(&self) -> Report {
+        verifier::raise_recorded();
+        COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Panics with the verifier's findings so far, if any.
+    pub fn check(&self) {
+        verifier::raise_recorded();
+    }
+
+    /// The violations recorded so far, without raising them (for tests of the verifier).
+    #[must_use]
+    pub fn violations(&self) -> Vec<Violation> {
+        verifier::recorded()
+    }
+
+    /// Takes the violations recorded so far (for tests that provoke them on purpose).
+    pub fn take_violations(&self) -> Vec<Violation> {
+        verifier::take_recorded()
+    }
+
+    /// Waits (up to 10 s) for the provider to go quiet, then checks for leaks and
+    /// violations; panics with everything found. Returns the session's counters.
+    pub fn finish(mut self) -> Report {
+        self.finished = true;
+        finish_checks(true)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if !self.finished {
+            finish_checks(!std::thread::panicking());
+        }
+    }
+}
+
+/// Resets every registry for a new session (objects leaked by an earlier, failed session are
+/// forgotten, not freed).
+fn reset() {
+    crate::provider::wait_idle(Duration::from_secs(2));
+    *crate::irp::LIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *crate::mdl::LIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    crate::pool::LIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    crate::registry::clear();
+    crate::registry::forget_handles();
+    crate::netio::forget();
+    crate::provider::forget();
+    faults::install(FaultPlan::default());
+    *COUNTERS.lock().unwrap_or_else(|e| e.into_inner()) = Report::default();
+    verifier::take_recorded();
+    crate::debug::take_output();
+}
+
+fn finish_checks(raise: bool) -> Report {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while crate::irp::counts().1 > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    crate::provider::wait_idle(deadline.saturating_duration_since(Instant::now()));
+    let mut findings: Vec<Violation> = verifier::take_recorded();
+    let leak = |rule: Rule, details: String| Violation { rule, details };
+    let (irps, in_flight) = crate::irp::counts();
+    if irps > 0 {
+        findings.push(leak(
+            Rule::IrpLeaked,
+            format!(
+                "{irps} IRP(s) allocated and never freed ({in_flight} still owned by a request)"
+            ),
+        ));
+    }
+    let mdls = crate::mdl::LIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .map_or(0, |m| m.len());
+    if mdls > 0 {
+        findings.push(leak(
+            Rule::MdlLeaked,
+            format!("{mdls} MDL(s) allocated and never freed"),
+        ));
+    }
+    let pool: Vec<String> = crate::pool::LIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .map(|a| format!("{} bytes tagged '{}'", a.size, crate::pool::tag_text(a.tag)))
+        .collect();
+    if !pool.is_empty() {
+        findings.push(leak(
+            Rule::PoolLeaked,
+            format!(
+                "{} pool block(s) never freed: {}",
+                pool.len(),
+                pool.join(", ")
+            ),
+        ));
+    }
+    let sockets = crate::provider::open_sockets();
+    if sockets > 0 {
+        findings.push(leak(
+            Rule::SocketLeaked,
+            format!("{sockets} socket(s) never closed"),
+        ));
+    }
+    let address_lists = crate::provider::outstanding_address_info();
+    if address_lists > 0 {
+        findings.push(leak(
+            Rule::AddressInfoLeaked,
+            format!("{address_lists} WskGetAddressInfo result(s) never freed"),
+        ));
+    }
+    if let Some(registrations) = crate::netio::leaked() {
+        findings.push(leak(Rule::RegistrationLeaked, registrations));
+    }
+    let handles = crate::registry::open_handles();
+    if handles > 0 {
+        findings.push(leak(
+            Rule::HandleLeaked,
+            format!("{handles} registry handle(s) never closed"),
+        ));
+    }
+    let report = COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if raise && !findings.is_empty() {
+        let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        panic!("{}", text.join("\n"));
+    }
+    for finding in &findings {
+        eprintln!("{finding}");
+    }
+    report
+}
