@@ -48,8 +48,8 @@ impl ConnectionEvents for Recorder {
                 let (retained, decision) = data.retain();
                 let retained = retained.unwrap();
                 let copied: Vec<u8> = retained.chunks().flat_map(|c| c.unwrap().to_vec()).collect();
-                self.data.send(copied).unwrap();
                 self.retained.lock().unwrap().push(retained);
+                self.data.send(copied).unwrap();
                 decision
             }
         }
