@@ -39,7 +39,9 @@ fn send_and_receive(v6: bool) {
     let (sent, buf) = socket.send(Buf::from_slice(&message).unwrap()).wait();
     assert_eq!(sent.unwrap(), message.len());
     drop(buf);
-    let (received, mut buf) = socket.receive_exact(Buf::with_capacity(message.len()).unwrap(), message.len()).wait();
+    let (received, mut buf) = socket
+        .receive_exact(Buf::with_capacity(message.len()).unwrap(), message.len())
+        .wait();
     assert_eq!(received.unwrap(), message.len());
     assert_eq!(&buf[..], &message[..]);
     socket.disconnect().wait().0.unwrap();
@@ -67,7 +69,10 @@ fn refused_connect_is_an_error() {
     let session = Session::start();
     let port = listener(false).local_addr().unwrap().port();
     let client = WskClient::register().unwrap();
-    let error = client.connect(SocketAddr::from(([127, 0, 0, 1], port))).wait().unwrap_err();
+    let error = client
+        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
+        .wait()
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConnectionRefused);
     drop(client);
     session.finish();
@@ -80,12 +85,22 @@ fn created_bound_then_connected_socket() {
     let remote = listener.local_addr().unwrap();
     let peer = echo_peer(listener);
     let client = WskClient::register().unwrap();
-    let socket = ConnectionSocket::create(&client, wsk::AddressFamily::V4).wait().unwrap();
+    let socket = ConnectionSocket::create(&client, wsk::AddressFamily::V4)
+        .wait()
+        .unwrap();
     socket.set_no_delay(true).wait().unwrap();
-    assert_eq!(socket.option(wsk_sys::IPPROTO_TCP, wsk_sys::TCP_NODELAY).wait().unwrap(), 1);
+    assert_eq!(
+        socket
+            .option(wsk_sys::IPPROTO_TCP, wsk_sys::TCP_NODELAY)
+            .wait()
+            .unwrap(),
+        1
+    );
     socket.bind("127.0.0.1:0".parse().unwrap()).wait().unwrap();
     socket.connect(remote).wait().unwrap();
-    let (result, _) = socket.send_all(Buf::from_slice(b"bound first").unwrap()).wait();
+    let (result, _) = socket
+        .send_all(Buf::from_slice(b"bound first").unwrap())
+        .wait();
     result.unwrap();
     socket.disconnect().wait().0.unwrap();
     assert_eq!(peer.join().unwrap(), b"bound first");

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wsk::{
-    AcceptDecision, Buf, ConnectionEvents, ConnectionSocket, DatagramEvents, DatagramSocket, Incoming, ListenEvents,
-    ListenSocket, ReceiveDecision, ReceivedData, ReceivedDatagrams, RetainedData, WskClient,
+    AcceptDecision, Buf, ConnectionEvents, ConnectionSocket, DatagramEvents, DatagramSocket,
+    Incoming, ListenEvents, ListenSocket, ReceiveDecision, ReceivedData, ReceivedDatagrams,
+    RetainedData, WskClient,
 };
 use wsk_host::Session;
 
@@ -32,7 +33,10 @@ impl ConnectionEvents for Recorder {
     fn on_receive(&self, data: ReceivedData<'_>) -> ReceiveDecision {
         let mut bytes = vec![0u8; data.len()];
         assert_eq!(data.copy_to(&mut bytes).unwrap(), data.len());
-        assert_eq!(data.chunks().map(|c| c.unwrap().len()).sum::<usize>(), data.len());
+        assert_eq!(
+            data.chunks().map(|c| c.unwrap().len()).sum::<usize>(),
+            data.len()
+        );
         match self.policy {
             Policy::Consume => {
                 self.data.send(bytes).unwrap();
@@ -47,7 +51,10 @@ impl ConnectionEvents for Recorder {
             Policy::Retain => {
                 let (retained, decision) = data.retain();
                 let retained = retained.unwrap();
-                let copied: Vec<u8> = retained.chunks().flat_map(|c| c.unwrap().to_vec()).collect();
+                let copied: Vec<u8> = retained
+                    .chunks()
+                    .flat_map(|c| c.unwrap().to_vec())
+                    .collect();
                 self.retained.lock().unwrap().push(retained);
                 self.data.send(copied).unwrap();
                 decision
@@ -63,16 +70,35 @@ impl ConnectionEvents for Recorder {
 fn connected_pair(client: &WskClient, events: Recorder) -> (ConnectionSocket, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
-    let socket = ConnectionSocket::connect_with_events(client, address, events).wait().unwrap();
+    let socket = ConnectionSocket::connect_with_events(client, address, events)
+        .wait()
+        .unwrap();
     let (peer, _) = listener.accept().unwrap();
     (socket, peer)
 }
 
-fn recorder(policy: Policy) -> (Recorder, std::sync::mpsc::Receiver<Vec<u8>>, std::sync::mpsc::Receiver<bool>, Arc<Mutex<Vec<RetainedData>>>) {
+fn recorder(
+    policy: Policy,
+) -> (
+    Recorder,
+    std::sync::mpsc::Receiver<Vec<u8>>,
+    std::sync::mpsc::Receiver<bool>,
+    Arc<Mutex<Vec<RetainedData>>>,
+) {
     let (data, data_rx) = channel();
     let (disconnects, disconnect_rx) = channel();
     let retained = Arc::new(Mutex::new(Vec::new()));
-    (Recorder { policy, data, disconnects, retained: Arc::clone(&retained) }, data_rx, disconnect_rx, retained)
+    (
+        Recorder {
+            policy,
+            data,
+            disconnects,
+            retained: Arc::clone(&retained),
+        },
+        data_rx,
+        disconnect_rx,
+        retained,
+    )
 }
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -90,7 +116,10 @@ fn received_data_is_indicated_then_disconnect() {
     }
     assert_eq!(seen, b"event data");
     drop(peer);
-    assert!(!disconnects.recv_timeout(WAIT).unwrap(), "a graceful disconnect");
+    assert!(
+        !disconnects.recv_timeout(WAIT).unwrap(),
+        "a graceful disconnect"
+    );
     socket.close().wait().unwrap();
     drop(client);
     assert!(session.finish().events_delivered >= 2);
@@ -119,7 +148,9 @@ fn rejected_data_goes_to_the_next_receive() {
     let (events, data, _, _) = recorder(Policy::Reject);
     let (socket, mut peer) = connected_pair(&client, events);
     peer.write_all(b"not now").unwrap();
-    let (received, buf) = socket.receive_exact(Buf::with_capacity(64).unwrap(), 7).wait();
+    let (received, buf) = socket
+        .receive_exact(Buf::with_capacity(64).unwrap(), 7)
+        .wait();
     received.unwrap();
     assert_eq!(&buf[..], b"not now");
     assert!(data.try_recv().is_err());
@@ -157,7 +188,10 @@ fn events_can_be_set_on_an_accepted_connection() {
     let (events, data, _, _) = recorder(Policy::Consume);
     connection.set_events(events).unwrap();
     let (second, _, _, _) = recorder(Policy::Consume);
-    assert!(connection.set_events(second).is_err(), "one handler per socket");
+    assert!(
+        connection.set_events(second).is_err(),
+        "one handler per socket"
+    );
     peer.write_all(b"late events").unwrap();
     let mut seen = Vec::new();
     while seen.len() < 11 {
@@ -198,12 +232,20 @@ fn accept_events_hand_over_connections() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
     let (accepted, connections) = channel();
-    let listener = ListenSocket::bind_with_events(&client, "127.0.0.1:0".parse().unwrap(), EchoOnAccept { accepted }).wait().unwrap();
+    let listener = ListenSocket::bind_with_events(
+        &client,
+        "127.0.0.1:0".parse().unwrap(),
+        EchoOnAccept { accepted },
+    )
+    .wait()
+    .unwrap();
     let address = listener.local_addr().wait().unwrap();
     let mut peer = TcpStream::connect(address).unwrap();
     let (connection, from) = connections.recv_timeout(WAIT).unwrap();
     assert_eq!(from, peer.local_addr().unwrap());
-    let (sent, _) = connection.send_all(Buf::from_slice(b"welcome").unwrap()).wait();
+    let (sent, _) = connection
+        .send_all(Buf::from_slice(b"welcome").unwrap())
+        .wait();
     sent.unwrap();
     let mut greeting = [0u8; 7];
     peer.read_exact(&mut greeting).unwrap();
@@ -216,12 +258,18 @@ fn accept_events_hand_over_connections() {
 fn rejected_connections_are_closed() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
-    let listener = ListenSocket::bind_with_events(&client, "127.0.0.1:0".parse().unwrap(), RejectAll).wait().unwrap();
+    let listener =
+        ListenSocket::bind_with_events(&client, "127.0.0.1:0".parse().unwrap(), RejectAll)
+            .wait()
+            .unwrap();
     let address = listener.local_addr().wait().unwrap();
     let mut peer = TcpStream::connect(address).unwrap();
     peer.set_read_timeout(Some(WAIT)).unwrap();
     let mut byte = [0u8; 1];
-    assert!(matches!(peer.read(&mut byte), Ok(0) | Err(_)), "the refused connection ends");
+    assert!(
+        matches!(peer.read(&mut byte), Ok(0) | Err(_)),
+        "the refused connection ends"
+    );
     drop((listener, client));
     session.finish();
 }
@@ -246,12 +294,18 @@ fn receive_from_events_over_ipv6() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
     let (seen, rx) = channel();
-    let socket = DatagramSocket::bind_with_events(&client, "[::1]:0".parse().unwrap(), Datagrams { seen }).wait().unwrap();
+    let socket =
+        DatagramSocket::bind_with_events(&client, "[::1]:0".parse().unwrap(), Datagrams { seen })
+            .wait()
+            .unwrap();
     let address = socket.local_addr().wait().unwrap();
     let peer = UdpSocket::bind("[::1]:0").unwrap();
     peer.send_to(b"udp event", address).unwrap();
     let (bytes, from) = rx.recv_timeout(WAIT).unwrap();
-    assert_eq!((bytes.as_slice(), from), (&b"udp event"[..], peer.local_addr().unwrap()));
+    assert_eq!(
+        (bytes.as_slice(), from),
+        (&b"udp event"[..], peer.local_addr().unwrap())
+    );
     drop((socket, client));
     session.finish();
 }

@@ -28,9 +28,15 @@ fn irp_allocation_failure_is_an_error() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
     session.set_faults(FaultPlan::new(1).fail_irp_allocation(Nth::Every(1)));
-    let error = client.connect("127.0.0.1:9".parse().unwrap()).wait().unwrap_err();
+    let error = client
+        .connect("127.0.0.1:9".parse().unwrap())
+        .wait()
+        .unwrap_err();
     assert_eq!(error, wsk::Error::INSUFFICIENT_RESOURCES);
-    assert_eq!(wsk::Irp::new().unwrap_err().kind(), ErrorKind::InsufficientResources);
+    assert_eq!(
+        wsk::Irp::new().unwrap_err().kind(),
+        ErrorKind::InsufficientResources
+    );
     session.set_faults(FaultPlan::new(1));
     drop(client);
     session.finish();
@@ -40,11 +46,23 @@ fn irp_allocation_failure_is_an_error() {
 fn mdl_and_pool_failures_are_errors() {
     let session = Session::start();
     session.set_faults(FaultPlan::new(2).fail_mdl_allocation(Nth::Every(1)));
-    assert_eq!(Buf::with_capacity(64).unwrap_err(), wsk::Error::INSUFFICIENT_RESOURCES);
-    assert_eq!(Buf::from_vec(vec![1, 2, 3]).unwrap_err(), wsk::Error::INSUFFICIENT_RESOURCES);
+    assert_eq!(
+        Buf::with_capacity(64).unwrap_err(),
+        wsk::Error::INSUFFICIENT_RESOURCES
+    );
+    assert_eq!(
+        Buf::from_vec(vec![1, 2, 3]).unwrap_err(),
+        wsk::Error::INSUFFICIENT_RESOURCES
+    );
     session.set_faults(FaultPlan::new(2).fail_pool_allocation(Nth::Call(1)));
-    assert_eq!(Buf::with_capacity(64).unwrap_err(), wsk::Error::INSUFFICIENT_RESOURCES);
-    assert!(Buf::with_capacity(64).is_ok(), "only the first allocation fails");
+    assert_eq!(
+        Buf::with_capacity(64).unwrap_err(),
+        wsk::Error::INSUFFICIENT_RESOURCES
+    );
+    assert!(
+        Buf::with_capacity(64).is_ok(),
+        "only the first allocation fails"
+    );
     session.finish();
 }
 
@@ -73,7 +91,10 @@ fn refused_connects() {
     let (listener, address) = peer();
     session.set_faults(FaultPlan::new(4).refuse_connections());
     let client = WskClient::register().unwrap();
-    assert_eq!(client.connect(address).wait().unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(
+        client.connect(address).wait().unwrap_err().kind(),
+        ErrorKind::ConnectionRefused
+    );
     drop((client, listener));
     session.finish();
 }
@@ -151,7 +172,10 @@ fn inline_completions() {
 #[test]
 fn mixed_completions_exercise_both_paths() {
     let report = echo_round_trips(CompletionMode::Mixed);
-    assert!(report.completed_inline > 0 && report.completed_pending > 0, "{report:?}");
+    assert!(
+        report.completed_inline > 0 && report.completed_pending > 0,
+        "{report:?}"
+    );
 }
 
 #[test]
@@ -161,7 +185,9 @@ fn a_timed_out_wait_cancels_the_operation() {
     let client = WskClient::register().unwrap();
     let socket = client.connect(address).wait().unwrap();
     let (_peer, _) = listener.accept().unwrap();
-    let (result, buf) = socket.receive(Buf::with_capacity(16).unwrap()).wait_timeout(50);
+    let (result, buf) = socket
+        .receive(Buf::with_capacity(16).unwrap())
+        .wait_timeout(50);
     assert_eq!(result.unwrap_err(), wsk::Error::TIMED_OUT);
     assert_eq!(buf.len(), 0);
     drop((buf, socket, client));
@@ -180,7 +206,9 @@ fn delayed_completions_still_complete() {
     });
     let client = WskClient::register().unwrap();
     let socket = client.connect(address).wait().unwrap();
-    let (received, buf) = socket.receive_exact(Buf::with_capacity(4).unwrap(), 4).wait();
+    let (received, buf) = socket
+        .receive_exact(Buf::with_capacity(4).unwrap(), 4)
+        .wait();
     received.unwrap();
     assert_eq!(&buf[..], b"slow");
     drop((buf, socket, client, acceptor.join().unwrap()));
@@ -198,7 +226,9 @@ fn peer_closing_early_fails_receive_exact() {
     let client = WskClient::register().unwrap();
     let socket = client.connect(address).wait().unwrap();
     acceptor.join().unwrap();
-    let (result, buf) = socket.receive_exact(Buf::with_capacity(64).unwrap(), 64).wait();
+    let (result, buf) = socket
+        .receive_exact(Buf::with_capacity(64).unwrap(), 64)
+        .wait();
     assert_eq!(result.unwrap_err().kind(), ErrorKind::Disconnected);
     assert_eq!(&buf[..], b"short", "what arrived is kept");
     drop((buf, socket, client));
@@ -215,7 +245,11 @@ fn abort_resets_the_peer() {
     socket.abort().wait().0.unwrap();
     let mut byte = [0u8; 1];
     let outcome = peer_stream.read(&mut byte);
-    assert!(matches!(&outcome, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset) || matches!(outcome, Ok(0)), "{outcome:?}");
+    assert!(
+        matches!(&outcome, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+            || matches!(outcome, Ok(0)),
+        "{outcome:?}"
+    );
     let (result, _) = socket.send(Buf::from_slice(b"x").unwrap()).wait();
     assert!(result.is_err());
     drop((socket, client));
@@ -226,7 +260,10 @@ fn abort_resets_the_peer() {
 fn non_loopback_destinations_are_refused_by_the_host() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
-    let error = client.connect("192.0.2.1:80".parse().unwrap()).wait().unwrap_err();
+    let error = client
+        .connect("192.0.2.1:80".parse().unwrap())
+        .wait()
+        .unwrap_err();
     assert_eq!(error.kind(), ErrorKind::InvalidAddress);
     drop(client);
     session.finish();
@@ -236,7 +273,10 @@ fn non_loopback_destinations_are_refused_by_the_host() {
 fn stream_peer_connections_reach_the_std_side() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
-    let listener = client.listen("127.0.0.1:0".parse().unwrap()).wait().unwrap();
+    let listener = client
+        .listen("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
     let address = listener.local_addr().wait().unwrap();
     let std_side = std::thread::spawn(move || TcpStream::connect(address).unwrap());
     let (connection, _) = listener.accept().wait().unwrap();

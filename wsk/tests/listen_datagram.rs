@@ -7,7 +7,11 @@ use wsk::{AddressFamily, Buf, BufList, DatagramSocket, ErrorKind, ListenSocket, 
 use wsk_host::Session;
 
 fn loopback(v6: bool) -> SocketAddr {
-    if v6 { "[::1]:0".parse().unwrap() } else { "127.0.0.1:0".parse().unwrap() }
+    if v6 {
+        "[::1]:0".parse().unwrap()
+    } else {
+        "127.0.0.1:0".parse().unwrap()
+    }
 }
 
 fn accept_connections(v6: bool) {
@@ -48,7 +52,10 @@ fn accept_connections(v6: bool) {
     }
     let mut replies: Vec<String> = peers.into_iter().map(|p| p.join().unwrap()).collect();
     replies.sort();
-    assert_eq!(replies, ["hello client 0", "hello client 1", "hello client 2"]);
+    assert_eq!(
+        replies,
+        ["hello client 0", "hello client 1", "hello client 2"]
+    );
     listener.close().wait().unwrap();
     client.shutdown().unwrap();
     session.finish();
@@ -81,7 +88,9 @@ fn address_in_use_is_an_error() {
 fn options_before_binding() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
-    let listener = ListenSocket::create(&client, AddressFamily::V6).wait().unwrap();
+    let listener = ListenSocket::create(&client, AddressFamily::V6)
+        .wait()
+        .unwrap();
     listener.set_only_v6(true).wait().unwrap();
     listener.set_reuse_address(true).wait().unwrap();
     listener.bind_to(loopback(true)).wait().unwrap();
@@ -101,7 +110,9 @@ fn datagrams(v6: bool) {
     let peer = UdpSocket::bind(loopback(v6)).unwrap();
     let peer_address = peer.local_addr().unwrap();
 
-    let (sent, _) = socket.send_to(Buf::from_slice(b"datagram one").unwrap(), peer_address).wait();
+    let (sent, _) = socket
+        .send_to(Buf::from_slice(b"datagram one").unwrap(), peer_address)
+        .wait();
     assert_eq!(sent.unwrap(), 12);
     let mut received = [0u8; 64];
     let (count, from) = peer.recv_from(&mut received).unwrap();
@@ -128,8 +139,14 @@ fn datagrams(v6: bool) {
         assert_eq!(&received[..count], expected);
     }
 
-    let wrong_family = if v6 { "127.0.0.1:9".parse().unwrap() } else { "[::1]:9".parse().unwrap() };
-    let (error, _) = socket.send_to(Buf::from_slice(b"x").unwrap(), wrong_family).wait();
+    let wrong_family = if v6 {
+        "127.0.0.1:9".parse().unwrap()
+    } else {
+        "[::1]:9".parse().unwrap()
+    };
+    let (error, _) = socket
+        .send_to(Buf::from_slice(b"x").unwrap(), wrong_family)
+        .wait();
     assert_eq!(error.unwrap_err(), wsk::Error::ADDRESS_FAMILY_MISMATCH);
     socket.set_broadcast(true).wait().unwrap();
     socket.close().wait().unwrap();
@@ -151,7 +168,9 @@ fn datagrams_over_ipv6() {
 fn empty_datagram_buffer_is_refused_before_the_provider() {
     let session = Session::start();
     let client = WskClient::register().unwrap();
-    let socket = DatagramSocket::bind_with_events(&client, loopback(false), NoEvents).wait().unwrap();
+    let socket = DatagramSocket::bind_with_events(&client, loopback(false), NoEvents)
+        .wait()
+        .unwrap();
     let mut empty = Buf::with_capacity(8).unwrap();
     empty.clear();
     let (error, back) = socket.send_to(empty, "127.0.0.1:9".parse().unwrap()).wait();
@@ -159,7 +178,11 @@ fn empty_datagram_buffer_is_refused_before_the_provider() {
     assert_eq!(back.capacity(), 8, "the buffer comes back");
     drop((back, socket, client));
     let report = session.finish();
-    assert_eq!(report.completed_inline + report.completed_pending, 3, "create, bind and close only");
+    assert_eq!(
+        report.completed_inline + report.completed_pending,
+        3,
+        "create, bind and close only"
+    );
 }
 
 struct NoEvents;

@@ -474,6 +474,13 @@ fn enqueue(socket: &Arc<HostSocket>, state: &mut State, pending: Pending) {
         IoSetCancelRoutine(irp, Some(cancel_routine));
         if (*irp).Cancel != 0 && IoSetCancelRoutine(irp, None).is_some() {
             // Cancelled before it was queued: complete it now, from the provider's thread.
+            if orphans_socket(&pending.op, STATUS_CANCELLED) {
+                let socket = Arc::clone(socket);
+                reactor().defer(
+                    std::time::Duration::ZERO,
+                    Box::new(move || socket.discard()),
+                );
+            }
             let irp = irp as usize;
             reactor().defer(
                 std::time::Duration::ZERO,
@@ -524,15 +531,23 @@ unsafe extern "system" fn cancel_routine(_device: PDEVICE_OBJECT, irp: PIRP) {
                 removed = true;
             }
         }
+        let mut orphan = false;
         if state.connect.as_ref().is_some_and(|p| p.irp == irp) {
-            state.connect = None;
+            orphan = state
+                .connect
+                .take()
+                .is_some_and(|p| orphans_socket(&p.op, STATUS_CANCELLED));
             removed = true;
         }
-        removed
+        (removed, orphan)
     };
-    if removed {
+    if removed.0 {
         count(|c| c.cancelled += 1);
         finish(irp, STATUS_CANCELLED, 0, Delivery::Pending);
+    }
+    if removed.1 {
+        // A cancelled `WskSocketConnect` returns no socket: the one made for it is discarded.
+        socket.discard();
     }
 }
 
