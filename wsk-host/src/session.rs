@@ -158,14 +158,33 @@ impl Session {
     /// violations; panics with everything found. Returns the session's counters.
     pub fn finish(mut self) -> Report {
         self.finished = true;
-        finish_checks(true)
+        let (report, findings) = conclude();
+        if !findings.is_empty() {
+            let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+            panic!("{}", text.join("\n"));
+        }
+        report
+    }
+
+    /// Like [`finish`](Session::finish), but returns the findings instead of panicking: the
+    /// verifier report of a run (the host runner prints it).
+    pub fn conclude(mut self) -> (Report, Vec<Violation>) {
+        self.finished = true;
+        conclude()
     }
 }
 
 impl Drop for Session {
     fn drop(&mut self) {
         if !self.finished {
-            finish_checks(!std::thread::panicking());
+            let (_, findings) = conclude();
+            if !findings.is_empty() && !std::thread::panicking() {
+                let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
+                panic!("{}", text.join("\n"));
+            }
+            for finding in &findings {
+                eprintln!("{finding}");
+            }
         }
     }
 }
@@ -190,7 +209,8 @@ fn reset() {
     crate::debug::take_output();
 }
 
-fn finish_checks(raise: bool) -> Report {
+/// Waits for the provider to go quiet; returns the counters and every finding.
+fn conclude() -> (Report, Vec<Violation>) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while crate::irp::counts().1 > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
@@ -259,12 +279,5 @@ fn finish_checks(raise: bool) -> Report {
         ));
     }
     let report = COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if raise && !findings.is_empty() {
-        let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
-        panic!("{}", text.join("\n"));
-    }
-    for finding in &findings {
-        eprintln!("{finding}");
-    }
-    report
+    (report, findings)
 }

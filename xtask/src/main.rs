@@ -8,6 +8,7 @@ mod abi_compare;
 mod bindings;
 #[cfg(windows)]
 mod bindings_wdk;
+mod driver_build;
 mod examples;
 mod python_env;
 mod test_suite;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bindgen") => bindings::command(&args[1..]),
         Some("test") => test_suite::command(&args[1..]),
+        Some("build-driver") => driver_build::command(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
@@ -71,4 +73,11 @@ pub fn run(cmd: &mut Command) -> Result<()> {
         return Err(format!("{cmd:?} failed: {status}").into());
     }
     Ok(())
+}
+
+/// Whether `program` is an executable file on `PATH`.
+pub fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| Path::new(&dir).join(program).is_file())
+    })
 }

@@ -1,11 +1,10 @@
 //! `cargo xtask test`: the whole test suite — every check the Linux CI job makes — and
 //! `cargo xtask test --host`, the part that runs in Windows user mode too.
 
-use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::{Result, run, workspace_root};
+use crate::{Result, on_path, run, workspace_root};
 
 /// Debian packages the suite uses: `osslsigncode` test-signs the built drivers, `nc` and
 /// `socat` are the third-party clients of the echo server's test.
@@ -153,12 +152,6 @@ fn xtask(args: &[&str]) -> Result<()> {
     run(Command::new(std::env::current_exe()?)
         .args(args)
         .current_dir(workspace_root()))
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| Path::new(&dir).join(program).is_file())
-    })
 }
 
 /// Installs the Debian packages the suite needs when they are missing: with `apt-get` when

@@ -1,0 +1,113 @@
+//! `wsk-run NAME [Name=Value]... [--for SECONDS]`: loads an example driver on wsk-host with
+//! the given registry parameters, runs it until Ctrl-C (or for the given time), unloads it and
+//! prints the verifier's report. Exit status 1 when the verifier found something.
+
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use wsk_host::{RegValue, Session};
+use wsk_host_runner::{DRIVERS, find, parse_parameter};
+
+fn usage() -> String {
+    let names: Vec<&str> = DRIVERS.iter().map(|d| d.short_name).collect();
+    format!(
+        "usage: wsk-run NAME [Name=Value]... [--for SECONDS]\ndrivers: {}",
+        names.join(", ")
+    )
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let Some(name) = args.next() else {
+        eprintln!("{}", usage());
+        return ExitCode::FAILURE;
+    };
+    let Some(driver) = find(&name) else {
+        eprintln!("wsk-run: no driver `{name}`\n{}", usage());
+        return ExitCode::FAILURE;
+    };
+    let mut parameters: Vec<(String, RegValue)> = Vec::new();
+    let mut duration = None;
+    while let Some(arg) = args.next() {
+        if arg == "--for" {
+            match args.next().and_then(|s| s.parse::<f64>().ok()) {
+                Some(seconds) if seconds >= 0.0 => duration = Some(Duration::from_secs_f64(seconds)),
+                _ => {
+                    eprintln!("wsk-run: --for needs a number of seconds");
+                    return ExitCode::FAILURE;
+                }
+            }
+            continue;
+        }
+        match parse_parameter(&arg) {
+            Ok(parameter) => parameters.push(parameter),
+            Err(e) => {
+                eprintln!("wsk-run: {e}\n{}", usage());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
+    let (stop, stopped) = mpsc::channel();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = stop.send(());
+    }) {
+        eprintln!("wsk-run: cannot handle Ctrl-C: {e}");
+        return ExitCode::FAILURE;
+    }
+
+    let session = Session::start();
+    let borrowed: Vec<(&str, RegValue)> = parameters
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.clone()))
+        .collect();
+    eprintln!("wsk-run: loading {} (DriverEntry)", driver.name);
+    let loaded = wsk_host_runner::load(driver, &borrowed);
+    match &loaded {
+        Ok(_) => match duration {
+            Some(d) => {
+                eprintln!("wsk-run: running for {d:?} (Ctrl-C stops it sooner)");
+                let _ = stopped.recv_timeout(d);
+            }
+            None => {
+                eprintln!("wsk-run: running; Ctrl-C unloads it");
+                let _ = stopped.recv();
+            }
+        },
+        Err(status) => eprintln!("wsk-run: DriverEntry failed: {:#010X}", *status as u32),
+    }
+    if let Ok(loaded) = loaded {
+        eprintln!("wsk-run: unloading {} (DriverUnload)", driver.name);
+        if !loaded.unload() {
+            eprintln!("wsk-run: the driver has no DriverUnload: it cannot be unloaded");
+        }
+    }
+    let (report, findings) = session.conclude();
+    eprintln!(
+        "wsk-run: verifier report: IRPs {}/{} allocated/freed, MDLs {}/{}, sockets {}/{} \
+         created/closed, {} completions inline, {} pending, {} cancelled, {} events, \
+         {} bytes sent, {} received",
+        report.irps_allocated,
+        report.irps_freed,
+        report.mdls_allocated,
+        report.mdls_freed,
+        report.sockets_created,
+        report.sockets_closed,
+        report.completed_inline,
+        report.completed_pending,
+        report.cancelled,
+        report.events_delivered,
+        report.bytes_sent,
+        report.bytes_received
+    );
+    if findings.is_empty() {
+        eprintln!("wsk-run: verifier: no violation, nothing leaked");
+        ExitCode::SUCCESS
+    } else {
+        for finding in &findings {
+            eprintln!("wsk-run: verifier: {finding}");
+        }
+        ExitCode::FAILURE
+    }
+}

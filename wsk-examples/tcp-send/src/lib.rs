@@ -1,0 +1,137 @@
+//! `wsk_tcp_send.sys`: connects to a TCP server, sends one message and closes the connection —
+//! Microsoft's "Sending Data over a Connection-Oriented Socket", written with the `wsk` crate.
+//!
+//! Parameters (`HKLM\System\CurrentControlSet\Services\wsk_tcp_send\Parameters`):
+//! - `Server` (`REG_SZ`, default `127.0.0.1:7000`): the server's address;
+//! - `Message` (`REG_SZ`): the text to send.
+//!
+//! `DriverEntry` registers the WSK client and starts the exchange as a task, then returns:
+//! the connect, send and close complete in completion routines, never blocking the loading
+//! thread. `DriverUnload` cancels what is still in flight and waits for it (PASSIVE_LEVEL),
+//! then deregisters. The outcome is printed with `DbgPrint`.
+//!
+//! Compare with the raw twin, `wsk_tcp_send_raw.sys`, which does the same with `wsk-sys`
+//! alone: IRPs, completion routines and state by hand.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use core::net::SocketAddr;
+
+use wsk::task::TaskSet;
+use wsk::{Buf, Error, SpinLock, WskClient};
+use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
+use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_SUCCESS};
+
+/// The server when the `Server` parameter is missing.
+const DEFAULT_SERVER: &str = "127.0.0.1:7000";
+/// The message when the `Message` parameter is missing.
+const DEFAULT_MESSAGE: &str = "Hello from a Rust WSK driver\n";
+
+/// What the driver keeps between `DriverEntry` and `DriverUnload`. Fields drop in order: the
+/// task first (cancelled and waited for), then the client (sockets closed, deregistered).
+struct Running {
+    _tasks: TaskSet,
+    _client: WskClient,
+}
+
+static RUNNING: SpinLock<Option<Running>> = SpinLock::new(None);
+
+/// The configuration.
+struct Config {
+    server: SocketAddr,
+    message: String,
+}
+
+fn read_config(registry_path: PUNICODE_STRING) -> wsk::Result<Config> {
+    // A missing Parameters key means defaults everywhere.
+    // SAFETY: the registry path `DriverEntry` was given.
+    let parameters = match unsafe { Parameters::open(registry_path) } {
+        Ok(parameters) => Some(parameters),
+        Err(e) if e.status() == wsk_sys::STATUS_OBJECT_NAME_NOT_FOUND => None,
+        Err(e) => return Err(e),
+    };
+    let read = |name: &str| -> wsk::Result<Option<String>> {
+        match &parameters {
+            Some(parameters) => parameters.string(name),
+            None => Ok(None),
+        }
+    };
+    let server = read("Server")?.unwrap_or_else(|| DEFAULT_SERVER.into());
+    let server = server.trim().parse().map_err(|_| {
+        kprint!("wsk_tcp_send: Server `{server}` is not an IP address and port\n");
+        Error::INVALID_PARAMETER
+    })?;
+    let message = read("Message")?.unwrap_or_else(|| DEFAULT_MESSAGE.into());
+    if message.is_empty() {
+        kprint!("wsk_tcp_send: Message is empty\n");
+        return Err(Error::INVALID_PARAMETER);
+    }
+    Ok(Config { server, message })
+}
+
+/// Connects, sends the whole message, closes: the task `DriverEntry` starts.
+async fn exchange(client_connect: wsk::ops::Connect, message: Buf) -> wsk::Result<usize> {
+    let socket = client_connect.await?;
+    let length = message.len();
+    let (sent, _message) = socket.send_all(message).await;
+    sent?;
+    socket.close().await?;
+    Ok(length)
+}
+
+/// The driver's entry point (exported as `DriverEntry` in the image). PASSIVE_LEVEL.
+///
+/// # Safety
+/// Called by the I/O manager (or the host runner) with a valid driver object and registry
+/// path.
+pub unsafe extern "system" fn driver_entry(
+    driver: PDRIVER_OBJECT,
+    registry_path: PUNICODE_STRING,
+) -> NTSTATUS {
+    match start(registry_path) {
+        Ok(running) => {
+            *RUNNING.lock() = Some(running);
+            // SAFETY: the driver object is valid for the driver's lifetime.
+            unsafe { (*driver).DriverUnload = Some(driver_unload) };
+            STATUS_SUCCESS
+        }
+        Err(error) => {
+            kprint!("wsk_tcp_send: not started: {error}\n");
+            error.status()
+        }
+    }
+}
+
+fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
+    let config = read_config(registry_path)?;
+    let client = WskClient::register()?;
+    let message = Buf::from_slice(config.message.as_bytes())?;
+    let connect = client.connect(config.server);
+    let tasks = TaskSet::new()?;
+    let server = config.server;
+    tasks.spawn(async move {
+        match exchange(connect, message).await {
+            Ok(sent) => kprint!("wsk_tcp_send: sent {sent} bytes to {server}\n"),
+            Err(error) if error == Error::CANCELLED => {
+                kprint!("wsk_tcp_send: cancelled by unload\n")
+            }
+            Err(error) => kprint!("wsk_tcp_send: sending to {server} failed: {error}\n"),
+        }
+    })?;
+    Ok(Running {
+        _tasks: tasks,
+        _client: client,
+    })
+}
+
+/// Cancels what is in flight, waits for it, deregisters. PASSIVE_LEVEL.
+unsafe extern "system" fn driver_unload(_driver: PDRIVER_OBJECT) {
+    let running = RUNNING.lock().take();
+    drop(running);
+    kprint!("wsk_tcp_send: unloaded\n");
+}
+
+export_driver_entry!(driver_entry);
+

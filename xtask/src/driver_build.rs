@@ -1,0 +1,430 @@
+//! `cargo xtask build-driver NAME|--all [--release] [--target x86_64|aarch64]`: cross-builds
+//! example drivers into `.sys` images, with no WDK.
+//!
+//! The crate is compiled as a static library for `<arch>-pc-windows-msvc` with
+//! `panic = "abort"`, then linked by the toolchain's `rust-lld` in lld-link flavour as a
+//! native-subsystem driver whose entry point is `DriverEntry`, against import libraries made
+//! (by the same `rust-lld`, in lib mode) from the project's lists of ntoskrnl.exe and
+//! NETIO.SYS exports (`xtask/kernel-exports/*.def`). Next to the image go an INF that installs
+//! it as a demand-start kernel service with its default parameters, and — when
+//! `osslsigncode` is installed — a test-signed copy.
+//!
+//! Output: `target/drivers/<target>/<profile>/NAME.sys`, `NAME.inf` and
+//! `test-signed/NAME.sys`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::examples::{Example, select};
+use crate::{Result, run, workspace_root};
+
+/// A Windows architecture drivers are built for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// x64 (`x86_64-pc-windows-msvc`).
+    X86_64,
+    /// ARM64 (`aarch64-pc-windows-msvc`).
+    Aarch64,
+}
+
+impl Arch {
+    /// Every architecture.
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// Parses `x86_64`/`x64`/`amd64` or `aarch64`/`arm64` (or the full target triple).
+    pub fn parse(text: &str) -> Result<Arch> {
+        match text {
+            "x86_64" | "x64" | "amd64" | "x86_64-pc-windows-msvc" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" | "aarch64-pc-windows-msvc" => Ok(Arch::Aarch64),
+            other => Err(format!("unknown target `{other}` (x86_64 or aarch64)").into()),
+        }
+    }
+
+    /// The Rust target triple.
+    pub fn triple(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-pc-windows-msvc",
+            Arch::Aarch64 => "aarch64-pc-windows-msvc",
+        }
+    }
+
+    /// The linker's `/MACHINE` value.
+    fn machine(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "X64",
+            Arch::Aarch64 => "ARM64",
+        }
+    }
+
+    /// The INF platform decoration.
+    fn inf_platform(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "NTamd64",
+            Arch::Aarch64 => "NTarm64",
+        }
+    }
+}
+
+/// How to build.
+#[derive(Clone, Copy, Debug)]
+pub struct BuildOptions {
+    /// The release profile (else dev).
+    pub release: bool,
+    /// The architecture.
+    pub arch: Arch,
+}
+
+impl BuildOptions {
+    /// The profile's name as in `target/`.
+    pub fn profile(&self) -> &'static str {
+        if self.release { "release" } else { "debug" }
+    }
+
+    /// Where the built drivers go.
+    pub fn output_dir(&self) -> PathBuf {
+        workspace_root()
+            .join("target")
+            .join("drivers")
+            .join(self.arch.triple())
+            .join(self.profile())
+    }
+}
+
+/// A built driver.
+#[derive(Clone, Debug)]
+pub struct BuiltDriver {
+    /// The image.
+    pub sys: PathBuf,
+    /// The test-signed copy, when `osslsigncode` is installed.
+    pub signed: Option<PathBuf>,
+}
+
+/// Parses `NAME|--all [--release] [--target ARCH]...`: the examples, and the options
+/// (several `--target`s build for each).
+pub fn parse_args(args: &[String]) -> Result<(Vec<Example>, bool, Vec<Arch>)> {
+    let (mut names, mut all, mut release, mut arches) = (Vec::new(), false, false, Vec::new());
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--all" => all = true,
+            "--release" => release = true,
+            "--target" => {
+                let value = args.next().ok_or("--target needs a value")?;
+                arches.push(Arch::parse(value)?);
+            }
+            option if option.starts_with('-') => {
+                return Err(format!("unknown option `{option}`").into());
+            }
+            name => names.push(name.to_string()),
+        }
+    }
+    if arches.is_empty() {
+        arches.push(Arch::X86_64);
+    }
+    Ok((select(&names, all)?, release, arches))
+}
+
+/// `cargo xtask build-driver`.
+pub fn command(args: &[String]) -> Result<()> {
+    let (examples, release, arches) = parse_args(args)?;
+    for arch in arches {
+        let options = BuildOptions { release, arch };
+        for example in &examples {
+            let started = std::time::Instant::now();
+            let built = build(example, &options)?;
+            let size = std::fs::metadata(&built.sys)?.len();
+            eprintln!(
+                "xtask: built {} ({size} bytes, {:.1?}){}",
+                built.sys.display(),
+                started.elapsed(),
+                built
+                    .signed
+                    .as_ref()
+                    .map(|s| format!(", test-signed copy {}", s.display()))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Builds one example driver.
+pub fn build(example: &Example, options: &BuildOptions) -> Result<BuiltDriver> {
+    let arch = options.arch;
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .current_dir(workspace_root())
+        .args(["rustc", "--quiet", "--lib", "--crate-type", "staticlib"])
+        .args(["-p", &example.package, "--target", arch.triple()])
+        // No unwinding in a driver: a panic bug-checks (the runtime's panic handler).
+        .env("CARGO_PROFILE_DEV_PANIC", "abort")
+        .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+        // The driver's own flags only: a RUSTFLAGS from the caller's environment would
+        // apply to the kernel build too.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if options.release {
+        cargo.arg("--release");
+    }
+    run(&mut cargo)?;
+    let library = workspace_root()
+        .join("target")
+        .join(arch.triple())
+        .join(options.profile())
+        .join(format!("{}.lib", example.crate_name()));
+    if !library.is_file() {
+        return Err(format!("cargo did not produce {}", library.display()).into());
+    }
+
+    let out_dir = options.output_dir();
+    std::fs::create_dir_all(&out_dir)?;
+    let import_dir = import_libraries(arch)?;
+    let sys = out_dir.join(format!("{}.sys", example.driver_name()));
+    let mut link = Command::new(rust_lld()?);
+    link.args(["-flavor", "link"])
+        .args([
+            "/NOLOGO",
+            "/DRIVER",
+            "/SUBSYSTEM:NATIVE",
+            "/ENTRY:DriverEntry",
+            "/NODEFAULTLIB",
+            "/RELEASE",
+            "/DYNAMICBASE",
+            "/NXCOMPAT",
+            "/OPT:REF",
+            "/OPT:ICF",
+        ])
+        .arg(format!("/MACHINE:{}", arch.machine()))
+        .arg(format!("/LIBPATH:{}", import_dir.display()))
+        .arg(format!("/OUT:{}", sys.display()))
+        .arg(&library)
+        .args(["ntoskrnl.lib", "netio.lib"]);
+    run(&mut link)?;
+
+    std::fs::write(
+        out_dir.join(format!("{}.inf", example.driver_name())),
+        inf(example, arch),
+    )?;
+    let signed = test_sign(&sys)?;
+    Ok(BuiltDriver { sys, signed })
+}
+
+/// The toolchain's `rust-lld`.
+fn rust_lld() -> Result<PathBuf> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let output = |args: &[&str]| -> Result<String> {
+        let out = Command::new(&rustc)
+            .args(args)
+            .current_dir(workspace_root())
+            .output()?;
+        if !out.status.success() {
+            return Err(format!("rustc {args:?} failed").into());
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    };
+    let sysroot = output(&["--print", "sysroot"])?;
+    let host = output(&["-vV"])?
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .ok_or("rustc -vV names no host")?;
+    let lld = Path::new(sysroot.trim())
+        .join("lib")
+        .join("rustlib")
+        .join(host)
+        .join("bin")
+        .join(if cfg!(windows) {
+            "rust-lld.exe"
+        } else {
+            "rust-lld"
+        });
+    if !lld.is_file() {
+        return Err(format!("the toolchain has no rust-lld at {}", lld.display()).into());
+    }
+    Ok(lld)
+}
+
+/// The project's export lists, `(file stem, path)`.
+pub fn export_lists() -> Vec<PathBuf> {
+    let dir = workspace_root().join("xtask").join("kernel-exports");
+    ["ntoskrnl", "netio"]
+        .iter()
+        .map(|stem| dir.join(format!("{stem}.def")))
+        .collect()
+}
+
+/// Makes `ntoskrnl.lib` and `netio.lib` for `arch` from the export lists (when they changed).
+fn import_libraries(arch: Arch) -> Result<PathBuf> {
+    let dir = workspace_root()
+        .join("target")
+        .join("drivers")
+        .join("import-libs")
+        .join(arch.triple());
+    std::fs::create_dir_all(&dir)?;
+    let lld = rust_lld()?;
+    for def in export_lists() {
+        let stem = def.file_stem().and_then(|s| s.to_str()).ok_or("bad .def name")?;
+        let lib = dir.join(format!("{stem}.lib"));
+        let fresh = match (std::fs::metadata(&lib), std::fs::metadata(&def)) {
+            (Ok(l), Ok(d)) => l.modified()? >= d.modified()?,
+            _ => false,
+        };
+        if fresh {
+            continue;
+        }
+        run(Command::new(&lld)
+            .args(["-flavor", "link", "/lib", "/NOLOGO"])
+            .arg(format!("/MACHINE:{}", arch.machine()))
+            .arg(format!("/DEF:{}", def.display()))
+            .arg(format!("/OUT:{}", lib.display())))?;
+    }
+    Ok(dir)
+}
+
+/// The export names of a `.def` list.
+pub fn def_exports(def: &Path) -> Result<(String, Vec<String>)> {
+    let text = std::fs::read_to_string(def)?;
+    let mut library = None;
+    let mut exports = Vec::new();
+    let mut in_exports = false;
+    for line in text.lines() {
+        let line = line.split(';').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix("LIBRARY") {
+            library = Some(name.trim().to_string());
+        } else if line == "EXPORTS" {
+            in_exports = true;
+        } else if in_exports {
+            exports.push(line.split_whitespace().next().unwrap_or(line).to_string());
+        }
+    }
+    let library = library.ok_or_else(|| format!("{} has no LIBRARY line", def.display()))?;
+    Ok((library, exports))
+}
+
+/// The INF that installs the driver as a demand-start kernel service, with the default
+/// parameters of its manifest in the service's `Parameters` key.
+fn inf(example: &Example, arch: Arch) -> String {
+    let name = example.driver_name();
+    let platform = arch.inf_platform();
+    let description = example
+        .metadata
+        .get("description")
+        .and_then(|d| d.as_str())
+        .unwrap_or("wsk-rs example driver");
+    let mut parameters = String::new();
+    if let Some(table) = example.metadata.get("parameters").and_then(|p| p.as_table()) {
+        for (key, value) in table {
+            let line = match value {
+                toml::Value::Integer(n) => {
+                    format!("HKR,Parameters,{key},0x00010001,{n}\n")
+                }
+                other => format!(
+                    "HKR,Parameters,{key},0x00000000,\"{}\"\n",
+                    other.as_str().unwrap_or_default().replace('"', "\"\"")
+                ),
+            };
+            parameters.push_str(&line);
+        }
+    }
+    format!(
+        "; {name}.inf: installs {name}.sys as a demand-start kernel service.\n\
+         ; Generated by `cargo xtask build-driver`. Install with\n\
+         ;   pnputil /add-driver {name}.inf /install   (or: rundll32 setupapi,InstallHinfSection DefaultInstall 132 {name}.inf)\n\
+         ; then `sc start {name}`.\n\
+         \n\
+         [Version]\n\
+         Signature   = \"$WINDOWS NT$\"\n\
+         Class       = System\n\
+         ClassGuid   = {{4d36e97d-e325-11ce-bfc1-08002be10318}}\n\
+         Provider    = %Provider%\n\
+         DriverVer   = 01/01/2026,{version}.0\n\
+         CatalogFile = {name}.cat\n\
+         PnpLockdown = 1\n\
+         \n\
+         [DestinationDirs]\n\
+         DefaultDestDir = 13\n\
+         \n\
+         [SourceDisksNames]\n\
+         1 = %DiskName%\n\
+         \n\
+         [SourceDisksFiles]\n\
+         {name}.sys = 1\n\
+         \n\
+         [DefaultInstall.{platform}]\n\
+         CopyFiles = Driver.Files\n\
+         \n\
+         [DefaultInstall.{platform}.Services]\n\
+         AddService = {name},,Service.Install\n\
+         \n\
+         [DefaultUninstall.{platform}]\n\
+         LegacyUninstall = 1\n\
+         \n\
+         [DefaultUninstall.{platform}.Services]\n\
+         DelService = {name},0x200\n\
+         \n\
+         [Driver.Files]\n\
+         {name}.sys\n\
+         \n\
+         [Service.Install]\n\
+         DisplayName   = %ServiceName%\n\
+         ServiceType   = 1 ; SERVICE_KERNEL_DRIVER\n\
+         StartType     = 3 ; SERVICE_DEMAND_START\n\
+         ErrorControl  = 1 ; SERVICE_ERROR_NORMAL\n\
+         ServiceBinary = %13%\\{name}.sys\n\
+         AddReg        = Service.Parameters\n\
+         \n\
+         [Service.Parameters]\n\
+         {parameters}\
+         \n\
+         [Strings]\n\
+         Provider    = \"wsk-rs\"\n\
+         DiskName    = \"{name} installation disk\"\n\
+         ServiceName = \"{description}\"\n",
+        version = example.version,
+    )
+}
+
+/// Test-signs a copy of `sys` into `test-signed/` with a self-signed certificate made once
+/// under `target/drivers/test-certificate/` (for machines in test-signing mode). Skipped,
+/// with a note, when `osslsigncode` is not installed.
+fn test_sign(sys: &Path) -> Result<Option<PathBuf>> {
+    if !crate::on_path("osslsigncode") {
+        eprintln!("xtask: osslsigncode is not installed: no test-signed copy");
+        return Ok(None);
+    }
+    let cert_dir = workspace_root()
+        .join("target")
+        .join("drivers")
+        .join("test-certificate");
+    let (cert, key) = (cert_dir.join("cert.pem"), cert_dir.join("key.pem"));
+    if !cert.is_file() || !key.is_file() {
+        std::fs::create_dir_all(&cert_dir)?;
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"])
+            .args(["-subj", "/CN=wsk-rs test signing"])
+            .args(["-addext", "extendedKeyUsage=codeSigning"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stderr(std::process::Stdio::null()))?;
+    }
+    let dir = sys.parent().ok_or("no parent")?.join("test-signed");
+    std::fs::create_dir_all(&dir)?;
+    let signed = dir.join(sys.file_name().ok_or("no file name")?);
+    let _ = std::fs::remove_file(&signed);
+    run(Command::new("osslsigncode")
+        .args(["sign", "-h", "sha256", "-n", "wsk-rs example driver"])
+        .arg("-certs")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .arg("-in")
+        .arg(sys)
+        .arg("-out")
+        .arg(&signed)
+        .stdout(std::process::Stdio::null()))?;
+    Ok(Some(signed))
+}
