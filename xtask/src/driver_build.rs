@@ -262,7 +262,10 @@ fn import_libraries(arch: Arch) -> Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let lld = rust_lld()?;
     for def in export_lists() {
-        let stem = def.file_stem().and_then(|s| s.to_str()).ok_or("bad .def name")?;
+        let stem = def
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or("bad .def name")?;
         let lib = dir.join(format!("{stem}.lib"));
         let fresh = match (std::fs::metadata(&lib), std::fs::metadata(&def)) {
             (Ok(l), Ok(d)) => l.modified()? >= d.modified()?,
@@ -314,7 +317,11 @@ fn inf(example: &Example, arch: Arch) -> String {
         .and_then(|d| d.as_str())
         .unwrap_or("wsk-rs example driver");
     let mut parameters = String::new();
-    if let Some(table) = example.metadata.get("parameters").and_then(|p| p.as_table()) {
+    if let Some(table) = example
+        .metadata
+        .get("parameters")
+        .and_then(|p| p.as_table())
+    {
         for (key, value) in table {
             let line = match value {
                 toml::Value::Integer(n) => {
@@ -402,7 +409,9 @@ fn test_sign(sys: &Path) -> Result<Option<PathBuf>> {
     if !cert.is_file() || !key.is_file() {
         std::fs::create_dir_all(&cert_dir)?;
         run(Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650"])
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650",
+            ])
             .args(["-subj", "/CN=wsk-rs test signing"])
             .args(["-addext", "extendedKeyUsage=codeSigning"])
             .arg("-keyout")

@@ -59,10 +59,14 @@ pub fn select(names: &[String], all: bool) -> Result<Vec<Example>> {
     names
         .iter()
         .map(|name| {
-            every.iter().find(|e| e.is_named(name)).cloned().ok_or_else(|| {
-                let known: Vec<String> = every.iter().map(Example::short_name).collect();
-                format!("no example driver `{name}` (known: {})", known.join(", ")).into()
-            })
+            every
+                .iter()
+                .find(|e| e.is_named(name))
+                .cloned()
+                .ok_or_else(|| {
+                    let known: Vec<String> = every.iter().map(Example::short_name).collect();
+                    format!("no example driver `{name}` (known: {})", known.join(", ")).into()
+                })
         })
         .collect()
 }

@@ -10,6 +10,7 @@ mod bindings;
 mod bindings_wdk;
 mod driver_build;
 mod examples;
+mod pe_check;
 mod python_env;
 mod test_suite;
 
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Some("bindgen") => bindings::command(&args[1..]),
         Some("test") => test_suite::command(&args[1..]),
         Some("build-driver") => driver_build::command(&args[1..]),
+        Some("check-pe") => pe_check::command(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())

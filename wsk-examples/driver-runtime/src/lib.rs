@@ -9,6 +9,7 @@
 //! - [`kprint!`]: formatted debug output through `DbgPrint`.
 //! - [`parameters`]: the values of the service's `Parameters` registry key, the standard
 //!   place for a driver's configuration.
+//! - `frame_handler`: the personality routine the precompiled standard library names.
 //! - [`export_driver_entry!`]: exports the driver's entry function as `DriverEntry`.
 //!
 //! With the `host` feature the crate is built for user mode on `wsk-host`: std's allocator and
@@ -19,9 +20,11 @@
 extern crate alloc;
 
 pub mod debug_print;
-pub mod parameters;
+#[cfg(all(windows, not(feature = "host")))]
+pub mod frame_handler;
 #[cfg(not(feature = "host"))]
 pub mod panic;
+pub mod parameters;
 pub mod pool;
 
 pub use parameters::Parameters;

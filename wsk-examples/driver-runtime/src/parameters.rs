@@ -130,10 +130,8 @@ impl Parameters {
             let (kind, data) = unsafe {
                 let header = &*info.as_ptr().cast::<KEY_VALUE_PARTIAL_INFORMATION>();
                 let length = (header.DataLength as usize).min(size - HEADER);
-                let data = core::slice::from_raw_parts(
-                    info.as_ptr().cast::<u8>().add(HEADER),
-                    length,
-                );
+                let data =
+                    core::slice::from_raw_parts(info.as_ptr().cast::<u8>().add(HEADER), length);
                 (header.Type, data.to_vec())
             };
             return Ok(Some((kind, data)));
@@ -148,9 +146,9 @@ impl Parameters {
     pub fn dword(&self, name: &str) -> Result<Option<u32>> {
         match self.read(name)? {
             None => Ok(None),
-            Some((REG_DWORD, data)) if data.len() == 4 => {
-                Ok(Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]])))
-            }
+            Some((REG_DWORD, data)) if data.len() == 4 => Ok(Some(u32::from_le_bytes([
+                data[0], data[1], data[2], data[3],
+            ]))),
             Some(_) => Err(Error::from_status(STATUS_OBJECT_TYPE_MISMATCH)),
         }
     }

@@ -16,7 +16,10 @@ fn send_to(listener: &TcpListener, message: &str) -> Vec<u8> {
     let loaded = load(
         driver,
         &[
-            ("Server", RegValue::String(listener.local_addr().unwrap().to_string())),
+            (
+                "Server",
+                RegValue::String(listener.local_addr().unwrap().to_string()),
+            ),
             ("Message", RegValue::String(message.into())),
         ],
     )
@@ -26,7 +29,10 @@ fn send_to(listener: &TcpListener, message: &str) -> Vec<u8> {
     let mut received = Vec::new();
     peer.read_to_end(&mut received).unwrap();
     let line = output.wait_for("wsk_tcp_send: sent", WAIT);
-    assert!(line.contains(&format!("sent {} bytes", message.len())), "{line}");
+    assert!(
+        line.contains(&format!("sent {} bytes", message.len())),
+        "{line}"
+    );
     assert!(loaded.unload());
     received
 }
@@ -46,7 +52,11 @@ fn the_message_arrives_whole_over_ipv4_and_ipv6() {
 #[test]
 fn partial_sends_and_pending_completions_still_deliver_everything() {
     let session = Session::start();
-    session.set_faults(FaultPlan::new(3).partial_sends(7).delay_completions(Duration::from_millis(1)));
+    session.set_faults(
+        FaultPlan::new(3)
+            .partial_sends(7)
+            .delay_completions(Duration::from_millis(1)),
+    );
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let message = "0123456789abcdef".repeat(64);
     assert_eq!(send_to(&listener, &message), message.as_bytes());
@@ -91,7 +101,10 @@ fn unloading_while_the_connect_is_in_flight_cancels_it() {
     let mut output = Output::new();
     let loaded = load(
         find("tcp-send").unwrap(),
-        &[("Server", RegValue::String(listener.local_addr().unwrap().to_string()))],
+        &[(
+            "Server",
+            RegValue::String(listener.local_addr().unwrap().to_string()),
+        )],
     )
     .unwrap();
     assert!(loaded.unload());

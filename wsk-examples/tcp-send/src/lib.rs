@@ -134,4 +134,3 @@ unsafe extern "system" fn driver_unload(_driver: PDRIVER_OBJECT) {
 }
 
 export_driver_entry!(driver_entry);
-

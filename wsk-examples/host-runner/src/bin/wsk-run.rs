@@ -32,7 +32,9 @@ fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         if arg == "--for" {
             match args.next().and_then(|s| s.parse::<f64>().ok()) {
-                Some(seconds) if seconds >= 0.0 => duration = Some(Duration::from_secs_f64(seconds)),
+                Some(seconds) if seconds >= 0.0 => {
+                    duration = Some(Duration::from_secs_f64(seconds))
+                }
                 _ => {
                     eprintln!("wsk-run: --for needs a number of seconds");
                     return ExitCode::FAILURE;
