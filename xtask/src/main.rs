@@ -9,6 +9,7 @@ mod bindings;
 #[cfg(windows)]
 mod bindings_wdk;
 mod driver_build;
+mod emulation;
 mod examples;
 mod pe_check;
 mod python_env;
@@ -43,6 +44,7 @@ fn main() -> ExitCode {
         Some("test") => test_suite::command(&args[1..]),
         Some("build-driver") => driver_build::command(&args[1..]),
         Some("check-pe") => pe_check::command(&args[1..]),
+        Some("emulate") => emulation::command(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
