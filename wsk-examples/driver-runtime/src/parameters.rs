@@ -5,18 +5,20 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::net::SocketAddr;
 use core::ptr::null_mut;
 
 use wsk::{Error, Result};
 use wsk_sys::*;
 
-/// The open `Parameters` key of a driver's service. PASSIVE_LEVEL only (registry access).
+/// The `Parameters` key of a driver's service, opened for reading; a service without one
+/// reads as empty (every value missing). PASSIVE_LEVEL only (registry access).
 ///
 /// # Invariants
-/// `handle` is an open kernel handle to the key, closed once, on drop.
+/// `handle`, when set, is an open kernel handle to the key, closed once, on drop.
 #[derive(Debug)]
 pub struct Parameters {
-    handle: HANDLE,
+    handle: Option<HANDLE>,
 }
 
 /// The bytes of `KEY_VALUE_PARTIAL_INFORMATION` before its data.
@@ -38,10 +40,9 @@ fn counted(units: &mut [u16]) -> Result<UNICODE_STRING> {
 }
 
 impl Parameters {
-    /// Opens `<registry_path>\Parameters` for reading.
+    /// Opens `<registry_path>\Parameters` for reading (empty when the key does not exist).
     ///
     /// # Errors
-    /// `STATUS_OBJECT_NAME_NOT_FOUND` when the service has no `Parameters` key,
     /// `STATUS_INVALID_DEVICE_STATE` above PASSIVE_LEVEL, or the status of `ZwOpenKey`.
     ///
     /// # Safety
@@ -80,12 +81,20 @@ impl Parameters {
             );
             ZwOpenKey(&raw mut handle, KEY_READ, &raw mut attributes)
         };
+        if status == STATUS_OBJECT_NAME_NOT_FOUND {
+            return Ok(Parameters { handle: None });
+        }
         Error::check(status)?;
-        Ok(Parameters { handle })
+        Ok(Parameters {
+            handle: Some(handle),
+        })
     }
 
     /// Reads value `name`: its type (`REG_*`) and data. `Ok(None)` when it does not exist.
     fn read(&self, name: &str) -> Result<Option<(ULONG, Vec<u8>)>> {
+        let Some(handle) = self.handle else {
+            return Ok(None);
+        };
         let mut units: Vec<u16> = Vec::new();
         units
             .try_reserve_exact(name.len())
@@ -104,7 +113,7 @@ impl Parameters {
             // 8-aligned; the name lives across the call.
             let status = unsafe {
                 ZwQueryValueKey(
-                    self.handle,
+                    handle,
                     &raw mut value_name,
                     KeyValuePartialInformation,
                     info.as_mut_ptr().cast(),
@@ -177,9 +186,42 @@ impl Parameters {
     }
 }
 
+impl Parameters {
+    /// Reads the `REG_SZ` value `name` as a comma-separated list of socket addresses
+    /// (`127.0.0.1:7007,[::1]:7007`). `Ok(None)` when it does not exist.
+    ///
+    /// # Errors
+    /// `STATUS_INVALID_PARAMETER` when an item is not an IP address with a port (or the list
+    /// is empty), or an error of [`string`](Self::string).
+    pub fn socket_addresses(&self, name: &str) -> Result<Option<Vec<SocketAddr>>> {
+        let Some(text) = self.string(name)? else {
+            return Ok(None);
+        };
+        parse_socket_addresses(&text).map(Some)
+    }
+}
+
+/// Parses a comma-separated list of socket addresses; spaces around items are ignored.
+///
+/// # Errors
+/// `STATUS_INVALID_PARAMETER` when an item is not an IP address with a port, or the list is
+/// empty.
+pub fn parse_socket_addresses(text: &str) -> Result<Vec<SocketAddr>> {
+    let addresses: Vec<SocketAddr> = text
+        .split(',')
+        .map(|item| item.trim().parse().map_err(|_| Error::INVALID_PARAMETER))
+        .collect::<Result<_>>()?;
+    if addresses.is_empty() {
+        return Err(Error::INVALID_PARAMETER);
+    }
+    Ok(addresses)
+}
+
 impl Drop for Parameters {
     fn drop(&mut self) {
-        // SAFETY: the handle is open and closed only here (invariant).
-        unsafe { ZwClose(self.handle) };
+        if let Some(handle) = self.handle {
+            // SAFETY: the handle is open and closed only here (invariant).
+            unsafe { ZwClose(handle) };
+        }
     }
 }

@@ -20,11 +20,33 @@ pub struct Driver {
 }
 
 /// Every example driver.
-pub const DRIVERS: &[Driver] = &[Driver {
-    name: "wsk_tcp_send",
-    short_name: "tcp-send",
-    entry: Some(wsk_tcp_send::driver_entry),
-}];
+pub const DRIVERS: &[Driver] = &[
+    Driver {
+        name: "wsk_echo_server",
+        short_name: "echo-server",
+        entry: Some(wsk_echo_server::driver_entry),
+    },
+    Driver {
+        name: "wsk_http_get",
+        short_name: "http-get",
+        entry: Some(wsk_http_get::driver_entry),
+    },
+    Driver {
+        name: "wsk_tcp_send",
+        short_name: "tcp-send",
+        entry: Some(wsk_tcp_send::driver_entry),
+    },
+    Driver {
+        name: "wsk_tcp_send_raw",
+        short_name: "tcp-send-raw",
+        entry: Some(wsk_tcp_send_raw::driver_entry),
+    },
+    Driver {
+        name: "wsk_udp_echo",
+        short_name: "udp-echo",
+        entry: Some(wsk_udp_echo::driver_entry),
+    },
+];
 
 /// The driver called `name` (its name or its directory's).
 #[must_use]

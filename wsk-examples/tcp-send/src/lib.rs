@@ -45,25 +45,18 @@ struct Config {
 }
 
 fn read_config(registry_path: PUNICODE_STRING) -> wsk::Result<Config> {
-    // A missing Parameters key means defaults everywhere.
     // SAFETY: the registry path `DriverEntry` was given.
-    let parameters = match unsafe { Parameters::open(registry_path) } {
-        Ok(parameters) => Some(parameters),
-        Err(e) if e.status() == wsk_sys::STATUS_OBJECT_NAME_NOT_FOUND => None,
-        Err(e) => return Err(e),
-    };
-    let read = |name: &str| -> wsk::Result<Option<String>> {
-        match &parameters {
-            Some(parameters) => parameters.string(name),
-            None => Ok(None),
-        }
-    };
-    let server = read("Server")?.unwrap_or_else(|| DEFAULT_SERVER.into());
+    let parameters = unsafe { Parameters::open(registry_path) }?;
+    let server = parameters
+        .string("Server")?
+        .unwrap_or_else(|| DEFAULT_SERVER.into());
     let server = server.trim().parse().map_err(|_| {
         kprint!("wsk_tcp_send: Server `{server}` is not an IP address and port\n");
         Error::INVALID_PARAMETER
     })?;
-    let message = read("Message")?.unwrap_or_else(|| DEFAULT_MESSAGE.into());
+    let message = parameters
+        .string("Message")?
+        .unwrap_or_else(|| DEFAULT_MESSAGE.into());
     if message.is_empty() {
         kprint!("wsk_tcp_send: Message is empty\n");
         return Err(Error::INVALID_PARAMETER);
