@@ -85,7 +85,10 @@ pub unsafe extern "system" fn driver_entry(
 ) -> NTSTATUS {
     match start(registry_path) {
         Ok(running) => {
-            *RUNNING.lock() = Some(running);
+            // Replaced in a statement of its own: whatever it held (nothing, after a proper
+            // unload) is dropped after the lock is released, at PASSIVE_LEVEL.
+            let previous = RUNNING.lock().replace(running);
+            drop(previous);
             // SAFETY: the driver object is valid for the driver's lifetime.
             unsafe { (*driver).DriverUnload = Some(driver_unload) };
             STATUS_SUCCESS
