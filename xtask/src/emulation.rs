@@ -46,7 +46,11 @@ pub fn command(args: &[String]) -> Result<()> {
 /// The manifest's default parameters as the emulation script takes them.
 fn parameters(example: &Example) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(table) = example.metadata.get("parameters").and_then(|p| p.as_table()) {
+    if let Some(table) = example
+        .metadata
+        .get("parameters")
+        .and_then(|p| p.as_table())
+    {
         for (name, value) in table {
             out.push(match value {
                 toml::Value::Integer(n) => format!("{name}=dword:{n}"),

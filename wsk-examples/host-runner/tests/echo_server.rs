@@ -66,7 +66,11 @@ fn concurrent_std_clients_get_every_byte_back_over_ipv4_and_ipv6() {
             let address = addresses[i as usize % 2];
             std::thread::spawn(move || {
                 let data = pattern(i, 256 * 1024 + i as usize * 1000);
-                assert_eq!(round_trip(address, data.clone()), data, "client {i} to {address}");
+                assert_eq!(
+                    round_trip(address, data.clone()),
+                    data,
+                    "client {i} to {address}"
+                );
             })
         })
         .collect();
@@ -96,7 +100,10 @@ fn netcat_and_socat_get_their_input_back() {
             // -N: shut the connection's write side down at the end of the input, then read
             // until the server closes.
             ("nc", vec!["-N".into(), host.clone(), port.clone()]),
-            ("socat", vec!["-t".into(), "10".into(), "-".into(), socat_address]),
+            (
+                "socat",
+                vec!["-t".into(), "10".into(), "-".into(), socat_address],
+            ),
         ];
         for (program, args) in clients {
             let mut child = Command::new(program)
@@ -105,7 +112,9 @@ fn netcat_and_socat_get_their_input_back() {
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
-                .unwrap_or_else(|e| panic!("{program} must be installed (cargo xtask test installs it): {e}"));
+                .unwrap_or_else(|e| {
+                    panic!("{program} must be installed (cargo xtask test installs it): {e}")
+                });
             let mut stdin = child.stdin.take().unwrap();
             let data = input.clone();
             let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
@@ -117,7 +126,10 @@ fn netcat_and_socat_get_their_input_back() {
                 String::from_utf8_lossy(&result.stderr)
             );
             assert_eq!(result.stdout.len(), input.len(), "{program} to {address}");
-            assert!(result.stdout == input, "{program} to {address}: different bytes");
+            assert!(
+                result.stdout == input,
+                "{program} to {address}: different bytes"
+            );
         }
     }
     assert!(loaded.unload());
@@ -151,7 +163,10 @@ fn unloading_with_connections_open_closes_them_and_leaks_nothing() {
         }
     }
     let report = session.finish();
-    assert!(report.cancelled >= 4, "2 accepts and 2 receives cancelled: {report:?}");
+    assert!(
+        report.cancelled >= 4,
+        "2 accepts and 2 receives cancelled: {report:?}"
+    );
 }
 
 #[test]

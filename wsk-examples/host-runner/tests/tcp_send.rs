@@ -49,7 +49,11 @@ fn the_message_arrives_whole_over_ipv4_and_ipv6() {
             let session = Session::start();
             let listener = TcpListener::bind(address).unwrap();
             let message = "GET / HTTP/1.0\r\n\r\n".repeat(100);
-            assert_eq!(send_to(name, &listener, &message), message.as_bytes(), "{name}");
+            assert_eq!(
+                send_to(name, &listener, &message),
+                message.as_bytes(),
+                "{name}"
+            );
             let report = session.finish();
             assert_eq!(report.bytes_sent, message.len() as u64);
         }
@@ -67,7 +71,11 @@ fn partial_sends_and_pending_completions_still_deliver_everything() {
         );
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let message = "0123456789abcdef".repeat(64);
-        assert_eq!(send_to(name, &listener, &message), message.as_bytes(), "{name}");
+        assert_eq!(
+            send_to(name, &listener, &message),
+            message.as_bytes(),
+            "{name}"
+        );
         session.finish();
     }
 }

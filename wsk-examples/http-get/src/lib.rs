@@ -146,7 +146,10 @@ async fn fetch(
 /// Prints the status line, the body's length and hash.
 fn report(url: &str, response: &[u8]) {
     let Some(end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
-        kprint!("wsk_http_get: {url}: the response has no header end ({} bytes)\n", response.len());
+        kprint!(
+            "wsk_http_get: {url}: the response has no header end ({} bytes)\n",
+            response.len()
+        );
         return;
     };
     let head = core::str::from_utf8(&response[..end]).unwrap_or("");
@@ -188,7 +191,9 @@ pub unsafe extern "system" fn driver_entry(
 fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
     // SAFETY: the registry path `DriverEntry` was given.
     let parameters = unsafe { Parameters::open(registry_path) }?;
-    let text = parameters.string("Url")?.unwrap_or_else(|| DEFAULT_URL.into());
+    let text = parameters
+        .string("Url")?
+        .unwrap_or_else(|| DEFAULT_URL.into());
     let Some(url) = parse_url(&text) else {
         kprint!("wsk_http_get: Url `{text}` is not an http:// URL\n");
         return Err(Error::INVALID_PARAMETER);
@@ -202,9 +207,6 @@ fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
     tasks.spawn(async move {
         match fetch(resolve, task_client, url, max).await {
             Ok(response) => report(&text, &response),
-            Err(error) if error == Error::CANCELLED => {
-                kprint!("wsk_http_get: cancelled by unload\n")
-            }
             Err(error) => kprint!("wsk_http_get: {text}: {error}\n"),
         }
     })?;

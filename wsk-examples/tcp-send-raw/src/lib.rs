@@ -314,7 +314,13 @@ fn start(registry_path: PUNICODE_STRING) -> Result<(), NTSTATUS> {
         c.irp = IoAllocateIrp(1, FALSE);
         if !c.data.is_null() {
             core::ptr::copy_nonoverlapping(message.as_ptr(), c.data, message.len());
-            c.mdl = IoAllocateMdl(c.data.cast(), message.len() as ULONG, FALSE, FALSE, null_mut());
+            c.mdl = IoAllocateMdl(
+                c.data.cast(),
+                message.len() as ULONG,
+                FALSE,
+                FALSE,
+                null_mut(),
+            );
         }
         if c.data.is_null() || c.irp.is_null() || c.mdl.is_null() {
             release(context, true, true);
@@ -323,9 +329,18 @@ fn start(registry_path: PUNICODE_STRING) -> Result<(), NTSTATUS> {
         MmBuildMdlForNonPagedPool(c.mdl);
 
         CONTEXT.store(context, Ordering::SeqCst);
-        IoSetCompletionRoutine(c.irp, Some(step_completed), context.cast(), true, true, true);
+        IoSetCompletionRoutine(
+            c.irp,
+            Some(step_completed),
+            context.cast(),
+            true,
+            true,
+            true,
+        );
         // The completion routine runs whatever this returns (also on inline completion).
-        ((*c.provider.Dispatch).WskSocketConnect.expect("WskSocketConnect"))(
+        ((*c.provider.Dispatch)
+            .WskSocketConnect
+            .expect("WskSocketConnect"))(
             c.provider.Client,
             SOCK_STREAM,
             IPPROTO_TCP,

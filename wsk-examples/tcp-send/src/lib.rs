@@ -110,9 +110,6 @@ fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
     tasks.spawn(async move {
         match exchange(connect, message).await {
             Ok(sent) => kprint!("wsk_tcp_send: sent {sent} bytes to {server}\n"),
-            Err(error) if error == Error::CANCELLED => {
-                kprint!("wsk_tcp_send: cancelled by unload\n")
-            }
             Err(error) => kprint!("wsk_tcp_send: sending to {server} failed: {error}\n"),
         }
     })?;

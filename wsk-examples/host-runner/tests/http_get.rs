@@ -1,0 +1,182 @@
+//! `wsk_http_get` against Python's `http.server` on loopback: the host name `localhost` is
+//! resolved through `WskGetAddressInfo`, the file comes back whole (its length and hash as
+//! the server has it); a 404 is reported as such; a response over `MaxBytes` is refused;
+//! a server that does not answer is cancelled by the unload. Nothing leaks.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use wsk_host::{RegValue, Session};
+use wsk_host_runner::{Output, find, load};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// `python3 -m http.server` serving a directory of test files, on 127.0.0.1; stopped on drop.
+struct HttpServer {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl HttpServer {
+    fn start(files: &[(&str, &[u8])]) -> HttpServer {
+        static SERVERS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let serial = SERVERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("wsk-http-get-{}-{serial}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, data) in files {
+            std::fs::write(dir.join(name), data).unwrap();
+        }
+        // A free port, released just before the server binds it.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(&dir)
+            .arg(port.to_string())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs http.server");
+        // It prints "Serving HTTP on ..." once listening.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("Serving HTTP"), "http.server said: {line}");
+        HttpServer { child, port, dir }
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn fetch(url: &str, extra: &[(&str, RegValue)], expect: &str) -> String {
+    let mut output = Output::new();
+    let mut parameters = vec![("Url", RegValue::String(url.into()))];
+    parameters.extend(extra.iter().cloned());
+    let loaded = load(find("http-get").unwrap(), &parameters).expect("DriverEntry succeeds");
+    let line = output.wait_for(expect, WAIT);
+    assert!(loaded.unload());
+    line
+}
+
+#[test]
+fn a_file_comes_back_whole_through_a_resolved_name() {
+    let session = Session::start();
+    let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let server = HttpServer::start(&[("data.bin", &body), ("hello.txt", b"hello, kernel\n")]);
+    for (path, expected) in [
+        ("data.bin", &body[..]),
+        ("hello.txt", &b"hello, kernel\n"[..]),
+    ] {
+        let url = format!("http://localhost:{}/{path}", server.port);
+        let line = fetch(&url, &[], "body ");
+        assert!(line.contains(" 200 OK"), "{line}");
+        assert!(
+            line.contains(&format!(
+                "body {} bytes, fnv1a64 {:016x}",
+                expected.len(),
+                fnv1a(expected)
+            )),
+            "{line}"
+        );
+    }
+    // By address, IPv4.
+    let url = format!("http://127.0.0.1:{}/hello.txt", server.port);
+    assert!(fetch(&url, &[], "body ").contains("body 14 bytes"));
+    session.finish();
+}
+
+#[test]
+fn a_missing_file_is_a_404_and_an_oversized_response_is_refused() {
+    let session = Session::start();
+    let big = vec![b'x'; 200_000];
+    let server = HttpServer::start(&[("big.txt", &big)]);
+    let line = fetch(
+        &format!("http://localhost:{}/nothing-here", server.port),
+        &[],
+        "body ",
+    );
+    assert!(line.contains(" 404 "), "{line}");
+    let line = fetch(
+        &format!("http://localhost:{}/big.txt", server.port),
+        &[("MaxBytes", RegValue::Dword(100_000))],
+        "wsk_http_get: http",
+    );
+    assert!(
+        line.contains("BUFFER_OVERFLOW") || line.contains("0x80000005"),
+        "{line}"
+    );
+    session.finish();
+}
+
+#[test]
+fn a_silent_server_is_cancelled_by_the_unload() {
+    let session = Session::start();
+    // Accepts (the backlog does) but never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut output = Output::new();
+    let loaded = load(
+        find("http-get").unwrap(),
+        &[(
+            "Url",
+            RegValue::String(format!(
+                "http://127.0.0.1:{}/",
+                silent.local_addr().unwrap().port()
+            )),
+        )],
+    )
+    .unwrap();
+    output.wait_for("connected to", WAIT);
+    assert!(loaded.unload());
+    output.wait_for("wsk_http_get: unloaded", WAIT);
+    assert!(!output.text().contains("body "), "{}", output.text());
+    let report = session.finish();
+    assert!(report.cancelled >= 1, "the pending receive was cancelled");
+}
+
+#[test]
+fn bad_urls_fail_driver_entry() {
+    let session = Session::start();
+    for bad in [
+        "https://localhost/",
+        "http://",
+        "http://host:port/",
+        "http://[::1/",
+        "ftp://x/",
+    ] {
+        let status = load(
+            find("http-get").unwrap(),
+            &[("Url", RegValue::String(bad.into()))],
+        )
+        .unwrap_err();
+        assert_eq!(status, wsk_sys::STATUS_INVALID_PARAMETER, "{bad}");
+    }
+    session.finish();
+}
