@@ -11,6 +11,7 @@ mod bindings_wdk;
 mod driver_build;
 mod emulation;
 mod examples;
+mod host_run;
 mod pe_check;
 mod python_env;
 mod test_suite;
@@ -31,6 +32,22 @@ commands:
                               when the committed bindings differ; --wdk: Windows only,
                               generate from the installed WDK and compare layouts and
                               signatures with the committed bindings)
+  demo                        the main job: build every example driver (.sys, x64 and
+                              ARM64), check the images, run the echo server on wsk-host
+                              with a client
+  build-driver NAME|--all [--release] [--target x86_64|aarch64]...
+                              cross-build example drivers into
+                              target/drivers/<target>/<profile>/NAME.sys (+ .inf, and a
+                              test-signed copy when osslsigncode is installed)
+  check-pe NAME|--all [--release] [--target ...] | FILE.sys...
+                              check built images: machine, native subsystem, kernel-only
+                              imports, relocations, no W+X section, checksum
+  emulate NAME|--all [--release]
+                              run each x64 image's DriverEntry in speakeasy's emulated
+                              kernel; check STATUS_SUCCESS and the WSK calls made
+  run NAME [Name=Value]... [--for SECONDS]
+                              run a driver on wsk-host until Ctrl-C, with registry
+                              parameters; unload; print the verifier's report
   test [--host]               the whole test suite: every check of the Linux CI job
                               (--host: only the tests that run in user mode, as on the
                               Windows CI job)
@@ -45,6 +62,8 @@ fn main() -> ExitCode {
         Some("build-driver") => driver_build::command(&args[1..]),
         Some("check-pe") => pe_check::command(&args[1..]),
         Some("emulate") => emulation::command(&args[1..]),
+        Some("run") => host_run::command(&args[1..]),
+        Some("demo") => host_run::demo(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())
