@@ -59,6 +59,30 @@ def ke_query_performance_counter(emu, api_name, func, params):
     return 0
 
 
+def memcmp(emu, api_name, func, params):
+    first, second, count = params
+    if count == 0:
+        return 0
+    a, b = emu.mem_read(first, count), emu.mem_read(second, count)
+    for x, y in zip(a, b):
+        if x != y:
+            return (x - y) & 0xFFFFFFFF
+    return 0
+
+
+WSK_FLAG_DATAGRAM_SOCKET = 0x4
+STATUS_PENDING = 0x103
+
+
+def wsk_socket(emu, api_name, original, params):
+    """speakeasy's provider models datagram sockets only; a request for another kind (a
+    listening socket) is left pending, as a provider that has not completed it yet would."""
+    flags = params[4]
+    if flags == WSK_FLAG_DATAGRAM_SOCKET:
+        return original(params)
+    return STATUS_PENDING
+
+
 def wsk_query_provider_characteristics(emu, api_name, func, params):
     """WSK_PROVIDER_CHARACTERISTICS: HighestVersion, LowestVersion (USHORT each): 1.0."""
     registration, characteristics = params
@@ -73,7 +97,9 @@ HOOKS = [
     ("ntoskrnl", "MmBuildMdlForNonPagedPool", 1, mm_build_mdl_for_non_paged_pool),
     ("ntoskrnl", "IoCancelIrp", 1, io_cancel_irp),
     ("ntoskrnl", "KeQueryPerformanceCounter", 1, ke_query_performance_counter),
+    ("ntoskrnl", "memcmp", 3, memcmp),
     ("netio", "WskQueryProviderCharacteristics", 2, wsk_query_provider_characteristics),
+    ("netio", "callback_WskSocket", 11, wsk_socket),
 ]
 
 
