@@ -67,12 +67,22 @@ pub fn command(args: &[String]) -> Result<()> {
         suite.step("tests (cargo test --workspace)", || {
             cargo(&["test", "--workspace"])
         })?;
-        suite.step("example drivers (build x64 + ARM64, check-pe, emulate)", || {
-            let both = ["--all", "--release", "--target", "x86_64", "--target", "aarch64"];
-            xtask(&[&["build-driver"][..], &both].concat())?;
-            xtask(&[&["check-pe"][..], &both].concat())?;
-            xtask(&["emulate", "--all", "--release"])
-        })?;
+        suite.step(
+            "example drivers (build x64 + ARM64, check-pe, emulate)",
+            || {
+                let both = [
+                    "--all",
+                    "--release",
+                    "--target",
+                    "x86_64",
+                    "--target",
+                    "aarch64",
+                ];
+                xtask(&[&["build-driver"][..], &both].concat())?;
+                xtask(&[&["check-pe"][..], &both].concat())?;
+                xtask(&["emulate", "--all", "--release"])
+            },
+        )?;
         suite.step("documentation (cargo doc -D warnings)", || {
             let mut doc = cargo_command(&["doc", "--workspace", "--no-deps"]);
             doc.env("RUSTDOCFLAGS", "-D warnings");
