@@ -104,6 +104,10 @@ struct KeyHandle {
 }
 
 /// `ZwOpenKey`.
+///
+/// # Safety
+/// `KeyHandle` must be writable and `ObjectAttributes` a valid `OBJECT_ATTRIBUTES` whose
+/// name is a valid `UNICODE_STRING`, as the kernel requires.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ZwOpenKey(
     KeyHandle: PHANDLE,
@@ -142,6 +146,10 @@ pub unsafe extern "system" fn ZwOpenKey(
 }
 
 /// `ZwQueryValueKey` (`KeyValuePartialInformation`).
+///
+/// # Safety
+/// `ValueName` must be a valid `UNICODE_STRING`, `KeyValueInformation` writable for
+/// `Length` bytes and `ResultLength` writable, as the kernel requires.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ZwQueryValueKey(
     KeyHandle: HANDLE,
@@ -207,6 +215,10 @@ pub unsafe extern "system" fn ZwQueryValueKey(
 }
 
 /// `ZwClose`.
+///
+/// # Safety
+/// Any value may be passed (an unknown handle is reported, as the kernel's verifier does);
+/// `unsafe` for the kernel's signature.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn ZwClose(Handle: HANDLE) -> NTSTATUS {
     if !require_irql("ZwClose", PASSIVE_LEVEL) {

@@ -28,6 +28,7 @@ unsafe extern "system" fn signal(_device: PDEVICE_OBJECT, _irp: PIRP, context: P
 
 /// Allocates an IRP whose completion signals `sync`.
 unsafe fn sync_irp(sync: &mut Sync) -> PIRP {
+    // SAFETY: the event outlives the IRP's use of it (the caller waits before dropping `sync`).
     unsafe {
         KeInitializeEvent(&mut sync.event, NotificationEvent, FALSE);
         let irp = IoAllocateIrp(1, FALSE);
@@ -46,6 +47,7 @@ unsafe fn sync_irp(sync: &mut Sync) -> PIRP {
 }
 
 unsafe fn wait(sync: &mut Sync, irp: PIRP) -> (NTSTATUS, usize) {
+    // SAFETY: `irp` is the IRP `sync_irp` made; its completion signals `sync`'s event.
     unsafe {
         KeWaitForSingleObject(
             (&raw mut sync.event).cast(),
@@ -70,6 +72,7 @@ unsafe extern "system" fn send_complete(
     irp: PIRP,
     context: PVOID,
 ) -> NTSTATUS {
+    // SAFETY: the context is the `SendOutcome` `send_data` was given, alive until it is signalled.
     unsafe {
         let outcome = &mut *context.cast::<SendOutcome>();
         outcome.status = (*irp).IoStatus.u.Status;
@@ -92,6 +95,7 @@ unsafe fn send_data(
     buffer: &mut WSK_BUF,
     outcome: &mut SendOutcome,
 ) -> NTSTATUS {
+    // SAFETY: `socket` is a connected socket and `buffer` a locked buffer, both alive until the completion.
     unsafe {
         let irp = IoAllocateIrp(1, FALSE);
         if irp.is_null() {
@@ -138,6 +142,7 @@ fn run_example(listener: &TcpListener, message: &[u8]) -> NTSTATUS {
     } else {
         "[::]:0".parse().unwrap()
     };
+    // SAFETY: the documentation's sequence, each pointer checked by an assertion before use.
     unsafe {
         let mut registration = WSK_REGISTRATION::default();
         let mut npi = WSK_CLIENT_NPI {

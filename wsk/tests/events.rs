@@ -77,14 +77,16 @@ fn connected_pair(client: &WskClient, events: Recorder) -> (ConnectionSocket, Tc
     (socket, peer)
 }
 
-fn recorder(
-    policy: Policy,
-) -> (
+/// A recorder and its outputs: the data indicated, the disconnects (abortive or not), the
+/// indications retained.
+type Recording = (
     Recorder,
     std::sync::mpsc::Receiver<Vec<u8>>,
     std::sync::mpsc::Receiver<bool>,
     Arc<Mutex<Vec<RetainedData>>>,
-) {
+);
+
+fn recorder(policy: Policy) -> Recording {
     let (data, data_rx) = channel();
     let (disconnects, disconnect_rx) = channel();
     let retained = Arc::new(Mutex::new(Vec::new()));

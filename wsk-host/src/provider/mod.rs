@@ -158,7 +158,7 @@ pub(crate) fn socket_for_call(socket: PWSK_SOCKET, routine: &str) -> Option<Arc<
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .any(|s| Arc::as_ptr(s) as usize == socket as usize);
+        .any(|s| std::ptr::eq(Arc::as_ptr(s).cast::<u8>(), socket as *const u8));
     if retired {
         bug_check(
             Rule::SocketUseAfterClose,

@@ -613,10 +613,7 @@ fn progress_queues(
         }
     }
     for queue in [Queue::Sends, Queue::Receives, Queue::Accepts] {
-        loop {
-            let Some(mut pending) = queue.of(state).pop_front() else {
-                break;
-            };
+        while let Some(mut pending) = queue.of(state).pop_front() {
             match attempt(socket, state, &mut pending.op) {
                 Outcome::Done(status, information) => {
                     take(pending.irp, status, information, completions)
@@ -708,6 +705,7 @@ pub(crate) fn attempt(socket: &Arc<HostSocket>, state: &mut State, op: &mut Op) 
             let mut node = *list;
             // SAFETY: the list and its buffers are the client's, valid until completion.
             while let Some(element) = unsafe { node.as_ref() } {
+                // SAFETY: each element's WSK_BUF describes a locked buffer of the client's.
                 let data = unsafe { gather(&element.Buffer) };
                 match send_datagram(state, &data, *remote) {
                     Outcome::Done(status, count) if NT_SUCCESS(status) => sent += count,
