@@ -44,6 +44,7 @@ fn allocate(size: usize, tag: ULONG, paged: bool, zero: bool) -> *mut u8 {
         }
     };
     if !ptr.is_null() {
+        crate::session::count(|c| c.pool_allocations += 1);
         LIVE.lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(ptr as usize, Allocation { size, tag, paged });

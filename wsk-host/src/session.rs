@@ -60,6 +60,8 @@ pub struct Report {
     pub bytes_sent: u64,
     /// Bytes received through the provider's sockets.
     pub bytes_received: u64,
+    /// Pool blocks allocated (`ExAllocatePool2`, `ExAllocatePoolWithTag`).
+    pub pool_allocations: u64,
 }
 
 static COUNTERS: Mutex<Report> = Mutex::new(Report {
@@ -75,6 +77,7 @@ static COUNTERS: Mutex<Report> = Mutex::new(Report {
     sockets_closed: 0,
     bytes_sent: 0,
     bytes_received: 0,
+    pool_allocations: 0,
 });
 
 static CONFIG: Mutex<Option<ProviderConfig>> = Mutex::new(None);

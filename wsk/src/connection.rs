@@ -145,6 +145,20 @@ impl ConnectionSocket {
         &self.handle.core
     }
 
+    /// The provider's socket (`PWSK_SOCKET`), for calls this crate does not wrap. Null if
+    /// the socket is closed.
+    ///
+    /// The pointer stays valid until the socket is closed (by [`close`](Self::close) or
+    /// drop); calling through it is `unsafe` and must not overlap a close, nor leave a
+    /// request in flight when the socket is dropped.
+    pub fn as_raw(&self) -> PWSK_SOCKET {
+        match self.handle.core.enter() {
+            // SAFETY: the guard is held for the read.
+            Ok(_guard) => unsafe { self.handle.core.raw() },
+            Err(_) => core::ptr::null_mut(),
+        }
+    }
+
     pub(crate) fn from_core(core: Shared<SocketCore>) -> ConnectionSocket {
         ConnectionSocket {
             handle: SocketHandle { core },

@@ -309,7 +309,7 @@ unsafe fn drop_waker(data: *const ()) {
 }
 
 /// Runs a future to completion on the calling thread, sleeping between wake-ups.
-/// IRQL <= APC_LEVEL ([`Error::IRQL_TOO_HIGH`] otherwise).
+/// IRQL <= APC_LEVEL ([`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH) otherwise).
 pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
     require_at_most(Irql::APC)?;
     let signal = Shared::try_new(Signal {
