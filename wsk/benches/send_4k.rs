@@ -189,9 +189,9 @@ fn main() {
     let raw_socket = socket.as_raw();
     // SAFETY: the socket stays open until the sender is dropped.
     let mut raw = unsafe { RawSender::new(raw_socket) };
-    let mut buf = Buf::from_slice(&[0x5a; SIZE]).unwrap();
+    let buf = Buf::from_slice(&[0x5a; SIZE]).unwrap();
 
-    let mut wsk_send = |count: u32, buf: &mut Option<Buf>| {
+    let wsk_send = |count: u32, buf: &mut Option<Buf>| {
         for _ in 0..count {
             let (sent, back) = socket.send(buf.take().unwrap()).wait();
             assert_eq!(sent.unwrap(), SIZE);
