@@ -253,7 +253,7 @@ typedef WSK_INSPECT_ID *PWSK_INSPECT_ID;
 /** Value of the [`SO_WSK_EVENT_CALLBACK`] option: which events to enable or disable. WDK:
  *  `WSK_EVENT_CALLBACK_CONTROL` (page "WSK_EVENT_CALLBACK_CONTROL structure"). */
 typedef struct _WSK_EVENT_CALLBACK_CONTROL {
-    /** Must point to [`NPI_WSK_INTERFACE_ID`]. WDK: `NpiId`. */
+    /** Must point to `NPI_WSK_INTERFACE_ID`. WDK: `NpiId`. */
     PNPIID NpiId;
     /** `WSK_EVENT_*` bits. WDK: `EventMask`. */
     ULONG EventMask;

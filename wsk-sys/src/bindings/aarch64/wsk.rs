@@ -897,7 +897,7 @@ pub type PWSK_INSPECT_ID = *mut WSK_INSPECT_ID;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _WSK_EVENT_CALLBACK_CONTROL {
-    #[doc = " Must point to [`NPI_WSK_INTERFACE_ID`]. WDK: `NpiId`."]
+    #[doc = " Must point to `NPI_WSK_INTERFACE_ID`. WDK: `NpiId`."]
     pub NpiId: PNPIID,
     #[doc = " `WSK_EVENT_*` bits. WDK: `EventMask`."]
     pub EventMask: ULONG,
