@@ -243,7 +243,7 @@ fn rust_lld() -> Result<PathBuf> {
     Ok(lld)
 }
 
-/// The project's export lists, `(file stem, path)`.
+/// The project's export lists (`.def` files), one per kernel module.
 pub fn export_lists() -> Vec<PathBuf> {
     let dir = workspace_root().join("xtask").join("kernel-exports");
     ["ntoskrnl", "netio"]
