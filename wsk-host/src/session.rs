@@ -141,6 +141,29 @@ impl Session {
         COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Requests queued in the provider now, waiting for the network: sends, receives,
+    /// accepts and connects on open sockets. A test waits on it to know a driver has posted
+    /// its next request (a receive re-posted after an echo, say) before it acts.
+    #[must_use]
+    pub fn queued_requests(&self) -> usize {
+        crate::provider::queued_requests()
+    }
+
+    /// Waits up to `timeout` until at least `count` requests are queued in the provider;
+    /// returns whether they are.
+    pub fn wait_for_queued_requests(&self, count: usize, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.queued_requests() >= count {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Panics with the verifier's findings so far, if any.
     pub fn check(&self) {
         verifier::raise_recorded();

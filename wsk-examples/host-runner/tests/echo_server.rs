@@ -152,6 +152,12 @@ fn unloading_with_connections_open_closes_them_and_leaks_nothing() {
         stream.read_exact(&mut back).unwrap();
         assert_eq!(&back, b"ping");
     }
+    // The server re-posts each receive after its echo completes, and an accept after each
+    // connection: wait for all four before unloading.
+    assert!(
+        session.wait_for_queued_requests(4, WAIT),
+        "2 accepts and 2 receives pending"
+    );
     assert!(loaded.unload());
     output.wait_for("wsk_echo_server: unloaded", WAIT);
     for stream in &mut idle {

@@ -3,7 +3,7 @@
 //! the server has it); a 404 is reported as such; a response over `MaxBytes` is refused;
 //! a server that does not answer is cancelled by the unload. Nothing leaks.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -139,7 +139,7 @@ fn a_missing_file_is_a_404_and_an_oversized_response_is_refused() {
 #[test]
 fn a_silent_server_is_cancelled_by_the_unload() {
     let session = Session::start();
-    // Accepts (the backlog does) but never answers.
+    // Takes the request but never answers.
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
     let mut output = Output::new();
     let loaded = load(
@@ -154,6 +154,19 @@ fn a_silent_server_is_cancelled_by_the_unload() {
     )
     .unwrap();
     output.wait_for("connected to", WAIT);
+    // Take the whole request (the driver's send is done), then wait for its receive.
+    let (mut server_side, _) = silent.accept().unwrap();
+    server_side.set_read_timeout(Some(WAIT)).unwrap();
+    let mut request = Vec::new();
+    let mut byte = [0u8; 1];
+    while !request.ends_with(b"\r\n\r\n") {
+        assert_eq!(server_side.read(&mut byte).unwrap(), 1, "the whole request");
+        request.push(byte[0]);
+    }
+    assert!(
+        session.wait_for_queued_requests(1, WAIT),
+        "the response's receive is pending"
+    );
     assert!(loaded.unload());
     output.wait_for("wsk_http_get: unloaded", WAIT);
     assert!(!output.text().contains("body "), "{}", output.text());

@@ -65,6 +65,12 @@ fn datagrams_come_back_whole_over_ipv4_and_ipv6() {
     let n = b.recv(&mut buf).unwrap();
     assert_eq!(&buf[..n], b"from b");
 
+    // The driver re-posts each socket's receive after its echo completes: wait for both
+    // before unloading, so the unload has two pending receives to cancel.
+    assert!(
+        session.wait_for_queued_requests(2, WAIT),
+        "both sockets have a receive pending"
+    );
     assert!(loaded.unload());
     output.wait_for("wsk_udp_echo: unloaded", WAIT);
     let report = session.finish();

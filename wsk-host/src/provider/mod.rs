@@ -201,6 +201,15 @@ pub(crate) fn sockets_of(client: &HostClient) -> usize {
         .map_or(0, |m| m.values().filter(|s| s.client == client).count())
 }
 
+/// Requests (sends, receives, accepts, connects) queued on open sockets, waiting for the
+/// network.
+pub(crate) fn queued_requests() -> usize {
+    let sockets: Vec<Arc<HostSocket>> = sockets()
+        .as_ref()
+        .map_or_else(Vec::new, |m| m.values().cloned().collect());
+    sockets.iter().map(|socket| socket.queued_requests()).sum()
+}
+
 pub(crate) fn outstanding_address_info() -> usize {
     client_calls::outstanding_address_info()
 }

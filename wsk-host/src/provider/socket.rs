@@ -329,6 +329,15 @@ impl HostSocket {
         }
     }
 
+    /// Requests queued on this socket, waiting for the network.
+    pub(crate) fn queued_requests(&self) -> usize {
+        let state = self.lock();
+        state.sends.len()
+            + state.receives.len()
+            + state.accepts.len()
+            + usize::from(state.connect.is_some())
+    }
+
     /// `WskCloseSocket`: cancels the pending requests, releases the host socket, and
     /// completes the close once no event callback is running.
     pub(crate) fn close(self: &Arc<Self>, irp: PIRP) -> NTSTATUS {
