@@ -1,69 +1,15 @@
 //! Microsoft's WSK example "Sending Data over a Connection-Oriented Socket", transliterated to
 //! Rust against `wsk-sys` alone, run on wsk-host against a std `TcpListener` on loopback.
 
+mod common;
+
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::ptr::null_mut;
 
+use common::{PoolBuffer, Registration, SyncRequest, close, connect};
 use wsk_host::{FaultPlan, Nth, Session};
 use wsk_sys::*;
-
-static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
-    Version: MAKE_WSK_VERSION(1, 0),
-    Reserved: 0,
-    WskClientEvent: None,
-};
-
-/// A blocking call helper of the documentation's kind: an IRP, a completion routine that sets
-/// an event, a wait.
-struct Sync {
-    event: KEVENT,
-}
-
-unsafe extern "system" fn signal(_device: PDEVICE_OBJECT, _irp: PIRP, context: PVOID) -> NTSTATUS {
-    // SAFETY: the context is the `KEVENT` of the waiting thread.
-    unsafe { KeSetEvent(context.cast(), 0, FALSE) };
-    STATUS_MORE_PROCESSING_REQUIRED
-}
-
-/// Allocates an IRP whose completion signals `sync`.
-unsafe fn sync_irp(sync: &mut Sync) -> PIRP {
-    // SAFETY: the event outlives the IRP's use of it (the caller waits before dropping `sync`).
-    unsafe {
-        KeInitializeEvent(&mut sync.event, NotificationEvent, FALSE);
-        let irp = IoAllocateIrp(1, FALSE);
-        if !irp.is_null() {
-            IoSetCompletionRoutine(
-                irp,
-                Some(signal),
-                (&raw mut sync.event).cast(),
-                true,
-                true,
-                true,
-            );
-        }
-        irp
-    }
-}
-
-unsafe fn wait(sync: &mut Sync, irp: PIRP) -> (NTSTATUS, usize) {
-    // SAFETY: `irp` is the IRP `sync_irp` made; its completion signals `sync`'s event.
-    unsafe {
-        KeWaitForSingleObject(
-            (&raw mut sync.event).cast(),
-            Executive,
-            KernelMode,
-            FALSE,
-            null_mut(),
-        );
-        let result = (
-            (*irp).IoStatus.u.Status,
-            (*irp).IoStatus.Information as usize,
-        );
-        IoFreeIrp(irp);
-        result
-    }
-}
 
 /// The documentation's completion routine of the send: reads the status and the bytes sent,
 /// frees the IRP, returns STATUS_MORE_PROCESSING_REQUIRED.
@@ -116,97 +62,24 @@ unsafe fn send_data(
     }
 }
 
-fn sockaddr(address: SocketAddr) -> SOCKADDR_INET {
-    let mut raw = SOCKADDR_INET::default();
-    match address {
-        SocketAddr::V4(v4) => {
-            raw.Ipv4.sin_family = AF_INET;
-            raw.Ipv4.sin_port = v4.port().to_be();
-            raw.Ipv4.sin_addr.S_un.S_addr = u32::from_ne_bytes(v4.ip().octets());
-        }
-        SocketAddr::V6(v6) => {
-            raw.Ipv6.sin6_family = AF_INET6;
-            raw.Ipv6.sin6_port = v6.port().to_be();
-            raw.Ipv6.sin6_addr.u.Byte = v6.ip().octets();
-        }
-    }
-    raw
-}
-
 /// Registers, connects, sends `message` once with the documentation's code, closes,
 /// releases, deregisters. Returns the send's status.
 fn run_example(listener: &TcpListener, message: &[u8]) -> NTSTATUS {
-    let remote = listener.local_addr().unwrap();
-    let unspecified: SocketAddr = if remote.is_ipv4() {
-        "0.0.0.0:0".parse().unwrap()
-    } else {
-        "[::]:0".parse().unwrap()
+    let registration = Registration::new();
+    let mut request = SyncRequest::new().expect("an IRP for the connect");
+    let socket = connect(&registration, &mut request, listener.local_addr().unwrap())
+        .expect("WskSocketConnect");
+    // The data buffer: non-paged pool and its MDL.
+    let data = PoolBuffer::from_slice(message).expect("pool for the message");
+    let mut buffer = data.wsk_buf(0, message.len());
+    let mut outcome = SendOutcome {
+        status: STATUS_PENDING,
+        bytes: 0,
+        done: KEVENT::default(),
     };
-    // SAFETY: the documentation's sequence, each pointer checked by an assertion before use.
+    // SAFETY: the documentation's sequence: the socket is connected, the buffer and the
+    // outcome live until the completion is waited for, and the socket is closed last.
     unsafe {
-        let mut registration = WSK_REGISTRATION::default();
-        let mut npi = WSK_CLIENT_NPI {
-            ClientContext: null_mut(),
-            Dispatch: &CLIENT_DISPATCH,
-        };
-        assert_eq!(WskRegister(&mut npi, &mut registration), STATUS_SUCCESS);
-        let mut provider = WSK_PROVIDER_NPI::default();
-        assert_eq!(
-            WskCaptureProviderNPI(&mut registration, WSK_INFINITE_WAIT, &mut provider),
-            STATUS_SUCCESS
-        );
-
-        let mut sync = Sync {
-            event: KEVENT::default(),
-        };
-        let mut local = sockaddr(unspecified);
-        let mut remote = sockaddr(remote);
-        let irp = sync_irp(&mut sync);
-        assert!(!irp.is_null());
-        ((*provider.Dispatch).WskSocketConnect.unwrap())(
-            provider.Client,
-            SOCK_STREAM,
-            IPPROTO_TCP,
-            (&raw mut local).cast(),
-            (&raw mut remote).cast(),
-            0,
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            null_mut(),
-            irp,
-        );
-        let (status, socket) = wait(&mut sync, irp);
-        assert_eq!(status, STATUS_SUCCESS);
-        let socket = socket as PWSK_SOCKET;
-
-        // The data buffer: non-paged pool and its MDL.
-        let data = ExAllocatePoolWithTag(
-            NonPagedPoolNx,
-            message.len() as SIZE_T,
-            u32::from_le_bytes(*b"Test"),
-        )
-        .cast::<u8>();
-        std::ptr::copy_nonoverlapping(message.as_ptr(), data, message.len());
-        let mdl = IoAllocateMdl(
-            data.cast(),
-            message.len() as ULONG,
-            FALSE,
-            FALSE,
-            null_mut(),
-        );
-        MmBuildMdlForNonPagedPool(mdl);
-        let mut buffer = WSK_BUF {
-            Mdl: mdl,
-            Offset: 0,
-            Length: message.len() as SIZE_T,
-        };
-        let mut outcome = SendOutcome {
-            status: STATUS_PENDING,
-            bytes: 0,
-            done: KEVENT::default(),
-        };
         KeInitializeEvent(&mut outcome.done, NotificationEvent, FALSE);
         let send_status = send_data(socket, &mut buffer, &mut outcome);
         if send_status != STATUS_INSUFFICIENT_RESOURCES {
@@ -220,16 +93,7 @@ fn run_example(listener: &TcpListener, message: &[u8]) -> NTSTATUS {
             assert_eq!(outcome.status, STATUS_SUCCESS);
             assert_eq!(outcome.bytes, message.len());
         }
-
-        // Close the socket, free the buffer, release and deregister.
-        let irp = sync_irp(&mut sync);
-        let basic = (*socket).Dispatch.cast::<WSK_PROVIDER_BASIC_DISPATCH>();
-        ((*basic).WskCloseSocket.unwrap())(socket, irp);
-        assert_eq!(wait(&mut sync, irp).0, STATUS_SUCCESS);
-        IoFreeMdl(mdl);
-        ExFreePoolWithTag(data.cast(), u32::from_le_bytes(*b"Test"));
-        WskReleaseProviderNPI(&mut registration);
-        WskDeregister(&mut registration);
+        assert_eq!(close(socket, &mut request), STATUS_SUCCESS);
         if send_status == STATUS_INSUFFICIENT_RESOURCES {
             send_status
         } else {
