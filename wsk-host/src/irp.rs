@@ -161,6 +161,13 @@ pub unsafe extern "system" fn IoReuseIrp(Irp: PIRP, Iostatus: NTSTATUS) {
 /// `IoFreeIrp`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoFreeIrp(Irp: PIRP) {
+    if !Irp.is_null() && is_quarantined(Irp) {
+        bug_check(
+            Rule::IrpDoubleFree,
+            format!("IoFreeIrp({Irp:p}): the IRP was already freed"),
+        );
+        return;
+    }
     if !require_irql("IoFreeIrp", DISPATCH_LEVEL) || !check_usable(Irp, "IoFreeIrp") {
         return;
     }
