@@ -62,6 +62,25 @@ fn pool(size: usize, tag: &[u8; 4]) -> PVOID {
     block
 }
 
+/// A registration, a synchronous request and a listening socket on 127.0.0.1 (dropped in
+/// this order's reverse: the socket must be closed by then).
+fn listening() -> (Registration, SyncRequest, PWSK_SOCKET) {
+    let registration = Registration::new();
+    let mut request = SyncRequest::new().unwrap();
+    let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+    (registration, request, listener)
+}
+
+/// `WskRegister` of a client with no event callbacks into `registration`; returns the status.
+fn register(registration: &mut WSK_REGISTRATION) -> NTSTATUS {
+    let mut npi = WSK_CLIENT_NPI {
+        ClientContext: null_mut(),
+        Dispatch: &CLIENT_DISPATCH,
+    };
+    // SAFETY: the NPI's dispatch table is static; the registration is the caller's.
+    unsafe { WskRegister(&mut npi, registration) }
+}
+
 /// A connection socket to a std listener on loopback (with the listener, which keeps the
 /// connection's peer side in its backlog).
 fn connected(registration: &Registration, request: &mut SyncRequest) -> (PWSK_SOCKET, TcpListener) {
@@ -253,9 +272,7 @@ fn irp_double_free() {
 #[test]
 fn irp_use_after_free() {
     fires(Rule::IrpUseAfterFree, |_| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (_registration, mut request, listener) = listening();
         let mut address = SOCKADDR_INET::default();
         // SAFETY: the freed IRP's uses are the bug under test (it stays in quarantine, so no
         // freed memory is read); the listening socket is open, then closed once.
@@ -274,9 +291,7 @@ fn irp_use_after_free() {
         }
     });
     silent(|_| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (_registration, mut request, listener) = listening();
         // SAFETY: the open socket, closed once.
         assert_eq!(unsafe { close(listener, &mut request) }, STATUS_SUCCESS);
     });
@@ -340,9 +355,7 @@ unsafe extern "system" fn signal_and_return_success(
 fn completion_routine_result() {
     // A completion routine that does not take the driver's IRP back.
     fires(Rule::CompletionRoutineResult, |_| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (_registration, _request, listener) = listening();
         let mut done = KEVENT::default();
         // SAFETY: the event outlives the close, which is waited for; the IRP is freed after
         // its completion.
@@ -373,9 +386,7 @@ fn completion_routine_result() {
     });
     // No completion routine at all.
     fires(Rule::CompletionRoutineResult, |session| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (_registration, _request, listener) = listening();
         // SAFETY: with no completion routine the test learns of the completion by polling the
         // status block, then waits for the finding (reported once the completion is over)
         // before it frees the IRP.
@@ -404,9 +415,7 @@ fn completion_routine_result() {
     });
     // STATUS_MORE_PROCESSING_REQUIRED, as `SyncRequest` does.
     silent(|_| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (_registration, mut request, listener) = listening();
         // SAFETY: the open socket, closed once.
         assert_eq!(unsafe { close(listener, &mut request) }, STATUS_SUCCESS);
     });
@@ -552,14 +561,9 @@ fn irql_too_high() {
     });
     fires(Rule::IrqlTooHigh, |_| {
         let mut registration = WSK_REGISTRATION::default();
-        let mut npi = WSK_CLIENT_NPI {
-            ClientContext: null_mut(),
-            Dispatch: &CLIENT_DISPATCH,
-        };
         let _dispatch = irql::raise(DISPATCH_LEVEL);
-        // SAFETY: WskRegister above PASSIVE_LEVEL is the bug under test (refused).
-        let status = unsafe { WskRegister(&mut npi, &mut registration) };
-        assert_ne!(status, STATUS_SUCCESS);
+        // WskRegister above PASSIVE_LEVEL: the bug under test (refused).
+        assert_ne!(register(&mut registration), STATUS_SUCCESS);
     });
     silent(|_| {
         let _dispatch = irql::raise(DISPATCH_LEVEL);
@@ -600,9 +604,7 @@ fn deregister_with_open_sockets() {
         ..ProviderConfig::default()
     };
     let found = findings(config, |session| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (registration, mut request, listener) = listening();
         // Deregistering with the socket open (the bug): it waits, and the wait is reported.
         let deregistering = std::thread::spawn(move || drop(registration));
         assert!(
@@ -621,9 +623,7 @@ fn deregister_with_open_sockets() {
     let rules: Vec<Rule> = found.iter().map(|v| v.rule).collect();
     assert_eq!(rules, [Rule::DeregisterWithOpenSockets], "{found:#?}");
     silent(|_| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (registration, mut request, listener) = listening();
         // SAFETY: the open socket, closed once, before the deregistration.
         assert_eq!(unsafe { close(listener, &mut request) }, STATUS_SUCCESS);
         drop(registration);
@@ -634,14 +634,10 @@ fn deregister_with_open_sockets() {
 fn capture_release_mismatch() {
     fires(Rule::CaptureReleaseMismatch, |_| {
         let mut registration = WSK_REGISTRATION::default();
-        let mut npi = WSK_CLIENT_NPI {
-            ClientContext: null_mut(),
-            Dispatch: &CLIENT_DISPATCH,
-        };
         // SAFETY: a release without a capture, then a second deregistration: the bugs under
         // test (both refused).
         unsafe {
-            assert_eq!(WskRegister(&mut npi, &mut registration), STATUS_SUCCESS);
+            assert_eq!(register(&mut registration), STATUS_SUCCESS);
             WskReleaseProviderNPI(&mut registration);
             WskDeregister(&mut registration);
             WskDeregister(&mut registration);
@@ -649,14 +645,10 @@ fn capture_release_mismatch() {
     });
     silent(|_| {
         let mut registration = WSK_REGISTRATION::default();
-        let mut npi = WSK_CLIENT_NPI {
-            ClientContext: null_mut(),
-            Dispatch: &CLIENT_DISPATCH,
-        };
         let mut provider = WSK_PROVIDER_NPI::default();
         // SAFETY: register, capture twice, release twice, deregister once.
         unsafe {
-            assert_eq!(WskRegister(&mut npi, &mut registration), STATUS_SUCCESS);
+            assert_eq!(register(&mut registration), STATUS_SUCCESS);
             for _ in 0..2 {
                 assert_eq!(
                     WskCaptureProviderNPI(&mut registration, WSK_NO_WAIT, &mut provider),
@@ -673,9 +665,7 @@ fn capture_release_mismatch() {
 #[test]
 fn socket_use_after_close() {
     fires(Rule::SocketUseAfterClose, |_| {
-        let registration = Registration::new();
-        let mut request = SyncRequest::new().unwrap();
-        let (listener, _) = listen(&registration, &mut request, "127.0.0.1:0".parse().unwrap());
+        let (_registration, mut request, listener) = listening();
         let mut address = SOCKADDR_INET::default();
         // SAFETY: the calls after the close are the bugs under test: wsk-host keeps a closed
         // socket's memory in quarantine, refuses them and completes their IRPs.
