@@ -2,7 +2,7 @@
 //! driver writes them, with nothing from the `wsk` crate: a registration with its captured
 //! provider NPI, a synchronous request (one IRP, reused, whose completion signals a KEVENT),
 //! non-paged pool buffers with their MDLs, socket addresses, and the socket calls made with
-//! them. The raw echo server is in [`echo`].
+//! them. The raw echo server is in [`echo`], its std clients in [`clients`].
 //!
 //! Everything here runs at PASSIVE_LEVEL except where a function says otherwise.
 #![allow(
@@ -218,6 +218,17 @@ impl SyncRequest {
     }
 }
 
+impl SyncRequest {
+    /// [`wait`](SyncRequest::wait) for a call that returns a socket in the information
+    /// (`WskSocket`, `WskSocketConnect`, `WskAccept`): the socket, or the failure status.
+    pub fn wait_for_socket(&mut self) -> Result<PWSK_SOCKET, NTSTATUS> {
+        match self.wait() {
+            (STATUS_SUCCESS, socket) => Ok(socket as PWSK_SOCKET),
+            (status, _) => Err(status),
+        }
+    }
+}
+
 impl Drop for SyncRequest {
     fn drop(&mut self) {
         // SAFETY: no request owns the IRP (every call was waited for).
@@ -276,11 +287,6 @@ impl PoolBuffer {
             Offset: offset as ULONG,
             Length: length as SIZE_T,
         }
-    }
-
-    /// The MDL.
-    pub fn mdl(&self) -> PMDL {
-        self.mdl
     }
 
     /// The bytes. Not while a request that writes them is in flight.
@@ -359,10 +365,7 @@ pub fn connect(
             irp,
         );
     }
-    match request.wait() {
-        (STATUS_SUCCESS, socket) => Ok(socket as PWSK_SOCKET),
-        (status, _) => Err(status),
-    }
+    request.wait_for_socket()
 }
 
 /// `WskSocket` (a listening socket) and `WskBind` to `local`; returns the socket and the
@@ -390,9 +393,7 @@ pub fn listen(
             irp,
         );
     }
-    let (status, socket) = request.wait();
-    assert_eq!(status, STATUS_SUCCESS, "WskSocket");
-    let socket = socket as PWSK_SOCKET;
+    let socket = request.wait_for_socket().expect("WskSocket");
     let mut address = sockaddr(local);
     // SAFETY: `socket` is the open listening socket just made; the address lives until the
     // waits below.
@@ -429,44 +430,7 @@ pub unsafe fn accept(
             irp,
         );
     }
-    match request.wait() {
-        (STATUS_SUCCESS, socket) => Ok(socket as PWSK_SOCKET),
-        (status, _) => Err(status),
-    }
-}
-
-/// `WskSend` of `length` bytes of `buffer` from `offset`; returns the status and bytes sent.
-///
-/// # Safety
-/// `socket` is an open connection socket.
-pub unsafe fn send(
-    socket: PWSK_SOCKET,
-    request: &mut SyncRequest,
-    buffer: &PoolBuffer,
-    offset: usize,
-    length: usize,
-) -> (NTSTATUS, usize) {
-    let mut wsk_buf = buffer.wsk_buf(offset, length);
-    let irp = request.irp();
-    // SAFETY: an open connection socket; the buffer and its `WSK_BUF` live until the wait.
-    unsafe { (connection_dispatch(socket).WskSend.unwrap())(socket, &mut wsk_buf, 0, irp) };
-    request.wait()
-}
-
-/// `WskReceive` into the whole of `buffer`; returns the status and bytes received.
-///
-/// # Safety
-/// `socket` is an open connection socket.
-pub unsafe fn receive(
-    socket: PWSK_SOCKET,
-    request: &mut SyncRequest,
-    buffer: &mut PoolBuffer,
-) -> (NTSTATUS, usize) {
-    let mut wsk_buf = buffer.wsk_buf(0, buffer.len);
-    let irp = request.irp();
-    // SAFETY: an open connection socket; the buffer and its `WSK_BUF` live until the wait.
-    unsafe { (connection_dispatch(socket).WskReceive.unwrap())(socket, &mut wsk_buf, 0, irp) };
-    request.wait()
+    request.wait_for_socket()
 }
 
 /// `WskCloseSocket`; returns its status.
