@@ -42,6 +42,10 @@ pub struct FaultPlan {
     pub(crate) partial_sends: Option<usize>,
     pub(crate) completion: CompletionMode,
     pub(crate) delay: Option<Duration>,
+    /// Threads delivering event callbacks (1: the provider's thread alone).
+    pub(crate) event_threads: usize,
+    /// Inline completions run at the caller's IRQL instead of DISPATCH_LEVEL.
+    pub(crate) inline_at_caller_irql: bool,
 }
 
 impl Default for FaultPlan {
@@ -51,9 +55,17 @@ impl Default for FaultPlan {
 }
 
 impl FaultPlan {
-    /// No faults, mixed completion, with `seed` for every random draw.
+    /// No faults, mixed completion, with `seed` for every random draw; the delivery modes
+    /// ([`concurrent_events`](FaultPlan::concurrent_events),
+    /// [`inline_completion_at_caller_irql`](FaultPlan::inline_completion_at_caller_irql)) are
+    /// those named by the `WSK_HOST_MODES` environment variable (see [`FaultPlan::from_env`]),
+    /// off when it is unset.
+    ///
+    /// # Panics
+    /// If `WSK_HOST_MODES` names an unknown mode.
     #[must_use]
     pub fn new(seed: u64) -> FaultPlan {
+        let (event_threads, inline_at_caller_irql) = modes_from_env();
         FaultPlan {
             seed,
             irp_allocation: Nth::Never,
@@ -64,6 +76,8 @@ impl FaultPlan {
             partial_sends: None,
             completion: CompletionMode::Mixed,
             delay: None,
+            event_threads,
+            inline_at_caller_irql,
         }
     }
 
@@ -125,6 +139,91 @@ impl FaultPlan {
         self.delay = Some(delay);
         self
     }
+
+    /// Event callbacks (receive, receive-from, accept, disconnect) are delivered from
+    /// `threads` delivery threads at DISPATCH_LEVEL, as Windows delivers them from several
+    /// CPUs at once: callbacks of different sockets run in parallel, datagrams and accepted
+    /// connections of one socket are indicated concurrently, and a connection's disconnect
+    /// indication may run while its last receive indication is still running. A connection's
+    /// receive indications stay ordered, one at a time (the byte stream is never reordered).
+    /// The provider's guarantees hold: no callback of a socket starts after its
+    /// `WskCloseSocket` completed, and an indication retained with `STATUS_PENDING` stays
+    /// valid until its one `WskRelease`. Completions of one socket's pending requests keep
+    /// their order. `threads <= 1` is the default: every callback from the provider's thread,
+    /// one at a time.
+    #[must_use]
+    pub fn concurrent_events(mut self, threads: usize) -> Self {
+        self.event_threads = threads.max(1);
+        self
+    }
+
+    /// When `true`, a request completed inline (before the WSK function returns) runs its
+    /// completion routine at the caller's IRQL — PASSIVE_LEVEL when the caller was at
+    /// PASSIVE_LEVEL, as Windows does — instead of at DISPATCH_LEVEL. Completions from the
+    /// provider's threads always run at DISPATCH_LEVEL.
+    #[must_use]
+    pub fn inline_completion_at_caller_irql(mut self, at_caller_irql: bool) -> Self {
+        self.inline_at_caller_irql = at_caller_irql;
+        self
+    }
+
+    /// The default plan ([`FaultPlan::new`] with the default seed), whose delivery modes are
+    /// those `WSK_HOST_MODES` names: a comma-separated list of
+    ///
+    /// - `concurrent-events` — [`concurrent_events`](FaultPlan::concurrent_events)`(4)`;
+    ///   `concurrent-events=N` for `N` threads;
+    /// - `passive-inline` —
+    ///   [`inline_completion_at_caller_irql`](FaultPlan::inline_completion_at_caller_irql)`(true)`.
+    ///
+    /// Every [`crate::Session`] starts with this plan, so whole test suites run in these modes
+    /// with `WSK_HOST_MODES=concurrent-events,passive-inline cargo test`.
+    ///
+    /// # Panics
+    /// If `WSK_HOST_MODES` names an unknown mode.
+    #[must_use]
+    pub fn from_env() -> FaultPlan {
+        FaultPlan::default()
+    }
+}
+
+/// The environment variable naming the provider's delivery modes.
+pub(crate) const MODES_VARIABLE: &str = "WSK_HOST_MODES";
+/// Delivery threads of `concurrent-events` without a count.
+const DEFAULT_EVENT_THREADS: usize = 4;
+
+/// The modes `WSK_HOST_MODES` names: (event delivery threads, inline at the caller's IRQL).
+fn modes_from_env() -> (usize, bool) {
+    match std::env::var(MODES_VARIABLE) {
+        Ok(value) => parse_modes(&value),
+        Err(std::env::VarError::NotPresent) => (1, false),
+        Err(std::env::VarError::NotUnicode(value)) => {
+            panic!("{MODES_VARIABLE} is not valid Unicode: {value:?}")
+        }
+    }
+}
+
+/// Parses a `WSK_HOST_MODES` value; panics on an unknown mode.
+fn parse_modes(value: &str) -> (usize, bool) {
+    let (mut threads, mut passive_inline) = (1, false);
+    for mode in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+        match mode.split_once('=') {
+            None if mode == "concurrent-events" => threads = DEFAULT_EVENT_THREADS,
+            None if mode == "passive-inline" => passive_inline = true,
+            Some(("concurrent-events", count)) => match count.trim().parse::<usize>() {
+                Ok(count) if count >= 1 => threads = count,
+                _ => panic!(
+                    "{MODES_VARIABLE}: `{mode}`: the thread count of concurrent-events must be a \
+                     number >= 1"
+                ),
+            },
+            _ => panic!(
+                "{MODES_VARIABLE}: unknown mode `{mode}` in `{value}`; the modes are \
+                 `concurrent-events` (or `concurrent-events=N`, N delivery threads) and \
+                 `passive-inline`, comma-separated"
+            ),
+        }
+    }
+    (threads, passive_inline)
 }
 
 /// The active plan and its counters.
@@ -244,4 +343,35 @@ pub(crate) fn reset_after() -> Option<u64> {
 /// The largest send.
 pub(crate) fn partial_send_limit() -> Option<usize> {
     with_state(|s| s.plan.partial_sends)
+}
+
+/// The number of threads delivering event callbacks (1: the provider's thread alone).
+pub(crate) fn event_threads() -> usize {
+    with_state(|s| s.plan.event_threads)
+}
+
+/// Whether inline completions run at the caller's IRQL.
+pub(crate) fn inline_at_caller_irql() -> bool {
+    with_state(|s| s.plan.inline_at_caller_irql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_modes;
+
+    #[test]
+    fn modes_parse() {
+        assert_eq!(parse_modes(""), (1, false));
+        assert_eq!(parse_modes("concurrent-events"), (4, false));
+        assert_eq!(
+            parse_modes(" passive-inline , concurrent-events=7,"),
+            (7, true)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "unknown mode `fast`")]
+    fn unknown_modes_panic() {
+        let _ = parse_modes("passive-inline,fast");
+    }
 }

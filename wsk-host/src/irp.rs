@@ -275,6 +275,24 @@ pub(crate) fn complete(irp: PIRP, status: NTSTATUS, information: usize) {
     });
 }
 
+/// Like [`complete`], but runs the completion routines at the calling thread's IRQL (for a
+/// request completed inline, the caller's — PASSIVE_LEVEL when it was at PASSIVE_LEVEL).
+pub(crate) fn complete_at_current_irql(irp: PIRP, status: NTSTATUS, information: usize) {
+    if irql::current() >= DISPATCH_LEVEL {
+        complete(irp, status, information);
+        return;
+    }
+    if let Some(record) = live().as_mut().and_then(|m| m.get_mut(&(irp as usize))) {
+        record.in_flight = false;
+    }
+    // SAFETY: the request owned the IRP until now; it is being completed by its owner.
+    unsafe {
+        (*irp).IoStatus.u.Status = status;
+        (*irp).IoStatus.Information = information as ULONG_PTR;
+        IofCompleteRequest(irp, IO_NO_INCREMENT);
+    }
+}
+
 /// `IofCompleteRequest` (the export behind `IoCompleteRequest`).
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IofCompleteRequest(Irp: PIRP, _PriorityBoost: CCHAR) {

@@ -1,6 +1,7 @@
 //! Event callbacks: receive, disconnect, accept and receive-from indications, their memory
 //! (provider-owned pool, released by `WskRelease` when retained), and their delivery at
-//! DISPATCH_LEVEL outside the socket's lock.
+//! DISPATCH_LEVEL outside the socket's lock — from the provider's thread, or from several
+//! delivery threads at once (`FaultPlan::concurrent_events`).
 
 use std::io::{ErrorKind, Read};
 use std::net::SocketAddr;
@@ -53,7 +54,14 @@ fn connection_event(state: &mut State) -> Option<Event> {
         return None;
     }
     let receive_enabled = state.events & WSK_EVENT_RECEIVE != 0 && !state.suspended;
-    if receive_enabled && !state.buffered.is_empty() {
+    if state.receive_indicating {
+        // Another delivery thread indicates data now. The next data waits for it (a
+        // connection's bytes are indicated in order), but the end of the stream right after
+        // that data is indicated now, concurrently, as on Windows.
+        if state.buffered.is_empty() && !state.eof {
+            peek_end(state);
+        }
+    } else if receive_enabled && !state.buffered.is_empty() {
         let take = state.buffered.len().min(MAX_INDICATION);
         return Some(Event::Receive(state.buffered.drain(..take).collect()));
     }
@@ -84,6 +92,24 @@ fn connection_event(state: &mut State) -> Option<Event> {
         });
     }
     None
+}
+
+/// Sets `eof` (and the error of a reset) when the host socket has nothing left to read
+/// but the end of the stream, without taking data.
+fn peek_end(state: &mut State) {
+    let Io::Stream(stream) = &state.io else {
+        return;
+    };
+    match stream.peek(&mut [0u8; 1]) {
+        Ok(0) => state.eof = true,
+        Ok(_) => {}
+        Err(error)
+            if error.kind() == ErrorKind::WouldBlock || error.kind() == ErrorKind::Interrupted => {}
+        Err(error) => {
+            state.error = Some(super::status_of_io(&error));
+            state.eof = true;
+        }
+    }
 }
 
 fn accept_event(socket: &Arc<HostSocket>, state: &mut State) -> Option<Event> {
@@ -237,6 +263,7 @@ fn deliver_receive(
         });
     }
     let mut accepted: SIZE_T = data.len() as SIZE_T;
+    socket.lock().retained.insert(block as usize);
     // SAFETY: the client's callback with its context and a valid indication.
     let status = unsafe {
         callback(
@@ -248,11 +275,12 @@ fn deliver_receive(
         )
     };
     let mut state = socket.lock();
+    if status == STATUS_PENDING {
+        // Retained until WskRelease (which may have come already, from another thread).
+        return;
+    }
+    let held = state.retained.remove(&(block as usize));
     match status {
-        STATUS_PENDING => {
-            state.retained.insert(block as usize);
-            return;
-        }
         STATUS_SUCCESS if (accepted as usize) < data.len() => {
             for &byte in data[accepted as usize..].iter().rev() {
                 state.buffered.push_front(byte);
@@ -272,12 +300,25 @@ fn deliver_receive(
                 Rule::InvalidParameter,
                 format!("WskReceiveEvent returned {other:#010x}"),
             );
-            free_any(block as usize);
+            release_after_callback(block, held);
             return;
         }
     }
     drop(state);
-    free_any(block as usize);
+    release_after_callback(block, held);
+}
+
+/// Frees an indication whose callback did not retain it — unless the client released it
+/// with `WskRelease` although the callback did not return `STATUS_PENDING` (reported).
+fn release_after_callback(block: *mut u8, held: bool) {
+    if held {
+        free_any(block as usize);
+    } else {
+        bug_check(
+            Rule::InvalidParameter,
+            "WskRelease of an indication whose event callback did not return STATUS_PENDING",
+        );
+    }
 }
 
 fn deliver_accept(
@@ -362,12 +403,14 @@ fn deliver_datagram(
             RemoteAddress: (&raw mut (*datagram).remote).cast(),
         });
     }
+    socket.lock().retained.insert(block as usize);
     // SAFETY: the client's callback with its context and a valid indication.
     let status = unsafe { callback(context, WSK_FLAG_AT_DISPATCH_LEVEL, block.cast()) };
-    if status == STATUS_PENDING {
-        socket.lock().retained.insert(block as usize);
-    } else {
-        free_any(block as usize);
+    if status != STATUS_PENDING {
+        // (When it is, the indication is retained until WskRelease, which may have come
+        // already, from another thread.)
+        let held = socket.lock().retained.remove(&(block as usize));
+        release_after_callback(block, held);
     }
 }
 

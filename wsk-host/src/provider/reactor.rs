@@ -1,5 +1,7 @@
 //! The provider's thread: waits for socket readiness (mio) and for work handed to it, and
-//! drives the sockets' pending requests and events, at DISPATCH_LEVEL.
+//! drives the sockets' pending requests and events, at DISPATCH_LEVEL — itself, or, when the
+//! fault plan asks for concurrent event delivery, through a pool of delivery threads (also at
+//! DISPATCH_LEVEL) that progress sockets in parallel, several at once on one socket.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
@@ -8,6 +10,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use super::socket::HostSocket;
+use crate::faults;
 use crate::irql;
 
 const WAKE: Token = Token(usize::MAX);
@@ -28,6 +31,24 @@ pub(crate) struct Reactor {
     /// deferred), for `wait_idle`.
     busy: Mutex<usize>,
     idle: Condvar,
+    /// The delivery threads of concurrent event delivery.
+    pool: Mutex<Pool>,
+    /// Signalled when the pool has work, or a thread of it finished some.
+    pool_changed: Condvar,
+}
+
+/// Sockets to progress on the delivery threads (concurrent event delivery).
+#[derive(Default)]
+struct Pool {
+    /// Sockets to progress, a socket possibly several times (each entry may deliver one of
+    /// its events while another thread delivers the next).
+    queue: VecDeque<Arc<HostSocket>>,
+    /// Delivery threads started (they are never stopped).
+    threads: usize,
+    /// Threads progressing a socket now.
+    running: usize,
+    /// How many may progress sockets at once: the plan's thread count.
+    limit: usize,
 }
 
 static REACTOR: OnceLock<Arc<Reactor>> = OnceLock::new();
@@ -51,6 +72,8 @@ pub(crate) fn reactor() -> &'static Arc<Reactor> {
             queue: Mutex::new(VecDeque::new()),
             busy: Mutex::new(0),
             idle: Condvar::new(),
+            pool: Mutex::new(Pool::default()),
+            pool_changed: Condvar::new(),
         });
         let thread_reactor = Arc::clone(&reactor);
         std::thread::Builder::new()
@@ -97,7 +120,77 @@ impl Reactor {
         let _ = self.waker.wake();
     }
 
-    /// Waits until the provider's thread has nothing queued and is waiting for events.
+    /// Progresses `socket`: on a delivery thread when events are delivered concurrently (so
+    /// that it runs in parallel with other sockets' callbacks and with this socket's own),
+    /// else here, on the calling (provider's) thread.
+    fn progress(&self, socket: Arc<HostSocket>) {
+        let threads = faults::event_threads();
+        if threads > 1 {
+            self.deliver_concurrently(socket, threads);
+        } else {
+            socket.progress();
+        }
+    }
+
+    /// Queues `socket` for a delivery thread; at most `threads` of them progress sockets at
+    /// once (started on first need).
+    pub(crate) fn deliver_concurrently(&self, socket: Arc<HostSocket>, threads: usize) {
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.limit = threads;
+        while pool.threads < threads {
+            let spawned = std::thread::Builder::new()
+                .name(format!("wsk-host-delivery-{}", pool.threads))
+                .spawn(|| reactor().deliver());
+            if let Err(error) = spawned {
+                eprintln!("wsk-host: starting a delivery thread failed: {error}");
+                break;
+            }
+            pool.threads += 1;
+        }
+        if pool.threads == 0 {
+            // Not one delivery thread: progress the socket here rather than never.
+            drop(pool);
+            socket.progress();
+            return;
+        }
+        pool.queue.push_back(socket);
+        drop(pool);
+        self.pool_changed.notify_all();
+    }
+
+    /// A delivery thread: progresses the sockets queued for it, at DISPATCH_LEVEL.
+    fn deliver(&self) {
+        irql::set(wsk_sys::DISPATCH_LEVEL);
+        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if pool.running < pool.limit {
+                if let Some(socket) = pool.queue.pop_front() {
+                    pool.running += 1;
+                    drop(pool);
+                    socket.progress();
+                    drop(socket);
+                    pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+                    pool.running -= 1;
+                    self.pool_changed.notify_all();
+                    self.idle.notify_all();
+                    continue;
+                }
+            }
+            pool = self
+                .pool_changed
+                .wait(pool)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Whether the delivery threads have nothing queued and nothing running.
+    fn pool_idle(&self) -> bool {
+        let pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.queue.is_empty() && pool.running == 0
+    }
+
+    /// Waits until the provider's thread has nothing queued and is waiting for events, and
+    /// the delivery threads have nothing queued or running.
     pub(crate) fn wait_idle(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
@@ -107,7 +200,7 @@ impl Reactor {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty();
-            if *busy == 0 && !queued {
+            if *busy == 0 && !queued && self.pool_idle() {
                 return;
             }
             let now = Instant::now();
@@ -146,7 +239,7 @@ impl Reactor {
                     continue;
                 }
                 if let Some(socket) = super::socket_by_token(event.token().0) {
-                    socket.progress();
+                    self.progress(socket);
                 }
             }
             loop {
@@ -156,7 +249,7 @@ impl Reactor {
                     .unwrap_or_else(|e| e.into_inner())
                     .pop_front();
                 match work {
-                    Some(Work::Socket(socket)) => socket.progress(),
+                    Some(Work::Socket(socket)) => self.progress(socket),
                     Some(Work::Deferred(at, action)) => deferred.push((at, action)),
                     None => break,
                 }

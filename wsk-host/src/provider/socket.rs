@@ -123,8 +123,16 @@ pub(crate) struct State {
     pub(crate) error: Option<NTSTATUS>,
     /// Event callbacks running now (the close waits for them).
     pub(crate) callbacks: usize,
+    /// A receive indication is running (a connection's receive indications run one at a
+    /// time, so that its bytes are indicated in order, whatever the delivery threads).
+    pub(crate) receive_indicating: bool,
+    /// A thread is delivering completions of this socket's requests (they are delivered by
+    /// one thread at a time, in order; another thread only looks for events meanwhile).
+    pub(crate) completing: bool,
     pub(crate) sent_total: u64,
-    /// Indications the client retained (returned STATUS_PENDING for), by address.
+    /// Indications the client holds, by address: given to a callback now, or retained (the
+    /// callback returned STATUS_PENDING) until `WskRelease`. An indication is recorded before
+    /// its callback runs, so that a `WskRelease` from another thread may come at any time.
     pub(crate) retained: HashSet<usize>,
     /// `SIO_WSK_SET_REMOTE_ADDRESS` of a datagram socket.
     pub(crate) fixed_remote: Option<SocketAddr>,
@@ -212,6 +220,8 @@ impl HostSocket {
                 disconnect_reported: false,
                 error: None,
                 callbacks: 0,
+                receive_indicating: false,
+                completing: false,
                 sent_total: 0,
                 retained: HashSet::new(),
                 fixed_remote: None,
@@ -283,35 +293,53 @@ impl HostSocket {
     }
 
     /// Completes what can be completed and delivers what events are due; called by the
-    /// provider's thread on readiness and when kicked.
+    /// provider's thread on readiness and when kicked — or, when events are delivered
+    /// concurrently, by the delivery threads, several at once on one socket: each event taken
+    /// hands the socket to another delivery thread, which looks for the next event while this
+    /// one's callback runs.
     pub(crate) fn progress(self: &Arc<Self>) {
+        let threads = faults::event_threads();
         loop {
             let mut completions = Vec::new();
             let mut state = self.lock();
             if state.closed {
                 return;
             }
-            let orphan = progress_queues(self, &mut state, &mut completions);
-            let event = if completions.is_empty() {
-                indication::next_event(self, &mut state)
-            } else {
+            // The thread completing requests looks at the queues again before it stops, so
+            // another one may skip them.
+            let orphan = !state.completing && progress_queues(self, &mut state, &mut completions);
+            let had_completions = !completions.is_empty();
+            state.completing |= had_completions;
+            let event = if had_completions {
                 None
+            } else {
+                indication::next_event(self, &mut state)
             };
+            let receive = matches!(event, Some(indication::Event::Receive(_)));
             if event.is_some() {
                 state.callbacks += 1;
+                state.receive_indicating |= receive;
             }
             drop(state);
-            let had_completions = !completions.is_empty();
             deliver_all(completions);
+            if had_completions {
+                self.lock().completing = false;
+            }
             if orphan {
                 self.discard();
                 return;
             }
             match event {
                 Some(event) => {
+                    if threads > 1 {
+                        reactor().deliver_concurrently(Arc::clone(self), threads);
+                    }
                     indication::deliver(self, event);
                     let mut state = self.lock();
                     state.callbacks -= 1;
+                    if receive {
+                        state.receive_indicating = false;
+                    }
                     let close = if state.callbacks == 0 {
                         state.close_irp.take()
                     } else {
@@ -572,7 +600,11 @@ pub(crate) fn finish(
     match delivery {
         Delivery::Inline => {
             count(|c| c.completed_inline += 1);
-            irp::complete(irp, status, information);
+            if faults::inline_at_caller_irql() {
+                irp::complete_at_current_irql(irp, status, information);
+            } else {
+                irp::complete(irp, status, information);
+            }
             status
         }
         Delivery::Pending => {
