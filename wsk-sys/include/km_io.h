@@ -655,6 +655,52 @@ KIRQL __stdcall KeAcquireSpinLockRaiseToDpc(PKSPIN_LOCK SpinLock);
  *  [`KeAcquireSpinLockRaiseToDpc`]. IRQL == DISPATCH_LEVEL. WDK: `KeReleaseSpinLock`. */
 void __stdcall KeReleaseSpinLock(PKSPIN_LOCK SpinLock, KIRQL NewIrql);
 
+/* ------------------------------------------------------------------------------------------
+ * Work items (Source: wdm.h reference "IoAllocateWorkItem", "IoQueueWorkItemEx",
+ * "IoFreeWorkItem", "IO_WORKITEM_ROUTINE_EX", "WORK_QUEUE_TYPE")
+ * ---------------------------------------------------------------------------------------- */
+
+/** A work item of the I/O manager, opaque: allocated by [`IoAllocateWorkItem`]. WDK:
+ *  `IO_WORKITEM`. */
+struct _IO_WORKITEM;
+/** A work item of the I/O manager, opaque. WDK: `IO_WORKITEM`. */
+typedef struct _IO_WORKITEM IO_WORKITEM;
+/** Pointer to an opaque work item. WDK: `PIO_WORKITEM`. */
+typedef struct _IO_WORKITEM *PIO_WORKITEM;
+
+/** The system worker queue a work item runs from. The WDK's enumeration continues with
+ *  values [`IoQueueWorkItemEx`] does not accept. WDK: `WORK_QUEUE_TYPE`. */
+typedef enum _WORK_QUEUE_TYPE {
+    /** Time-critical work; the worker threads run at a real-time priority. WDK:
+     *  `CriticalWorkQueue`. */
+    CriticalWorkQueue = 0,
+    /** Ordinary work: what drivers should use. WDK: `DelayedWorkQueue`. */
+    DelayedWorkQueue = 1,
+    /** Reserved for the system. WDK: `HyperCriticalWorkQueue`. */
+    HyperCriticalWorkQueue = 2
+} WORK_QUEUE_TYPE;
+
+/** Routine a system worker thread calls for a work item queued with [`IoQueueWorkItemEx`]:
+ *  `IoObject` is the object the item was allocated for, `Context` the caller's and
+ *  `IoWorkItem` the item, which the routine may queue again or free. Runs at PASSIVE_LEVEL and
+ *  must return at PASSIVE_LEVEL. WDK: `PIO_WORKITEM_ROUTINE_EX` (`IO_WORKITEM_ROUTINE_EX`). */
+typedef void (__stdcall *PIO_WORKITEM_ROUTINE_EX)(PVOID IoObject, PVOID Context,
+                                                  PIO_WORKITEM IoWorkItem);
+
+/** Allocates a work item for a device object, or for the caller's driver object cast to
+ *  `PDEVICE_OBJECT`; returns NULL on failure. While the item is queued or running, the I/O
+ *  manager holds a reference on the object, so the driver cannot unload. IRQL <=
+ *  DISPATCH_LEVEL. WDK: `IoAllocateWorkItem`. */
+PIO_WORKITEM __stdcall IoAllocateWorkItem(PDEVICE_OBJECT DeviceObject);
+/** Frees a work item allocated by [`IoAllocateWorkItem`] that is not queued (its own routine
+ *  may free it). IRQL <= DISPATCH_LEVEL. WDK: `IoFreeWorkItem`. */
+void __stdcall IoFreeWorkItem(PIO_WORKITEM IoWorkItem);
+/** Queues a work item: a system worker thread calls `WorkerRoutine` at PASSIVE_LEVEL. An
+ *  item must not be queued again before its routine has started. IRQL <= DISPATCH_LEVEL.
+ *  WDK: `IoQueueWorkItemEx`. */
+void __stdcall IoQueueWorkItemEx(PIO_WORKITEM IoWorkItem, PIO_WORKITEM_ROUTINE_EX WorkerRoutine,
+                                 WORK_QUEUE_TYPE QueueType, PVOID Context);
+
 /** Operating system version information. WDK: `RTL_OSVERSIONINFOW`. */
 typedef struct _OSVERSIONINFOW {
     /** Size of the structure in bytes; set by the caller. WDK: `dwOSVersionInfoSize`. */

@@ -194,6 +194,8 @@ mod kernel_base {
     signature!(PIO_COMPLETION_ROUTINE = fn(*mut DEVICE_OBJECT, *mut IRP, *mut c_void) -> i32);
     signature!(PDRIVER_CANCEL = fn(*mut DEVICE_OBJECT, *mut IRP));
     signature!(PDRIVER_UNLOAD = fn(*mut DRIVER_OBJECT));
+    signature!(PIO_WORKITEM_ROUTINE_EX = fn(*mut c_void, *mut c_void, *mut IO_WORKITEM));
+    const _: () = assert!(size_of::<WORK_QUEUE_TYPE>() == 4 && DelayedWorkQueue == 1);
 }
 
 /// With `wdk-sys`, its types must have the layout the WSK part was generated against.

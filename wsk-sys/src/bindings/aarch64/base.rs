@@ -1497,6 +1497,30 @@ const _: () = {
 pub type KEY_VALUE_PARTIAL_INFORMATION = _KEY_VALUE_PARTIAL_INFORMATION;
 #[doc = " Pointer to [`KEY_VALUE_PARTIAL_INFORMATION`]. WDK: `PKEY_VALUE_PARTIAL_INFORMATION`."]
 pub type PKEY_VALUE_PARTIAL_INFORMATION = *mut KEY_VALUE_PARTIAL_INFORMATION;
+#[doc = " A work item of the I/O manager, opaque: allocated by [`IoAllocateWorkItem`]. WDK:\n  `IO_WORKITEM`."]
+#[repr(C)]
+#[derive(Debug)]
+pub struct _IO_WORKITEM {
+    _unused: [u8; 0],
+}
+#[doc = " A work item of the I/O manager, opaque. WDK: `IO_WORKITEM`."]
+pub type IO_WORKITEM = _IO_WORKITEM;
+#[doc = " Pointer to an opaque work item. WDK: `PIO_WORKITEM`."]
+pub type PIO_WORKITEM = *mut _IO_WORKITEM;
+#[doc = " Time-critical work; the worker threads run at a real-time priority. WDK:\n  `CriticalWorkQueue`."]
+pub const CriticalWorkQueue: _WORK_QUEUE_TYPE = 0;
+#[doc = " Ordinary work: what drivers should use. WDK: `DelayedWorkQueue`."]
+pub const DelayedWorkQueue: _WORK_QUEUE_TYPE = 1;
+#[doc = " Reserved for the system. WDK: `HyperCriticalWorkQueue`."]
+pub const HyperCriticalWorkQueue: _WORK_QUEUE_TYPE = 2;
+#[doc = " The system worker queue a work item runs from. The WDK's enumeration continues with\n  values [`IoQueueWorkItemEx`] does not accept. WDK: `WORK_QUEUE_TYPE`."]
+pub type _WORK_QUEUE_TYPE = crate::ctypes::c_int;
+#[doc = " The system worker queue a work item runs from. The WDK's enumeration continues with\n  values [`IoQueueWorkItemEx`] does not accept. WDK: `WORK_QUEUE_TYPE`."]
+pub use self::_WORK_QUEUE_TYPE as WORK_QUEUE_TYPE;
+#[doc = " Routine a system worker thread calls for a work item queued with [`IoQueueWorkItemEx`]:\n  `IoObject` is the object the item was allocated for, `Context` the caller's and\n  `IoWorkItem` the item, which the routine may queue again or free. Runs at PASSIVE_LEVEL and\n  must return at PASSIVE_LEVEL. WDK: `PIO_WORKITEM_ROUTINE_EX` (`IO_WORKITEM_ROUTINE_EX`)."]
+pub type PIO_WORKITEM_ROUTINE_EX = ::core::option::Option<
+    unsafe extern "system" fn(IoObject: PVOID, Context: PVOID, IoWorkItem: PIO_WORKITEM),
+>;
 #[doc = " Operating system version information. WDK: `RTL_OSVERSIONINFOW`."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1653,6 +1677,17 @@ unsafe extern "system" {
     pub fn KeAcquireSpinLockRaiseToDpc(SpinLock: PKSPIN_LOCK) -> KIRQL;
     #[doc = " Releases a spin lock and restores the IRQL returned by\n  [`KeAcquireSpinLockRaiseToDpc`]. IRQL == DISPATCH_LEVEL. WDK: `KeReleaseSpinLock`."]
     pub fn KeReleaseSpinLock(SpinLock: PKSPIN_LOCK, NewIrql: KIRQL);
+    #[doc = " Allocates a work item for a device object, or for the caller's driver object cast to\n  `PDEVICE_OBJECT`; returns NULL on failure. While the item is queued or running, the I/O\n  manager holds a reference on the object, so the driver cannot unload. IRQL <=\n  DISPATCH_LEVEL. WDK: `IoAllocateWorkItem`."]
+    pub fn IoAllocateWorkItem(DeviceObject: PDEVICE_OBJECT) -> PIO_WORKITEM;
+    #[doc = " Frees a work item allocated by [`IoAllocateWorkItem`] that is not queued (its own routine\n  may free it). IRQL <= DISPATCH_LEVEL. WDK: `IoFreeWorkItem`."]
+    pub fn IoFreeWorkItem(IoWorkItem: PIO_WORKITEM);
+    #[doc = " Queues a work item: a system worker thread calls `WorkerRoutine` at PASSIVE_LEVEL. An\n  item must not be queued again before its routine has started. IRQL <= DISPATCH_LEVEL.\n  WDK: `IoQueueWorkItemEx`."]
+    pub fn IoQueueWorkItemEx(
+        IoWorkItem: PIO_WORKITEM,
+        WorkerRoutine: PIO_WORKITEM_ROUTINE_EX,
+        QueueType: WORK_QUEUE_TYPE,
+        Context: PVOID,
+    );
     #[doc = " Returns the version of the running system. IRQL == PASSIVE_LEVEL. WDK: `RtlGetVersion`."]
     pub fn RtlGetVersion(lpVersionInformation: PRTL_OSVERSIONINFOW) -> NTSTATUS;
     #[doc = " Initialises a counted string to point at a NUL-terminated UTF-16 string. WDK:\n  `RtlInitUnicodeString`."]
