@@ -62,3 +62,42 @@ impl Drop for IrqlGuard {
 pub extern "system" fn KeGetCurrentIrql() -> KIRQL {
     current()
 }
+
+/// `KfRaiseIrql` (behind `KeRaiseIrql`, and `wsk-sys`'s `KeRaiseIrqlToDpcLevel` with its
+/// `host` feature): raises the calling thread's emulated IRQL to `NewIrql`; returns the
+/// previous one. A raise to a lower IRQL — which would bug check with
+/// `IRQL_NOT_GREATER_OR_EQUAL` — is reported ([`Rule::IrqlNotGreaterOrEqual`]) and leaves the
+/// IRQL as it is.
+///
+/// [`Rule::IrqlNotGreaterOrEqual`]: crate::Rule::IrqlNotGreaterOrEqual
+#[unsafe(no_mangle)]
+pub extern "system" fn KfRaiseIrql(NewIrql: KIRQL) -> KIRQL {
+    let previous = current();
+    if NewIrql < previous {
+        crate::verifier::bug_check(
+            crate::verifier::Rule::IrqlNotGreaterOrEqual,
+            format!("KfRaiseIrql({NewIrql}) at the higher IRQL {previous}"),
+        );
+        return previous;
+    }
+    set(NewIrql);
+    previous
+}
+
+/// `KeLowerIrql` (`wsk-sys`'s `KeLowerIrql` with its `host` feature): lowers the calling
+/// thread's emulated IRQL to `NewIrql`. A lower to a higher IRQL — a bug check on Windows —
+/// is reported ([`Rule::IrqlNotGreaterOrEqual`]) and leaves the IRQL as it is.
+///
+/// [`Rule::IrqlNotGreaterOrEqual`]: crate::Rule::IrqlNotGreaterOrEqual
+#[unsafe(no_mangle)]
+pub extern "system" fn KeLowerIrql(NewIrql: KIRQL) {
+    let previous = current();
+    if NewIrql > previous {
+        crate::verifier::bug_check(
+            crate::verifier::Rule::IrqlNotGreaterOrEqual,
+            format!("KeLowerIrql({NewIrql}) at the lower IRQL {previous}"),
+        );
+        return;
+    }
+    set(NewIrql);
+}
