@@ -184,6 +184,18 @@ pub unsafe extern "system" fn IoBuildPartialMdl(
             );
             return;
         }
+        let needed = ADDRESS_AND_SIZE_TO_SPAN_PAGES(VirtualAddress, Length as usize);
+        let capacity = page_capacity(TargetMdl);
+        if needed > capacity {
+            bug_check(
+                Rule::TargetMdlTooSmall,
+                format!(
+                    "IoBuildPartialMdl: target MDL {TargetMdl:p} has room for {capacity} page(s), \
+                     the range {va:#x}+{Length} spans {needed} (bug check 0x40)"
+                ),
+            );
+            return;
+        }
         if (*TargetMdl).MdlFlags & MDL_PARTIAL_HAS_BEEN_MAPPED != 0 {
             bug_check(
                 Rule::MdlLockMismatch,
@@ -204,6 +216,27 @@ pub unsafe extern "system" fn IoBuildPartialMdl(
             std::ptr::null_mut()
         };
     }
+}
+
+/// How many page frame numbers an MDL's page array holds: what its `Size` (the header and
+/// the array, as `IoAllocateMdl` and `MmInitializeMdl` set it) leaves room for, and no more
+/// than its allocation holds when `IoAllocateMdl` made it.
+///
+/// # Safety
+/// `mdl` must point to a valid MDL.
+unsafe fn page_capacity(mdl: PMDL) -> usize {
+    let header = std::mem::size_of::<MDL>();
+    let slot = std::mem::size_of::<PFN_NUMBER>();
+    // SAFETY: the caller guarantees `mdl` is valid. `Size` is a CSHORT holding an unsigned
+    // byte count.
+    let declared = usize::from(unsafe { (*mdl).Size } as u16);
+    let allocated = LIVE
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .and_then(|live| live.get(&(mdl as usize)).copied());
+    let bytes = allocated.map_or(declared, |allocated| declared.min(allocated));
+    bytes.saturating_sub(header) / slot
 }
 
 /// `MmMapLockedPagesSpecifyCache` (kernel mappings).

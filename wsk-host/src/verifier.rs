@@ -71,6 +71,9 @@ pub enum Rule {
     /// A call violated another documented contract (bad parameter combination, wrong
     /// object type).
     InvalidParameter,
+    /// `IoBuildPartialMdl` was given a target MDL whose page array is too small for the range
+    /// (bug check 0x40, `TARGET_MDL_TOO_SMALL`).
+    TargetMdlTooSmall,
 }
 
 impl Rule {
@@ -103,6 +106,7 @@ impl Rule {
             Rule::EventAfterClose => "EVENT_AFTER_CLOSE",
             Rule::DriverBugCheck => "DRIVER_BUG_CHECK",
             Rule::InvalidParameter => "INVALID_PARAMETER",
+            Rule::TargetMdlTooSmall => "TARGET_MDL_TOO_SMALL",
         }
     }
 }
