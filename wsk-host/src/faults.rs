@@ -46,6 +46,8 @@ pub struct FaultPlan {
     pub(crate) event_threads: usize,
     /// Inline completions run at the caller's IRQL instead of DISPATCH_LEVEL.
     pub(crate) inline_at_caller_irql: bool,
+    /// Which `IoAllocateWorkItem` calls fail.
+    pub(crate) work_item_allocation: Nth,
 }
 
 impl Default for FaultPlan {
@@ -78,6 +80,7 @@ impl FaultPlan {
             delay: None,
             event_threads,
             inline_at_caller_irql,
+            work_item_allocation: Nth::Never,
         }
     }
 
@@ -92,6 +95,13 @@ impl FaultPlan {
     #[must_use]
     pub fn fail_mdl_allocation(mut self, which: Nth) -> Self {
         self.mdl_allocation = which;
+        self
+    }
+
+    /// `IoAllocateWorkItem` fails (returns NULL) for the selected calls.
+    #[must_use]
+    pub fn fail_work_item_allocation(mut self, which: Nth) -> Self {
+        self.work_item_allocation = which;
         self
     }
 
@@ -233,6 +243,7 @@ struct State {
     irp_calls: u64,
     mdl_calls: u64,
     pool_calls: u64,
+    work_item_calls: u64,
 }
 
 static STATE: Mutex<Option<State>> = Mutex::new(None);
@@ -246,6 +257,7 @@ pub(crate) fn install(plan: FaultPlan) {
         irp_calls: 0,
         mdl_calls: 0,
         pool_calls: 0,
+        work_item_calls: 0,
     });
 }
 
@@ -259,6 +271,7 @@ fn with_state<R>(f: impl FnOnce(&mut State) -> R) -> R {
             irp_calls: 0,
             mdl_calls: 0,
             pool_calls: 0,
+            work_item_calls: 0,
         }
     });
     f(state)
@@ -307,6 +320,15 @@ pub(crate) fn pool_allocation_fails() -> bool {
     with_state(|s| {
         s.pool_calls += 1;
         let (which, count) = (s.plan.pool_allocation, s.pool_calls);
+        s.decide(which, count)
+    })
+}
+
+/// Whether this `IoAllocateWorkItem` fails.
+pub(crate) fn work_item_allocation_fails() -> bool {
+    with_state(|s| {
+        s.work_item_calls += 1;
+        let (which, count) = (s.plan.work_item_allocation, s.work_item_calls);
         s.decide(which, count)
     })
 }

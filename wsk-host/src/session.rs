@@ -3,8 +3,9 @@
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use wsk_sys::MAKE_WSK_VERSION;
+use wsk_sys::{MAKE_WSK_VERSION, PDRIVER_OBJECT};
 
+use crate::driver::DriverObject;
 use crate::faults::{self, FaultPlan};
 use crate::verifier::{self, Rule, Violation};
 
@@ -20,6 +21,10 @@ pub struct ProviderConfig {
     /// How long `WskDeregister` waits for open sockets and captured NPIs before the verifier
     /// reports the hang (it keeps waiting, as Windows does).
     pub deregister_wait_report: Duration,
+    /// How long the end of a session and [`LoadedDriver::unload`](crate::LoadedDriver::unload)
+    /// wait for queued or running work items before the verifier reports them
+    /// ([`Rule::WorkItemStillRunning`]).
+    pub work_item_wait_report: Duration,
 }
 
 impl Default for ProviderConfig {
@@ -29,6 +34,7 @@ impl Default for ProviderConfig {
             highest_version: MAKE_WSK_VERSION(1, 0),
             os_version: (10, 0, 22631),
             deregister_wait_report: Duration::from_secs(2),
+            work_item_wait_report: Duration::from_secs(10),
         }
     }
 }
@@ -62,6 +68,12 @@ pub struct Report {
     pub bytes_received: u64,
     /// Pool blocks allocated (`ExAllocatePool2`, `ExAllocatePoolWithTag`).
     pub pool_allocations: u64,
+    /// `IoAllocateWorkItem` calls that returned a work item.
+    pub work_items_allocated: u64,
+    /// `IoFreeWorkItem` calls that freed a work item.
+    pub work_items_freed: u64,
+    /// Work item routines that ran to completion.
+    pub work_items_run: u64,
 }
 
 static COUNTERS: Mutex<Report> = Mutex::new(Report {
@@ -78,9 +90,15 @@ static COUNTERS: Mutex<Report> = Mutex::new(Report {
     bytes_sent: 0,
     bytes_received: 0,
     pool_allocations: 0,
+    work_items_allocated: 0,
+    work_items_freed: 0,
+    work_items_run: 0,
 });
 
 static CONFIG: Mutex<Option<ProviderConfig>> = Mutex::new(None);
+
+/// The name of the driver object of a session (see [`Session::driver_object`]).
+const SESSION_DRIVER_NAME: &str = "WskHostSession";
 
 /// Serialises sessions within a process.
 static SESSION_LOCK: Mutex<()> = Mutex::new(());
@@ -111,6 +129,8 @@ pub(crate) fn config() -> ProviderConfig {
 pub struct Session {
     _lock: MutexGuard<'static, ()>,
     finished: bool,
+    /// The session's driver object; `None` once kept alive for work items still running.
+    driver: Option<DriverObject>,
 }
 
 impl Session {
@@ -127,6 +147,25 @@ impl Session {
         Session {
             _lock: lock,
             finished: false,
+            driver: Some(DriverObject::new(SESSION_DRIVER_NAME, None)),
+        }
+    }
+
+    /// A driver object owned by the session, valid until the session ends: for code that
+    /// needs the calling driver's driver object (`IoAllocateWorkItem`, say) without loading a
+    /// driver through [`driver::load`](crate::driver::load). Its name is
+    /// `\\Driver\\WskHostSession`.
+    #[must_use]
+    pub fn driver_object(&self) -> PDRIVER_OBJECT {
+        self.driver
+            .as_ref()
+            .map_or(std::ptr::null_mut(), DriverObject::as_ptr)
+    }
+
+    /// Keeps the driver object alive for good when work items may still use it.
+    fn keep_driver_object_if_in_use(&mut self) {
+        if crate::workitem::in_flight() > 0 {
+            std::mem::forget(self.driver.take());
         }
     }
 
@@ -164,6 +203,12 @@ impl Session {
         }
     }
 
+    /// Waits up to `timeout` until no work item is queued or running (every routine queued
+    /// so far has returned); returns whether none is. Does not raise the verifier's findings.
+    pub fn wait_for_work_items(&self, timeout: Duration) -> bool {
+        crate::workitem::wait_idle(timeout)
+    }
+
     /// Panics with the verifier's findings so far, if any.
     pub fn check(&self) {
         verifier::raise_recorded();
@@ -185,6 +230,7 @@ impl Session {
     pub fn finish(mut self) -> Report {
         self.finished = true;
         let (report, findings) = conclude();
+        self.keep_driver_object_if_in_use();
         if !findings.is_empty() {
             let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
             panic!("{}", text.join("\n"));
@@ -196,7 +242,9 @@ impl Session {
     /// verifier report of a run (the host runner prints it).
     pub fn conclude(mut self) -> (Report, Vec<Violation>) {
         self.finished = true;
-        conclude()
+        let result = conclude();
+        self.keep_driver_object_if_in_use();
+        result
     }
 }
 
@@ -204,6 +252,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         if !self.finished {
             let (_, findings) = conclude();
+            self.keep_driver_object_if_in_use();
             if !findings.is_empty() && !std::thread::panicking() {
                 let text: Vec<String> = findings.iter().map(ToString::to_string).collect();
                 panic!("{}", text.join("\n"));
@@ -228,6 +277,8 @@ fn reset() {
     crate::registry::clear();
     crate::registry::forget_handles();
     crate::netio::forget();
+    crate::workitem::wait_idle(Duration::from_secs(2));
+    crate::workitem::forget();
     crate::provider::forget();
     faults::install(FaultPlan::default());
     *COUNTERS.lock().unwrap_or_else(|e| e.into_inner()) = Report::default();
@@ -237,11 +288,18 @@ fn reset() {
 
 /// Waits for the provider to go quiet; returns the counters and every finding.
 fn conclude() -> (Report, Vec<Violation>) {
+    // Work items first (they hold their IO object, so the driver is not gone), then the
+    // requests they and the driver issued, then work items queued by completions.
+    let work_item_wait = config().work_item_wait_report;
+    let work_item_deadline = Instant::now() + work_item_wait;
+    crate::workitem::wait_idle(work_item_wait);
     let deadline = Instant::now() + Duration::from_secs(10);
     while crate::irp::counts().1 > 0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     crate::provider::wait_idle(deadline.saturating_duration_since(Instant::now()));
+    crate::workitem::wait_idle(work_item_deadline.saturating_duration_since(Instant::now()));
+    crate::workitem::report_still_running("the end of the session", work_item_wait);
     let mut findings: Vec<Violation> = verifier::take_recorded();
     let leak = |rule: Rule, details: String| Violation { rule, details };
     let (irps, in_flight) = crate::irp::counts();
@@ -302,6 +360,13 @@ fn conclude() -> (Report, Vec<Violation>) {
         findings.push(leak(
             Rule::HandleLeaked,
             format!("{handles} registry handle(s) never closed"),
+        ));
+    }
+    let work_items = crate::workitem::leaked();
+    if work_items > 0 {
+        findings.push(leak(
+            Rule::WorkItemLeaked,
+            format!("{work_items} work item(s) allocated and never freed"),
         ));
     }
     let report = COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).clone();

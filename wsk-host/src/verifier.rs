@@ -74,6 +74,21 @@ pub enum Rule {
     /// `IoBuildPartialMdl` was given a target MDL whose page array is too small for the range
     /// (bug check 0x40, `TARGET_MDL_TOO_SMALL`).
     TargetMdlTooSmall,
+    /// A work item from `IoAllocateWorkItem` was never freed.
+    WorkItemLeaked,
+    /// A work item was freed twice, or something that is not a work item was freed as one.
+    WorkItemDoubleFree,
+    /// A freed work item was queued.
+    WorkItemUseAfterFree,
+    /// A work item was queued again, or freed, while queued and not yet started (Driver
+    /// Verifier's `WORKER_INVALID`).
+    WorkItemInUse,
+    /// A work item routine returned at an IRQL other than PASSIVE_LEVEL (bug check 0xE1,
+    /// `WORKER_THREAD_RETURNED_AT_BAD_IRQL`).
+    WorkItemReturnedAtBadIrql,
+    /// A work item was still queued or running when the session ended or the driver was
+    /// unloaded, after the wait for it (`ProviderConfig::work_item_wait_report`) ran out.
+    WorkItemStillRunning,
 }
 
 impl Rule {
@@ -107,6 +122,12 @@ impl Rule {
             Rule::DriverBugCheck => "DRIVER_BUG_CHECK",
             Rule::InvalidParameter => "INVALID_PARAMETER",
             Rule::TargetMdlTooSmall => "TARGET_MDL_TOO_SMALL",
+            Rule::WorkItemLeaked => "WORK_ITEM_LEAKED",
+            Rule::WorkItemDoubleFree => "WORK_ITEM_DOUBLE_FREE",
+            Rule::WorkItemUseAfterFree => "WORK_ITEM_USE_AFTER_FREE",
+            Rule::WorkItemInUse => "WORK_ITEM_IN_USE",
+            Rule::WorkItemReturnedAtBadIrql => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
+            Rule::WorkItemStillRunning => "WORK_ITEM_STILL_RUNNING",
         }
     }
 }
