@@ -22,6 +22,30 @@
 //! Network traffic is restricted to loopback addresses: a connect or send elsewhere fails with
 //! `STATUS_INVALID_ADDRESS`.
 //!
+//! # Delivery modes
+//!
+//! By default every event callback comes from the provider's one thread, and every
+//! completion routine runs at DISPATCH_LEVEL. Windows does neither, and two modes of the
+//! [`FaultPlan`] test a driver against what it does:
+//!
+//! - [`FaultPlan::concurrent_events`]`(threads)`: event callbacks come from `threads`
+//!   delivery threads at DISPATCH_LEVEL — callbacks of different sockets in parallel,
+//!   receive-from indications and accepts of one socket concurrently, a connection's
+//!   disconnect indication while its last receive indication runs (a connection's receive
+//!   indications stay ordered, one at a time). No callback of a socket starts once its
+//!   `WskCloseSocket` completed; a retained indication stays valid until its one
+//!   `WskRelease`, which may come from any thread at any time.
+//! - [`FaultPlan::inline_completion_at_caller_irql`]`(true)`: a request that completes
+//!   before the WSK function returns runs its completion routine in the caller's thread at
+//!   the caller's IRQL — PASSIVE_LEVEL for a PASSIVE_LEVEL caller.
+//!
+//! The environment variable `WSK_HOST_MODES`, a comma-separated list of `concurrent-events`
+//! (4 delivery threads; `concurrent-events=N` for `N`) and `passive-inline`, sets these modes
+//! in every plan made by [`FaultPlan::new`] or [`FaultPlan::default`] — which is the plan
+//! each [`Session`] starts with — so that a whole test suite runs in them unchanged:
+//! `WSK_HOST_MODES=concurrent-events,passive-inline cargo test`. An unknown name panics
+//! (when the plan is made). A plan's builder methods override the variable.
+//!
 //! ```no_run
 //! use wsk_host::{FaultPlan, Nth, Session};
 //!

@@ -1,7 +1,10 @@
 //! The WSK provider: clients, sockets and their dispatch tables, over real host sockets.
 //!
 //! Requests complete in the calling thread when they can finish at once (and the fault plan
-//! allows), else from the provider's thread, at DISPATCH_LEVEL, as the real stack does.
+//! allows) — at DISPATCH_LEVEL, or at the caller's IRQL when the plan says
+//! `inline_completion_at_caller_irql` — else from the provider's thread, at DISPATCH_LEVEL, as
+//! the real stack does. Event callbacks come from the provider's thread, or from several
+//! delivery threads at once when the plan says `concurrent_events`.
 
 mod address;
 mod client_calls;

@@ -157,7 +157,8 @@ unsafe impl Sync for HostSocket {}
 /// Where a request's completion is delivered.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Delivery {
-    /// In the thread that called the WSK function, before it returns.
+    /// In the thread that called the WSK function, before it returns (at DISPATCH_LEVEL, or
+    /// at the caller's IRQL when the fault plan says so).
     Inline,
     /// From the provider's thread, after the WSK function returned `STATUS_PENDING`.
     Pending,
