@@ -154,7 +154,7 @@ impl Session {
     /// A driver object owned by the session, valid until the session ends: for code that
     /// needs the calling driver's driver object (`IoAllocateWorkItem`, say) without loading a
     /// driver through [`driver::load`](crate::driver::load). Its name is
-    /// `\\Driver\\WskHostSession`.
+    /// `\Driver\WskHostSession`.
     #[must_use]
     pub fn driver_object(&self) -> PDRIVER_OBJECT {
         self.driver
