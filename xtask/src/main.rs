@@ -12,6 +12,7 @@ mod driver_build;
 mod emulation;
 mod examples;
 mod host_run;
+mod miri;
 mod pe_check;
 mod python_env;
 mod test_suite;

@@ -68,6 +68,10 @@ pub fn command(args: &[String]) -> Result<()> {
             cargo(&["test", "--workspace"])
         })?;
         suite.step(
+            "unsafe machinery under Miri (Stacked Borrows)",
+            crate::miri::run_machinery_tests,
+        )?;
+        suite.step(
             "example drivers (build x64 + ARM64, check-pe, emulate)",
             || {
                 let both = [
