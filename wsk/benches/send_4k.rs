@@ -21,6 +21,13 @@ use wsk::{Buf, WskClient};
 use wsk_host::Session;
 use wsk_sys::*;
 
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
 /// Counts the heap allocations of the thread that enabled counting.
 struct CountingAllocator;
 
@@ -181,7 +188,7 @@ fn main() {
         return;
     }
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
     let reader = drain(listener);

@@ -32,6 +32,8 @@ pub const BUF_POOL_TAG: u32 = u32::from_le_bytes(*b"WskB");
 /// # Invariants
 /// `mdl` describes `capacity` bytes at `data`, which stay allocated and resident until the
 /// `Buf` is dropped; `len <= capacity <= u32::MAX`; the first `len` bytes are initialised.
+/// A [`Storage::Released`] stand-in has no memory: `capacity == 0`, and `data` and `mdl`
+/// are dangling and never used (every operation refuses an empty buffer).
 pub struct Buf {
     data: NonNull<u8>,
     len: usize,
@@ -46,6 +48,9 @@ enum Storage {
     Pool,
     /// A `Vec<u8>`'s allocation (`len`, `capacity`), pages locked.
     LockedVec,
+    /// No memory: stands for a buffer an operation could not hand back because the provider
+    /// still owned it (see [`Buf::released`]).
+    Released,
 }
 
 // SAFETY: a `Buf` exclusively owns its memory and MDL; kernel memory is usable from any
@@ -80,6 +85,19 @@ impl Buf {
             mdl,
             storage: Storage::Pool,
         })
+    }
+
+    /// A stand-in with no memory (capacity 0), handed back by an operation that ended
+    /// without its buffer: one waited for above APC_LEVEL while in flight is cancelled, and
+    /// its buffer is released when the completion arrives, not handed back.
+    pub(crate) fn released() -> Buf {
+        Buf {
+            data: NonNull::dangling(),
+            len: 0,
+            capacity: 0,
+            mdl: NonNull::dangling(),
+            storage: Storage::Released,
+        }
     }
 
     /// A non-paged buffer holding a copy of `bytes` (which must not be empty).
@@ -211,9 +229,13 @@ impl Buf {
         self.len = len;
     }
 
-    /// The MDL describing the whole capacity.
+    /// The MDL describing the whole capacity (null for the memoryless stand-in an operation
+    /// hands back when it could not return its buffer; see [`Op::wait`](crate::Op::wait)).
     #[must_use]
     pub fn mdl(&self) -> PMDL {
+        if self.storage == Storage::Released {
+            return core::ptr::null_mut();
+        }
         self.mdl.as_ptr()
     }
 
@@ -280,6 +302,7 @@ impl Drop for Buf {
                         self.capacity,
                     ));
                 }
+                Storage::Released => {}
             }
         }
     }
@@ -327,13 +350,55 @@ unsafe fn allocate_mdl(data: NonNull<u8>, length: usize) -> Option<NonNull<MDL>>
 /// its held bytes, so the chain the provider walks has no gaps; they are allocated when a
 /// buffer is pushed and rebuilt in place for every send.
 ///
+/// A buffer replaced through [`BufList::bufs_mut`] gets a partial MDL of its own size at the
+/// next send: a partial MDL is never built for a range larger than it was allocated for
+/// (which Windows answers with bug check 0x40, TARGET_MDL_TOO_SMALL).
+///
 /// # Invariants
-/// `partials[i]` is an MDL allocated for `bufs[i]`'s capacity, owned by the list;
-/// `nodes.len() == bufs.len()` once a datagram list has been prepared.
+/// `partials[i]` is an MDL owned by the list, allocated for the range
+/// `(partials[i].data, partials[i].capacity)`; `chain` checks it against `bufs[i]` before
+/// building into it. `nodes` has capacity for `bufs.len()` entries.
 pub struct BufList {
     bufs: Vec<Buf>,
-    partials: Vec<NonNull<MDL>>,
+    partials: Vec<Partial>,
     nodes: Vec<WSK_BUF_LIST>,
+}
+
+/// A partial MDL and the buffer range it was allocated to describe.
+struct Partial {
+    mdl: NonNull<MDL>,
+    data: NonNull<u8>,
+    capacity: usize,
+}
+
+impl Partial {
+    /// A partial MDL able to describe any part of `buf`. IRQL <= DISPATCH_LEVEL.
+    fn for_buf(buf: &Buf) -> Result<Partial> {
+        // SAFETY: a partial MDL needs room for the source's pages; allocating it for the
+        // source's own range gives that (a non-empty buffer: checked by the callers).
+        let mdl =
+            unsafe { allocate_mdl(buf.data, buf.capacity) }.ok_or(Error::INSUFFICIENT_RESOURCES)?;
+        Ok(Partial {
+            mdl,
+            data: buf.data,
+            capacity: buf.capacity,
+        })
+    }
+
+    fn fits(&self, buf: &Buf) -> bool {
+        self.data == buf.data && self.capacity == buf.capacity
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        // SAFETY: the partial MDL is owned by the list and not in use (no request holds the
+        // list while it is changed or dropped).
+        unsafe {
+            MmPrepareMdlForReuse(self.mdl.as_ptr());
+            IoFreeMdl(self.mdl.as_ptr());
+        }
+    }
 }
 
 // SAFETY: the list exclusively owns its buffers and MDLs.
@@ -352,22 +417,22 @@ impl BufList {
         }
     }
 
-    /// Appends a buffer. IRQL <= DISPATCH_LEVEL.
+    /// Appends a buffer (with memory: [`Error::INVALID_BUFFER_SIZE`] for the memoryless
+    /// stand-in). Fails with [`Error::INSUFFICIENT_RESOURCES`] when memory is short; the
+    /// list is unchanged then. IRQL <= DISPATCH_LEVEL.
     pub fn push(&mut self, buf: Buf) -> Result<()> {
         require_at_most(Irql::DISPATCH)?;
-        // SAFETY: a partial MDL needs room for the source's pages; allocating it for the
-        // source's own range gives that.
-        let partial =
-            unsafe { allocate_mdl(buf.data, buf.capacity) }.ok_or(Error::INSUFFICIENT_RESOURCES)?;
-        self.bufs
-            .try_reserve(1)
-            .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
-        self.partials
-            .try_reserve(1)
-            .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+        if buf.capacity == 0 {
+            return Err(Error::INVALID_BUFFER_SIZE);
+        }
+        // Room first: once the MDL is allocated nothing can fail, so nothing can leak.
+        let oom = |_| Error::INSUFFICIENT_RESOURCES;
+        self.bufs.try_reserve(1).map_err(oom)?;
+        self.partials.try_reserve(1).map_err(oom)?;
         self.nodes
-            .try_reserve(self.bufs.len() + 1)
-            .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+            .try_reserve(self.bufs.len() + 1 - self.nodes.len())
+            .map_err(oom)?;
+        let partial = Partial::for_buf(&buf)?;
         self.bufs.push(buf);
         self.partials.push(partial);
         Ok(())
@@ -379,14 +444,15 @@ impl BufList {
         &self.bufs
     }
 
-    /// The buffers, mutably (to refill them between sends).
+    /// The buffers, mutably (to refill them between sends, or to replace them: a replaced
+    /// buffer gets a partial MDL of its own size at the next send).
     pub fn bufs_mut(&mut self) -> &mut [Buf] {
         &mut self.bufs
     }
 
     /// Takes the buffers back, freeing the list's MDLs.
-    pub fn into_bufs(mut self) -> Vec<Buf> {
-        core::mem::take(&mut self.bufs)
+    pub fn into_bufs(self) -> Vec<Buf> {
+        self.bufs
     }
 
     /// Total held bytes.
@@ -396,18 +462,23 @@ impl BufList {
     }
 
     /// Builds the chain of partial MDLs over the non-empty buffers and returns a `WSK_BUF`
-    /// describing all held bytes; `None` when there are none.
-    pub(crate) fn chain(&mut self) -> Option<WSK_BUF> {
+    /// describing all held bytes; `Ok(None)` when there are none. A buffer replaced since its
+    /// partial MDL was allocated gets a new one (which can fail when memory is short).
+    pub(crate) fn chain(&mut self) -> Result<Option<WSK_BUF>> {
         let mut first: Option<NonNull<MDL>> = None;
         let mut last: Option<NonNull<MDL>> = None;
         let mut total = 0usize;
-        for (buf, partial) in self.bufs.iter().zip(&self.partials) {
+        for (buf, partial) in self.bufs.iter().zip(&mut self.partials) {
             if buf.is_empty() {
                 continue;
             }
-            // SAFETY: the partial MDL was allocated for this buffer's range, which its own
-            // MDL describes and keeps resident; no request is using either (the list is
-            // borrowed mutably).
+            if !partial.fits(buf) {
+                *partial = Partial::for_buf(buf)?;
+            }
+            let partial = partial.mdl;
+            // SAFETY: the partial MDL was allocated for this buffer's range (checked just
+            // above), which its own MDL describes and keeps resident; no request is using
+            // either (the list is borrowed mutably).
             unsafe {
                 MmPrepareMdlForReuse(partial.as_ptr());
                 IoBuildPartialMdl(
@@ -421,15 +492,15 @@ impl BufList {
                     (*prev.as_ptr()).Next = partial.as_ptr();
                 }
             }
-            first.get_or_insert(*partial);
-            last = Some(*partial);
+            first.get_or_insert(partial);
+            last = Some(partial);
             total += buf.len;
         }
-        first.map(|mdl| WSK_BUF {
+        Ok(first.map(|mdl| WSK_BUF {
             Mdl: mdl.as_ptr(),
             Offset: 0,
             Length: total as SIZE_T,
-        })
+        }))
     }
 
     /// Builds the `WSK_BUF_LIST` nodes, one per non-empty buffer, and returns the head;
@@ -456,19 +527,6 @@ impl BufList {
 impl Default for BufList {
     fn default() -> Self {
         BufList::new()
-    }
-}
-
-impl Drop for BufList {
-    fn drop(&mut self) {
-        for partial in &self.partials {
-            // SAFETY: the partial MDLs are owned by the list and not in use (no request
-            // holds the list any more when it is dropped).
-            unsafe {
-                MmPrepareMdlForReuse(partial.as_ptr());
-                IoFreeMdl(partial.as_ptr());
-            }
-        }
     }
 }
 

@@ -16,8 +16,8 @@ use crate::op::Op;
 use crate::op::issue::Issue;
 use crate::shared::Shared;
 use crate::socket::{
-    AddressRequest, BindRequest, Category, Close, CreateRequest, OptionRequest, OptionValue,
-    SocketCore, SocketHandle, SocketKind, WhichAddress, context_of, finish_creation,
+    AddressRequest, BindRequest, Category, Close, CreateRequest, NewSocket, OptionRequest,
+    OptionValue, SocketCore, SocketHandle, SocketKind, WhichAddress, context_of,
 };
 use crate::{Error, Result};
 
@@ -478,10 +478,7 @@ impl Issue for SendRequest {
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (
-            Err(error),
-            self.buf.take().expect("a failed send still has its buffer"),
-        )
+        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
     }
 }
 
@@ -497,7 +494,7 @@ impl Issue for SendListRequest {
 
     fn start(&mut self) -> Result<BlockRef> {
         let list = self.list.as_mut().expect("a send starts once");
-        let wsk_buf = list.chain().ok_or(Error::INVALID_BUFFER_SIZE)?;
+        let wsk_buf = list.chain()?.ok_or(Error::INVALID_BUFFER_SIZE)?;
         let mut block = BlockRef::for_socket(&self.core)?;
         let list = self.list.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
@@ -537,10 +534,7 @@ impl Issue for SendListRequest {
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (
-            Err(error),
-            self.list.take().expect("a failed send still has its list"),
-        )
+        (Err(error), self.list.take().unwrap_or_default())
     }
 }
 
@@ -628,12 +622,7 @@ impl Issue for ReceiveRequest {
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (
-            Err(error),
-            self.buf
-                .take()
-                .expect("a failed receive still has its buffer"),
-        )
+        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
     }
 }
 
@@ -782,16 +771,13 @@ impl Issue for SocketConnectRequest {
         require_family(&self.local, family)?;
         let handlers = self.handlers.take().unwrap_or_else(Handlers::none);
         let core = SocketCore::new(&self.client, Category::Connection, family, handlers)?;
-        let request = crate::client::ClientCore::begin_request(&self.client)?;
-        let mut block = BlockRef::allocate()?;
-        // SAFETY: nothing in flight on the block yet.
-        unsafe { block.set_client_request(request) };
+        let mut block = BlockRef::for_client(&self.client)?;
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
             scratch.local = RawAddr::from_socket_addr(&self.local);
             scratch.remote = RawAddr::from_socket_addr(&self.remote);
-            *block.held() = Held::NewSocket(core.clone());
+            *block.held() = Held::NewSocket(NewSocket::new(core.clone()));
         }
         self.core = Some(core);
         Ok(block)
@@ -834,10 +820,13 @@ impl Issue for SocketConnectRequest {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: exclusive access; the request takes its core back.
-        unsafe { *block.held() = Held::None };
-        let core = self.core.take().expect("started");
-        let handle = finish_creation(core, status, information)?;
+        let _ = information;
+        self.core = None;
+        // SAFETY: done: exclusive access; the request collects the socket.
+        let handle = match unsafe { core::mem::take(block.held()) } {
+            Held::NewSocket(socket) => socket.into_handle(status)?,
+            _ => return Err(Error::from_status(STATUS_UNSUCCESSFUL)),
+        };
         crate::events::enable_after_connect(&handle.core)?;
         Ok(ConnectionSocket { handle })
     }

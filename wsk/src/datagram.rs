@@ -196,10 +196,7 @@ impl Issue for SendToRequest {
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (
-            Err(error),
-            self.buf.take().expect("a failed send still has its buffer"),
-        )
+        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
     }
 }
 
@@ -264,10 +261,7 @@ impl Issue for SendMessagesRequest {
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (
-            Err(error),
-            self.list.take().expect("a failed send still has its list"),
-        )
+        (Err(error), self.list.take().unwrap_or_default())
     }
 }
 
@@ -347,11 +341,6 @@ impl Issue for ReceiveFromRequest {
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (
-            Err(error),
-            self.buf
-                .take()
-                .expect("a failed receive still has its buffer"),
-        )
+        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
     }
 }

@@ -116,10 +116,11 @@ impl Issue for ResolveRequest {
             return Err(Error::NOT_SUPPORTED);
         }
         let text = self.text.take().expect("a resolution starts once")?;
-        let request = crate::client::ClientCore::begin_request(&self.client)?;
-        let mut block = BlockRef::allocate()?;
-        // SAFETY: nothing in flight on the block yet.
-        unsafe { block.set_client_request(request) };
+        let mut block = BlockRef::for_client(&self.client)?;
+        // A result an earlier user of this block left uncollected is freed now (PASSIVE_LEVEL,
+        // with the request just opened keeping the NPI captured).
+        // SAFETY: taken from its slot once; from this client's resolution.
+        unsafe { self.client.free_address_list(block.take_address_list()) };
         // SAFETY: nothing in flight on the block yet. The strings point into the text the
         // block holds (its heap buffer does not move when the vector is moved in).
         unsafe {
@@ -138,7 +139,7 @@ impl Issue for ResolveRequest {
                 0
             };
             scratch.result = core::ptr::null_mut();
-            *block.held() = Held::Resolution(self.client.clone(), text);
+            *block.held() = Held::Resolution { _names: text };
         }
         Ok(block)
     }
@@ -174,17 +175,25 @@ impl Issue for ResolveRequest {
         status: NTSTATUS,
         _information: usize,
     ) -> Self::Output {
-        // SAFETY: done: exclusive access; the result list is the provider's, ours to free.
-        let list = unsafe {
-            *block.held() = Held::None;
-            core::mem::replace(&mut block.scratch().result, core::ptr::null_mut())
-        };
+        // SAFETY: done: exclusive access.
+        unsafe { *block.held() = Held::None };
         Error::check(status)?;
-        // SAFETY: a successful resolution returns a valid list, freed once below.
-        let addresses = unsafe { collect(list) };
-        // SAFETY: as above; the resolution completes at PASSIVE_LEVEL in the thread that
-        // waits for it or in the provider's worker, both allowed to free.
-        unsafe { free_address_info(&self.client, list) };
+        // Collecting the result is a client request of its own: it keeps the NPI captured
+        // while the list is read and freed, and fails once the client is shutting down (its
+        // teardown frees the list). Collecting needs PASSIVE_LEVEL (`WskFreeAddressInfo`).
+        require_at_most(Irql::PASSIVE)?;
+        self.client.begin_request()?;
+        let list = block.take_address_list();
+        let addresses = if list.is_null() {
+            Err(Error::from_status(STATUS_DEVICE_NOT_READY))
+        } else {
+            // SAFETY: a successful resolution returns a valid list, freed once below.
+            let addresses = unsafe { collect(list) };
+            // SAFETY: taken from its slot once; PASSIVE_LEVEL with a request open.
+            unsafe { self.client.free_address_list(list) };
+            addresses
+        };
+        self.client.end_request();
         addresses
     }
 
@@ -217,28 +226,4 @@ unsafe fn collect(list: PADDRINFOEXW) -> Result<Vec<SocketAddr>> {
         return Err(Error::from_status(STATUS_NOT_FOUND));
     }
     Ok(addresses)
-}
-
-/// Frees a result list (`WskFreeAddressInfo`, IRQL == PASSIVE_LEVEL). At a higher IRQL — only
-/// possible for a resolution whose operation was dropped — the list is handed to the client,
-/// which frees it at its next PASSIVE_LEVEL opportunity (another resolution, or shutdown).
-///
-/// # Safety
-/// `list` must be null or a list from `WskGetAddressInfo` of this client, not yet freed.
-pub(crate) unsafe fn free_address_info(client: &ClientCore, list: PADDRINFOEXW) {
-    if list.is_null() {
-        return;
-    }
-    if Irql::current() > Irql::PASSIVE {
-        client.defer_address_info(list);
-        return;
-    }
-    // SAFETY: forwarded; PASSIVE_LEVEL checked; the NPI is captured while the client core
-    // can still free (its owner frees deferred lists before releasing the NPI).
-    unsafe {
-        if let Some(free) = client.dispatch().WskFreeAddressInfo {
-            free(client.npi().Client, list);
-        }
-    }
-    client.free_deferred_address_info();
 }

@@ -1,10 +1,20 @@
 //! Event-callback mode: safe handlers for the provider's receive, disconnect, accept and
 //! receive-from events.
 //!
-//! Handlers are trait objects stored with the socket. The provider calls them at IRQL <=
-//! DISPATCH_LEVEL (usually DISPATCH_LEVEL), possibly on several processors at once: they
-//! must not wait, must not touch paged memory, and must be `Send + Sync`. No callback of a
-//! socket runs after its close has completed; the handler is dropped with the socket.
+//! Handlers are trait objects stored with the socket. They run at DISPATCH_LEVEL (the
+//! provider may call at a lower IRQL; the crate raises it for the callback), possibly on
+//! several processors at once: they must not wait — every blocking wait of this crate
+//! refuses inside them with [`Error::IRQL_TOO_HIGH`] — must not touch paged memory, and must
+//! be `Send + Sync`. No callback of a socket runs after its close has completed.
+//!
+//! The handler is dropped with the socket's last reference, usually in the close's
+//! completion routine at DISPATCH_LEVEL: what it owns must be droppable there (a
+//! [`WskClient`](crate::WskClient) is — its teardown moves to a work item; a
+//! [`TaskSet`](crate::task::TaskSet) is — it cancels its tasks without waiting).
+//!
+//! A handler reaches its own socket through the callback's argument
+//! ([`ReceivedData::socket`], [`ReceivedDatagrams::socket`]); it must not own it, or the
+//! socket, which owns the handler, would never be closed.
 
 use alloc::boxed::Box;
 use core::marker::PhantomData;
@@ -16,16 +26,18 @@ use wsk_sys::*;
 use crate::addr::from_sockaddr;
 use crate::connection::ConnectionSocket;
 use crate::heap::try_box;
-use crate::indication::{ReceiveDecision, ReceivedData, ReceivedDatagrams};
+use crate::indication::{Brand, ReceiveDecision, ReceivedData, ReceivedDatagrams};
+use crate::lifecycle::callback::CallbackScope;
 use crate::shared::Shared;
-use crate::socket::{Category, SocketCore, context_of, core_of, enable_events};
+use crate::socket::{BorrowedSocket, Category, SocketCore, context_of, core_of, enable_events};
 use crate::{Error, Result};
 
 /// Event handlers of a connection socket. Every method runs at IRQL <= DISPATCH_LEVEL.
 pub trait ConnectionEvents: Send + Sync + 'static {
-    /// Data arrived. Decide what happens to it with a method of [`ReceivedData`]. A pending
+    /// Data arrived. Decide what happens to it with a method of [`ReceivedData`] and return
+    /// that decision (it is branded with this call: `'a`). A pending
     /// [`receive`](ConnectionSocket::receive) takes data before this is called.
-    fn on_receive(&self, data: ReceivedData<'_>) -> ReceiveDecision;
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a>;
 
     /// The peer disconnected: gracefully (`abortive == false`, no more data will come) or
     /// with a reset, or the connection failed (`abortive == true`).
@@ -43,7 +55,7 @@ pub trait ConnectionEvents: Send + Sync + 'static {
 pub trait ListenEvents: Send + Sync + 'static {
     /// A connection arrived. Take it with [`Incoming::accept`] (keep the returned socket)
     /// or refuse it with [`Incoming::reject`].
-    fn on_accept(&self, incoming: Incoming<'_>) -> AcceptDecision;
+    fn on_accept<'a>(&self, incoming: Incoming<'a>) -> AcceptDecision<'a>;
 
     /// The listening socket stopped working (the provider indicated no socket); close it.
     fn on_listen_failed(&self) {}
@@ -54,7 +66,7 @@ pub trait DatagramEvents: Send + Sync + 'static {
     /// Datagrams arrived. A pending
     /// [`receive_from`](crate::DatagramSocket::receive_from) takes data before this is
     /// called.
-    fn on_receive_from(&self, datagrams: ReceivedDatagrams<'_>) -> ReceiveDecision;
+    fn on_receive_from<'a>(&self, datagrams: ReceivedDatagrams<'a>) -> ReceiveDecision<'a>;
 }
 
 /// The handler stored with a socket.
@@ -209,16 +221,41 @@ pub struct Incoming<'a> {
     socket: PWSK_SOCKET,
     out_context: *mut PVOID,
     out_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
+    _brand: Brand<'a>,
 }
 
-/// What [`ListenEvents::on_accept`] decided; made by [`Incoming`]'s methods only.
+/// What [`ListenEvents::on_accept`] decided; made by [`Incoming`]'s methods only, and
+/// branded with the callback it was made in, like [`ReceiveDecision`]: accepting one
+/// connection cannot be answered with the decision about another.
+///
+/// ```compile_fail
+/// use std::sync::Mutex;
+/// use wsk::{AcceptDecision, Incoming};
+/// struct Swapper(Mutex<Option<AcceptDecision<'static>>>);
+/// impl wsk::ListenEvents for Swapper {
+///     fn on_accept<'a>(&self, incoming: Incoming<'a>) -> AcceptDecision<'a> {
+///         let previous = self.0.lock().unwrap().replace(incoming.reject());
+///         previous.unwrap()
+///     }
+/// }
+/// ```
 #[derive(Debug)]
 #[must_use = "return the decision from the callback"]
-pub struct AcceptDecision {
+pub struct AcceptDecision<'a> {
     status: NTSTATUS,
+    _brand: Brand<'a>,
 }
 
-impl Incoming<'_> {
+impl<'a> AcceptDecision<'a> {
+    fn new(status: NTSTATUS) -> AcceptDecision<'a> {
+        AcceptDecision {
+            status,
+            _brand: PhantomData,
+        }
+    }
+}
+
+impl<'a> Incoming<'a> {
     /// The local address of the connection.
     pub fn local_addr(&self) -> Result<SocketAddr> {
         if self.local.is_null() {
@@ -240,30 +277,20 @@ impl Incoming<'_> {
     /// Takes the connection: returns its socket (keep it; dropping it closes the
     /// connection). On failure (memory is short, or the listener is closing) the
     /// connection is refused and the error returned with the decision.
+    #[allow(clippy::type_complexity)]
     pub fn accept(
         self,
-    ) -> core::result::Result<(ConnectionSocket, AcceptDecision), (Error, AcceptDecision)> {
+    ) -> core::result::Result<(ConnectionSocket, AcceptDecision<'a>), (Error, AcceptDecision<'a>)>
+    {
         match self.take() {
-            Ok(socket) => Ok((
-                socket,
-                AcceptDecision {
-                    status: STATUS_SUCCESS,
-                },
-            )),
-            Err(error) => Err((
-                error,
-                AcceptDecision {
-                    status: STATUS_REQUEST_NOT_ACCEPTED,
-                },
-            )),
+            Ok(socket) => Ok((socket, AcceptDecision::new(STATUS_SUCCESS))),
+            Err(error) => Err((error, AcceptDecision::new(STATUS_REQUEST_NOT_ACCEPTED))),
         }
     }
 
     /// Refuses the connection (`STATUS_REQUEST_NOT_ACCEPTED`).
-    pub fn reject(self) -> AcceptDecision {
-        AcceptDecision {
-            status: STATUS_REQUEST_NOT_ACCEPTED,
-        }
+    pub fn reject(self) -> AcceptDecision<'a> {
+        AcceptDecision::new(STATUS_REQUEST_NOT_ACCEPTED)
     }
 
     fn take(&self) -> Result<ConnectionSocket> {
@@ -330,6 +357,7 @@ unsafe extern "system" fn receive_event(
     bytes_indicated: SIZE_T,
     bytes_accepted: *mut SIZE_T,
 ) -> NTSTATUS {
+    let _scope = CallbackScope::enter();
     // SAFETY: the provider calls event callbacks with the context it was given, which it
     // holds until the close completes.
     let core = unsafe { core_of(context) };
@@ -343,10 +371,13 @@ unsafe extern "system" fn receive_event(
     }
     let data = ReceivedData {
         core,
+        // SAFETY: the context of a connection (or stream) socket, held by the provider for
+        // the callback.
+        socket: unsafe { BorrowedSocket::new(context) },
         indication,
         len: bytes_indicated as usize,
         flags,
-        _provider: PhantomData,
+        _brand: PhantomData,
     };
     let decision = handler.on_receive(data);
     if let Some(accepted) = decision.accepted {
@@ -355,10 +386,11 @@ unsafe extern "system" fn receive_event(
             unsafe { *bytes_accepted = accepted as SIZE_T };
         }
     }
-    decision.status
+    decision.settle()
 }
 
 unsafe extern "system" fn disconnect_event(context: PVOID, flags: ULONG) -> NTSTATUS {
+    let _scope = CallbackScope::enter();
     // SAFETY: as in `receive_event`.
     let core = unsafe { core_of(context) };
     if let Some(handler) = connection_handler(core) {
@@ -368,6 +400,7 @@ unsafe extern "system" fn disconnect_event(context: PVOID, flags: ULONG) -> NTST
 }
 
 unsafe extern "system" fn send_backlog_event(context: PVOID, ideal: SIZE_T) -> NTSTATUS {
+    let _scope = CallbackScope::enter();
     // SAFETY: as in `receive_event`.
     let core = unsafe { core_of(context) };
     if let Some(handler) = connection_handler(core) {
@@ -385,6 +418,7 @@ unsafe extern "system" fn accept_event(
     out_context: *mut PVOID,
     out_dispatch: *mut *const WSK_CLIENT_CONNECTION_DISPATCH,
 ) -> NTSTATUS {
+    let _scope = CallbackScope::enter();
     // SAFETY: as in `receive_event`.
     let core = unsafe { core_of(context) };
     let Some(Handler::Listen(handler)) = core.handlers.get() else {
@@ -401,6 +435,7 @@ unsafe extern "system" fn accept_event(
         socket,
         out_context,
         out_dispatch,
+        _brand: PhantomData,
     };
     handler.on_accept(incoming).status
 }
@@ -410,6 +445,7 @@ unsafe extern "system" fn receive_from_event(
     _flags: ULONG,
     indication: PWSK_DATAGRAM_INDICATION,
 ) -> NTSTATUS {
+    let _scope = CallbackScope::enter();
     // SAFETY: as in `receive_event`.
     let core = unsafe { core_of(context) };
     let Some(Handler::Datagram(handler)) = core.handlers.get() else {
@@ -420,8 +456,10 @@ unsafe extern "system" fn receive_from_event(
     }
     let datagrams = ReceivedDatagrams {
         core,
+        // SAFETY: the context of a datagram socket, held by the provider for the callback.
+        socket: unsafe { BorrowedSocket::new(context) },
         indication,
-        _provider: PhantomData,
+        _brand: PhantomData,
     };
-    handler.on_receive_from(datagrams).status
+    handler.on_receive_from(datagrams).settle()
 }

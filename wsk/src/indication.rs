@@ -3,12 +3,20 @@
 
 use core::marker::PhantomData;
 use core::net::SocketAddr;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use wsk_sys::*;
 
+use crate::connection::ConnectionSocket;
+use crate::datagram::DatagramSocket;
 use crate::shared::Shared;
-use crate::socket::{Category, SocketCore};
+use crate::socket::{BorrowedSocket, Category, SocketCore};
 use crate::{Error, Result};
+
+/// Ties a value to one event callback: `'a` is the callback's own lifetime, and the marker
+/// makes it invariant, so a value made in one callback has a type no other callback (not
+/// even a concurrent one of the same handler) can return.
+pub(crate) type Brand<'a> = PhantomData<fn(&'a ()) -> &'a ()>;
 
 /// The byte ranges a `WSK_BUF` describes across its MDL chain, mapped to system addresses.
 ///
@@ -69,11 +77,101 @@ unsafe fn copy_wsk_buf(buf: &WSK_BUF, out: &mut [u8]) -> Result<usize> {
 
 /// What a receive callback decided; made by the methods of [`ReceivedData`] and
 /// [`ReceivedDatagrams`], which are the only way to build one.
-#[derive(Debug)]
+///
+/// It is branded with the callback it was made in (`'a`): a handler can only return the
+/// decision about the data it was given, never one saved from another callback — which,
+/// with callbacks running on several processors at once, could tell the provider that data
+/// it retained was consumed, or accept the wrong number of bytes.
+///
+/// ```compile_fail
+/// use std::sync::Mutex;
+/// use wsk::{ReceiveDecision, ReceivedData};
+/// struct Swapper(Mutex<Option<ReceiveDecision<'static>>>);
+/// impl wsk::ConnectionEvents for Swapper {
+///     fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+///         // A decision cannot outlive its callback...
+///         let previous = self.0.lock().unwrap().replace(data.consume());
+///         // ...nor be returned from another one.
+///         previous.unwrap()
+///     }
+/// }
+/// ```
 #[must_use = "return the decision from the callback"]
-pub struct ReceiveDecision {
+pub struct ReceiveDecision<'a> {
     pub(crate) status: NTSTATUS,
     pub(crate) accepted: Option<usize>,
+    /// For a retained indication: where the callback learns whether the `RetainedData` was
+    /// dropped before it returned.
+    pub(crate) retained: Option<Shared<Retention>>,
+    pub(crate) _brand: Brand<'a>,
+}
+
+impl core::fmt::Debug for ReceiveDecision<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ReceiveDecision")
+            .field("status", &self.status)
+            .field("accepted", &self.accepted)
+            .field("retained", &self.retained.is_some())
+            .finish()
+    }
+}
+
+impl<'a> ReceiveDecision<'a> {
+    fn new(status: NTSTATUS, accepted: Option<usize>) -> ReceiveDecision<'a> {
+        ReceiveDecision {
+            status,
+            accepted,
+            retained: None,
+            _brand: PhantomData,
+        }
+    }
+
+    /// The status to return to the provider, once the handler has returned: a retention
+    /// whose `RetainedData` was already dropped becomes a plain consumption, since the
+    /// indications may not be released before the callback has returned `STATUS_PENDING`
+    /// (and releasing them later is then the provider's business).
+    pub(crate) fn settle(&self) -> NTSTATUS {
+        match &self.retained {
+            Some(retention) if !retention.callback_returned() => STATUS_SUCCESS,
+            _ => self.status,
+        }
+    }
+}
+
+/// Whether a retained indication's callback has returned, shared by the [`RetainedData`]
+/// and the callback's decision.
+pub(crate) struct Retention {
+    state: AtomicU8,
+}
+
+/// The callback is running; the `RetainedData` is alive.
+const IN_CALLBACK: u8 = 0;
+/// The callback returned `STATUS_PENDING`: the indications are the `RetainedData`'s to release.
+const RETURNED: u8 = 1;
+/// The `RetainedData` was dropped inside the callback: the callback consumes the data instead.
+const DROPPED_IN_CALLBACK: u8 = 2;
+
+impl Retention {
+    /// Called by the event callback after the handler returned: true when the indications
+    /// stay retained (their `RetainedData` is alive), false when it was dropped meanwhile.
+    fn callback_returned(&self) -> bool {
+        self.state
+            .compare_exchange(IN_CALLBACK, RETURNED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Called by the `RetainedData`'s drop: true when the indications must be released now
+    /// (the callback has returned), false when the callback, still running, consumes them.
+    fn release_now(&self) -> bool {
+        self.state
+            .compare_exchange(
+                IN_CALLBACK,
+                DROPPED_IN_CALLBACK,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+    }
 }
 
 /// Data received on a connection socket, indicated to
@@ -85,15 +183,36 @@ pub struct ReceiveDecision {
 /// [`reject`](Self::reject) (`STATUS_DATA_NOT_ACCEPTED`: likewise) or
 /// [`retain`](Self::retain) (keep the indications without copying; they go back to the
 /// provider, with `WskRelease`, when the [`RetainedData`] is dropped).
+///
+/// The data can be read only while the `ReceivedData` exists: the slices [`chunks`]
+/// returns borrow it, so they end before the decision is made.
+///
+/// ```compile_fail
+/// fn keep<'a>(data: wsk::ReceivedData<'a>) -> (&'a [u8], wsk::ReceiveDecision<'a>) {
+///     let first = data.chunks().next().unwrap().unwrap();
+///     (first, data.consume()) // the data may be gone once the decision is made
+/// }
+/// ```
+///
+/// [`chunks`]: Self::chunks
 pub struct ReceivedData<'a> {
     pub(crate) core: &'a SocketCore,
+    pub(crate) socket: BorrowedSocket<ConnectionSocket>,
     pub(crate) indication: PWSK_DATA_INDICATION,
     pub(crate) len: usize,
     pub(crate) flags: ULONG,
-    pub(crate) _provider: PhantomData<&'a WSK_DATA_INDICATION>,
+    pub(crate) _brand: Brand<'a>,
 }
 
 impl<'a> ReceivedData<'a> {
+    /// The socket the data arrived on, to issue requests on it (a reply, a receive, a
+    /// close of the connection through [`ConnectionSocket::disconnect`]) without the handler
+    /// owning it — a handler that owned its own socket would keep it open forever.
+    #[must_use]
+    pub fn socket(&self) -> &ConnectionSocket {
+        self.socket.get()
+    }
+
     /// Number of bytes indicated.
     #[must_use]
     pub fn len(&self) -> usize {
@@ -113,8 +232,8 @@ impl<'a> ReceivedData<'a> {
         self.flags & WSK_FLAG_ENTIRE_MESSAGE != 0
     }
 
-    /// The data, as contiguous chunks in order.
-    pub fn chunks(&self) -> impl Iterator<Item = Result<&'a [u8]>> + '_ {
+    /// The data, as contiguous chunks in order, borrowed from the `ReceivedData`.
+    pub fn chunks(&self) -> impl Iterator<Item = Result<&[u8]>> + '_ {
         DataIndications {
             next: self.indication,
             _life: PhantomData,
@@ -141,53 +260,51 @@ impl<'a> ReceivedData<'a> {
     }
 
     /// All the data was taken.
-    pub fn consume(self) -> ReceiveDecision {
-        ReceiveDecision {
-            status: STATUS_SUCCESS,
-            accepted: None,
-        }
+    pub fn consume(self) -> ReceiveDecision<'a> {
+        ReceiveDecision::new(STATUS_SUCCESS, None)
     }
 
     /// The first `count` bytes were taken; the provider keeps the rest.
-    pub fn consume_part(self, count: usize) -> ReceiveDecision {
-        ReceiveDecision {
-            status: STATUS_SUCCESS,
-            accepted: Some(count.min(self.len)),
-        }
+    pub fn consume_part(self, count: usize) -> ReceiveDecision<'a> {
+        ReceiveDecision::new(STATUS_SUCCESS, Some(count.min(self.len)))
     }
 
     /// None of the data was taken (`STATUS_DATA_NOT_ACCEPTED`).
-    pub fn reject(self) -> ReceiveDecision {
-        ReceiveDecision {
-            status: STATUS_DATA_NOT_ACCEPTED,
-            accepted: None,
-        }
+    pub fn reject(self) -> ReceiveDecision<'a> {
+        ReceiveDecision::new(STATUS_DATA_NOT_ACCEPTED, None)
     }
 
     /// Keeps the indicated buffers without copying (`STATUS_PENDING`). Fails (and the data is
-    /// rejected) when the socket is being closed or memory is short.
-    pub fn retain(self) -> (Result<RetainedData>, ReceiveDecision) {
-        match RetainedData::new(
+    /// rejected) when the socket is being closed or memory is short. Dropping the
+    /// [`RetainedData`] before the callback returns is allowed: the data then counts as
+    /// consumed.
+    pub fn retain(self) -> (Result<RetainedData>, ReceiveDecision<'a>) {
+        retain(
             self.core,
             self.indication.cast(),
             self.len,
             Category::Connection,
-        ) {
-            Ok(retained) => (
-                Ok(retained),
-                ReceiveDecision {
-                    status: STATUS_PENDING,
-                    accepted: None,
-                },
-            ),
-            Err(error) => (
-                Err(error),
-                ReceiveDecision {
-                    status: STATUS_DATA_NOT_ACCEPTED,
-                    accepted: None,
-                },
-            ),
+        )
+    }
+}
+
+/// Retains an indication: the `RetainedData` and the decision that goes with it.
+fn retain<'a>(
+    core: &SocketCore,
+    indication: PVOID,
+    len: usize,
+    category: Category,
+) -> (Result<RetainedData>, ReceiveDecision<'a>) {
+    match RetainedData::new(core, indication, len, category) {
+        Ok((retained, retention)) => {
+            let mut decision = ReceiveDecision::new(STATUS_PENDING, None);
+            decision.retained = Some(retention);
+            (Ok(retained), decision)
         }
+        Err(error) => (
+            Err(error),
+            ReceiveDecision::new(STATUS_DATA_NOT_ACCEPTED, None),
+        ),
     }
 }
 
@@ -235,6 +352,8 @@ impl<'a> Datagram<'a> {
 
     /// The datagram's bytes, as contiguous chunks in order.
     pub fn chunks(&self) -> impl Iterator<Item = Result<&'a [u8]>> + 'a {
+        // `'a` is a borrow of the `ReceivedDatagrams` (or `RetainedData`) the datagram came
+        // from, not the callback's lifetime: the chunks end with that borrow.
         // SAFETY: indicated data is resident and valid for 'a.
         unsafe { wsk_buf_chunks(&self.indication.Buffer) }
     }
@@ -250,15 +369,31 @@ impl<'a> Datagram<'a> {
 /// [`DatagramEvents::on_receive_from`](crate::DatagramEvents::on_receive_from) at
 /// DISPATCH_LEVEL. Decide with [`consume`](Self::consume), [`reject`](Self::reject) or
 /// [`retain`](Self::retain).
+///
+/// ```compile_fail
+/// fn keep<'a>(datagrams: wsk::ReceivedDatagrams<'a>) -> (usize, wsk::ReceiveDecision<'a>) {
+///     let first = datagrams.iter().next().unwrap();
+///     let decision = datagrams.consume(); // the datagrams may be gone now
+///     (first.len(), decision)
+/// }
+/// ```
 pub struct ReceivedDatagrams<'a> {
     pub(crate) core: &'a SocketCore,
+    pub(crate) socket: BorrowedSocket<DatagramSocket>,
     pub(crate) indication: PWSK_DATAGRAM_INDICATION,
-    pub(crate) _provider: PhantomData<&'a WSK_DATAGRAM_INDICATION>,
+    pub(crate) _brand: Brand<'a>,
 }
 
 impl<'a> ReceivedDatagrams<'a> {
-    /// The datagrams, in order.
-    pub fn iter(&self) -> impl Iterator<Item = Datagram<'a>> + '_ {
+    /// The socket the datagrams arrived on, to issue requests on it (a reply with
+    /// [`DatagramSocket::send_to`]) without the handler owning it.
+    #[must_use]
+    pub fn socket(&self) -> &DatagramSocket {
+        self.socket.get()
+    }
+
+    /// The datagrams, in order, borrowed from the `ReceivedDatagrams`.
+    pub fn iter(&self) -> impl Iterator<Item = Datagram<'_>> + '_ {
         let mut next = self.indication;
         core::iter::from_fn(move || {
             // SAFETY: indications are valid while the callback runs ('a).
@@ -271,41 +406,21 @@ impl<'a> ReceivedDatagrams<'a> {
     }
 
     /// The datagrams were taken.
-    pub fn consume(self) -> ReceiveDecision {
-        ReceiveDecision {
-            status: STATUS_SUCCESS,
-            accepted: None,
-        }
+    pub fn consume(self) -> ReceiveDecision<'a> {
+        ReceiveDecision::new(STATUS_SUCCESS, None)
     }
 
     /// The datagrams were not taken (`STATUS_DATA_NOT_ACCEPTED`).
-    pub fn reject(self) -> ReceiveDecision {
-        ReceiveDecision {
-            status: STATUS_DATA_NOT_ACCEPTED,
-            accepted: None,
-        }
+    pub fn reject(self) -> ReceiveDecision<'a> {
+        ReceiveDecision::new(STATUS_DATA_NOT_ACCEPTED, None)
     }
 
     /// Keeps the indicated datagrams without copying (`STATUS_PENDING`); they go back to
-    /// the provider when the [`RetainedData`] is dropped.
-    pub fn retain(self) -> (Result<RetainedData>, ReceiveDecision) {
+    /// the provider when the [`RetainedData`] is dropped (dropped before the callback
+    /// returns, they count as consumed).
+    pub fn retain(self) -> (Result<RetainedData>, ReceiveDecision<'a>) {
         let len = self.iter().map(|d| d.len()).sum();
-        match RetainedData::new(self.core, self.indication.cast(), len, Category::Datagram) {
-            Ok(retained) => (
-                Ok(retained),
-                ReceiveDecision {
-                    status: STATUS_PENDING,
-                    accepted: None,
-                },
-            ),
-            Err(error) => (
-                Err(error),
-                ReceiveDecision {
-                    status: STATUS_DATA_NOT_ACCEPTED,
-                    accepted: None,
-                },
-            ),
-        }
+        retain(self.core, self.indication.cast(), len, Category::Datagram)
     }
 }
 
@@ -313,12 +428,18 @@ impl<'a> ReceivedDatagrams<'a> {
 ///
 /// It holds the socket open: the socket's close is deferred until every retained
 /// indication has been dropped, which gives the buffers back to the provider (`WskRelease`,
-/// callable at DISPATCH_LEVEL). Drop it promptly: the provider may run short of buffers.
+/// callable at DISPATCH_LEVEL), because WSK cannot close a socket whose indications are not
+/// released. Closing the socket (or shutting the client down) cancels the socket's requests
+/// at once, so a task that holds retained data while it waits for one of them is woken and
+/// can drop it. Drop it promptly: the provider may run short of buffers; a `RetainedData`
+/// that is never dropped (`mem::forget`) keeps its socket — and the client's shutdown —
+/// waiting for good.
 pub struct RetainedData {
     core: Shared<SocketCore>,
     indication: PVOID,
     len: usize,
     category: Category,
+    retention: Shared<Retention>,
 }
 
 // SAFETY: the indications are provider memory valid on any thread until released; the core
@@ -333,16 +454,19 @@ impl RetainedData {
         indication: PVOID,
         len: usize,
         category: Category,
-    ) -> Result<RetainedData> {
+    ) -> Result<(RetainedData, Shared<Retention>)> {
+        let retention = Shared::try_new(Retention {
+            state: AtomicU8::new(IN_CALLBACK),
+        })?;
         core.hold()?;
-        // SAFETY: inside an event callback the provider holds the socket context.
-        let core = unsafe { Shared::clone_from_raw(core::ptr::from_ref(core)) };
-        Ok(RetainedData {
-            core,
+        let retained = RetainedData {
+            core: core.to_shared(),
             indication,
             len,
             category,
-        })
+            retention: retention.clone(),
+        };
+        Ok((retained, retention))
     }
 
     /// Total bytes retained.
@@ -395,8 +519,15 @@ impl RetainedData {
 
 impl Drop for RetainedData {
     fn drop(&mut self) {
+        if !self.retention.release_now() {
+            // Dropped inside the callback that retained it: the callback will tell the
+            // provider the data was consumed, and the indications are not ours to release.
+            self.core.release_hold();
+            return;
+        }
         // SAFETY: the hold taken in `new` keeps the socket open, so the provider's release
-        // function may be called; the indications were retained from this socket.
+        // function may be called; the indications were retained from this socket, and the
+        // callback has returned STATUS_PENDING for them.
         unsafe {
             let socket = self.core.raw();
             if self.category == Category::Datagram {

@@ -18,12 +18,15 @@
 //!
 //! ```no_run
 //! use core::net::SocketAddr;
-//! use wsk::{Buf, WskClient};
+//! use wsk::{Buf, DriverObject, WskClient};
 //!
 //! /// Sends `message` to `remote`; returns the number of bytes sent. PASSIVE_LEVEL.
-//! fn send_message(remote: SocketAddr, message: &[u8]) -> wsk::Result<usize> {
-//!     // WskRegister + WskCaptureProviderNPI; released and deregistered when dropped.
-//!     let client = WskClient::register()?;
+//! /// `driver` is the driver object `DriverEntry` was given
+//! /// (`unsafe { DriverObject::from_raw(driver) }`).
+//! fn send_message(driver: DriverObject, remote: SocketAddr, message: &[u8]) -> wsk::Result<usize> {
+//!     // WskRegister + WskCaptureProviderNPI; released and deregistered when dropped (from a
+//!     // work item of `driver`'s, if that happens above PASSIVE_LEVEL).
+//!     let client = WskClient::register(driver)?;
 //!     // WskSocketConnect: create, bind and connect in one call.
 //!     let socket = client.connect(remote).wait()?;
 //!     // A non-paged buffer and its MDL (built with MmBuildMdlForNonPagedPool).
@@ -123,8 +126,6 @@ pub struct ReadmeDoctests;
 
 mod addr;
 mod buf;
-mod client;
-mod completion;
 mod connection;
 mod datagram;
 mod dns;
@@ -134,17 +135,17 @@ mod heap;
 mod indication;
 mod irp;
 pub mod irql;
+mod lifecycle;
 mod listen;
-mod op;
-mod shared;
-mod socket;
 mod stream;
 mod sync;
 pub mod task;
 
+use lifecycle::{client, completion, op, shared, socket};
+
 pub use addr::AddressFamily;
 pub use buf::{BUF_POOL_TAG, Buf, BufList};
-pub use client::{Feature, ProviderInfo, RegisterOptions, WskClient};
+pub use client::{DriverObject, Feature, ProviderInfo, RegisterOptions, WskClient};
 pub use connection::{ConnectionSocket, SendAll, SendFlags};
 pub use datagram::DatagramSocket;
 pub use dns::ResolveHints;

@@ -17,8 +17,8 @@ use crate::op::Op;
 use crate::op::issue::Issue;
 use crate::shared::Shared;
 use crate::socket::{
-    AddressRequest, BindRequest, Category, Close, CreateRequest, OptionRequest, OptionValue,
-    SocketCore, SocketHandle, SocketKind, WhichAddress, context_of, finish_creation,
+    AddressRequest, BindRequest, Category, Close, CreateRequest, NewSocket, OptionRequest,
+    OptionValue, SocketCore, SocketHandle, SocketKind, WhichAddress, context_of,
 };
 use crate::{Error, Result};
 
@@ -155,7 +155,7 @@ impl Issue for AcceptRequest {
             let scratch = block.scratch();
             scratch.local = RawAddr::empty();
             scratch.remote = RawAddr::empty();
-            *block.held() = Held::NewSocket(core.clone());
+            *block.held() = Held::NewSocket(NewSocket::new(core.clone()));
         }
         self.core = Some(core);
         Ok(block)
@@ -194,13 +194,14 @@ impl Issue for AcceptRequest {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: exclusive access; the request takes its core back.
-        let remote = unsafe {
-            *block.held() = Held::None;
-            block.scratch().remote
+        let _ = information;
+        self.core = None;
+        // SAFETY: done: exclusive access; the request collects the socket.
+        let (held, remote) = unsafe { (core::mem::take(block.held()), block.scratch().remote) };
+        let handle = match held {
+            Held::NewSocket(socket) => socket.into_handle(status)?,
+            _ => return Err(Error::from_status(STATUS_UNSUCCESSFUL)),
         };
-        let core = self.core.take().expect("started");
-        let handle = finish_creation(core, status, information)?;
         let socket = ConnectionSocket::from_core(handle_core(handle));
         Ok((socket, remote.to_socket_addr()?))
     }

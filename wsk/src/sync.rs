@@ -1,6 +1,7 @@
 //! [`SpinLock`]: data guarded by an executive spin lock.
 
 use core::cell::UnsafeCell;
+use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
 use wsk_sys::{KIRQL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock};
@@ -39,6 +40,7 @@ impl<T> SpinLock<T> {
         SpinLockGuard {
             lock: self,
             old_irql,
+            _not_send: PhantomData,
         }
     }
 
@@ -49,10 +51,47 @@ impl<T> SpinLock<T> {
 }
 
 /// Access to the data of a held [`SpinLock`]; releases it (restoring the IRQL) on drop.
+///
+/// A guard raised the IRQL *of the processor that took the lock* and must be released there,
+/// so it is neither `Send` (like std's `MutexGuard` and the Rust-for-Linux `Guard`) nor kept
+/// across an `.await` in a task: futures holding one are not `Send`, and [`TaskSet`] only
+/// runs `Send` futures.
+///
+/// ```compile_fail
+/// fn assert_send<T: Send>(_: T) {}
+/// let lock = wsk::SpinLock::new(0u32);
+/// assert_send(lock.lock()); // a guard cannot move to another thread
+/// ```
+///
+/// ```compile_fail
+/// // A guard over a `Cell` cannot be shared between threads either.
+/// fn assert_sync<T: Sync>(_: &T) {}
+/// let lock = wsk::SpinLock::new(core::cell::Cell::new(0u32));
+/// assert_sync(&lock.lock());
+/// ```
+///
+/// ```compile_fail
+/// // Holding a guard across an await makes the future `!Send`: it cannot be spawned.
+/// fn spawn_holding_guard(tasks: &wsk::task::TaskSet, lock: &'static wsk::SpinLock<u32>) {
+///     let _ = tasks.spawn(async move {
+///         let guard = lock.lock();
+///         core::future::ready(()).await;
+///         drop(guard);
+///     });
+/// }
+/// ```
+///
+/// [`TaskSet`]: crate::task::TaskSet
 pub struct SpinLockGuard<'a, T> {
     lock: &'a SpinLock<T>,
     old_irql: KIRQL,
+    /// Not `Send`: the IRQL it restores belongs to this processor and thread.
+    _not_send: PhantomData<*mut ()>,
 }
+
+// SAFETY: sharing `&SpinLockGuard<T>` only gives `&T` to other threads, which is sound when
+// `T: Sync` (as for std's `MutexGuard`).
+unsafe impl<T: Sync> Sync for SpinLockGuard<'_, T> {}
 
 impl<T> Deref for SpinLockGuard<'_, T> {
     type Target = T;

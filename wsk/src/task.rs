@@ -4,7 +4,10 @@
 //! code chains its work in completion routines. And [`block_on`] for PASSIVE_LEVEL threads.
 //!
 //! Tasks must therefore be DISPATCH-safe: no waiting, no paged memory. Everything this crate
-//! issues is.
+//! issues is. Every poll runs at DISPATCH_LEVEL — the first one in [`TaskSet::spawn`] too,
+//! whatever the caller's IRQL — so a task behaves the same wherever it is woken, and every
+//! blocking wait of this crate refuses inside it with
+//! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH).
 
 use alloc::boxed::Box;
 use core::cell::UnsafeCell;
@@ -15,11 +18,12 @@ use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use wsk_sys::*;
 
-use crate::Result;
 use crate::heap::try_box;
 use crate::irql::{Irql, require_at_most};
+use crate::lifecycle::callback::CallbackScope;
 use crate::shared::Shared;
 use crate::sync::SpinLock;
+use crate::{Error, Result};
 
 const IDLE: u32 = 0;
 const POLLING: u32 = 1;
@@ -67,8 +71,10 @@ unsafe impl Sync for SetCore {}
 
 /// A set of tasks driven by their wakers (see the module documentation).
 ///
-/// Dropping the set cancels its tasks (drops their futures, which cancels their requests)
-/// and waits for them: at PASSIVE_LEVEL only.
+/// Dropping the set cancels its tasks (drops their futures, which cancels their requests).
+/// At IRQL <= APC_LEVEL it then waits for a task another processor is polling to finish its
+/// poll; above (inside a task of the set, an event handler, a completion routine) it does not
+/// wait — such a task retires by itself when its poll returns.
 pub struct TaskSet {
     core: Shared<SetCore>,
 }
@@ -178,11 +184,11 @@ impl TaskSet {
 impl Drop for TaskSet {
     fn drop(&mut self) {
         self.cancel_all();
-        let waited = self.wait_idle();
-        debug_assert!(
-            waited.is_ok(),
-            "TaskSet dropped at IRQL above APC_LEVEL with tasks running"
-        );
+        if self.is_empty() {
+            return;
+        }
+        // Above APC_LEVEL nothing can be waited for; a task still running retires by itself.
+        let _ = self.wait_idle();
     }
 }
 
@@ -223,6 +229,7 @@ fn run(task: &Shared<Task>) {
     }
     let waker = waker_for(task);
     let mut cx = Context::from_waker(&waker);
+    let _scope = CallbackScope::enter();
     loop {
         // SAFETY: this thread moved the state to POLLING: it alone touches the future.
         let slot = unsafe { &mut *task.future.get() };
@@ -270,7 +277,7 @@ fn retire(task: &Shared<Task>) {
             // SAFETY: the event lives in the set's core.
             unsafe { KeSetEvent(set.idle.get(), IO_NO_INCREMENT.into(), FALSE) };
         }
-        core::ptr::from_ref(&**task)
+        task.as_ptr()
     };
     // SAFETY: the list's reference, given up when the task was linked.
     drop(unsafe { Shared::from_raw(raw) });
@@ -325,6 +332,11 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
             return Ok(output);
+        }
+        // The future may have left the IRQL raised (a spin-lock guard held across an await):
+        // then it cannot be waited for; it is dropped, which cancels its requests.
+        if Irql::current() > Irql::APC {
+            return Err(Error::IRQL_TOO_HIGH);
         }
         // SAFETY: waiting on the signal's event at an IRQL that allows it (checked).
         unsafe {

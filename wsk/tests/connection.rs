@@ -6,6 +6,13 @@ use std::net::{SocketAddr, TcpListener};
 use wsk::{Buf, ConnectionSocket, ErrorKind, WskClient};
 use wsk_host::Session;
 
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
 fn listener(family_v6: bool) -> TcpListener {
     TcpListener::bind(if family_v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap()
 }
@@ -31,7 +38,7 @@ fn send_and_receive(v6: bool) {
     let listener = listener(v6);
     let remote = listener.local_addr().unwrap();
     let peer = echo_peer(listener);
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(remote).wait().unwrap();
     assert_eq!(socket.peer_addr().wait().unwrap(), remote);
     assert_eq!(socket.local_addr().wait().unwrap().is_ipv6(), v6);
@@ -68,7 +75,7 @@ fn send_and_receive_over_ipv6() {
 fn refused_connect_is_an_error() {
     let session = Session::start();
     let port = listener(false).local_addr().unwrap().port();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let error = client
         .connect(SocketAddr::from(([127, 0, 0, 1], port)))
         .wait()
@@ -84,7 +91,7 @@ fn created_bound_then_connected_socket() {
     let listener = listener(false);
     let remote = listener.local_addr().unwrap();
     let peer = echo_peer(listener);
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = ConnectionSocket::create(&client, wsk::AddressFamily::V4)
         .wait()
         .unwrap();

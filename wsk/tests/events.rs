@@ -14,6 +14,13 @@ use wsk::{
 };
 use wsk_host::Session;
 
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
 #[derive(Clone, Copy)]
 enum Policy {
     Consume,
@@ -30,7 +37,7 @@ struct Recorder {
 }
 
 impl ConnectionEvents for Recorder {
-    fn on_receive(&self, data: ReceivedData<'_>) -> ReceiveDecision {
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
         let mut bytes = vec![0u8; data.len()];
         assert_eq!(data.copy_to(&mut bytes).unwrap(), data.len());
         assert_eq!(
@@ -108,7 +115,7 @@ const WAIT: Duration = Duration::from_secs(10);
 #[test]
 fn received_data_is_indicated_then_disconnect() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (events, data, disconnects, _) = recorder(Policy::Consume);
     let (socket, mut peer) = connected_pair(&client, events);
     peer.write_all(b"event data").unwrap();
@@ -130,7 +137,7 @@ fn received_data_is_indicated_then_disconnect() {
 #[test]
 fn partly_consumed_data_waits_for_a_receive() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (events, data, _, _) = recorder(Policy::ConsumePart(3));
     let (socket, mut peer) = connected_pair(&client, events);
     peer.write_all(b"abcdefgh").unwrap();
@@ -146,7 +153,7 @@ fn partly_consumed_data_waits_for_a_receive() {
 #[test]
 fn rejected_data_goes_to_the_next_receive() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (events, data, _, _) = recorder(Policy::Reject);
     let (socket, mut peer) = connected_pair(&client, events);
     peer.write_all(b"not now").unwrap();
@@ -163,7 +170,7 @@ fn rejected_data_goes_to_the_next_receive() {
 #[test]
 fn retained_data_is_released_when_dropped() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (events, data, _, retained) = recorder(Policy::Retain);
     let (socket, mut peer) = connected_pair(&client, events);
     peer.write_all(b"keep me").unwrap();
@@ -182,7 +189,7 @@ fn retained_data_is_released_when_dropped() {
 #[test]
 fn events_can_be_set_on_an_accepted_connection() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let listener = client.listen("[::1]:0".parse().unwrap()).wait().unwrap();
     let address = listener.local_addr().wait().unwrap();
     let mut peer = TcpStream::connect(address).unwrap();
@@ -208,7 +215,7 @@ struct EchoOnAccept {
 }
 
 impl ListenEvents for EchoOnAccept {
-    fn on_accept(&self, incoming: Incoming<'_>) -> AcceptDecision {
+    fn on_accept<'a>(&self, incoming: Incoming<'a>) -> AcceptDecision<'a> {
         let peer = incoming.peer_addr().unwrap();
         assert!(incoming.local_addr().unwrap().ip().is_loopback());
         match incoming.accept() {
@@ -224,7 +231,7 @@ impl ListenEvents for EchoOnAccept {
 struct RejectAll;
 
 impl ListenEvents for RejectAll {
-    fn on_accept(&self, incoming: Incoming<'_>) -> AcceptDecision {
+    fn on_accept<'a>(&self, incoming: Incoming<'a>) -> AcceptDecision<'a> {
         incoming.reject()
     }
 }
@@ -232,7 +239,7 @@ impl ListenEvents for RejectAll {
 #[test]
 fn accept_events_hand_over_connections() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (accepted, connections) = channel();
     let listener = ListenSocket::bind_with_events(
         &client,
@@ -259,7 +266,7 @@ fn accept_events_hand_over_connections() {
 #[test]
 fn rejected_connections_are_closed() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let listener =
         ListenSocket::bind_with_events(&client, "127.0.0.1:0".parse().unwrap(), RejectAll)
             .wait()
@@ -281,7 +288,7 @@ struct Datagrams {
 }
 
 impl DatagramEvents for Datagrams {
-    fn on_receive_from(&self, datagrams: ReceivedDatagrams<'_>) -> ReceiveDecision {
+    fn on_receive_from<'a>(&self, datagrams: ReceivedDatagrams<'a>) -> ReceiveDecision<'a> {
         for datagram in datagrams.iter() {
             let mut bytes = vec![0u8; datagram.len()];
             datagram.copy_to(&mut bytes).unwrap();
@@ -294,7 +301,7 @@ impl DatagramEvents for Datagrams {
 #[test]
 fn receive_from_events_over_ipv6() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (seen, rx) = channel();
     let socket =
         DatagramSocket::bind_with_events(&client, "[::1]:0".parse().unwrap(), Datagrams { seen })

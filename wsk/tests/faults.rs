@@ -8,6 +8,13 @@ use std::time::Duration;
 use wsk::{Buf, ErrorKind, WskClient};
 use wsk_host::{CompletionMode, FaultPlan, Nth, Session};
 
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
 fn peer() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let address = listener.local_addr().unwrap();
@@ -26,7 +33,7 @@ fn drain(listener: TcpListener) -> std::thread::JoinHandle<Vec<u8>> {
 #[test]
 fn irp_allocation_failure_is_an_error() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     session.set_faults(FaultPlan::new(1).fail_irp_allocation(Nth::Every(1)));
     let error = client
         .connect("127.0.0.1:9".parse().unwrap())
@@ -71,7 +78,7 @@ fn reset_connection_fails_the_send() {
     let session = Session::start();
     let (listener, address) = peer();
     let reader = drain(listener);
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(address).wait().unwrap();
     session.set_faults(FaultPlan::new(3).reset_connections_after(100));
     let (ok, buf) = socket.send(Buf::from_slice(&[7; 60]).unwrap()).wait();
@@ -90,7 +97,7 @@ fn refused_connects() {
     let session = Session::start();
     let (listener, address) = peer();
     session.set_faults(FaultPlan::new(4).refuse_connections());
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     assert_eq!(
         client.connect(address).wait().unwrap_err().kind(),
         ErrorKind::ConnectionRefused
@@ -104,7 +111,7 @@ fn partial_sends_and_send_all() {
     let session = Session::start();
     let (listener, address) = peer();
     let reader = drain(listener);
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(address).wait().unwrap();
     session.set_faults(FaultPlan::new(5).partial_sends(1000));
     let data: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
@@ -135,7 +142,7 @@ fn echo_round_trips(mode: CompletionMode) -> wsk_host::Report {
             stream.write_all(&chunk[..n]).unwrap();
         }
     });
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(address).wait().unwrap();
     let mut buf = Buf::with_capacity(512).unwrap();
     for round in 0..20u8 {
@@ -182,7 +189,7 @@ fn mixed_completions_exercise_both_paths() {
 fn a_timed_out_wait_cancels_the_operation() {
     let session = Session::start();
     let (listener, address) = peer();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(address).wait().unwrap();
     let (_peer, _) = listener.accept().unwrap();
     let (result, buf) = socket
@@ -204,7 +211,7 @@ fn delayed_completions_still_complete() {
         stream.write_all(b"slow").unwrap();
         stream
     });
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(address).wait().unwrap();
     let (received, buf) = socket
         .receive_exact(Buf::with_capacity(4).unwrap(), 4)
@@ -223,7 +230,7 @@ fn peer_closing_early_fails_receive_exact() {
         let (mut stream, _) = listener.accept().unwrap();
         stream.write_all(b"short").unwrap();
     });
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(address).wait().unwrap();
     acceptor.join().unwrap();
     let (result, buf) = socket
@@ -239,7 +246,7 @@ fn peer_closing_early_fails_receive_exact() {
 fn abort_resets_the_peer() {
     let session = Session::start();
     let (listener, address) = peer();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.connect(address).wait().unwrap();
     let (mut peer_stream, _) = listener.accept().unwrap();
     socket.abort().wait().0.unwrap();
@@ -259,7 +266,7 @@ fn abort_resets_the_peer() {
 #[test]
 fn non_loopback_destinations_are_refused_by_the_host() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let error = client
         .connect("192.0.2.1:80".parse().unwrap())
         .wait()
@@ -272,7 +279,7 @@ fn non_loopback_destinations_are_refused_by_the_host() {
 #[test]
 fn stream_peer_connections_reach_the_std_side() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let listener = client
         .listen("127.0.0.1:0".parse().unwrap())
         .wait()

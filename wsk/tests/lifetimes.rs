@@ -13,6 +13,13 @@ use std::time::{Duration, Instant};
 use wsk::{Buf, DatagramSocket, Error, ErrorKind, WskClient};
 use wsk_host::{FaultPlan, Session};
 
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
 /// Polls a future once with a no-op waker: the operation is issued and left in flight.
 fn start<F: Future + Unpin>(mut future: F) -> F {
     let mut cx = Context::from_waker(Waker::noop());
@@ -35,7 +42,7 @@ fn connected(client: &WskClient) -> (wsk::ConnectionSocket, TcpStream) {
 #[test]
 fn dropping_a_pending_receive_cancels_it() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (socket, _peer) = connected(&client);
     drop(start(socket.receive(Buf::with_capacity(64).unwrap())));
     drop(start(
@@ -51,7 +58,7 @@ fn dropping_a_pending_receive_cancels_it() {
 #[test]
 fn dropping_a_pending_accept_cancels_it() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let listener = client.listen("[::1]:0".parse().unwrap()).wait().unwrap();
     drop(start(listener.accept()));
     drop((listener, client));
@@ -64,7 +71,7 @@ fn dropping_a_pending_connect_closes_the_socket_it_creates() {
     session.set_faults(FaultPlan::new(11).delay_completions(Duration::from_millis(50)));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let mut connect = start(client.connect(listener.local_addr().unwrap()));
     // The connect goes through its steps (create, bind, connect), each completion held back by
     // the fault plan; the peer sees the connection before the last completion arrives.
@@ -104,7 +111,7 @@ fn dropping_connects_at_any_stage_leaves_nothing_behind() {
     let session = Session::start();
     session.set_faults(FaultPlan::new(13).delay_completions(Duration::from_millis(5)));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     for polls in 0..8 {
         let mut connect = client.connect(listener.local_addr().unwrap());
         for _ in 0..polls {
@@ -124,7 +131,7 @@ fn dropping_connects_at_any_stage_leaves_nothing_behind() {
 fn dropping_a_pending_send_releases_its_buffer_at_completion() {
     let session = Session::start();
     session.set_faults(FaultPlan::new(12).delay_completions(Duration::from_millis(30)));
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (socket, _peer) = connected(&client);
     drop(start(socket.send(Buf::from_slice(&[1; 100]).unwrap())));
     drop((socket, client));
@@ -134,7 +141,7 @@ fn dropping_a_pending_send_releases_its_buffer_at_completion() {
 #[test]
 fn dropping_a_pending_receive_from_cancels_it() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = DatagramSocket::create_bound(&client);
     drop(start(socket.receive_from(Buf::with_capacity(64).unwrap())));
     drop((socket, client));
@@ -157,7 +164,7 @@ impl CreateBound for DatagramSocket {
 #[test]
 fn dropping_a_pending_resolution_frees_its_result() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     drop(start(client.resolve("localhost", 80)));
     drop(client);
     session.finish();
@@ -166,7 +173,7 @@ fn dropping_a_pending_resolution_frees_its_result() {
 #[test]
 fn dropping_a_socket_with_operations_in_flight() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (socket, _peer) = connected(&client);
     let receive = start(socket.receive(Buf::with_capacity(64).unwrap()));
     drop(socket);
@@ -180,7 +187,7 @@ fn dropping_a_socket_with_operations_in_flight() {
 #[test]
 fn dropping_the_client_closes_open_sockets() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (socket, _peer) = connected(&client);
     let datagram = client
         .bind_datagram("[::1]:0".parse().unwrap())
@@ -205,7 +212,7 @@ fn dropping_the_client_closes_open_sockets() {
 #[test]
 fn operations_complete_in_any_drop_order() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     let socket = client
         .bind_datagram("127.0.0.1:0".parse().unwrap())
@@ -225,13 +232,16 @@ fn operations_complete_in_any_drop_order() {
 #[test]
 fn waiting_above_apc_level_is_an_error_not_a_bug_check() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let (socket, _peer) = connected(&client);
     {
         let _dispatch = wsk_host::irql::raise(wsk_sys::DISPATCH_LEVEL);
         let (result, _) = socket.receive(Buf::with_capacity(8).unwrap()).wait();
         assert_eq!(result.unwrap_err(), Error::IRQL_TOO_HIGH);
-        assert_eq!(WskClient::register().unwrap_err(), Error::IRQL_TOO_HIGH);
+        assert_eq!(
+            WskClient::register(driver(&session)).unwrap_err(),
+            Error::IRQL_TOO_HIGH
+        );
         assert_eq!(Buf::from_vec(vec![1]).unwrap_err(), Error::IRQL_TOO_HIGH);
         assert!(
             Buf::with_capacity(8).is_ok(),

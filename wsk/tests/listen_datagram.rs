@@ -6,6 +6,13 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use wsk::{AddressFamily, Buf, BufList, DatagramSocket, ErrorKind, ListenSocket, WskClient};
 use wsk_host::Session;
 
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
 fn loopback(v6: bool) -> SocketAddr {
     if v6 {
         "[::1]:0".parse().unwrap()
@@ -16,7 +23,7 @@ fn loopback(v6: bool) -> SocketAddr {
 
 fn accept_connections(v6: bool) {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let listener = client.listen(loopback(v6)).wait().unwrap();
     let address = listener.local_addr().wait().unwrap();
     assert_ne!(address.port(), 0);
@@ -74,7 +81,7 @@ fn accepts_connections_over_ipv6() {
 #[test]
 fn address_in_use_is_an_error() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let first = client.listen(loopback(false)).wait().unwrap();
     let taken = first.local_addr().wait().unwrap();
     let error = client.listen(taken).wait().unwrap_err();
@@ -87,7 +94,7 @@ fn address_in_use_is_an_error() {
 #[test]
 fn options_before_binding() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let listener = ListenSocket::create(&client, AddressFamily::V6)
         .wait()
         .unwrap();
@@ -104,7 +111,7 @@ fn options_before_binding() {
 
 fn datagrams(v6: bool) {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = client.bind_datagram(loopback(v6)).wait().unwrap();
     let address = socket.local_addr().wait().unwrap();
     let peer = UdpSocket::bind(loopback(v6)).unwrap();
@@ -167,7 +174,7 @@ fn datagrams_over_ipv6() {
 #[test]
 fn empty_datagram_buffer_is_refused_before_the_provider() {
     let session = Session::start();
-    let client = WskClient::register().unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
     let socket = DatagramSocket::bind_with_events(&client, loopback(false), NoEvents)
         .wait()
         .unwrap();
@@ -188,7 +195,10 @@ fn empty_datagram_buffer_is_refused_before_the_provider() {
 struct NoEvents;
 
 impl wsk::DatagramEvents for NoEvents {
-    fn on_receive_from(&self, datagrams: wsk::ReceivedDatagrams<'_>) -> wsk::ReceiveDecision {
+    fn on_receive_from<'a>(
+        &self,
+        datagrams: wsk::ReceivedDatagrams<'a>,
+    ) -> wsk::ReceiveDecision<'a> {
         datagrams.consume()
     }
 }

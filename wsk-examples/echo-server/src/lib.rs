@@ -114,7 +114,7 @@ pub unsafe extern "system" fn driver_entry(
     driver: PDRIVER_OBJECT,
     registry_path: PUNICODE_STRING,
 ) -> NTSTATUS {
-    match start(registry_path) {
+    match start(driver, registry_path) {
         Ok(running) => {
             // Replaced in a statement of its own: whatever it held (nothing, after a proper
             // unload) is dropped after the lock is released, at PASSIVE_LEVEL.
@@ -131,7 +131,7 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
-fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
+fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
     // SAFETY: the registry path `DriverEntry` was given.
     let parameters = unsafe { Parameters::open(registry_path) }?;
     let addresses = match parameters.socket_addresses("Listen") {
@@ -143,7 +143,10 @@ fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
         }
     };
     drop(parameters);
-    let client = WskClient::register()?;
+    // SAFETY: the driver object `DriverEntry` was given.
+    let driver =
+        unsafe { wsk::DriverObject::from_raw(driver) }.ok_or(wsk::Error::INVALID_PARAMETER)?;
+    let client = WskClient::register(driver)?;
     let tasks = Arc::new(TaskSet::new()?);
     for address in addresses {
         tasks.spawn(serve(client.listen(address), address, Arc::clone(&tasks)))?;

@@ -171,7 +171,7 @@ pub unsafe extern "system" fn driver_entry(
     driver: PDRIVER_OBJECT,
     registry_path: PUNICODE_STRING,
 ) -> NTSTATUS {
-    match start(registry_path) {
+    match start(driver, registry_path) {
         Ok(running) => {
             // Replaced in a statement of its own: whatever it held (nothing, after a proper
             // unload) is dropped after the lock is released, at PASSIVE_LEVEL.
@@ -188,7 +188,7 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
-fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
+fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
     // SAFETY: the registry path `DriverEntry` was given.
     let parameters = unsafe { Parameters::open(registry_path) }?;
     let text = parameters
@@ -200,7 +200,10 @@ fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
     };
     let max = parameters.dword("MaxBytes")?.unwrap_or(DEFAULT_MAX_BYTES) as usize;
     drop(parameters);
-    let client = Arc::new(WskClient::register()?);
+    // SAFETY: the driver object `DriverEntry` was given.
+    let driver =
+        unsafe { wsk::DriverObject::from_raw(driver) }.ok_or(wsk::Error::INVALID_PARAMETER)?;
+    let client = Arc::new(WskClient::register(driver)?);
     let tasks = TaskSet::new()?;
     let resolve = client.resolve(&url.host, url.port);
     let task_client = Arc::clone(&client);

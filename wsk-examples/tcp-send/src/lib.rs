@@ -83,7 +83,7 @@ pub unsafe extern "system" fn driver_entry(
     driver: PDRIVER_OBJECT,
     registry_path: PUNICODE_STRING,
 ) -> NTSTATUS {
-    match start(registry_path) {
+    match start(driver, registry_path) {
         Ok(running) => {
             // Replaced in a statement of its own: whatever it held (nothing, after a proper
             // unload) is dropped after the lock is released, at PASSIVE_LEVEL.
@@ -100,9 +100,12 @@ pub unsafe extern "system" fn driver_entry(
     }
 }
 
-fn start(registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
+fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<Running> {
     let config = read_config(registry_path)?;
-    let client = WskClient::register()?;
+    // SAFETY: the driver object `DriverEntry` was given.
+    let driver =
+        unsafe { wsk::DriverObject::from_raw(driver) }.ok_or(wsk::Error::INVALID_PARAMETER)?;
+    let client = WskClient::register(driver)?;
     let message = Buf::from_slice(config.message.as_bytes())?;
     let connect = client.connect(config.server);
     let tasks = TaskSet::new()?;

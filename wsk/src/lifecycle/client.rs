@@ -1,16 +1,18 @@
-//! [`WskClient`]: registration with the WSK subsystem and the captured provider NPI.
+//! [`WskClient`]: registration with the WSK subsystem, the captured provider NPI, the open
+//! sockets and client-level requests, and the teardown that ends them all.
 
 use core::cell::UnsafeCell;
 use core::net::SocketAddr;
-
-use alloc::vec::Vec;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use wsk_sys::*;
 
+use super::completion::BlockPool;
+use super::shared::Shared;
+use super::socket::SocketCore;
 use crate::addr::AddressFamily;
 use crate::irql::{Irql, require_at_most};
-use crate::shared::Shared;
-use crate::socket::SocketCore;
 use crate::sync::SpinLock;
 use crate::{Error, Result};
 
@@ -41,9 +43,10 @@ pub enum Feature {
 pub struct ProviderInfo {
     /// The WSK version negotiated (`WSK_PROVIDER_DISPATCH::Version`).
     pub version: u16,
-    /// Highest WSK version the provider supports (`WskQueryProviderCharacteristics`).
+    /// Highest WSK version the provider supports (`WskQueryProviderCharacteristics`; 0 unless
+    /// [`RegisterOptions::query_provider_characteristics`] asked for it).
     pub highest_version: u16,
-    /// Lowest WSK version the provider supports.
+    /// Lowest WSK version the provider supports (likewise).
     pub lowest_version: u16,
     /// Windows major version (`RtlGetVersion`).
     pub os_major: u32,
@@ -76,13 +79,52 @@ pub struct RegisterOptions {
     /// How long `WskCaptureProviderNPI` waits for the WSK subsystem, in milliseconds
     /// ([`WSK_INFINITE_WAIT`] to wait as long as it takes, 0 not to wait).
     pub capture_timeout_ms: u32,
+    /// Whether to ask the provider for the range of WSK versions it supports
+    /// (`WskQueryProviderCharacteristics`, reported in [`ProviderInfo`]). It is informational
+    /// — the version in use is the one the provider's dispatch table carries — so it is off by
+    /// default.
+    pub query_provider_characteristics: bool,
 }
 
 impl Default for RegisterOptions {
     fn default() -> Self {
         RegisterOptions {
             capture_timeout_ms: WSK_INFINITE_WAIT,
+            query_provider_characteristics: false,
         }
+    }
+}
+
+/// The calling driver's driver object, as `DriverEntry` received it.
+///
+/// A [`WskClient`] keeps it to allocate the work item (`IoAllocateWorkItem`) that tears the
+/// client down at PASSIVE_LEVEL when it is dropped at a higher IRQL; while that work item is
+/// queued or running, the I/O manager keeps the driver loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct DriverObject {
+    ptr: NonNull<DRIVER_OBJECT>,
+}
+
+// SAFETY: a driver object is a kernel object usable from any thread; this crate only passes
+// its address to kernel routines.
+unsafe impl Send for DriverObject {}
+// SAFETY: as above.
+unsafe impl Sync for DriverObject {}
+
+impl DriverObject {
+    /// Wraps the driver object `DriverEntry` was given.
+    ///
+    /// # Safety
+    /// `driver` must be the calling driver's own driver object (the one the I/O manager
+    /// passed to its `DriverEntry`), which stays valid until the driver unloads.
+    pub unsafe fn from_raw(driver: PDRIVER_OBJECT) -> Option<DriverObject> {
+        NonNull::new(driver).map(|ptr| DriverObject { ptr })
+    }
+
+    /// The driver object.
+    #[must_use]
+    pub fn as_ptr(&self) -> PDRIVER_OBJECT {
+        self.ptr.as_ptr()
     }
 }
 
@@ -93,7 +135,6 @@ pub(crate) struct SocketList {
     count: usize,
     requests: usize,
     shutting_down: bool,
-    deferred_address_info: Vec<usize>,
 }
 
 impl SocketList {
@@ -102,39 +143,26 @@ impl SocketList {
     }
 }
 
-/// A client-level request (socket creation, name resolution) in flight: the client's
-/// shutdown waits for it to be over.
-pub(crate) struct ClientRequest {
-    client: Shared<ClientCore>,
-}
-
-impl Drop for ClientRequest {
-    fn drop(&mut self) {
-        let mut list = self.client.sockets.lock();
-        list.requests -= 1;
-        if list.quiet() && list.shutting_down {
-            // SAFETY: the event lives in the client core, kept alive by `self.client`.
-            unsafe { KeSetEvent(self.client.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
-        }
-    }
-}
-
 // SAFETY: the pointers are socket cores kept alive by the provider's reference while linked;
 // the list is only touched under the client's spin lock.
 unsafe impl Send for SocketList {}
 
-/// The client's shared state: registration, captured NPI, open sockets.
+/// The client's shared state: registration, captured NPI, open sockets, client-level
+/// requests, and the work item of a teardown deferred to PASSIVE_LEVEL.
 ///
 /// # Invariants
-/// `registration` and `npi` stay in place (the core is heap-allocated and never moved) from
-/// `WskRegister` until `WskDeregister`; `npi` is valid from the capture until the release,
-/// both done by [`WskClient`] exactly once.
+/// - `registration` and `npi` stay in place (the core is heap-allocated and never moved) from
+///   `WskRegister` until `WskDeregister`; `npi` is valid from the capture until the release,
+///   both done exactly once, by [`ClientCore::teardown`].
+/// - `work_item` is the work item allocated at registration until the teardown frees it.
 pub(crate) struct ClientCore {
     registration: UnsafeCell<WSK_REGISTRATION>,
     npi: UnsafeCell<WSK_PROVIDER_NPI>,
     info: UnsafeCell<ProviderInfo>,
     sockets: SpinLock<SocketList>,
     all_closed: UnsafeCell<KEVENT>,
+    blocks: BlockPool,
+    work_item: AtomicPtr<IO_WORKITEM>,
 }
 
 // SAFETY: the WSK structures are used by the provider from any thread; the mutable parts are
@@ -142,6 +170,9 @@ pub(crate) struct ClientCore {
 unsafe impl Send for ClientCore {}
 // SAFETY: as above.
 unsafe impl Sync for ClientCore {}
+
+/// Why a client-level request fails once the client's shutdown has begun.
+const SHUTTING_DOWN: Error = Error::from_status(STATUS_DEVICE_NOT_READY);
 
 impl ClientCore {
     /// What the provider and the system offer.
@@ -159,43 +190,69 @@ impl ClientCore {
     /// The provider's client-level dispatch table.
     pub(crate) fn dispatch(&self) -> &WSK_PROVIDER_DISPATCH {
         // SAFETY: valid while the NPI is captured, which lasts while any socket is open or a
-        // client operation is possible (the `WskClient` exists).
+        // client request is open (the teardown releases it only after both are over).
         unsafe { &*self.npi().Dispatch }
     }
 
-    /// Counts a client-level request; fails once the client is shutting down.
-    pub(crate) fn begin_request(this: &Shared<ClientCore>) -> Result<ClientRequest> {
-        let mut list = this.sockets.lock();
+    /// The completion blocks of client-level requests.
+    pub(crate) fn blocks(&self) -> &BlockPool {
+        &self.blocks
+    }
+
+    /// Opens a client-level request (socket creation, name resolution, collecting a result):
+    /// the teardown waits until it is closed with [`ClientCore::end_request`]. Fails once the
+    /// shutdown has begun.
+    pub(crate) fn begin_request(&self) -> Result<()> {
+        let mut list = self.sockets.lock();
         if list.shutting_down {
-            return Err(Error::from_status(STATUS_DEVICE_NOT_READY));
+            return Err(SHUTTING_DOWN);
         }
         list.requests += 1;
-        Ok(ClientRequest {
-            client: this.clone(),
-        })
+        Ok(())
     }
 
-    /// Keeps a name-resolution result list to free at PASSIVE_LEVEL later.
-    pub(crate) fn defer_address_info(&self, list: PADDRINFOEXW) {
-        let mut deferred = self.sockets.lock();
-        if deferred.deferred_address_info.try_reserve(1).is_ok() {
-            deferred.deferred_address_info.push(list as usize);
+    /// Closes a request opened with [`ClientCore::begin_request`].
+    pub(crate) fn end_request(&self) {
+        let mut list = self.sockets.lock();
+        list.requests -= 1;
+        if list.quiet() && list.shutting_down {
+            // SAFETY: the event lives in the client core, alive while `self` is.
+            unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
         }
     }
 
-    /// Frees the deferred result lists (`WskFreeAddressInfo`). IRQL == PASSIVE_LEVEL.
-    pub(crate) fn free_deferred_address_info(&self) {
-        loop {
-            let next = self.sockets.lock().deferred_address_info.pop();
-            let Some(list) = next else { break };
-            // SAFETY: a deferred list came from `WskGetAddressInfo` of this client and was
-            // not freed; the caller runs at PASSIVE_LEVEL with the NPI captured.
-            unsafe {
-                if let Some(free) = self.dispatch().WskFreeAddressInfo {
-                    free(self.npi().Client, list as PADDRINFOEXW);
-                }
+    /// Frees a name-resolution result (`WskFreeAddressInfo`).
+    ///
+    /// # Safety
+    /// `list` must be a list from this client's `WskGetAddressInfo`, not yet freed; the caller
+    /// runs at PASSIVE_LEVEL with a client request open (so the NPI is captured).
+    pub(crate) unsafe fn free_address_list(&self, list: PADDRINFOEXW) {
+        if list.is_null() {
+            return;
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            if let Some(free) = self.dispatch().WskFreeAddressInfo {
+                free(self.npi().Client, list);
             }
         }
+    }
+
+    /// Frees the result left in `slot` by a resolution nobody collected, if that can be done
+    /// now (PASSIVE_LEVEL, client not shutting down); otherwise it stays there for the
+    /// shutdown, or the block's next use, to free.
+    pub(crate) fn free_address_list_now(&self, slot: &AtomicPtr<ADDRINFOEXW>) {
+        if slot.load(Ordering::Relaxed).is_null()
+            || Irql::current() > Irql::PASSIVE
+            || self.begin_request().is_err()
+        {
+            return;
+        }
+        let list = slot.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: the list came from this client's resolution and was taken from its slot
+        // once; PASSIVE_LEVEL with a request open.
+        unsafe { self.free_address_list(list) };
+        self.end_request();
     }
 
     /// Links a new socket into the list; `false` when the client is shutting down (the
@@ -205,7 +262,7 @@ impl ClientCore {
         if list.shutting_down {
             return false;
         }
-        let this = core::ptr::from_ref(core);
+        let this = core.as_ptr();
         // SAFETY: the list and the links of every linked core are guarded by the lock held.
         unsafe {
             let links = &mut *core.links.get();
@@ -246,34 +303,135 @@ impl ClientCore {
             unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
         }
     }
+
+    /// Number of sockets whose close has not completed.
+    fn open_sockets(&self) -> usize {
+        self.sockets.lock().count
+    }
+
+    /// Ends the client: refuses new sockets and requests, cancels the client-level requests
+    /// in flight, closes every open socket (which cancels their requests), waits until all of
+    /// them are over, frees the name-resolution results nobody collected, releases the NPI,
+    /// deregisters, and frees the work item. IRQL == PASSIVE_LEVEL; called once, by the
+    /// client's owner (see [`WskClient`]'s drop).
+    ///
+    /// What it waits for, and why that ends: the cancelled requests complete (WSK completes
+    /// every IRP); a socket's close is issued as soon as no provider call is in progress on
+    /// it and no [`RetainedData`](crate::RetainedData) of it is alive — so this waits for
+    /// retained data to be dropped, nothing else of the user's.
+    fn teardown(&self) {
+        {
+            let mut list = self.sockets.lock();
+            list.shutting_down = true;
+            if list.quiet() {
+                // SAFETY: the event lives in the core.
+                unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
+            }
+        }
+        self.blocks.cancel_in_flight();
+        // Close every linked socket. A core unlinks itself when its close completes, so each
+        // round takes, under the lock, a reference to one linked socket whose close was not
+        // requested yet, and requests the close outside the lock.
+        loop {
+            let next = {
+                let list = self.sockets.lock();
+                let mut cursor = list.head;
+                let mut found = None;
+                // SAFETY: linked cores are alive (the provider's reference) and their links
+                // are guarded by the lock held; a reference taken here keeps one alive after.
+                unsafe {
+                    while let Some(socket) = cursor.as_ref() {
+                        if !socket.close_requested() {
+                            found = Some(socket.to_shared());
+                            break;
+                        }
+                        cursor = (*socket.links.get()).next;
+                    }
+                }
+                found
+            };
+            match next {
+                Some(socket) => socket.request_close(),
+                None => break,
+            }
+        }
+        // SAFETY: waiting at PASSIVE_LEVEL (the callers' contract) on the core's event.
+        unsafe {
+            KeWaitForSingleObject(
+                self.all_closed.get().cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                core::ptr::null_mut(),
+            );
+        }
+        for list in self.blocks.uncollected_address_lists() {
+            // SAFETY: a list left by a completed resolution, taken from its slot once; no
+            // request is in flight and the NPI is still captured; PASSIVE_LEVEL.
+            unsafe { self.free_address_list(list) };
+        }
+        // SAFETY: every socket is closed and no client request is in flight: the NPI is
+        // released once and the client deregistered once.
+        unsafe {
+            WskReleaseProviderNPI(self.registration.get());
+            WskDeregister(self.registration.get());
+        }
+        let work_item = self.work_item.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !work_item.is_null() {
+            // SAFETY: allocated at registration, not queued (the teardown runs once: either
+            // here, with the item unused, or from the item's own routine, which may free it).
+            unsafe { IoFreeWorkItem(work_item) };
+        }
+    }
+}
+
+/// The work item routine of a teardown deferred by a drop above PASSIVE_LEVEL: runs at
+/// PASSIVE_LEVEL in a system worker thread; the I/O manager keeps the driver loaded until it
+/// returns.
+unsafe extern "system" fn teardown_work_item(
+    _io_object: PVOID,
+    context: PVOID,
+    _work_item: PIO_WORKITEM,
+) {
+    // SAFETY: the context is the reference the drop gave up with `into_raw`.
+    let core = unsafe { Shared::<ClientCore>::from_raw(context.cast::<ClientCore>()) };
+    core.teardown();
 }
 
 /// A registered WSK client: `WskRegister` plus `WskCaptureProviderNPI`.
 ///
 /// Sockets are created through it and keep a reference to its shared state, so they can be
 /// owned anywhere (in tasks, in a device extension). Dropping the client — or
-/// [`shutdown`](WskClient::shutdown) — closes every socket still open (their handles then
-/// fail with [`Error::SOCKET_CLOSED`]), waits for the closes to complete, releases the NPI
-/// once and deregisters once, so `WskDeregister` cannot hang the driver's unload.
+/// [`shutdown`](WskClient::shutdown) — cancels its requests in flight, closes every socket
+/// still open (their handles then fail with [`Error::SOCKET_CLOSED`]), waits for the closes
+/// to complete, releases the NPI once and deregisters once, so `WskDeregister` cannot hang
+/// the driver's unload. Dropped above PASSIVE_LEVEL (for instance by a task that ends in a
+/// completion routine), it does the same from a work item at PASSIVE_LEVEL, which keeps the
+/// driver loaded until it is done.
 ///
-/// Registration and shutdown need IRQL == PASSIVE_LEVEL. The client is `Send + Sync`:
-/// sockets may be created from any thread, at IRQL <= DISPATCH_LEVEL.
+/// Registration needs IRQL == PASSIVE_LEVEL. The client is `Send + Sync`: sockets may be
+/// created from any thread, at IRQL <= DISPATCH_LEVEL.
 pub struct WskClient {
-    core: Shared<ClientCore>,
-    shut_down: bool,
+    core: Option<Shared<ClientCore>>,
 }
 
 impl WskClient {
     /// Registers with the WSK subsystem and captures its NPI, waiting as long as needed.
     /// IRQL == PASSIVE_LEVEL.
-    pub fn register() -> Result<WskClient> {
-        WskClient::register_with(RegisterOptions::default())
+    pub fn register(driver: DriverObject) -> Result<WskClient> {
+        WskClient::register_with(driver, RegisterOptions::default())
     }
 
     /// Registers with the given options. IRQL == PASSIVE_LEVEL.
-    pub fn register_with(options: RegisterOptions) -> Result<WskClient> {
+    pub fn register_with(driver: DriverObject, options: RegisterOptions) -> Result<WskClient> {
         require_at_most(Irql::PASSIVE)?;
-        let core = Shared::try_new(ClientCore {
+        // SAFETY: `driver` is the caller's driver object (its constructor's contract);
+        // IoAllocateWorkItem accepts a driver object, for use with IoQueueWorkItemEx.
+        let work_item = unsafe { IoAllocateWorkItem(driver.as_ptr().cast()) };
+        if work_item.is_null() {
+            return Err(Error::INSUFFICIENT_RESOURCES);
+        }
+        let core = match Shared::try_new(ClientCore {
             registration: UnsafeCell::new(WSK_REGISTRATION::default()),
             npi: UnsafeCell::new(WSK_PROVIDER_NPI::default()),
             info: UnsafeCell::new(ProviderInfo {
@@ -289,10 +447,22 @@ impl WskClient {
                 count: 0,
                 requests: 0,
                 shutting_down: false,
-                deferred_address_info: Vec::new(),
             }),
             all_closed: UnsafeCell::new(KEVENT::default()),
-        })?;
+            blocks: BlockPool::new(),
+            work_item: AtomicPtr::new(work_item),
+        }) {
+            Ok(core) => core,
+            Err(error) => {
+                // SAFETY: allocated above, never queued.
+                unsafe { IoFreeWorkItem(work_item) };
+                return Err(error);
+            }
+        };
+        let free_work_item = |core: &ClientCore| {
+            // SAFETY: allocated above, never queued; taken from the core once.
+            unsafe { IoFreeWorkItem(core.work_item.swap(core::ptr::null_mut(), Ordering::AcqRel)) };
+        };
         let mut client_npi = WSK_CLIENT_NPI {
             ClientContext: core::ptr::null_mut(),
             Dispatch: &raw const CLIENT_DISPATCH,
@@ -300,7 +470,10 @@ impl WskClient {
         // SAFETY: the registration lives in the heap-allocated core until deregistration; the
         // client dispatch table is static; the IRQL is PASSIVE (checked).
         let status = unsafe { WskRegister(&raw mut client_npi, core.registration.get()) };
-        Error::check(status)?;
+        if let Err(error) = Error::check(status) {
+            free_work_item(&core);
+            return Err(error);
+        }
         // SAFETY: registered above; the NPI is written into the core before it is shared.
         let status = unsafe {
             WskCaptureProviderNPI(
@@ -312,9 +485,10 @@ impl WskClient {
         if let Err(error) = Error::check(status) {
             // SAFETY: one deregistration for the registration above, nothing captured.
             unsafe { WskDeregister(core.registration.get()) };
+            free_work_item(&core);
             return Err(error);
         }
-        let mut info = query_info(&core);
+        let mut info = query_info(&core, options.query_provider_characteristics);
         // SAFETY: the core is not shared yet (only this function holds it): the cells are
         // written before any reader exists. The NPI's dispatch table was just captured.
         unsafe {
@@ -322,101 +496,47 @@ impl WskClient {
             *core.info.get() = info;
             KeInitializeEvent(core.all_closed.get(), NotificationEvent, FALSE);
         }
-        Ok(WskClient {
-            core,
-            shut_down: false,
-        })
+        Ok(WskClient { core: Some(core) })
+    }
+
+    fn shared(&self) -> &Shared<ClientCore> {
+        self.core
+            .as_ref()
+            .expect("a client has its core until dropped")
     }
 
     /// What the provider and the system offer.
     #[must_use]
     pub fn info(&self) -> ProviderInfo {
-        self.core.info()
+        self.shared().info()
     }
 
     /// Whether the provider has `feature` (see [`ProviderInfo::supports`]).
     #[must_use]
     pub fn supports(&self, feature: Feature) -> bool {
-        self.core.info().supports(feature)
+        self.shared().info().supports(feature)
     }
 
     /// Number of sockets of this client whose close has not completed.
     #[must_use]
     pub fn open_sockets(&self) -> usize {
-        self.core.sockets.lock().count
+        self.shared().open_sockets()
     }
 
-    /// Closes every open socket, waits for the closes, releases the provider NPI and
-    /// deregisters. IRQL == PASSIVE_LEVEL ([`Error::IRQL_TOO_HIGH`] otherwise, and the client
-    /// stays registered). Dropping the client does the same.
+    /// Cancels the client's requests, closes every open socket, waits for the closes,
+    /// releases the provider NPI and deregisters. IRQL == PASSIVE_LEVEL: above it, this fails
+    /// with [`Error::IRQL_TOO_HIGH`] and the same teardown runs in a work item at
+    /// PASSIVE_LEVEL, as for a drop.
     pub fn shutdown(mut self) -> Result<()> {
-        self.shutdown_in_place()
-    }
-
-    fn shutdown_in_place(&mut self) -> Result<()> {
-        if self.shut_down {
-            return Ok(());
-        }
-        require_at_most(Irql::PASSIVE)?;
-        self.shut_down = true;
-        let core = &self.core;
-        // Mark the shutdown (no socket links any more) and close every linked socket. A core
-        // unlinks itself when its close completes, so each round takes, under the lock, a
-        // reference to one linked socket whose close was not requested yet, and requests the
-        // close outside the lock.
-        {
-            let mut list = core.sockets.lock();
-            list.shutting_down = true;
-            if list.quiet() {
-                // SAFETY: the event lives in the core.
-                unsafe { KeSetEvent(core.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
-            }
-        }
-        loop {
-            let next = {
-                let list = core.sockets.lock();
-                let mut cursor = list.head;
-                let mut found = None;
-                // SAFETY: linked cores are alive (the provider's reference) and their links
-                // are guarded by the lock held; a reference taken here keeps one alive after.
-                unsafe {
-                    while let Some(socket) = cursor.as_ref() {
-                        if !socket.close_requested() {
-                            found = Some(Shared::clone_from_raw(cursor));
-                            break;
-                        }
-                        cursor = (*socket.links.get()).next;
-                    }
-                }
-                found
-            };
-            match next {
-                Some(socket) => socket.request_close(),
-                None => break,
-            }
-        }
-        // SAFETY: waiting at PASSIVE_LEVEL (checked) on the core's event.
-        unsafe {
-            KeWaitForSingleObject(
-                core.all_closed.get().cast(),
-                Executive,
-                KernelMode,
-                FALSE,
-                core::ptr::null_mut(),
-            );
-        }
-        core.free_deferred_address_info();
-        // SAFETY: every socket is closed and no client request is in flight: the NPI is
-        // released once and the client deregistered once.
-        unsafe {
-            WskReleaseProviderNPI(core.registration.get());
-            WskDeregister(core.registration.get());
-        }
-        Ok(())
+        let core = self
+            .core
+            .take()
+            .expect("a client has its core until dropped");
+        end(core)
     }
 
     pub(crate) fn core(&self) -> &Shared<ClientCore> {
-        &self.core
+        self.shared()
     }
 
     /// Creates a listening socket bound to `local`: see [`ListenSocket`](crate::ListenSocket).
@@ -442,33 +562,53 @@ impl WskClient {
 
 impl Drop for WskClient {
     fn drop(&mut self) {
-        // At an IRQL above PASSIVE_LEVEL nothing can be waited for: the registration is
-        // leaked rather than torn down incorrectly (a driver bug that debug builds report).
-        let result = self.shutdown_in_place();
-        debug_assert!(
-            result.is_ok(),
-            "WskClient dropped at IRQL above PASSIVE_LEVEL"
+        if let Some(core) = self.core.take() {
+            // Above PASSIVE_LEVEL the teardown is queued to a work item: nothing to report.
+            let _ = end(core);
+        }
+    }
+}
+
+/// Tears the client down now (PASSIVE_LEVEL) or from its work item (above).
+fn end(core: Shared<ClientCore>) -> Result<()> {
+    if Irql::current() == Irql::PASSIVE {
+        core.teardown();
+        return Ok(());
+    }
+    let work_item = core.work_item.load(Ordering::Acquire);
+    // SAFETY: the work item was allocated at registration for this client and is queued
+    // once (the core is ended once, by its only `WskClient`); its routine takes back the
+    // reference given up here and runs the teardown at PASSIVE_LEVEL.
+    unsafe {
+        IoQueueWorkItemEx(
+            work_item,
+            Some(teardown_work_item),
+            DelayedWorkQueue,
+            core.into_raw().cast_mut().cast(),
         );
     }
+    Err(Error::IRQL_TOO_HIGH)
 }
 
 impl core::fmt::Debug for WskClient {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("WskClient")
-            .field("info", &self.core.info())
+            .field("info", &self.info())
             .finish()
     }
 }
 
 /// Reads the provider's version range and the system's version.
-fn query_info(core: &ClientCore) -> ProviderInfo {
+fn query_info(core: &ClientCore, query_characteristics: bool) -> ProviderInfo {
     let mut characteristics = WSK_PROVIDER_CHARACTERISTICS::default();
-    // SAFETY: the client is registered; PASSIVE_LEVEL (checked by the caller).
-    let status = unsafe {
-        WskQueryProviderCharacteristics(core.registration.get(), &raw mut characteristics)
-    };
-    if !NT_SUCCESS(status) {
-        characteristics = WSK_PROVIDER_CHARACTERISTICS::default();
+    if query_characteristics {
+        // SAFETY: the client is registered; PASSIVE_LEVEL (checked by the caller).
+        let status = unsafe {
+            WskQueryProviderCharacteristics(core.registration.get(), &raw mut characteristics)
+        };
+        if !NT_SUCCESS(status) {
+            characteristics = WSK_PROVIDER_CHARACTERISTICS::default();
+        }
     }
     let mut version = RTL_OSVERSIONINFOW {
         dwOSVersionInfoSize: core::mem::size_of::<RTL_OSVERSIONINFOW>() as ULONG,

@@ -1,32 +1,38 @@
 //! The one path from an IRP's completion into Rust: completion blocks, their completion
-//! routine, and the per-socket cache that makes steady-state I/O allocation-free.
+//! routine, and the per-owner [`BlockPool`] that makes steady-state I/O allocation-free.
 //!
 //! A [`Block`] holds everything a request needs while the provider owns it: the IRP, the
 //! `WSK_BUF` and addresses the provider reads or writes, the buffers the request moved in,
 //! the waker of the future and an event for blocking waits. It is reference counted: the
 //! issuing operation holds one reference, the in-flight IRP another, released by the
-//! completion routine. Whoever releases last recycles the block into its socket's
-//! [`BlockCache`] (or frees it), dropping what the request still held. So memory the
-//! provider may touch is never freed before the completion has arrived, whatever the order
-//! in which the future is dropped, the socket closed, or the completion delivered.
+//! completion routine. Whoever releases last returns the block to its owner's pool, dropping
+//! what the request still held. So memory the provider may touch is never freed before the
+//! completion has arrived, whatever the order in which the future is dropped, the socket
+//! closed, or the completion delivered.
+//!
+//! Every block belongs, for its whole life, to the pool of one owner — a socket (its
+//! requests) or the client (socket creation, name resolution) — and is freed only with that
+//! owner. So the owner can always find its requests in flight: closing a socket cancels them,
+//! and the client's shutdown cancels its own and frees the results nobody collected.
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, Ordering, fence};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, Ordering, fence};
 
 use atomic_waker::AtomicWaker;
 use wsk_sys::*;
 
+use super::callback::CallbackScope;
+use super::client::ClientCore;
+use super::shared::Shared;
+use super::socket::{NewSocket, SocketCore};
 use crate::Result;
 use crate::addr::RawAddr;
 use crate::buf::{Buf, BufList};
-use crate::client::{ClientCore, ClientRequest};
 use crate::heap::try_box;
 use crate::irp::Irp;
-use crate::shared::Shared;
-use crate::socket::SocketCore;
 
 /// What an in-flight request owns until its completion: released (dropped) when the block
 /// is recycled unless the operation took it back.
@@ -39,12 +45,32 @@ pub(crate) enum Held {
     Buf(Buf),
     /// Several buffers (vectored send, send-messages).
     List(BufList),
-    /// The core of a socket being created or accepted; if the operation is dropped before
-    /// the completion arrives, the new socket is closed when it does.
-    NewSocket(Shared<SocketCore>),
-    /// A name resolution: the client whose provider owns the result list (freed if the
-    /// operation is dropped before it takes the list) and the UTF-16 names the provider reads.
-    Resolution(Shared<ClientCore>, Vec<u16>),
+    /// A socket being created or accepted: attached to its client by the completion routine
+    /// (so the client's shutdown closes it even if nobody collects it), closed when dropped
+    /// uncollected.
+    NewSocket(NewSocket),
+    /// A name resolution: the UTF-16 names the provider reads. The result list goes to
+    /// [`Block::address_list`] at completion.
+    Resolution {
+        /// Node and service names, read by the provider until the completion.
+        _names: Vec<u16>,
+    },
+}
+
+/// Who a block belongs to while a request uses it; the reference keeps the owner (and so the
+/// pool the block lives in) alive.
+#[derive(Default)]
+pub(crate) enum Owner {
+    /// Idle in its pool.
+    #[default]
+    Idle,
+    /// A request on this socket.
+    Socket {
+        /// Keeps the socket, and its pool, alive.
+        _home: Shared<SocketCore>,
+    },
+    /// A client-level request (socket creation, name resolution).
+    Client(Shared<ClientCore>),
 }
 
 /// Fields a request fills for the provider to read or write during the call.
@@ -83,16 +109,23 @@ impl Scratch {
 /// A completion block; see the module documentation.
 ///
 /// # Invariants
+/// - The block lives in the [`BlockPool`] of one owner from its allocation until that pool is
+///   dropped; `next_in_pool` does not change after it was published.
+/// - `pool_state` is `OWNED` while a [`BlockRef`] exists; `owner` then holds a reference to the
+///   pool's owner, so the pool (and the block) outlive every reference.
 /// - `refs` counts the [`BlockRef`]s plus one while the IRP is in flight.
 /// - While `refs > 1` and `done` is false, the provider may read `scratch` and the memory
-///   `held` owns, and the completion routine may write `status`, `information` and touch
-///   `event`/`waker`; the issuing operation touches only `done`, `waker`, `wait_signal`.
+///   `held` owns, and the completion routine may write `status`, `information` and `held`,
+///   and touch `event`/`waker`; the issuing operation touches only the atomics.
 /// - Once `done` is true (Acquire), the holder of a [`BlockRef`] has exclusive access to every
-///   field except `refs`.
+///   field except the atomics.
 pub(crate) struct Block {
     refs: AtomicU32,
+    pool_state: AtomicU8,
+    in_flight: AtomicBool,
     done: AtomicBool,
     wait_signal: AtomicBool,
+    client_request_open: AtomicBool,
     waker: AtomicWaker,
     event: UnsafeCell<KEVENT>,
     irp: UnsafeCell<Irp>,
@@ -100,9 +133,14 @@ pub(crate) struct Block {
     information: UnsafeCell<usize>,
     pub(crate) scratch: UnsafeCell<Scratch>,
     pub(crate) held: UnsafeCell<Held>,
-    home: UnsafeCell<Option<Shared<SocketCore>>>,
-    client_request: UnsafeCell<Option<ClientRequest>>,
+    /// A name-resolution result the provider returned and nobody has freed yet.
+    address_list: AtomicPtr<ADDRINFOEXW>,
+    owner: UnsafeCell<Owner>,
+    next_in_pool: *const Block,
 }
+
+const IDLE: u8 = 0;
+const OWNED: u8 = 1;
 
 /// One counted reference to a [`Block`].
 pub(crate) struct BlockRef {
@@ -116,38 +154,49 @@ unsafe impl Send for BlockRef {}
 unsafe impl Sync for BlockRef {}
 
 impl BlockRef {
-    /// A new block with its own IRP. IRQL <= DISPATCH_LEVEL.
-    pub(crate) fn allocate() -> Result<BlockRef> {
-        let irp = Irp::new()?;
-        let block = try_box(Block {
-            refs: AtomicU32::new(1),
-            done: AtomicBool::new(false),
-            wait_signal: AtomicBool::new(false),
-            waker: AtomicWaker::new(),
-            event: UnsafeCell::new(KEVENT::default()),
-            irp: UnsafeCell::new(irp),
-            status: UnsafeCell::new(STATUS_PENDING),
-            information: UnsafeCell::new(0),
-            scratch: UnsafeCell::new(Scratch::new()),
-            held: UnsafeCell::new(Held::None),
-            home: UnsafeCell::new(None),
-            client_request: UnsafeCell::new(None),
-        })?;
-        let ptr = NonNull::from(Box::leak(block));
-        // SAFETY: the event lives in the block, in non-paged memory, for the block's life.
-        unsafe { KeInitializeEvent((*ptr.as_ptr()).event.get(), NotificationEvent, FALSE) };
+    /// A block from `pool` (an idle one, or a new one added to it). IRQL <= DISPATCH_LEVEL.
+    fn from_pool(pool: &BlockPool, owner: Owner) -> Result<BlockRef> {
+        let ptr = match pool.take() {
+            Some(ptr) => ptr,
+            None => pool.grow()?,
+        };
+        // SAFETY: taken from the pool (IDLE -> OWNED): no reference exists, exclusive access.
+        unsafe {
+            let block = &mut *ptr.as_ptr();
+            block.refs.store(1, Ordering::Relaxed);
+            *block.owner.get_mut() = owner;
+        }
         Ok(BlockRef { ptr })
     }
 
-    /// A block from `home`'s cache, or a new one; recycled into `home` when released.
+    /// A block for a request on `home`. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn for_socket(home: &Shared<SocketCore>) -> Result<BlockRef> {
-        let block = match home.cache().take() {
-            Some(block) => block,
-            None => BlockRef::allocate()?,
-        };
-        // SAFETY: a fresh or cached block has a single reference: exclusive access.
-        unsafe { *block.get().home.get() = Some(home.clone()) };
-        Ok(block)
+        BlockRef::from_pool(
+            home.blocks(),
+            Owner::Socket {
+                _home: home.clone(),
+            },
+        )
+    }
+
+    /// A block for a client-level request: counts the request as open on the client (its
+    /// shutdown cancels it and waits for its completion); fails once the client is shutting
+    /// down. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn for_client(client: &Shared<ClientCore>) -> Result<BlockRef> {
+        client.begin_request()?;
+        match BlockRef::from_pool(client.blocks(), Owner::Client(client.clone())) {
+            Ok(block) => {
+                block
+                    .get()
+                    .client_request_open
+                    .store(true, Ordering::Relaxed);
+                Ok(block)
+            }
+            Err(error) => {
+                client.end_request();
+                Err(error)
+            }
+        }
     }
 
     fn get(&self) -> &Block {
@@ -169,16 +218,6 @@ impl BlockRef {
         self.get().scratch.get()
     }
 
-    /// Counts the request as in flight on its client until the block is recycled, so the
-    /// client's shutdown waits for it.
-    ///
-    /// # Safety
-    /// No request may be in flight on this block.
-    pub(crate) unsafe fn set_client_request(&mut self, request: ClientRequest) {
-        // SAFETY: forwarded exclusivity.
-        unsafe { *self.get().client_request.get() = Some(request) };
-    }
-
     /// Pointer to what the request holds, valid while the block is.
     pub(crate) fn held_ptr(&self) -> *mut Held {
         self.get().held.get()
@@ -193,6 +232,13 @@ impl BlockRef {
         unsafe { &mut *self.get().held.get() }
     }
 
+    /// Takes the name-resolution result the completion left, if nobody freed it.
+    pub(crate) fn take_address_list(&self) -> PADDRINFOEXW {
+        self.get()
+            .address_list
+            .swap(core::ptr::null_mut(), Ordering::AcqRel)
+    }
+
     /// Readies the block's IRP for a request: reuses it, points its next stack location at
     /// [`complete`] with this block as context, and counts the in-flight reference. Returns
     /// the IRP to pass to the WSK function, which **must** then be called exactly once.
@@ -205,7 +251,10 @@ impl BlockRef {
         unsafe {
             let irp = &mut *block.irp.get();
             irp.reuse();
-            KeClearEvent(block.event.get());
+            if block.wait_signal.load(Ordering::Relaxed) {
+                // Only a blocking wait ever signals the event: reset it only if one did.
+                KeClearEvent(block.event.get());
+            }
             *block.status.get() = STATUS_PENDING;
             *block.information.get() = 0;
             block.done.store(false, Ordering::Relaxed);
@@ -219,6 +268,8 @@ impl BlockRef {
                 true,
                 true,
             );
+            // Published last: from here the owner's teardown may cancel the IRP.
+            block.in_flight.store(true, Ordering::Release);
             irp.as_ptr()
         }
     }
@@ -269,9 +320,7 @@ impl BlockRef {
     /// Requests cancellation of the in-flight IRP (`IoCancelIrp`). Harmless when it has
     /// completed. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn cancel(&self) {
-        // SAFETY: the IRP lives as long as the block, which this reference keeps alive; the
-        // IRP is either in flight or completed and not yet reused (reuse needs exclusivity).
-        unsafe { IoCancelIrp((*self.get().irp.get()).as_ptr()) };
+        self.get().cancel_if_in_flight();
     }
 
     /// The final status and information of the completed request.
@@ -284,13 +333,38 @@ impl BlockRef {
     }
 }
 
+impl Block {
+    /// `IoCancelIrp` on the block's IRP while a request is in flight. IRQL <= DISPATCH_LEVEL.
+    fn cancel_if_in_flight(&self) {
+        if self.in_flight.load(Ordering::Acquire) {
+            // SAFETY: the IRP lives as long as the block, which lives as long as its pool;
+            // callers hold a reference to the block or to the pool's owner. It is armed (in
+            // flight) or has just completed and not been reused by another request: on a
+            // completed IRP the cancel only sets its flag, which the next `IoReuseIrp` clears.
+            unsafe { IoCancelIrp((*self.irp.get()).as_ptr()) };
+        }
+    }
+
+    /// Closes the client-level request this block counted, once.
+    fn end_client_request(&self) {
+        if self.client_request_open.swap(false, Ordering::AcqRel) {
+            // SAFETY: a client request is open only while `owner` is the client (set before
+            // the flag, cleared after it), and the owner field is not written meanwhile.
+            if let Owner::Client(client) = unsafe { &*self.owner.get() } {
+                client.end_request();
+            }
+        }
+    }
+}
+
 impl Drop for BlockRef {
     fn drop(&mut self) {
         release(self.ptr);
     }
 }
 
-/// Drops one reference; the last one recycles or frees the block.
+/// Drops one reference; the last one returns the block to its pool, dropping what the
+/// request still held.
 fn release(ptr: NonNull<Block>) {
     // SAFETY: the caller held a reference, so the block is live.
     let previous = unsafe { ptr.as_ref() }.refs.fetch_sub(1, Ordering::Release);
@@ -300,49 +374,58 @@ fn release(ptr: NonNull<Block>) {
     fence(Ordering::Acquire);
     // SAFETY: that was the last reference: exclusive access. The IRP is not in flight (the
     // in-flight reference is released only by the completion routine).
-    let home = unsafe {
+    let (held, owner) = unsafe {
         let block = &mut *ptr.as_ptr();
-        let (status, information) = (*block.status.get_mut(), *block.information.get_mut());
-        match core::mem::take(block.held.get_mut()) {
-            Held::NewSocket(core) => crate::socket::adopt_orphan(core, status, information),
-            Held::Resolution(client, _names) => {
-                let list =
-                    core::mem::replace(&mut block.scratch.get_mut().result, core::ptr::null_mut());
+        // A request that never reached the provider ends here.
+        block.end_client_request();
+        let held = core::mem::take(block.held.get_mut());
+        if let Owner::Client(client) = block.owner.get_mut() {
+            client.free_address_list_now(&block.address_list);
+        }
+        (held, core::mem::take(block.owner.get_mut()))
+    };
+    // The block goes back to its pool; what the request held (a buffer, an uncollected new
+    // socket, which is closed) and the reference to the owner are dropped after, in that
+    // order: the owner, and with it the pool, may go with the last reference.
+    // SAFETY: the block is live until its pool is dropped, which the owner reference delays.
+    unsafe { ptr.as_ref() }
+        .pool_state
+        .store(IDLE, Ordering::Release);
+    drop(held);
+    drop(owner);
+}
+
+/// The completion routine of every request this crate issues. Runs at IRQL <= DISPATCH_LEVEL
+/// (inside a [`CallbackScope`], so at DISPATCH_LEVEL from the first line) and always returns
+/// `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block, and the I/O manager must
+/// stop processing it.
+unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: PVOID) -> NTSTATUS {
+    let _scope = CallbackScope::enter();
+    // SAFETY: the context is the block `arm` registered, kept alive by the in-flight
+    // reference until `release` below.
+    let ptr = unsafe { NonNull::new_unchecked(context.cast::<Block>()) };
+    // SAFETY: the invariant gives the routine the status fields and `held` until it sets
+    // `done`; the provider is finished with the scratch fields.
+    unsafe {
+        let block = ptr.as_ref();
+        let status = (*irp).IoStatus.u.Status;
+        let information = (*irp).IoStatus.Information as usize;
+        *block.status.get() = status;
+        *block.information.get() = information;
+        match &mut *block.held.get() {
+            // The new socket joins its client now, whether or not anyone collects it.
+            Held::NewSocket(socket) => socket.complete(status, information),
+            Held::Resolution { .. } => {
+                let scratch = &mut *block.scratch.get();
+                let list = core::mem::replace(&mut scratch.result, core::ptr::null_mut());
                 if NT_SUCCESS(status) {
-                    crate::dns::free_address_info(&client, list);
+                    block.address_list.store(list, Ordering::Release);
                 }
             }
             _ => {}
         }
-        drop(block.client_request.get_mut().take());
-        block.home.get_mut().take()
-    };
-    let orphan = match home {
-        Some(home) => {
-            let rejected = home.cache().put(BlockRef { ptr });
-            drop(home);
-            rejected
-        }
-        None => Some(BlockRef { ptr }),
-    };
-    if let Some(block) = orphan {
-        let block = core::mem::ManuallyDrop::new(block);
-        // SAFETY: the block came from `try_box` and nothing references it any more.
-        drop(unsafe { Box::from_raw(block.ptr.as_ptr()) });
-    }
-}
-
-/// The completion routine of every request this crate issues. Runs at IRQL <= DISPATCH_LEVEL
-/// and always returns `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block, and
-/// the I/O manager must stop processing it.
-unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: PVOID) -> NTSTATUS {
-    let ptr = NonNull::new(context.cast::<Block>()).expect("completion context is the block");
-    // SAFETY: the in-flight reference keeps the block alive until `release` below; the
-    // invariant gives the routine the status fields until it sets `done`.
-    unsafe {
-        let block = ptr.as_ref();
-        *block.status.get() = (*irp).IoStatus.u.Status;
-        *block.information.get() = (*irp).IoStatus.Information as usize;
+        block.in_flight.store(false, Ordering::Release);
+        block.end_client_request();
         block.done.store(true, Ordering::SeqCst);
         if block.wait_signal.load(Ordering::SeqCst) {
             KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
@@ -353,64 +436,116 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-/// Idle blocks of one socket, reused by its next requests.
-///
-/// A fixed number of lock-free slots: taking or returning a block is one atomic exchange, at
-/// any IRQL <= DISPATCH_LEVEL. Blocks in the cache hold no reference to the socket (that
-/// would be a cycle); they are freed with it.
-pub(crate) struct BlockCache {
-    slots: [AtomicPtr<Block>; CACHED_BLOCKS],
+/// The completion blocks of one owner (a socket or the client): every block ever allocated
+/// for it, idle or in use, as a push-only lock-free list. Taking an idle block is a walk and
+/// one compare-exchange, at any IRQL <= DISPATCH_LEVEL; a block is allocated only when all
+/// are in use, so steady-state I/O allocates nothing whatever the number of requests in
+/// flight. The blocks are freed with the pool, when its owner is dropped.
+pub(crate) struct BlockPool {
+    head: AtomicPtr<Block>,
 }
 
-/// How many idle blocks a socket keeps: enough for a send and a receive in flight at once,
-/// plus a close, with room to spare.
-const CACHED_BLOCKS: usize = 4;
+// SAFETY: the blocks are reached only through the atomics and the block protocol.
+unsafe impl Send for BlockPool {}
+// SAFETY: as above.
+unsafe impl Sync for BlockPool {}
 
-impl BlockCache {
-    pub(crate) const fn new() -> BlockCache {
-        BlockCache {
-            slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; CACHED_BLOCKS],
+impl BlockPool {
+    pub(crate) const fn new() -> BlockPool {
+        BlockPool {
+            head: AtomicPtr::new(core::ptr::null_mut()),
         }
     }
 
-    fn take(&self) -> Option<BlockRef> {
-        self.slots.iter().find_map(|slot| {
-            let ptr = slot.swap(core::ptr::null_mut(), Ordering::Acquire);
-            NonNull::new(ptr).map(|ptr| {
-                // SAFETY: cached blocks have no references; this one is ours now.
-                unsafe { ptr.as_ref() }.refs.store(1, Ordering::Relaxed);
-                BlockRef { ptr }
-            })
+    fn blocks(&self) -> impl Iterator<Item = &Block> + '_ {
+        let mut next = self.head.load(Ordering::Acquire).cast_const();
+        core::iter::from_fn(move || {
+            // SAFETY: blocks in the pool live as long as the pool; `next_in_pool` is
+            // immutable once published.
+            let block = unsafe { next.as_ref()? };
+            next = block.next_in_pool;
+            Some(block)
         })
     }
 
-    /// Stores an unreferenced block; gives it back when the cache is full.
-    fn put(&self, block: BlockRef) -> Option<BlockRef> {
-        let block = core::mem::ManuallyDrop::new(block);
-        for slot in &self.slots {
-            if slot
-                .compare_exchange(
-                    core::ptr::null_mut(),
-                    block.ptr.as_ptr(),
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+    fn take(&self) -> Option<NonNull<Block>> {
+        self.blocks().find_map(|block| {
+            block
+                .pool_state
+                .compare_exchange(IDLE, OWNED, Ordering::Acquire, Ordering::Relaxed)
+                .ok()
+                .map(|_| NonNull::from(block))
+        })
+    }
+
+    /// Allocates a block (with its IRP) for the pool, already taken. IRQL <= DISPATCH_LEVEL.
+    fn grow(&self) -> Result<NonNull<Block>> {
+        let irp = Irp::new()?;
+        let block = try_box(Block {
+            refs: AtomicU32::new(0),
+            pool_state: AtomicU8::new(OWNED),
+            in_flight: AtomicBool::new(false),
+            done: AtomicBool::new(false),
+            wait_signal: AtomicBool::new(false),
+            client_request_open: AtomicBool::new(false),
+            waker: AtomicWaker::new(),
+            event: UnsafeCell::new(KEVENT::default()),
+            irp: UnsafeCell::new(irp),
+            status: UnsafeCell::new(STATUS_PENDING),
+            information: UnsafeCell::new(0),
+            scratch: UnsafeCell::new(Scratch::new()),
+            held: UnsafeCell::new(Held::None),
+            address_list: AtomicPtr::new(core::ptr::null_mut()),
+            owner: UnsafeCell::new(Owner::Idle),
+            next_in_pool: core::ptr::null(),
+        })?;
+        let ptr = Box::into_raw(block);
+        // SAFETY: the event lives in the block, in non-paged memory, for the block's life.
+        unsafe { KeInitializeEvent((*ptr).event.get(), NotificationEvent, FALSE) };
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: the block is not published yet: exclusive access.
+            unsafe { (*ptr).next_in_pool = head };
+            match self
+                .head
+                .compare_exchange_weak(head, ptr, Ordering::Release, Ordering::Relaxed)
             {
-                return None;
+                Ok(_) => break,
+                Err(actual) => head = actual,
             }
         }
-        Some(core::mem::ManuallyDrop::into_inner(block))
+        // SAFETY: `Box::into_raw` is never null.
+        Ok(unsafe { NonNull::new_unchecked(ptr) })
+    }
+
+    /// Cancels every request in flight on the pool's blocks (`IoCancelIrp`). The caller must
+    /// keep the pool's owner alive. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn cancel_in_flight(&self) {
+        for block in self.blocks() {
+            block.cancel_if_in_flight();
+        }
+    }
+
+    /// Takes, one by one, the name-resolution results that completed and were not collected.
+    pub(crate) fn uncollected_address_lists(&self) -> impl Iterator<Item = PADDRINFOEXW> + '_ {
+        self.blocks().filter_map(|block| {
+            let list = block
+                .address_list
+                .swap(core::ptr::null_mut(), Ordering::AcqRel);
+            (!list.is_null()).then_some(list)
+        })
     }
 }
 
-impl Drop for BlockCache {
+impl Drop for BlockPool {
     fn drop(&mut self) {
-        for slot in &mut self.slots {
-            if let Some(ptr) = NonNull::new(*slot.get_mut()) {
-                // SAFETY: a cached block has no references and came from `try_box`.
-                drop(unsafe { Box::from_raw(ptr.as_ptr()) });
-            }
+        let mut next = *self.head.get_mut();
+        while let Some(ptr) = NonNull::new(next) {
+            // SAFETY: the pool owns its blocks; each came from `Box::into_raw` and, the pool's
+            // owner being dropped, none is referenced any more (a reference holds the owner).
+            let block = unsafe { Box::from_raw(ptr.as_ptr()) };
+            debug_assert_eq!(block.pool_state.load(Ordering::Relaxed), IDLE);
+            next = block.next_in_pool.cast_mut();
         }
     }
 }

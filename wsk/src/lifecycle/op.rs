@@ -6,7 +6,7 @@ use core::task::{Context, Poll};
 
 use wsk_sys::*;
 
-use crate::completion::BlockRef;
+use super::completion::BlockRef;
 use crate::irql::{Irql, require_at_most};
 use crate::{Error, Result};
 
@@ -43,7 +43,9 @@ pub(crate) mod issue {
             information: usize,
         ) -> Self::Output;
 
-        /// Builds the output for a request that failed before reaching the provider.
+        /// Builds the output for a request that failed before reaching the provider, or that
+        /// was abandoned in flight (then its buffers are still the provider's: the output
+        /// carries a memoryless stand-in instead, and they are released at completion).
         fn fail(&mut self, error: Error) -> Self::Output;
     }
 }
@@ -107,9 +109,12 @@ impl<R: Request> Op<R> {
         self.request.finish(&mut block, status, information)
     }
 
-    /// Runs the operation to completion, blocking the calling thread. IRQL <= APC_LEVEL:
-    /// at a higher IRQL it fails at once with [`Error::IRQL_TOO_HIGH`] (an operation already
-    /// in flight is cancelled; its buffers are released at completion).
+    /// Runs the operation to completion, blocking the calling thread. IRQL <= APC_LEVEL, and
+    /// never inside a completion routine, event callback or task (which run at
+    /// DISPATCH_LEVEL): there it fails at once with [`Error::IRQL_TOO_HIGH`]. An operation
+    /// already in flight (polled before) is then cancelled; its buffers are released when the
+    /// completion arrives, and a memoryless stand-in (capacity 0) is handed back in their
+    /// place.
     pub fn wait(self) -> <R as Issue>::Output {
         self.wait_for(None)
     }
@@ -123,7 +128,17 @@ impl<R: Request> Op<R> {
 
     fn wait_for(mut self, timeout: Option<i64>) -> <R as Issue>::Output {
         if let Err(error) = require_at_most(Irql::APC) {
-            self.stage = Stage::Finished;
+            match core::mem::replace(&mut self.stage, Stage::Finished) {
+                Stage::InFlight(block) if block.is_done() => {
+                    // Nothing to wait for: the result is there.
+                    self.stage = Stage::InFlight(block);
+                    return self.take_output();
+                }
+                // The completion routine's reference keeps the block, its IRP and buffers
+                // until the completion arrives.
+                Stage::InFlight(block) => block.cancel(),
+                Stage::NotStarted | Stage::Finished => {}
+            }
             return self.request.fail(error);
         }
         if let Stage::NotStarted = self.stage {

@@ -44,21 +44,35 @@ impl<T> Shared<T> {
     /// [`Shared::from_raw`].
     pub(crate) fn into_raw(self) -> *const T {
         let this = core::mem::ManuallyDrop::new(self);
-        // SAFETY: the box is live; the reference is now held by the raw pointer.
-        unsafe { core::ptr::addr_of!((*this.ptr.as_ptr()).value) }
+        this.as_ptr()
+    }
+
+    /// A raw pointer to the value that keeps the provenance of the whole allocation, so that
+    /// [`Shared::from_raw`] and [`Shared::clone_from_raw`] may reach the reference count from
+    /// it. Pointers made from a `&T` (`ptr::from_ref(&*shared)`) do not have it: under Stacked
+    /// Borrows they cover only the value, and stepping back to the count is undefined
+    /// behaviour. Every raw pointer this crate gives the provider or keeps in a list is made
+    /// here.
+    pub(crate) fn as_ptr(&self) -> *const T {
+        // SAFETY: the box is live while `self` is; the projection is derived from the raw
+        // allocation pointer, not from a reference.
+        unsafe { core::ptr::addr_of!((*self.ptr.as_ptr()).value) }
     }
 
     /// Takes back a reference given up with [`Shared::into_raw`].
     ///
     /// # Safety
-    /// `raw` must come from `into_raw` of a `Shared<T>`, and that reference must not have
-    /// been taken back already.
+    /// `raw` must come from [`Shared::into_raw`] or [`Shared::as_ptr`] of a `Shared<T>` (so
+    /// that its provenance covers the whole allocation), it must stand for a reference held
+    /// by the caller (given up with `into_raw`), and that reference must not have been taken
+    /// back already.
     pub(crate) unsafe fn from_raw(raw: *const T) -> Shared<T> {
         let offset = core::mem::offset_of!(SharedBox<T>, value);
         // SAFETY: `raw` points at the `value` field of a live box (caller's guarantee).
         let ptr = unsafe { raw.cast::<u8>().sub(offset).cast::<SharedBox<T>>() };
+        // SAFETY: `raw` is non-null (it points into a live box), so the box pointer is too.
         Shared {
-            ptr: NonNull::new(ptr.cast_mut()).expect("non-null"),
+            ptr: unsafe { NonNull::new_unchecked(ptr.cast_mut()) },
         }
     }
 

@@ -11,15 +11,16 @@ use core::task::{Context, Poll};
 use atomic_waker::AtomicWaker;
 use wsk_sys::*;
 
+use super::callback::CallbackScope;
+use super::client::ClientCore;
+use super::completion::{BlockPool, BlockRef, Held};
+use super::op::Op;
+use super::op::issue::Issue;
+use super::shared::Shared;
 use crate::addr::AddressFamily;
-use crate::client::ClientCore;
-use crate::completion::{BlockCache, BlockRef};
 use crate::events::Handlers;
 use crate::irp::Irp;
 use crate::irql::{Irql, require_at_most};
-use crate::op::Op;
-use crate::op::issue::Issue;
-use crate::shared::Shared;
 use crate::{Error, Result};
 
 /// The WSK category of a socket (`WSK_FLAG_*_SOCKET`).
@@ -116,12 +117,15 @@ pub(crate) struct Links {
 ///   [`SocketCore::enter`] and the matching exit.
 /// - `close_irp` is allocated with the core, unused until `issue_close`, which the gate runs
 ///   exactly once.
+/// - `this` is the core's own address with the provenance of its allocation
+///   ([`Shared::as_ptr`]), set before the core is shared.
 pub(crate) struct SocketCore {
     raw: AtomicPtr<WSK_SOCKET>,
+    this: AtomicPtr<SocketCore>,
     pub(crate) category: Category,
     pub(crate) family: AddressFamily,
     pub(crate) client: Shared<ClientCore>,
-    cache: BlockCache,
+    blocks: BlockPool,
     gate: Gate,
     close_irp: UnsafeCell<Irp>,
     closed: AtomicBool,
@@ -151,10 +155,11 @@ impl SocketCore {
         let close_irp = Irp::new()?;
         let core = Shared::try_new(SocketCore {
             raw: AtomicPtr::new(core::ptr::null_mut()),
+            this: AtomicPtr::new(core::ptr::null_mut()),
             category,
             family,
             client: client.clone(),
-            cache: BlockCache::new(),
+            blocks: BlockPool::new(),
             gate: Gate::new(),
             close_irp: UnsafeCell::new(close_irp),
             closed: AtomicBool::new(false),
@@ -170,11 +175,26 @@ impl SocketCore {
         })?;
         // SAFETY: the event lives in the core, in non-paged memory, for the core's life.
         unsafe { KeInitializeEvent(core.closed_event.get(), NotificationEvent, FALSE) };
+        core.this.store(core.as_ptr().cast_mut(), Ordering::Relaxed);
         Ok(core)
     }
 
-    pub(crate) fn cache(&self) -> &BlockCache {
-        &self.cache
+    /// The completion blocks of this socket's requests.
+    pub(crate) fn blocks(&self) -> &BlockPool {
+        &self.blocks
+    }
+
+    /// The core's address, with the provenance of its allocation (for raw references and
+    /// list links).
+    pub(crate) fn as_ptr(&self) -> *const SocketCore {
+        self.this.load(Ordering::Relaxed)
+    }
+
+    /// A new reference to this core.
+    pub(crate) fn to_shared(&self) -> Shared<SocketCore> {
+        // SAFETY: `as_ptr` has the allocation's provenance; `self` is borrowed from a live
+        // reference, which the new one joins.
+        unsafe { Shared::clone_from_raw(self.as_ptr()) }
     }
 
     /// Records the provider's socket and links the core into its client's list; from now on
@@ -221,15 +241,19 @@ impl SocketCore {
     }
 
     /// Requests the close of the socket: `WskCloseSocket` is issued now, or by the last user
-    /// still in a provider call or holding retained data. Idempotent; IRQL <= DISPATCH_LEVEL.
+    /// still in a provider call or holding retained data. Requests in flight are cancelled at
+    /// once either way, so that whoever holds retained data while waiting for one of them is
+    /// woken and can let go. Idempotent; IRQL <= DISPATCH_LEVEL.
     pub(crate) fn request_close(&self) {
         if self.raw.load(Ordering::Acquire).is_null() {
             // Never created: nothing to close.
             self.mark_closed(STATUS_SUCCESS);
             return;
         }
-        if self.gate.request_close() == Some(true) {
-            self.issue_close();
+        match self.gate.request_close() {
+            Some(true) => self.issue_close(),
+            Some(false) => self.blocks.cancel_in_flight(),
+            None => {}
         }
     }
 
@@ -246,7 +270,7 @@ impl SocketCore {
             IoSetCompletionRoutine(
                 irp_ptr,
                 Some(close_complete),
-                core::ptr::from_ref(self).cast_mut().cast(),
+                self.as_ptr().cast_mut().cast(),
                 true,
                 true,
                 true,
@@ -343,8 +367,10 @@ unsafe extern "system" fn close_complete(
     irp: PIRP,
     context: PVOID,
 ) -> NTSTATUS {
-    // SAFETY: `context` is the provider's reference to the core, released just below: the
-    // core is alive until then.
+    let _scope = CallbackScope::enter();
+    // SAFETY: `context` is the provider's reference to the core (`SocketCore::as_ptr`, the
+    // pointer `context_of` gave the provider), released just below: the core is alive until
+    // then.
     unsafe {
         let core = Shared::<SocketCore>::from_raw(context.cast::<SocketCore>());
         core.client.unlink(&core);
@@ -741,6 +767,32 @@ pub(crate) unsafe fn release_context(context: PVOID) {
     drop(unsafe { Shared::<SocketCore>::from_raw(context.cast::<SocketCore>()) });
 }
 
+/// A socket handle made from the provider's reference for the length of an event callback
+/// (the socket context), without a count of its own: it is never dropped, so it neither
+/// closes the socket nor releases the provider's reference. Handlers reach their socket
+/// through it instead of owning it (which would be a cycle: the socket owns its handler).
+pub(crate) struct BorrowedSocket<K> {
+    socket: core::mem::ManuallyDrop<K>,
+}
+
+impl<K: SocketKind> BorrowedSocket<K> {
+    /// # Safety
+    /// `context` must be a socket context from [`context_of`] of a socket of kind `K`, held by
+    /// the provider for as long as the view lives (true inside an event callback).
+    pub(crate) unsafe fn new(context: PVOID) -> BorrowedSocket<K> {
+        // SAFETY: the context has the provenance of the core's allocation and stands for the
+        // provider's reference, which the view borrows and never gives back (ManuallyDrop).
+        let core = unsafe { Shared::from_raw(context.cast::<SocketCore>()) };
+        BorrowedSocket {
+            socket: core::mem::ManuallyDrop::new(K::from_handle(SocketHandle { core })),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &K {
+        &self.socket
+    }
+}
+
 /// The core behind a socket context given to an event callback.
 ///
 /// # Safety
@@ -769,41 +821,63 @@ pub(crate) fn type_and_protocol(category: Category) -> (USHORT, ULONG) {
     }
 }
 
-/// Attaches or releases the socket a creating request produced when its operation was
-/// dropped before the completion arrived: a created socket is closed (so it cannot leak and
-/// hang `WskDeregister`), a failed creation gives back the provider's reference.
-pub(crate) fn adopt_orphan(core: Shared<SocketCore>, status: NTSTATUS, information: usize) {
-    if NT_SUCCESS(status) && information != 0 {
-        // SAFETY: on success the provider returned its new socket, created with this core as
-        // context, and holds that reference.
-        unsafe { SocketCore::attach(&core, information as PWSK_SOCKET) };
-        core.request_close();
-    } else {
-        // SAFETY: on failure the provider did not keep the context reference made for it.
-        unsafe { release_context(core::ptr::from_ref(&*core).cast_mut().cast()) };
+/// A socket being created (`WskSocket`, `WskSocketConnect`) or accepted (`WskAccept`), held
+/// by its request's completion block.
+///
+/// The completion routine settles it ([`NewSocket::complete`]): a created socket is attached
+/// to its client at once — linked in its list of open sockets, so the client's shutdown closes
+/// it even if the operation is never collected — and a failed creation gives back the
+/// reference made for the provider. The operation then collects it with
+/// [`NewSocket::into_handle`]; dropped uncollected, it closes the socket.
+pub(crate) struct NewSocket {
+    core: Option<Shared<SocketCore>>,
+    /// Set by `complete`: whether the provider created the socket.
+    created: bool,
+}
+
+impl NewSocket {
+    /// A socket about to be created with `core`'s context ([`context_of`]).
+    pub(crate) fn new(core: Shared<SocketCore>) -> NewSocket {
+        NewSocket {
+            core: Some(core),
+            created: false,
+        }
+    }
+
+    /// Settles the creation with the request's final status and information (the new
+    /// `PWSK_SOCKET`). Called once, by the completion routine. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn complete(&mut self, status: NTSTATUS, information: usize) {
+        let Some(core) = &self.core else { return };
+        if NT_SUCCESS(status) && information != 0 {
+            // SAFETY: on success the provider returned its new socket, created with this
+            // core's context, and holds that reference.
+            unsafe { SocketCore::attach(core, information as PWSK_SOCKET) };
+            self.created = true;
+        } else {
+            // SAFETY: on failure the provider did not keep the context reference made for it.
+            unsafe { release_context(core.as_ptr().cast_mut().cast()) };
+        }
+    }
+
+    /// The socket's handle, once the completion has settled it; the request's error
+    /// otherwise.
+    pub(crate) fn into_handle(mut self, status: NTSTATUS) -> Result<SocketHandle> {
+        Error::check(status)?;
+        match (self.core.take(), self.created) {
+            (Some(core), true) => Ok(SocketHandle { core }),
+            _ => Err(Error::from_status(STATUS_UNSUCCESSFUL)),
+        }
     }
 }
 
-/// Completes the creation of a socket: on success, attaches the provider's socket to the
-/// core and returns its handle; on failure gives back the provider's reference.
-pub(crate) fn finish_creation(
-    core: Shared<SocketCore>,
-    status: NTSTATUS,
-    information: usize,
-) -> Result<SocketHandle> {
-    if let Err(error) = Error::check(status) {
-        // SAFETY: on failure the provider did not keep the context reference made for it.
-        unsafe { release_context(core::ptr::from_ref(&*core).cast_mut().cast()) };
-        return Err(error);
+impl Drop for NewSocket {
+    fn drop(&mut self) {
+        if let (Some(core), true) = (&self.core, self.created) {
+            // Nobody collected the socket: it is closed (it cannot leak and hang
+            // `WskDeregister`).
+            core.request_close();
+        }
     }
-    if information == 0 {
-        // SAFETY: as above: no socket, no reference kept.
-        unsafe { release_context(core::ptr::from_ref(&*core).cast_mut().cast()) };
-        return Err(Error::from_status(STATUS_UNSUCCESSFUL));
-    }
-    // SAFETY: the provider created the socket with this core as context.
-    unsafe { SocketCore::attach(&core, information as PWSK_SOCKET) };
-    Ok(SocketHandle { core })
 }
 
 /// `WskSocket`: creates an unbound socket of kind `K`.
@@ -837,12 +911,9 @@ impl<K: SocketKind> Issue for CreateRequest<K> {
     fn start(&mut self) -> Result<BlockRef> {
         let handlers = self.handlers.take().unwrap_or_else(Handlers::none);
         let core = SocketCore::new(&self.client, K::CATEGORY, self.family, handlers)?;
-        let request = crate::client::ClientCore::begin_request(&self.client)?;
-        let mut block = BlockRef::allocate()?;
-        // SAFETY: nothing in flight on the block yet.
-        unsafe { block.set_client_request(request) };
+        let mut block = BlockRef::for_client(&self.client)?;
         // SAFETY: fresh block, nothing in flight.
-        unsafe { *block.held() = crate::completion::Held::NewSocket(core.clone()) };
+        unsafe { *block.held() = Held::NewSocket(NewSocket::new(core.clone())) };
         self.core = Some(core);
         Ok(block)
     }
@@ -882,10 +953,13 @@ impl<K: SocketKind> Issue for CreateRequest<K> {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: exclusive access; the request takes its core back.
-        unsafe { *block.held() = crate::completion::Held::None };
-        let core = self.core.take().expect("started");
-        finish_creation(core, status, information).map(K::from_handle)
+        let _ = information;
+        self.core = None;
+        // SAFETY: done: exclusive access; the request collects the socket.
+        match unsafe { core::mem::take(block.held()) } {
+            Held::NewSocket(socket) => socket.into_handle(status).map(K::from_handle),
+            _ => Err(Error::from_status(STATUS_UNSUCCESSFUL)),
+        }
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
