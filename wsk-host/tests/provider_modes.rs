@@ -400,13 +400,21 @@ fn sorted_indices(probe: &Probe) -> Vec<u64> {
 
 /// Delivers `count` datagrams queued on one socket with `threads` delivery threads; every
 /// callback waits (up to `linger`) for `rendezvous` callbacks at once. Returns the probe.
-fn datagram_burst(threads: usize, rendezvous: usize, linger: Duration, count: usize) -> Probe {
+/// `threads: None` keeps the plan the session starts with (`WSK_HOST_MODES`'s modes).
+fn datagram_burst(
+    threads: Option<usize>,
+    rendezvous: usize,
+    linger: Duration,
+    count: usize,
+) -> Probe {
     let session = Session::start();
-    session.set_faults(
-        FaultPlan::new(1)
-            .concurrent_events(threads)
-            .inline_completion_at_caller_irql(false),
-    );
+    if let Some(threads) = threads {
+        session.set_faults(
+            FaultPlan::new(1)
+                .concurrent_events(threads)
+                .inline_completion_at_caller_irql(false),
+        );
+    }
     let probe = Arc::new(Probe::with_rendezvous(rendezvous, linger));
     {
         let registration = Registration::new();
@@ -436,7 +444,7 @@ fn datagram_burst(threads: usize, rendezvous: usize, linger: Duration, count: us
 
 #[test]
 fn receive_from_indications_of_one_socket_overlap_on_four_delivery_threads() {
-    let probe = datagram_burst(4, 4, DEADLINE, 32);
+    let probe = datagram_burst(Some(4), 4, DEADLINE, 32);
     assert_eq!(
         probe.max_active.load(Ordering::SeqCst),
         4,
@@ -446,7 +454,7 @@ fn receive_from_indications_of_one_socket_overlap_on_four_delivery_threads() {
 
 #[test]
 fn receive_from_indications_never_overlap_on_the_provider_thread_alone() {
-    let probe = datagram_burst(1, 2, Duration::from_millis(20), 8);
+    let probe = datagram_burst(Some(1), 2, Duration::from_millis(20), 8);
     assert_eq!(probe.max_active.load(Ordering::SeqCst), 1);
 }
 
@@ -783,4 +791,95 @@ fn inline_completions_run_at_dispatch_level_for_a_dispatch_caller_in_passive_inl
 #[test]
 fn inline_completions_run_at_dispatch_level_without_passive_inline_mode() {
     assert_eq!(completion_irqls(false, PASSIVE_LEVEL), [DISPATCH_LEVEL; 4]);
+}
+
+/// The IRQL the completion routine of a `WskSocket` (which completes inline) runs at, called
+/// at PASSIVE_LEVEL in a session with the plan it starts with.
+fn wsk_socket_completion_irql() -> KIRQL {
+    let session = Session::start();
+    let registration = Registration::new();
+    let seen = Seen {
+        irql: AtomicU8::new(u8::MAX),
+    };
+    let mut request = SyncRequest::new().unwrap();
+    // SAFETY: a fresh IRP for one call, which completes before WskSocket returns (checked);
+    // `seen` outlives it; the socket is closed once, then the IRP freed.
+    unsafe {
+        let irp = IoAllocateIrp(1, FALSE);
+        assert!(!irp.is_null());
+        let status = (registration.dispatch().WskSocket.unwrap())(
+            registration.client(),
+            AF_INET,
+            SOCK_DGRAM,
+            IPPROTO_UDP,
+            WSK_FLAG_DATAGRAM_SOCKET,
+            null_mut(),
+            std::ptr::null(),
+            null_mut(),
+            null_mut(),
+            null_mut(),
+            ready(irp, &seen),
+        );
+        assert_eq!(status, STATUS_SUCCESS, "WskSocket completed inline");
+        let socket = (*irp).IoStatus.Information as PWSK_SOCKET;
+        assert_eq!(common::close(socket, &mut request), STATUS_SUCCESS);
+        IoFreeIrp(irp);
+    }
+    drop(request);
+    drop(registration);
+    session.finish();
+    seen.irql.load(Ordering::SeqCst)
+}
+
+/// Run by `the_environment_sets_the_modes_of_every_session` in a child process with
+/// `WSK_HOST_MODES` set to `concurrent-events, passive-inline` (sessions that never set a
+/// plan run with four delivery threads and passive inline completions), or to an unknown
+/// mode (the session's start panics).
+#[test]
+#[ignore = "run in a child process by the_environment_sets_the_modes_of_every_session"]
+fn child_sessions_run_in_the_modes_of_the_environment() {
+    let Some(modes) = std::env::var_os("WSK_HOST_MODES") else {
+        eprintln!("not run: the parent test sets WSK_HOST_MODES for it");
+        return;
+    };
+    // An unknown mode panics here.
+    Session::start().finish();
+    if modes != "concurrent-events, passive-inline" {
+        return;
+    }
+    let probe = datagram_burst(None, 4, DEADLINE, 16);
+    assert_eq!(probe.max_active.load(Ordering::SeqCst), 4);
+    assert_eq!(wsk_socket_completion_irql(), PASSIVE_LEVEL);
+}
+
+/// Runs this test binary's child test with `WSK_HOST_MODES` set to `modes`; returns whether
+/// it passed, and its output.
+fn run_child(modes: &str) -> (bool, String) {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_sessions_run_in_the_modes_of_the_environment",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("WSK_HOST_MODES", modes)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
+#[test]
+fn the_environment_sets_the_modes_of_every_session() {
+    let (passed, output) = run_child("concurrent-events, passive-inline");
+    assert!(passed, "{output}");
+    assert!(output.contains("1 passed"), "{output}");
+    let (passed, output) = run_child("concurrent-events,turbo");
+    assert!(!passed, "{output}");
+    assert!(
+        output.contains("WSK_HOST_MODES: unknown mode `turbo`"),
+        "{output}"
+    );
 }
