@@ -259,10 +259,37 @@ pub(crate) fn begin_request(irp: PIRP, routine: &str) -> bool {
     true
 }
 
+/// Completion routines running now, called by the provider: the end of a session waits for
+/// them too, as an unload must (a completion routine still running is driver code in use —
+/// what `IoSetCompletionRoutineEx` guards on Windows).
+static COMPLETING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Counts a completion in progress until dropped.
+struct Completing;
+
+impl Completing {
+    fn enter() -> Completing {
+        COMPLETING.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Completing
+    }
+}
+
+impl Drop for Completing {
+    fn drop(&mut self) {
+        COMPLETING.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Number of provider completions (and the completion routines they run) in progress.
+pub(crate) fn completions_in_progress() -> usize {
+    COMPLETING.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Completes a request's IRP with `status` and `information`: releases the request's
 /// ownership and runs the completion routines, at DISPATCH_LEVEL (or the caller's IRQL if
 /// higher), as the provider does.
 pub(crate) fn complete(irp: PIRP, status: NTSTATUS, information: usize) {
+    let _completing = Completing::enter();
     if let Some(record) = live().as_mut().and_then(|m| m.get_mut(&(irp as usize))) {
         record.in_flight = false;
     }
@@ -284,6 +311,7 @@ pub(crate) fn complete_at_current_irql(irp: PIRP, status: NTSTATUS, information:
         complete(irp, status, information);
         return;
     }
+    let _completing = Completing::enter();
     if let Some(record) = live().as_mut().and_then(|m| m.get_mut(&(irp as usize))) {
         record.in_flight = false;
     }

@@ -294,7 +294,9 @@ fn conclude() -> (Report, Vec<Violation>) {
     let work_item_deadline = Instant::now() + work_item_wait;
     crate::workitem::wait_idle(work_item_wait);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while crate::irp::counts().1 > 0 && Instant::now() < deadline {
+    while (crate::irp::counts().1 > 0 || crate::irp::completions_in_progress() > 0)
+        && Instant::now() < deadline
+    {
         std::thread::sleep(Duration::from_millis(5));
     }
     crate::provider::wait_idle(deadline.saturating_duration_since(Instant::now()));

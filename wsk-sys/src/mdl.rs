@@ -79,12 +79,15 @@ pub unsafe fn MmInitializeMdl(mdl: PMDL, base: *mut core::ffi::c_void, length: u
 #[inline]
 #[must_use]
 pub unsafe fn MmGetMdlVirtualAddress(mdl: PMDL) -> PVOID {
-    // SAFETY: the caller guarantees `mdl` is valid; the sum stays inside the buffer.
+    // `StartVa` is a page address (`PAGE_ALIGN`), usually before the buffer's allocation:
+    // the offset is integer arithmetic on an address, not a step inside one allocation, so
+    // it wraps instead of claiming in-bounds arithmetic (`add`) it cannot promise.
+    // SAFETY: the caller guarantees `mdl` is valid for reads.
     unsafe {
         (*mdl)
             .StartVa
             .cast::<u8>()
-            .add((*mdl).ByteOffset as usize)
+            .wrapping_add((*mdl).ByteOffset as usize)
             .cast()
     }
 }

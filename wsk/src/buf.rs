@@ -32,7 +32,7 @@ pub const BUF_POOL_TAG: u32 = u32::from_le_bytes(*b"WskB");
 /// # Invariants
 /// `mdl` describes `capacity` bytes at `data`, which stay allocated and resident until the
 /// `Buf` is dropped; `len <= capacity <= u32::MAX`; the first `len` bytes are initialised.
-/// A [`Storage::Released`] stand-in has no memory: `capacity == 0`, and `data` and `mdl`
+/// A `Storage::Released` stand-in has no memory: `capacity == 0`, and `data` and `mdl`
 /// are dangling and never used (every operation refuses an empty buffer).
 pub struct Buf {
     data: NonNull<u8>,

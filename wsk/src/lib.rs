@@ -73,31 +73,66 @@
 //! }
 //! ```
 //!
-//! # Ownership: what cannot go wrong
+//! # What cannot go wrong, and what enforces it
 //!
-//! - **Buffers** ([`Buf`], [`BufList`]) are moved into an operation and handed back with its
-//!   result: no code can read, write or free memory the provider may still access.
-//! - **IRPs** ([`Irp`]) are allocated once per socket and reused (`IoReuseIrp`): steady-state
-//!   sends and receives allocate nothing. Allocation failure is an [`Error`], never a crash.
-//!   Every IRP completes through one completion routine, which returns
-//!   `STATUS_MORE_PROCESSING_REQUIRED`.
+//! Safe code using this crate cannot break these promises; each is enforced as said, and
+//! each has tests that try to break it (`tests/soundness.rs`, `tests/lifetimes.rs`,
+//! `tests/stress.rs`, the `compile_fail` examples in these docs, Miri over the machinery).
+//!
+//! | promise | enforced by |
+//! |---|---|
+//! | no memory the provider may read or write is freed or touched before the completion | ownership: [`Buf`]/[`BufList`] are moved into the operation and handed back with its result; the completion block that holds them is reference-counted, and the in-flight IRP holds a reference until its completion routine has run, whatever is dropped when |
+//! | indicated data is read only while the provider lends it | lifetimes: slices from [`ReceivedData`]/[`ReceivedDatagrams`] borrow them and end when the decision is made; [`RetainedData`] holds the socket open until it is dropped, and one dropped inside its own callback turns the decision into a consumption instead of releasing early |
+//! | a callback returns only its own decision | branding: [`ReceiveDecision<'a>`] and [`AcceptDecision<'a>`] carry the invariant lifetime of their callback |
+//! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines, event callbacks and task polls run at DISPATCH_LEVEL (raised when the provider calls at a lower IRQL); a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await` |
+//! | no IRP, MDL, pool block, socket or registration leaks | every IRP lives in a completion block owned by a socket or the client and freed with it; sockets close when dropped; the client's teardown cancels its requests, closes its sockets, frees uncollected results, releases the NPI and deregisters, once |
+//! | unload does not hang | the teardown waits only for requests it has cancelled, closes it has issued, and [`RetainedData`] still alive; dropped above PASSIVE_LEVEL it runs in a work item of the driver (`IoQueueWorkItemEx`), which keeps the driver loaded until it is done |
+//!
+//! Allocation failure (IRPs, MDLs, pool, the heap) is an [`Error`], never a crash, and leaves
+//! nothing allocated behind.
+//!
+//! ## What `mem::forget` can do
+//!
+//! Forgetting is safe, and leaks are what it can cause — never a use after free or a wait
+//! at DISPATCH_LEVEL:
+//! - a forgotten operation leaks its completion block (an IRP and its memory) and the buffers
+//!   it holds; it is cancelled and completed by the teardown like any other, so it does not
+//!   delay unload;
+//! - a forgotten socket is never closed by its handle; the client's teardown closes it;
+//! - a forgotten [`RetainedData`] **pins its socket**: WSK cannot close a socket whose
+//!   indications are not released, so that socket's close — and the client's teardown, and
+//!   the driver's unload — waits for good. Drop retained data; never forget it;
+//! - a forgotten [`SpinLockGuard`] leaves its lock held and the IRQL raised on that processor
+//!   (a callback scope lowers the IRQL back when the guard was forgotten inside a callback);
+//! - a forgotten [`WskClient`] stays registered: `WskDeregister` never runs.
+//!
+//! ## Ownership in practice
+//!
+//! - **IRPs** ([`Irp`]) are allocated per socket (or per client, for its own requests) and
+//!   reused (`IoReuseIrp`): steady-state sends and receives allocate nothing, whatever the
+//!   number of requests in flight. Every IRP completes through one completion routine, which
+//!   returns `STATUS_MORE_PROCESSING_REQUIRED`.
 //! - **Dropping an operation** in flight cancels its IRP (`IoCancelIrp`); its IRP and buffers
-//!   are released when the completion arrives, never before. A socket being created when its
-//!   operation is dropped is closed when the creation completes.
+//!   are released when the completion arrives, never before. A socket being created or
+//!   accepted joins its client when the creation completes, so it is closed even if the
+//!   operation is never collected.
 //! - **Sockets** close when dropped (in the background), or with `close()` when you want to
-//!   wait. No WSK call is ever made on a socket after its close is issued, and no event
-//!   callback runs after the close completes.
-//! - **The client** ([`WskClient`]) closes the sockets still open when it is dropped, waits for
-//!   them, releases the provider NPI once and deregisters once, so `WskDeregister` cannot hang
-//!   the driver's unload.
+//!   wait. Closing cancels the socket's requests in flight; no WSK call is made on a socket
+//!   after its close is issued, and no event callback runs after the close completes.
+//! - **The client** ([`WskClient`]) needs the driver object ([`DriverObject`]) for the work
+//!   item of a teardown deferred from above PASSIVE_LEVEL.
+//!
+//! The lifecycle machinery — who holds what, what runs at which IRQL, what waits for what —
+//! is documented in one place, the crate's `lifecycle` module (see its source).
 //!
 //! # IRQL
 //!
 //! Each item documents the highest IRQL it may be used at. Operations may be issued at
-//! DISPATCH_LEVEL; waiting ([`Op::wait`]), registration and shutdown of the client, and name
-//! resolution need PASSIVE_LEVEL and fail with [`Error::IRQL_TOO_HIGH`] above it, rather than
-//! bug-checking. Event handlers ([`ConnectionEvents`], [`ListenEvents`], [`DatagramEvents`])
-//! run at DISPATCH_LEVEL.
+//! DISPATCH_LEVEL; waiting ([`Op::wait`], [`Close::wait`], [`task::block_on`],
+//! [`task::TaskSet::wait_idle`]) and registration need PASSIVE_LEVEL or APC_LEVEL and fail
+//! with [`Error::IRQL_TOO_HIGH`] above it, rather than bug-checking. Event handlers
+//! ([`ConnectionEvents`], [`ListenEvents`], [`DatagramEvents`]), completion routines and
+//! tasks run at DISPATCH_LEVEL.
 //!
 //! # Versions
 //!

@@ -68,6 +68,24 @@ pub fn command(args: &[String]) -> Result<()> {
             cargo(&["test", "--workspace"])
         })?;
         suite.step(
+            "wsk and the example drivers on a provider that delivers events concurrently and completes inline at PASSIVE_LEVEL (WSK_HOST_MODES)",
+            || {
+                // Windows delivers event callbacks on several processors at once and runs an
+                // inline completion at the caller's IRQL: the suites that exercise the safe
+                // layer run again in those provider modes.
+                let mut test = cargo_command(&[
+                    "test",
+                    "-p",
+                    "wsk",
+                    "-p",
+                    "wsk-host-runner",
+                    "--tests",
+                ]);
+                test.env("WSK_HOST_MODES", "concurrent-events,passive-inline");
+                run(&mut test)
+            },
+        )?;
+        suite.step(
             "unsafe machinery under Miri (Stacked Borrows)",
             crate::miri::run_machinery_tests,
         )?;

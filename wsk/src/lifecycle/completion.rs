@@ -425,14 +425,27 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
             _ => {}
         }
         block.in_flight.store(false, Ordering::Release);
-        block.end_client_request();
+        // A client request ends only once the in-flight reference is gone (below), so that
+        // the client's teardown, which waits for it, never returns while this routine still
+        // holds the block — and with it a block of the client's pool.
+        let ending_client_request = if block.client_request_open.swap(false, Ordering::AcqRel) {
+            match &*block.owner.get() {
+                Owner::Client(client) => Some(client.clone()),
+                _ => None,
+            }
+        } else {
+            None
+        };
         block.done.store(true, Ordering::SeqCst);
         if block.wait_signal.load(Ordering::SeqCst) {
             KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
         }
         block.waker.wake();
+        release(ptr);
+        if let Some(client) = ending_client_request {
+            client.end_request();
+        }
     }
-    release(ptr);
     STATUS_MORE_PROCESSING_REQUIRED
 }
 

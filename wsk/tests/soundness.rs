@@ -1,0 +1,494 @@
+//! The promise attacked through the public API: each test here breaks (or broke) one way safe
+//! code could leak, use memory the provider still reads, wait where it must not, or hang
+//! unload, and checks that it no longer can — ending, like every test, with the verifier
+//! reporting nothing (or exactly the leaks a deliberate `mem::forget` implies).
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use wsk::irql::Irql;
+use wsk::task::TaskSet;
+use wsk::{
+    Buf, BufList, ConnectionEvents, ConnectionSocket, Error, ReceiveDecision, ReceivedData,
+    RetainedData, WskClient,
+};
+use wsk_host::{CompletionMode, FaultPlan, Rule, Session};
+
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// Runs `f` on a thread of its own and fails the test if it does not return in time (a hang
+/// fails loudly instead of stalling the suite).
+fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    result
+        .recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("{what}: did not return within {DEADLINE:?}"))
+}
+
+/// Polls a future once with a no-op waker: the operation is issued and left in flight.
+fn start<F: Future + Unpin>(mut future: F) -> F {
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(
+        Pin::new(&mut future).poll(&mut cx).is_pending(),
+        "the operation should be in flight"
+    );
+    future
+}
+
+fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = client
+        .connect(listener.local_addr().unwrap())
+        .wait()
+        .unwrap();
+    (socket, listener.accept().unwrap().0)
+}
+
+// ---- hole 2: no wait in a completion routine, a task or a handler, whatever the IRQL ------
+
+#[test]
+fn tasks_run_at_dispatch_level_and_cannot_wait_even_after_a_passive_inline_completion() {
+    let session = Session::start();
+    // Windows runs an inline completion at the caller's IRQL: PASSIVE_LEVEL here.
+    session.set_faults(
+        FaultPlan::new(2)
+            .completion(CompletionMode::AlwaysInline)
+            .inline_completion_at_caller_irql(true),
+    );
+    let client = Arc::new(WskClient::register(driver(&session)).unwrap());
+    let (socket, mut peer) = connected(&client);
+    let socket = Arc::new(socket);
+    peer.write_all(b"ping").unwrap();
+    let tasks = TaskSet::new().unwrap();
+    let (report, seen) = channel();
+    {
+        let socket = Arc::clone(&socket);
+        tasks
+            .spawn(async move {
+                let first_poll = Irql::current();
+                let (received, _) = socket.receive(Buf::with_capacity(16).unwrap()).await;
+                // Woken from the completion routine (at PASSIVE_LEVEL if inline): still a
+                // task, still at DISPATCH_LEVEL, and a blocking wait is refused.
+                let after_completion = Irql::current();
+                let (waited, _) = socket.send(Buf::from_slice(b"x").unwrap()).wait();
+                let _ = report.send((first_poll, received, after_completion, waited.err()));
+            })
+            .unwrap();
+    }
+    let (first_poll, received, after_completion, waited) = seen.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(first_poll, Irql::DISPATCH);
+    assert_eq!(received.unwrap(), 4);
+    assert_eq!(after_completion, Irql::DISPATCH);
+    assert_eq!(waited, Some(Error::IRQL_TOO_HIGH));
+    assert_eq!(
+        Irql::current(),
+        Irql::PASSIVE,
+        "the spawner's IRQL is restored"
+    );
+    drop(tasks);
+    drop(socket);
+    drop(client);
+    session.finish();
+}
+
+// ---- hole 3: a replaced buffer gets a partial MDL of its own size -------------------------
+
+#[test]
+fn a_buffer_replaced_in_a_list_gets_a_partial_mdl_that_fits() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let mut list = BufList::new();
+    list.push(Buf::from_slice(b"ab").unwrap()).unwrap();
+    list.push(Buf::from_slice(b"cd").unwrap()).unwrap();
+    let (sent, mut list) = socket.send_vectored(list).wait();
+    assert_eq!(sent.unwrap(), 4);
+    // Three pages where one was: the old partial MDL is too small for it.
+    let big = vec![0x5a_u8; 3 * 4096 + 100];
+    list.bufs_mut()[1] = Buf::from_slice(&big).unwrap();
+    let (sent, list) = socket.send_vectored(list).wait();
+    assert_eq!(sent.unwrap(), 2 + big.len());
+    drop(list);
+    let mut got = vec![0u8; 4 + 2 + big.len()];
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    peer.read_exact(&mut got).unwrap();
+    assert_eq!(&got[..6], b"abcdab");
+    assert!(got[6..].iter().all(|&b| b == 0x5a));
+    drop((socket, client));
+    session.finish();
+}
+
+// ---- hole 4: retained data dropped inside its own callback ---------------------------------
+
+struct RetainAndDrop {
+    retained_then_dropped: AtomicUsize,
+}
+
+impl ConnectionEvents for RetainAndDrop {
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+        let (retained, decision) = data.retain();
+        // Released before the callback has returned STATUS_PENDING: the data must count as
+        // consumed, with no WskRelease during the callback.
+        drop(retained.unwrap());
+        self.retained_then_dropped.fetch_add(1, Ordering::SeqCst);
+        decision
+    }
+}
+
+#[test]
+fn retained_data_dropped_in_its_callback_is_consumed_not_released_early() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let events = Arc::new(RetainAndDrop {
+        retained_then_dropped: AtomicUsize::new(0),
+    });
+    struct Shared(Arc<RetainAndDrop>);
+    impl ConnectionEvents for Shared {
+        fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+            self.0.on_receive(data)
+        }
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = ConnectionSocket::connect_with_events(
+        &client,
+        listener.local_addr().unwrap(),
+        Shared(Arc::clone(&events)),
+    )
+    .wait()
+    .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    for _ in 0..5 {
+        peer.write_all(b"retained").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while events.retained_then_dropped.load(Ordering::SeqCst) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no data indicated");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    socket.close().wait().unwrap();
+    drop(client);
+    session.finish();
+}
+
+// ---- hole 5: a task holding retained data while it waits on the socket ---------------------
+
+struct Keeper {
+    retained: Sender<RetainedData>,
+}
+
+impl ConnectionEvents for Keeper {
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+        let (retained, decision) = data.retain();
+        if let Ok(retained) = retained {
+            let _ = self.retained.send(retained);
+        }
+        decision
+    }
+}
+
+#[test]
+fn dropping_the_client_wakes_a_task_that_holds_retained_data_and_waits_on_the_socket() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (retained_tx, retained_rx) = channel();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = ConnectionSocket::connect_with_events(
+        &client,
+        listener.local_addr().unwrap(),
+        Keeper {
+            retained: retained_tx,
+        },
+    )
+    .wait()
+    .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(b"held").unwrap();
+    let retained = retained_rx.recv_timeout(DEADLINE).unwrap();
+    let tasks = TaskSet::new().unwrap();
+    let (ended_tx, ended) = channel();
+    let receive = socket.receive(Buf::with_capacity(8).unwrap());
+    tasks
+        .spawn(async move {
+            // Holds the retained data until its receive completes, which it only does when
+            // the socket is closed — by the client's teardown below.
+            let (result, _) = receive.await;
+            drop(retained);
+            let _ = ended_tx.send(result.err());
+        })
+        .unwrap();
+    // The client's teardown closes the socket: the close cancels the receive at once (it
+    // cannot issue WskCloseSocket while the indication is retained), the task wakes and lets
+    // the indication go, and the close proceeds.
+    within(
+        "client drop with retained data held by a waiting task",
+        move || {
+            drop(socket);
+            drop(client);
+        },
+    );
+    assert!(ended.recv_timeout(DEADLINE).unwrap().is_some());
+    drop(tasks);
+    drop(peer);
+    session.finish();
+}
+
+// ---- hole 6: client-level requests the client never cancelled ------------------------------
+
+#[test]
+fn a_driver_struct_with_a_pending_connect_drops_in_field_order() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::new(6).delay_completions(Duration::from_millis(200)));
+    // A listener that never accepts: the connect stays in flight.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    struct Driver {
+        client: WskClient,
+        pending: Option<wsk::ops::Connect>,
+    }
+    let client = WskClient::register(driver(&session)).unwrap();
+    let pending = start(client.connect(listener.local_addr().unwrap()));
+    let driver_state = Driver {
+        client,
+        pending: Some(pending),
+    };
+    within("drop of { client, pending connect }", move || {
+        drop(driver_state)
+    });
+    drop(listener);
+    session.finish();
+}
+
+#[test]
+fn a_completed_but_uncollected_connect_does_not_hold_the_client() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::new(7).completion(CompletionMode::AlwaysPending));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = WskClient::register(driver(&session)).unwrap();
+    // Polled once: issued, and perhaps completed at once; either way not collected.
+    let mut connect = client.connect(listener.local_addr().unwrap());
+    let mut cx = Context::from_waker(Waker::noop());
+    let first = Pin::new(&mut connect).poll(&mut cx);
+    assert!(
+        first.is_pending(),
+        "the connect is collected only after the drop"
+    );
+    let (_peer, _) = listener.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // The connect has completed (or will): the client's teardown closes its socket even
+    // though the operation is still alive and never collected before the drop.
+    within("client drop with an uncollected connect", move || {
+        drop(client)
+    });
+    if let std::task::Poll::Ready(result) = Pin::new(&mut connect).poll(&mut cx) {
+        // Collected after the teardown: the socket is already closed.
+        if let Ok(socket) = result {
+            let (sent, _) = socket.send(Buf::from_slice(b"late").unwrap()).wait();
+            assert_eq!(sent.unwrap_err(), Error::SOCKET_CLOSED);
+        }
+    }
+    drop(connect);
+    session.finish();
+}
+
+#[test]
+fn a_forgotten_resolution_does_not_hang_unload() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let resolve = start(client.resolve("127.0.0.1", 80));
+    std::mem::forget(resolve);
+    within("client drop with a forgotten resolution", move || {
+        drop(client)
+    });
+    let (_, findings) = session.conclude();
+    // Exactly what the forgotten operation owned: its completion block (an IRP) and the
+    // memory behind it; no socket, registration or address list stays open.
+    for finding in &findings {
+        assert!(
+            matches!(finding.rule, Rule::IrpLeaked | Rule::PoolLeaked),
+            "unexpected finding: {finding:?}"
+        );
+    }
+    assert!(findings.iter().any(|f| f.rule == Rule::IrpLeaked));
+}
+
+// ---- hole 7: a completed but uncollected accept -----------------------------------------
+
+#[test]
+fn a_completed_uncollected_accept_is_closed_by_the_teardown() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let listener = client
+        .listen("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    let address = listener.local_addr().wait().unwrap();
+    let accept = start(listener.accept());
+    let _peer = TcpStream::connect(address).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    listener.close().wait().unwrap();
+    within("client drop with an uncollected accept", move || {
+        drop(client);
+        drop(accept);
+    });
+    session.finish();
+}
+
+// ---- hole 8: the client dropped at DISPATCH_LEVEL ------------------------------------------
+
+#[test]
+fn a_client_dropped_in_a_task_is_torn_down_by_a_work_item() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let tasks = TaskSet::new().unwrap();
+    let (dropped_tx, dropped) = channel();
+    let receive = socket.receive(Buf::with_capacity(8).unwrap());
+    tasks
+        .spawn(async move {
+            let _ = receive.await;
+            // Owned by the task, dropped in the completion routine at DISPATCH_LEVEL.
+            drop(socket);
+            drop(client);
+            let _ = dropped_tx.send(Irql::current());
+        })
+        .unwrap();
+    peer.write_all(b"go").unwrap();
+    assert_eq!(dropped.recv_timeout(DEADLINE).unwrap(), Irql::DISPATCH);
+    drop(tasks);
+    // The session's end waits for the work item, then checks the registration is gone.
+    let report = session.finish();
+    assert_eq!(report.work_items_run, 1);
+}
+
+// ---- hole 9 and 12: handlers dropped at DISPATCH_LEVEL, replying through their socket -----
+
+struct Replier {
+    tasks: Arc<TaskSet>,
+    replied: Arc<AtomicBool>,
+}
+
+impl ConnectionEvents for Replier {
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+        let mut bytes = [0u8; 64];
+        let count = data.copy_to(&mut bytes).unwrap();
+        // The handler reaches its socket without owning it: no cycle, nothing leaks.
+        let reply = data
+            .socket()
+            .send(Buf::from_slice(&bytes[..count]).unwrap());
+        let replied = Arc::clone(&self.replied);
+        let _ = self.tasks.spawn(async move {
+            let (sent, _) = reply.await;
+            replied.store(sent.is_ok(), Ordering::SeqCst);
+        });
+        data.consume()
+    }
+}
+
+#[test]
+fn a_handler_replies_through_its_socket_and_is_dropped_with_the_last_task_set() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let tasks = Arc::new(TaskSet::new().unwrap());
+    let replied = Arc::new(AtomicBool::new(false));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = ConnectionSocket::connect_with_events(
+        &client,
+        listener.local_addr().unwrap(),
+        Replier {
+            tasks: Arc::clone(&tasks),
+            replied: Arc::clone(&replied),
+        },
+    )
+    .wait()
+    .unwrap();
+    // The handler now holds the last reference to the task set: it is dropped with the
+    // handler, at DISPATCH_LEVEL, when the close completes.
+    drop(tasks);
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    peer.write_all(b"echo me").unwrap();
+    let mut back = [0u8; 7];
+    peer.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"echo me");
+    within(
+        "close with the handler owning the last task set",
+        move || {
+            socket.close().wait().unwrap();
+            drop(client);
+        },
+    );
+    assert!(replied.load(Ordering::SeqCst));
+    session.finish();
+}
+
+// ---- hole 10: wait above APC_LEVEL on an operation already in flight ------------------------
+
+#[test]
+fn waiting_at_dispatch_level_on_an_operation_in_flight_cancels_it_and_reports() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _peer) = connected(&client);
+    let receive = start(socket.receive(Buf::with_capacity(64).unwrap()));
+    let (result, stand_in) = {
+        let _raised = wsk_host::irql::raise(Irql::DISPATCH.0);
+        receive.wait()
+    };
+    assert_eq!(result.unwrap_err(), Error::IRQL_TOO_HIGH);
+    assert_eq!(stand_in.capacity(), 0, "the buffer stays with the provider");
+    assert!(stand_in.mdl().is_null());
+    drop((socket, client));
+    assert!(session.finish().cancelled >= 1);
+}
+
+// ---- hole 13: a task set dropped inside one of its own tasks ------------------------------
+
+#[test]
+fn a_task_set_dropped_inside_its_own_task_does_not_wait_for_itself() {
+    let session = Session::start();
+    let holder: Arc<Mutex<Option<TaskSet>>> = Arc::new(Mutex::new(None));
+    let tasks = TaskSet::new().unwrap();
+    let (done_tx, done) = channel();
+    let inner = Arc::clone(&holder);
+    tasks
+        .spawn(async move {
+            core::future::ready(()).await;
+            let set = inner.lock().unwrap().take();
+            drop(set);
+            let _ = done_tx.send(());
+        })
+        .err()
+        .map(|e| panic!("{e}"));
+    // The set was moved into the holder only now; wake the task by spawning a second one.
+    *holder.lock().unwrap() = Some(tasks);
+    let holder2 = Arc::clone(&holder);
+    within("a task set dropped inside its own task", move || {
+        let guard = holder2.lock().unwrap();
+        if let Some(set) = guard.as_ref() {
+            let inner = Arc::clone(&holder2);
+            let _ = set.spawn(async move {
+                let set = inner.try_lock().ok().and_then(|mut s| s.take());
+                drop(set);
+            });
+        }
+    });
+    let _ = done.recv_timeout(Duration::from_millis(100));
+    drop(holder);
+    session.finish();
+}
