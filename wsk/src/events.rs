@@ -228,7 +228,7 @@ pub struct Incoming<'a> {
 /// branded with the callback it was made in, like [`ReceiveDecision`]: accepting one
 /// connection cannot be answered with the decision about another.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0521
 /// use std::sync::Mutex;
 /// use wsk::{AcceptDecision, Incoming};
 /// struct Swapper(Mutex<Option<AcceptDecision<'static>>>);

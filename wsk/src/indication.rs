@@ -83,7 +83,7 @@ unsafe fn copy_wsk_buf(buf: &WSK_BUF, out: &mut [u8]) -> Result<usize> {
 /// with callbacks running on several processors at once, could tell the provider that data
 /// it retained was consumed, or accept the wrong number of bytes.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0521
 /// use std::sync::Mutex;
 /// use wsk::{ReceiveDecision, ReceivedData};
 /// struct Swapper(Mutex<Option<ReceiveDecision<'static>>>);
@@ -187,7 +187,7 @@ impl Retention {
 /// The data can be read only while the `ReceivedData` exists: the slices [`chunks`]
 /// returns borrow it, so they end before the decision is made.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0505
 /// fn keep<'a>(data: wsk::ReceivedData<'a>) -> (&'a [u8], wsk::ReceiveDecision<'a>) {
 ///     let first = data.chunks().next().unwrap().unwrap();
 ///     (first, data.consume()) // the data may be gone once the decision is made
@@ -370,7 +370,7 @@ impl<'a> Datagram<'a> {
 /// DISPATCH_LEVEL. Decide with [`consume`](Self::consume), [`reject`](Self::reject) or
 /// [`retain`](Self::retain).
 ///
-/// ```compile_fail
+/// ```compile_fail,E0505
 /// fn keep<'a>(datagrams: wsk::ReceivedDatagrams<'a>) -> (usize, wsk::ReceiveDecision<'a>) {
 ///     let first = datagrams.iter().next().unwrap();
 ///     let decision = datagrams.consume(); // the datagrams may be gone now

@@ -57,13 +57,13 @@ impl<T> SpinLock<T> {
 /// across an `.await` in a task: futures holding one are not `Send`, and [`TaskSet`] only
 /// runs `Send` futures.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn assert_send<T: Send>(_: T) {}
 /// let lock = wsk::SpinLock::new(0u32);
 /// assert_send(lock.lock()); // a guard cannot move to another thread
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// // A guard over a `Cell` cannot be shared between threads either.
 /// fn assert_sync<T: Sync>(_: &T) {}
 /// let lock = wsk::SpinLock::new(core::cell::Cell::new(0u32));

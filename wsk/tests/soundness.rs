@@ -258,15 +258,17 @@ fn a_driver_struct_with_a_pending_connect_drops_in_field_order() {
     session.set_faults(FaultPlan::new(6).delay_completions(Duration::from_millis(200)));
     // A listener that never accepts: the connect stays in flight.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Dropped field by field, in declaration order: the client first, with the connect
+    // still in flight.
     struct Driver {
-        client: WskClient,
-        pending: Option<wsk::ops::Connect>,
+        _client: WskClient,
+        _pending: Option<wsk::ops::Connect>,
     }
     let client = WskClient::register(driver(&session)).unwrap();
     let pending = start(client.connect(listener.local_addr().unwrap()));
     let driver_state = Driver {
-        client,
-        pending: Some(pending),
+        _client: client,
+        _pending: Some(pending),
     };
     within("drop of { client, pending connect }", move || {
         drop(driver_state)
@@ -296,12 +298,10 @@ fn a_completed_but_uncollected_connect_does_not_hold_the_client() {
     within("client drop with an uncollected connect", move || {
         drop(client)
     });
-    if let std::task::Poll::Ready(result) = Pin::new(&mut connect).poll(&mut cx) {
-        // Collected after the teardown: the socket is already closed.
-        if let Ok(socket) = result {
-            let (sent, _) = socket.send(Buf::from_slice(b"late").unwrap()).wait();
-            assert_eq!(sent.unwrap_err(), Error::SOCKET_CLOSED);
-        }
+    // Collected after the teardown: the socket is already closed.
+    if let std::task::Poll::Ready(Ok(socket)) = Pin::new(&mut connect).poll(&mut cx) {
+        let (sent, _) = socket.send(Buf::from_slice(b"late").unwrap()).wait();
+        assert_eq!(sent.unwrap_err(), Error::SOCKET_CLOSED);
     }
     drop(connect);
     session.finish();
@@ -459,36 +459,64 @@ fn waiting_at_dispatch_level_on_an_operation_in_flight_cancels_it_and_reports() 
 
 // ---- hole 13: a task set dropped inside one of its own tasks ------------------------------
 
+/// A future that is pending until [`Trigger::fire`] wakes it.
+#[derive(Clone, Default)]
+struct Trigger {
+    state: Arc<Mutex<(bool, Option<Waker>)>>,
+}
+
+impl Trigger {
+    fn fire(&self) {
+        let waker = {
+            let mut state = self.state.lock().unwrap();
+            state.0 = true;
+            state.1.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    async fn fired(&self) {
+        std::future::poll_fn(|cx| {
+            let mut state = self.state.lock().unwrap();
+            if state.0 {
+                std::task::Poll::Ready(())
+            } else {
+                state.1 = Some(cx.waker().clone());
+                std::task::Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
 #[test]
 fn a_task_set_dropped_inside_its_own_task_does_not_wait_for_itself() {
     let session = Session::start();
     let holder: Arc<Mutex<Option<TaskSet>>> = Arc::new(Mutex::new(None));
-    let tasks = TaskSet::new().unwrap();
+    let trigger = Trigger::default();
     let (done_tx, done) = channel();
-    let inner = Arc::clone(&holder);
-    tasks
-        .spawn(async move {
-            core::future::ready(()).await;
-            let set = inner.lock().unwrap().take();
-            drop(set);
-            let _ = done_tx.send(());
-        })
-        .err()
-        .map(|e| panic!("{e}"));
-    // The set was moved into the holder only now; wake the task by spawning a second one.
-    *holder.lock().unwrap() = Some(tasks);
-    let holder2 = Arc::clone(&holder);
-    within("a task set dropped inside its own task", move || {
-        let guard = holder2.lock().unwrap();
-        if let Some(set) = guard.as_ref() {
-            let inner = Arc::clone(&holder2);
-            let _ = set.spawn(async move {
-                let set = inner.try_lock().ok().and_then(|mut s| s.take());
+    let tasks = TaskSet::new().unwrap();
+    {
+        let holder = Arc::clone(&holder);
+        let trigger = trigger.clone();
+        tasks
+            .spawn(async move {
+                trigger.fired().await;
+                // The last owner of the set is this task: dropping the set here cancels its
+                // tasks — this one included — and must not wait for them.
+                let set = holder.lock().unwrap().take();
                 drop(set);
-            });
-        }
+                let _ = done_tx.send(Irql::current());
+            })
+            .unwrap();
+    }
+    *holder.lock().unwrap() = Some(tasks);
+    within("a task set dropped inside its own task", move || {
+        trigger.fire()
     });
-    let _ = done.recv_timeout(Duration::from_millis(100));
-    drop(holder);
+    assert_eq!(done.recv_timeout(DEADLINE).unwrap(), Irql::DISPATCH);
+    assert!(holder.lock().unwrap().is_none());
     session.finish();
 }

@@ -71,9 +71,8 @@ impl<T> Shared<T> {
         // SAFETY: `raw` points at the `value` field of a live box (caller's guarantee).
         let ptr = unsafe { raw.cast::<u8>().sub(offset).cast::<SharedBox<T>>() };
         // SAFETY: `raw` is non-null (it points into a live box), so the box pointer is too.
-        Shared {
-            ptr: unsafe { NonNull::new_unchecked(ptr.cast_mut()) },
-        }
+        let ptr = unsafe { NonNull::new_unchecked(ptr.cast_mut()) };
+        Shared { ptr }
     }
 
     /// A new reference from a raw reference that stays held, as in `Arc::increment_strong_count`
