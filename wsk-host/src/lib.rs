@@ -72,6 +72,7 @@ pub mod registry;
 mod rtl;
 mod session;
 mod spin_lock;
+mod thread;
 mod verifier;
 mod workitem;
 

@@ -637,6 +637,9 @@ NTSTATUS __stdcall KeWaitForSingleObject(PVOID Object, KWAIT_REASON WaitReason,
  *  IRQL <= APC_LEVEL. WDK: `KeDelayExecutionThread`. */
 NTSTATUS __stdcall KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Alertable,
                                           PLARGE_INTEGER Interval);
+/** The identifier of the current thread, unique among live threads. Any IRQL. WDK:
+ *  `PsGetCurrentThreadId`. */
+HANDLE __stdcall PsGetCurrentThreadId(void);
 /** Returns the performance counter and, optionally, its frequency. Any IRQL. WDK:
  *  `KeQueryPerformanceCounter`. */
 LARGE_INTEGER __stdcall KeQueryPerformanceCounter(PLARGE_INTEGER PerformanceFrequency);

@@ -28,8 +28,12 @@ pub type Resolve = Op<ResolveRequest>;
 
 impl WskClient {
     /// Resolves `host` (a name or a numeric address) to socket addresses with `port`
-    /// (`WskGetAddressInfo`, Windows 7). The provider's result list is freed
-    /// (`WskFreeAddressInfo`) before the addresses are returned. IRQL == PASSIVE_LEVEL;
+    /// (`WskGetAddressInfo`, Windows 7). Issued at IRQL == PASSIVE_LEVEL (the first poll of a
+    /// task spawned at PASSIVE_LEVEL qualifies). The provider's result list is freed
+    /// (`WskFreeAddressInfo`) when the addresses are collected at PASSIVE_LEVEL; collected
+    /// above (in a task woken at DISPATCH_LEVEL), it is freed at the next PASSIVE_LEVEL
+    /// opportunity (the client's next resolution or its teardown), one list per resolution
+    /// in flight at most;
     /// [`Error::NOT_SUPPORTED`] on systems without name resolution, [`Error::INVALID_PARAMETER`]
     /// for an empty or over-long name.
     pub fn resolve(&self, host: &str, port: u16) -> Resolve {
@@ -180,8 +184,7 @@ impl Issue for ResolveRequest {
         Error::check(status)?;
         // Collecting the result is a client request of its own: it keeps the NPI captured
         // while the list is read and freed, and fails once the client is shutting down (its
-        // teardown frees the list). Collecting needs PASSIVE_LEVEL (`WskFreeAddressInfo`).
-        require_at_most(Irql::PASSIVE)?;
+        // teardown frees the list).
         self.client.begin_request()?;
         let list = block.take_address_list();
         let addresses = if list.is_null() {
@@ -189,8 +192,14 @@ impl Issue for ResolveRequest {
         } else {
             // SAFETY: a successful resolution returns a valid list, freed once below.
             let addresses = unsafe { collect(list) };
-            // SAFETY: taken from its slot once; PASSIVE_LEVEL with a request open.
-            unsafe { self.client.free_address_list(list) };
+            if Irql::current() == Irql::PASSIVE {
+                // SAFETY: taken from its slot once; PASSIVE_LEVEL with a request open.
+                unsafe { self.client.free_address_list(list) };
+            } else {
+                // `WskFreeAddressInfo` needs PASSIVE_LEVEL: the list goes back to the block,
+                // to be freed at the next PASSIVE_LEVEL opportunity.
+                block.return_address_list(list);
+            }
             addresses
         };
         self.client.end_request();

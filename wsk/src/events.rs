@@ -1,11 +1,10 @@
 //! Event-callback mode: safe handlers for the provider's receive, disconnect, accept and
 //! receive-from events.
 //!
-//! Handlers are trait objects stored with the socket. They run at DISPATCH_LEVEL (the
-//! provider may call at a lower IRQL; the crate raises it for the callback), possibly on
-//! several processors at once: they must not wait — every blocking wait of this crate
-//! refuses inside them with [`Error::IRQL_TOO_HIGH`] — must not touch paged memory, and must
-//! be `Send + Sync`. No callback of a socket runs after its close has completed.
+//! Handlers are trait objects stored with the socket. They run at IRQL <= DISPATCH_LEVEL
+//! (usually DISPATCH_LEVEL), possibly on several processors at once: they must not wait —
+//! every blocking wait of this crate refuses inside them with [`Error::IRQL_TOO_HIGH`],
+//! whatever the IRQL — must not touch paged memory, and must be `Send + Sync`. No callback of a socket runs after its close has completed.
 //!
 //! The handler is dropped with the socket's last reference, usually in the close's
 //! completion routine at DISPATCH_LEVEL: what it owns must be droppable there (a

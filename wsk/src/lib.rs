@@ -84,7 +84,7 @@
 //! | no memory the provider may read or write is freed or touched before the completion | ownership: [`Buf`]/[`BufList`] are moved into the operation and handed back with its result; the completion block that holds them is reference-counted, and the in-flight IRP holds a reference until its completion routine has run, whatever is dropped when |
 //! | indicated data is read only while the provider lends it | lifetimes: slices from [`ReceivedData`]/[`ReceivedDatagrams`] borrow them and end when the decision is made; [`RetainedData`] holds the socket open until it is dropped, and one dropped inside its own callback turns the decision into a consumption instead of releasing early |
 //! | a callback returns only its own decision | branding: [`ReceiveDecision<'a>`] and [`AcceptDecision<'a>`] carry the invariant lifetime of their callback |
-//! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines, event callbacks and task polls run at DISPATCH_LEVEL (raised when the provider calls at a lower IRQL); a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await` |
+//! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines, event callbacks and task polls run in a callback scope where every wait refuses the same way, whatever the IRQL the provider called them at (PASSIVE_LEVEL for an inline completion); a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await` |
 //! | no IRP, MDL, pool block, socket or registration leaks | every IRP lives in a completion block owned by a socket or the client and freed with it; sockets close when dropped; the client's teardown cancels its requests, closes its sockets, frees uncollected results, releases the NPI and deregisters, once |
 //! | unload does not hang | the teardown waits only for requests it has cancelled, closes it has issued, and [`RetainedData`] still alive; dropped above PASSIVE_LEVEL it runs in a work item of the driver (`IoQueueWorkItemEx`), which keeps the driver loaded until it is done |
 //!
@@ -102,8 +102,7 @@
 //! - a forgotten [`RetainedData`] **pins its socket**: WSK cannot close a socket whose
 //!   indications are not released, so that socket's close — and the client's teardown, and
 //!   the driver's unload — waits for good. Drop retained data; never forget it;
-//! - a forgotten [`SpinLockGuard`] leaves its lock held and the IRQL raised on that processor
-//!   (a callback scope lowers the IRQL back when the guard was forgotten inside a callback);
+//! - a forgotten [`SpinLockGuard`] leaves its lock held and the IRQL raised on that processor;
 //! - a forgotten [`WskClient`] stays registered: `WskDeregister` never runs.
 //!
 //! ## Ownership in practice
@@ -132,7 +131,8 @@
 //! [`task::TaskSet::wait_idle`]) and registration need PASSIVE_LEVEL or APC_LEVEL and fail
 //! with [`Error::IRQL_TOO_HIGH`] above it, rather than bug-checking. Event handlers
 //! ([`ConnectionEvents`], [`ListenEvents`], [`DatagramEvents`]), completion routines and
-//! tasks run at DISPATCH_LEVEL.
+//! tasks run at IRQL <= DISPATCH_LEVEL (usually DISPATCH_LEVEL), and never wait: inside
+//! them every blocking wait fails with [`Error::IRQL_TOO_HIGH`] whatever the IRQL.
 //!
 //! # Versions
 //!

@@ -4,10 +4,11 @@
 //! code chains its work in completion routines. And [`block_on`] for PASSIVE_LEVEL threads.
 //!
 //! Tasks must therefore be DISPATCH-safe: no waiting, no paged memory. Everything this crate
-//! issues is. Every poll runs at DISPATCH_LEVEL — the first one in [`TaskSet::spawn`] too,
-//! whatever the caller's IRQL — so a task behaves the same wherever it is woken, and every
-//! blocking wait of this crate refuses inside it with
-//! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH).
+//! issues is. Every poll — the first one in [`TaskSet::spawn`] too — runs in a callback
+//! scope: every blocking wait of this crate refuses inside a task with
+//! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), whatever the IRQL it is polled
+//! at (usually DISPATCH_LEVEL; PASSIVE_LEVEL in the spawning thread or when woken from a
+//! completion at PASSIVE_LEVEL), so a task behaves the same wherever it is woken.
 
 use alloc::boxed::Box;
 use core::cell::UnsafeCell;
@@ -18,12 +19,12 @@ use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use wsk_sys::*;
 
+use crate::Result;
 use crate::heap::try_box;
 use crate::irql::{Irql, require_at_most};
-use crate::lifecycle::callback::CallbackScope;
+use crate::lifecycle::callback::{CallbackScope, require_wait_allowed};
 use crate::shared::Shared;
 use crate::sync::SpinLock;
-use crate::{Error, Result};
 
 const IDLE: u32 = 0;
 const POLLING: u32 = 1;
@@ -73,8 +74,8 @@ unsafe impl Sync for SetCore {}
 ///
 /// Dropping the set cancels its tasks (drops their futures, which cancels their requests).
 /// At IRQL <= APC_LEVEL it then waits for a task another processor is polling to finish its
-/// poll; above (inside a task of the set, an event handler, a completion routine) it does not
-/// wait — such a task retires by itself when its poll returns.
+/// poll; above, or inside a task (of this set or another), an event handler or a completion
+/// routine, it does not wait — such a task retires by itself when its poll returns.
 pub struct TaskSet {
     core: Shared<SetCore>,
 }
@@ -166,7 +167,7 @@ impl TaskSet {
 
     /// Blocks until every task has finished. IRQL <= APC_LEVEL.
     pub fn wait_idle(&self) -> Result<()> {
-        require_at_most(Irql::APC)?;
+        require_wait_allowed()?;
         // SAFETY: the event lives in the set's core; waiting is allowed (checked).
         unsafe {
             KeWaitForSingleObject(
@@ -318,7 +319,7 @@ unsafe fn drop_waker(data: *const ()) {
 /// Runs a future to completion on the calling thread, sleeping between wake-ups.
 /// IRQL <= APC_LEVEL ([`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH) otherwise).
 pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
-    require_at_most(Irql::APC)?;
+    require_wait_allowed()?;
     let signal = Shared::try_new(Signal {
         event: UnsafeCell::new(KEVENT::default()),
     })?;
@@ -335,9 +336,7 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
         }
         // The future may have left the IRQL raised (a spin-lock guard held across an await):
         // then it cannot be waited for; it is dropped, which cancels its requests.
-        if Irql::current() > Irql::APC {
-            return Err(Error::IRQL_TOO_HIGH);
-        }
+        require_wait_allowed()?;
         // SAFETY: waiting on the signal's event at an IRQL that allows it (checked).
         unsafe {
             KeWaitForSingleObject(

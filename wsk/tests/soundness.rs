@@ -64,7 +64,7 @@ fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
 // ---- hole 2: no wait in a completion routine, a task or a handler, whatever the IRQL ------
 
 #[test]
-fn tasks_run_at_dispatch_level_and_cannot_wait_even_after_a_passive_inline_completion() {
+fn no_wait_inside_a_task_even_at_passive_level_after_a_passive_inline_completion() {
     let session = Session::start();
     // Windows runs an inline completion at the caller's IRQL: PASSIVE_LEVEL here.
     session.set_faults(
@@ -82,28 +82,57 @@ fn tasks_run_at_dispatch_level_and_cannot_wait_even_after_a_passive_inline_compl
         let socket = Arc::clone(&socket);
         tasks
             .spawn(async move {
+                // The first poll runs in the spawning thread, at its PASSIVE_LEVEL: still a
+                // task, so a blocking wait is refused.
                 let first_poll = Irql::current();
+                let (waited_first, _) = socket.send(Buf::from_slice(b"x").unwrap()).wait();
                 let (received, _) = socket.receive(Buf::with_capacity(16).unwrap()).await;
-                // Woken from the completion routine (at PASSIVE_LEVEL if inline): still a
-                // task, still at DISPATCH_LEVEL, and a blocking wait is refused.
-                let after_completion = Irql::current();
-                let (waited, _) = socket.send(Buf::from_slice(b"x").unwrap()).wait();
-                let _ = report.send((first_poll, received, after_completion, waited.err()));
+                // Woken from the completion routine, at PASSIVE_LEVEL when it ran inline:
+                // the wait is refused there too.
+                let (waited_after, _) = socket.send(Buf::from_slice(b"y").unwrap()).wait();
+                let _ = report.send((first_poll, waited_first.err(), received, waited_after.err()));
             })
             .unwrap();
     }
-    let (first_poll, received, after_completion, waited) = seen.recv_timeout(DEADLINE).unwrap();
-    assert_eq!(first_poll, Irql::DISPATCH);
+    let (first_poll, waited_first, received, waited_after) = seen.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(first_poll, Irql::PASSIVE);
+    assert_eq!(waited_first, Some(Error::IRQL_TOO_HIGH));
     assert_eq!(received.unwrap(), 4);
-    assert_eq!(after_completion, Irql::DISPATCH);
-    assert_eq!(waited, Some(Error::IRQL_TOO_HIGH));
-    assert_eq!(
-        Irql::current(),
-        Irql::PASSIVE,
-        "the spawner's IRQL is restored"
-    );
+    assert_eq!(waited_after, Some(Error::IRQL_TOO_HIGH));
+    // Outside the task, the same thread may wait again.
+    let (sent, _) = socket.send(Buf::from_slice(b"z").unwrap()).wait();
+    assert_eq!(sent.unwrap(), 1);
     drop(tasks);
     drop(socket);
+    drop(client);
+    session.finish();
+}
+
+/// Waits from every callback the provider may call at PASSIVE_LEVEL: an inline completion
+/// at PASSIVE_LEVEL wakes a `block_on` waker and a handler-free task; neither may block.
+#[test]
+fn close_wait_block_on_and_task_waits_are_refused_inside_a_task() {
+    let session = Session::start();
+    let client = Arc::new(WskClient::register(driver(&session)).unwrap());
+    let tasks = Arc::new(TaskSet::new().unwrap());
+    let (report, seen) = channel();
+    let (socket, _peer) = connected(&client);
+    {
+        let tasks_inner = Arc::clone(&tasks);
+        tasks
+            .spawn(async move {
+                let nested = wsk::task::block_on(async { 1 }).err();
+                let idle = tasks_inner.wait_idle().err();
+                let closed = socket.close().wait().err();
+                let _ = report.send((nested, idle, closed));
+            })
+            .unwrap();
+    }
+    let (nested, idle, closed) = seen.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(nested, Some(Error::IRQL_TOO_HIGH));
+    assert_eq!(idle, Some(Error::IRQL_TOO_HIGH));
+    assert_eq!(closed, Some(Error::IRQL_TOO_HIGH));
+    drop(tasks);
     drop(client);
     session.finish();
 }
@@ -508,7 +537,7 @@ fn a_task_set_dropped_inside_its_own_task_does_not_wait_for_itself() {
                 // tasks — this one included — and must not wait for them.
                 let set = holder.lock().unwrap().take();
                 drop(set);
-                let _ = done_tx.send(Irql::current());
+                let _ = done_tx.send(());
             })
             .unwrap();
     }
@@ -516,7 +545,7 @@ fn a_task_set_dropped_inside_its_own_task_does_not_wait_for_itself() {
     within("a task set dropped inside its own task", move || {
         trigger.fire()
     });
-    assert_eq!(done.recv_timeout(DEADLINE).unwrap(), Irql::DISPATCH);
+    done.recv_timeout(DEADLINE).unwrap();
     assert!(holder.lock().unwrap().is_none());
     session.finish();
 }

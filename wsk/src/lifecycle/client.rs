@@ -425,6 +425,8 @@ impl WskClient {
     /// Registers with the given options. IRQL == PASSIVE_LEVEL.
     pub fn register_with(driver: DriverObject, options: RegisterOptions) -> Result<WskClient> {
         require_at_most(Irql::PASSIVE)?;
+        // Capturing the NPI may wait: not inside a callback or task either.
+        super::callback::require_wait_allowed()?;
         // SAFETY: `driver` is the caller's driver object (its constructor's contract);
         // IoAllocateWorkItem accepts a driver object, for use with IoQueueWorkItemEx.
         let work_item = unsafe { IoAllocateWorkItem(driver.as_ptr().cast()) };
@@ -571,7 +573,7 @@ impl Drop for WskClient {
 
 /// Tears the client down now (PASSIVE_LEVEL) or from its work item (above).
 fn end(core: Shared<ClientCore>) -> Result<()> {
-    if Irql::current() == Irql::PASSIVE {
+    if Irql::current() == Irql::PASSIVE && super::callback::require_wait_allowed().is_ok() {
         core.teardown();
         return Ok(());
     }

@@ -239,6 +239,13 @@ impl BlockRef {
             .swap(core::ptr::null_mut(), Ordering::AcqRel)
     }
 
+    /// Gives back a result taken with [`BlockRef::take_address_list`] that could not be freed
+    /// yet (above PASSIVE_LEVEL): it is freed at the next PASSIVE_LEVEL opportunity — the
+    /// release of the block, its next resolution, or the client's teardown.
+    pub(crate) fn return_address_list(&self, list: PADDRINFOEXW) {
+        self.get().address_list.store(list, Ordering::Release);
+    }
+
     /// Readies the block's IRP for a request: reuses it, points its next stack location at
     /// [`complete`] with this block as context, and counts the in-flight reference. Returns
     /// the IRP to pass to the WSK function, which **must** then be called exactly once.

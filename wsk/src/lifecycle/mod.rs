@@ -42,10 +42,10 @@
 //! | transition | IRQL |
 //! |---|---|
 //! | arm and issue a request, drop it (cancel) | <= DISPATCH_LEVEL |
-//! | completion routine, close completion, event callbacks | DISPATCH_LEVEL (a [`callback::CallbackScope`] raises it when the provider calls at a lower one) |
+//! | completion routine, close completion, event callbacks, task polls | <= DISPATCH_LEVEL (usually DISPATCH_LEVEL; PASSIVE_LEVEL for an inline completion), inside a [`callback::CallbackScope`] |
 //! | request close, attach or link a new socket | <= DISPATCH_LEVEL |
-//! | blocking waits (`Op::wait`, `Close::wait`, `block_on`, `TaskSet::wait_idle`) | <= APC_LEVEL, refused inside every callback scope |
-//! | client teardown | PASSIVE_LEVEL: inline when dropped there, else a work item |
+//! | blocking waits (`Op::wait`, `Close::wait`, `block_on`, `TaskSet::wait_idle`, registration) | <= APC_LEVEL, refused inside every callback scope |
+//! | client teardown | PASSIVE_LEVEL: inline when dropped there outside a callback scope, else a work item |
 //!
 //! # Can this wait forever?
 //!
@@ -61,8 +61,10 @@
 //! - `TaskSet::wait_idle`/drop: cancelled tasks drop their futures at once; a task being
 //!   polled finishes its poll.
 //!
-//! Nothing waits inside a callback scope: the IRQL there is DISPATCH_LEVEL, where every wait
-//! of this crate refuses with [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH).
+//! Nothing waits inside a callback scope: every wait of this crate refuses there with
+//! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), whatever the IRQL — so no callback
+//! blocks the provider's thread, or the issuing thread of an inline completion, or waits for
+//! itself (a task dropping its own `TaskSet`).
 
 pub(crate) mod callback;
 pub(crate) mod client;

@@ -6,8 +6,8 @@ use core::task::{Context, Poll};
 
 use wsk_sys::*;
 
+use super::callback::require_wait_allowed;
 use super::completion::BlockRef;
-use crate::irql::{Irql, require_at_most};
 use crate::{Error, Result};
 
 /// A kind of WSK request an [`Op`] carries; implemented by this crate's request types only.
@@ -127,7 +127,7 @@ impl<R: Request> Op<R> {
     }
 
     fn wait_for(mut self, timeout: Option<i64>) -> <R as Issue>::Output {
-        if let Err(error) = require_at_most(Irql::APC) {
+        if let Err(error) = require_wait_allowed() {
             match core::mem::replace(&mut self.stage, Stage::Finished) {
                 Stage::InFlight(block) if block.is_done() => {
                     // Nothing to wait for: the result is there.

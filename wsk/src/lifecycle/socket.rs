@@ -20,7 +20,7 @@ use super::shared::Shared;
 use crate::addr::AddressFamily;
 use crate::events::Handlers;
 use crate::irp::Irp;
-use crate::irql::{Irql, require_at_most};
+
 use crate::{Error, Result};
 
 /// The WSK category of a socket (`WSK_FLAG_*_SOCKET`).
@@ -417,7 +417,7 @@ impl Close {
     /// Blocks until the close has completed and returns its status. IRQL <= APC_LEVEL
     /// ([`Error::IRQL_TOO_HIGH`] otherwise; the close still proceeds).
     pub fn wait(self) -> Result<()> {
-        require_at_most(Irql::APC)?;
+        super::callback::require_wait_allowed()?;
         // SAFETY: the event lives in the core, which `self` keeps alive; waiting is allowed.
         unsafe {
             KeWaitForSingleObject(

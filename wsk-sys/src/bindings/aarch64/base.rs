@@ -1663,6 +1663,8 @@ unsafe extern "system" {
         Alertable: BOOLEAN,
         Interval: PLARGE_INTEGER,
     ) -> NTSTATUS;
+    #[doc = " The identifier of the current thread, unique among live threads. Any IRQL. WDK:\n  `PsGetCurrentThreadId`."]
+    pub fn PsGetCurrentThreadId() -> HANDLE;
     #[doc = " Returns the performance counter and, optionally, its frequency. Any IRQL. WDK:\n  `KeQueryPerformanceCounter`."]
     pub fn KeQueryPerformanceCounter(PerformanceFrequency: PLARGE_INTEGER) -> LARGE_INTEGER;
     #[doc = " Brings the system down with a bug check code and four parameters; never returns. WDK:\n  `KeBugCheckEx`."]
