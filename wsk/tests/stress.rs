@@ -1314,13 +1314,20 @@ impl Run {
             return "timed receive (no memory)";
         };
         let ms = self.rng.range(1, 25) as u32;
-        let staller = self.conns[i].peer == PeerKind::Staller;
-        let strict = !self.plan.faulty() && staller && self.client_alive(self.conns[i].generation);
+        let conn = &self.conns[i];
+        // A stalled peer sends nothing: on a connection nothing else happened to, the
+        // receive can only time out.
+        let strict = !self.plan.faulty()
+            && conn.peer == PeerKind::Staller
+            && conn.clean
+            && !conn.events
+            && self.client_alive(conn.generation);
         let (result, _) = self.conns[i].sock.receive(buf).wait_timeout(ms);
         match result {
             Err(e) if e.kind() == ErrorKind::TimedOut => {}
             other => {
-                if strict && !self.conns[i].events {
+                self.conns[i].clean = false;
+                if strict {
                     self.strict_failure(
                         self.conns[i].generation,
                         format!("a receive from a stalled peer returned {other:?}"),
@@ -1328,7 +1335,9 @@ impl Run {
                 }
             }
         }
-        self.conns[i].clean = false;
+        if self.conns[i].peer != PeerKind::Staller {
+            self.conns[i].clean = false;
+        }
         "timed receive"
     }
 
