@@ -388,7 +388,6 @@ unsafe fn connection_table(socket: PWSK_SOCKET, category: Category) -> Connectio
                 receive: table.WskReceive,
                 disconnect: table.WskDisconnect,
                 connect: table.WskConnect,
-                release: table.WskRelease,
             }
         } else {
             let table = &*(*socket)
@@ -399,7 +398,6 @@ unsafe fn connection_table(socket: PWSK_SOCKET, category: Category) -> Connectio
                 receive: table.WskReceive,
                 disconnect: table.WskDisconnect,
                 connect: table.WskConnect,
-                release: table.WskRelease,
             }
         }
     }
@@ -411,7 +409,6 @@ pub(crate) struct ConnectionTable {
     pub(crate) receive: PFN_WSK_RECEIVE,
     pub(crate) disconnect: PFN_WSK_DISCONNECT,
     pub(crate) connect: PFN_WSK_CONNECT,
-    pub(crate) release: PFN_WSK_RELEASE_DATA_INDICATION_LIST,
 }
 
 /// The shared members of a connection-like socket.
@@ -848,7 +845,13 @@ impl SendAll {
     /// Runs the sends to completion, blocking the calling thread. IRQL <= APC_LEVEL.
     pub fn wait(mut self) -> (Result<()>, Buf) {
         loop {
-            let op = self.op.take().expect("send_all polled after it finished");
+            let Some(op) = self.op.take() else {
+                // Waited for after it was polled to completion: the buffer was handed out.
+                return (
+                    Err(Error::from_status(STATUS_INVALID_DEVICE_REQUEST)),
+                    Buf::released(),
+                );
+            };
             let (result, buf) = op.wait();
             match self.step(result, buf) {
                 Ok(done) => return done,
@@ -889,7 +892,10 @@ impl Future for SendAll {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         loop {
-            let op = this.op.as_mut().expect("send_all polled after it finished");
+            // Polled again after it finished: it stays pending (never a panic).
+            let Some(op) = this.op.as_mut() else {
+                return Poll::Pending;
+            };
             let (result, buf) = match Pin::new(op).poll(cx) {
                 Poll::Ready(output) => output,
                 Poll::Pending => return Poll::Pending,

@@ -6,8 +6,8 @@
 //! every blocking wait of this crate refuses inside them with [`Error::IRQL_TOO_HIGH`],
 //! whatever the IRQL — must not touch paged memory, and must be `Send + Sync`. No callback of a socket runs after its close has completed.
 //!
-//! The handler is dropped with the socket's last reference, usually in the close's
-//! completion routine at DISPATCH_LEVEL: what it owns must be droppable there (a
+//! The handler is dropped when the socket's close completes, in the close's completion
+//! routine (usually at DISPATCH_LEVEL), whoever still references the socket: what it owns must be droppable there (a
 //! [`WskClient`](crate::WskClient) is — its teardown moves to a work item; a
 //! [`TaskSet`](crate::task::TaskSet) is — it cancels its tasks without waiting).
 //!
@@ -170,6 +170,20 @@ impl Handlers {
             Category::Datagram => (&raw const DATAGRAM_DISPATCH).cast(),
             Category::Stream => (&raw const STREAM_DISPATCH).cast(),
         }
+    }
+}
+
+impl Handlers {
+    /// Takes the installed handler out, once the socket's close has completed (no callback
+    /// runs any more), so the caller can drop it.
+    pub(crate) fn take_after_close(&self) -> Option<Box<Handler>> {
+        let ptr = self.slot.swap(FAILED.cast_mut(), Ordering::AcqRel);
+        if ptr.is_null() || ptr.cast_const() == FAILED {
+            return None;
+        }
+        // SAFETY: an installed handler came from `Box::into_raw`; it was taken out of the
+        // slot once (the slot now holds the marker), and no callback reads it any more.
+        Some(unsafe { Box::from_raw(ptr) })
     }
 }
 
@@ -385,7 +399,7 @@ unsafe extern "system" fn receive_event(
             unsafe { *bytes_accepted = accepted as SIZE_T };
         }
     }
-    decision.settle()
+    decision.settle(core)
 }
 
 unsafe extern "system" fn disconnect_event(context: PVOID, flags: ULONG) -> NTSTATUS {
@@ -460,5 +474,5 @@ unsafe extern "system" fn receive_from_event(
         indication,
         _brand: PhantomData,
     };
-    handler.on_receive_from(datagrams).settle()
+    handler.on_receive_from(datagrams).settle(core)
 }

@@ -3,12 +3,12 @@
 
 use core::marker::PhantomData;
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicU8, Ordering};
 
 use wsk_sys::*;
 
 use crate::connection::ConnectionSocket;
 use crate::datagram::DatagramSocket;
+use crate::lifecycle::retention::{self, Retention};
 use crate::shared::Shared;
 use crate::socket::{BorrowedSocket, Category, SocketCore};
 use crate::{Error, Result};
@@ -127,50 +127,14 @@ impl<'a> ReceiveDecision<'a> {
     }
 
     /// The status to return to the provider, once the handler has returned: a retention
-    /// whose `RetainedData` was already dropped becomes a plain consumption, since the
-    /// indications may not be released before the callback has returned `STATUS_PENDING`
-    /// (and releasing them later is then the provider's business).
-    pub(crate) fn settle(&self) -> NTSTATUS {
+    /// whose `RetainedData` was already dropped (or revoked by a close) becomes a plain
+    /// consumption, since the indications may not be released before the callback has
+    /// returned `STATUS_PENDING` (the provider then keeps its memory).
+    pub(crate) fn settle(&self, core: &SocketCore) -> NTSTATUS {
         match &self.retained {
-            Some(retention) if !retention.callback_returned() => STATUS_SUCCESS,
+            Some(retention) if !retention::settle(core, retention) => STATUS_SUCCESS,
             _ => self.status,
         }
-    }
-}
-
-/// Whether a retained indication's callback has returned, shared by the [`RetainedData`]
-/// and the callback's decision.
-pub(crate) struct Retention {
-    state: AtomicU8,
-}
-
-/// The callback is running; the `RetainedData` is alive.
-const IN_CALLBACK: u8 = 0;
-/// The callback returned `STATUS_PENDING`: the indications are the `RetainedData`'s to release.
-const RETURNED: u8 = 1;
-/// The `RetainedData` was dropped inside the callback: the callback consumes the data instead.
-const DROPPED_IN_CALLBACK: u8 = 2;
-
-impl Retention {
-    /// Called by the event callback after the handler returned: true when the indications
-    /// stay retained (their `RetainedData` is alive), false when it was dropped meanwhile.
-    fn callback_returned(&self) -> bool {
-        self.state
-            .compare_exchange(IN_CALLBACK, RETURNED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// Called by the `RetainedData`'s drop: true when the indications must be released now
-    /// (the callback has returned), false when the callback, still running, consumes them.
-    fn release_now(&self) -> bool {
-        self.state
-            .compare_exchange(
-                IN_CALLBACK,
-                DROPPED_IN_CALLBACK,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            )
-            .is_err()
     }
 }
 
@@ -426,26 +390,29 @@ impl<'a> ReceivedDatagrams<'a> {
 
 /// Indicated data a callback kept ([`ReceivedData::retain`], [`ReceivedDatagrams::retain`]).
 ///
-/// It holds the socket open: the socket's close is deferred until every retained
-/// indication has been dropped, which gives the buffers back to the provider (`WskRelease`,
-/// callable at DISPATCH_LEVEL), because WSK cannot close a socket whose indications are not
-/// released. Closing the socket (or shutting the client down) cancels the socket's requests
-/// at once, so a task that holds retained data while it waits for one of them is woken and
-/// can drop it. Drop it promptly: the provider may run short of buffers; a `RetainedData`
-/// that is never dropped (`mem::forget`) keeps its socket — and the client's shutdown —
-/// waiting for good.
+/// The indications stay the provider's memory, lent to this value: read them through a
+/// [`RetainedView`] ([`RetainedData::view`]), and drop the value to give them back
+/// (`WskRelease`, callable at DISPATCH_LEVEL). Drop it promptly: the provider may run short
+/// of buffers.
+///
+/// WSK cannot close a socket whose indications are not released, so **closing the socket
+/// revokes them**: when its handle is dropped, `close()` is called or the client shuts down,
+/// the indications are released at once — or as soon as the views open on them are dropped
+/// — and `view()` fails with [`Error::SOCKET_CLOSED`] afterwards. Nothing that holds a
+/// `RetainedData` (a handler, a task, a struct dropped in field order) can keep the close,
+/// and the client's teardown, waiting; only a view held across it by the thread that waits
+/// for the close would (a self-deadlock, as with any lock).
 pub struct RetainedData {
     core: Shared<SocketCore>,
-    indication: PVOID,
+    retention: Shared<Retention>,
     len: usize,
     category: Category,
-    retention: Shared<Retention>,
 }
 
-// SAFETY: the indications are provider memory valid on any thread until released; the core
-// reference is `Send + Sync`.
+// SAFETY: the indications are provider memory valid on any thread until released; access to
+// them goes through the retention protocol (views), and the references are `Send + Sync`.
 unsafe impl Send for RetainedData {}
-// SAFETY: shared references only read the data.
+// SAFETY: shared references only open views, which are synchronised by the protocol.
 unsafe impl Sync for RetainedData {}
 
 impl RetainedData {
@@ -455,16 +422,12 @@ impl RetainedData {
         len: usize,
         category: Category,
     ) -> Result<(RetainedData, Shared<Retention>)> {
-        let retention = Shared::try_new(Retention {
-            state: AtomicU8::new(IN_CALLBACK),
-        })?;
-        core.hold()?;
+        let retention = retention::retain(core, indication)?;
         let retained = RetainedData {
             core: core.to_shared(),
-            indication,
+            retention: retention.clone(),
             len,
             category,
-            retention: retention.clone(),
         };
         Ok((retained, retention))
     }
@@ -481,33 +444,58 @@ impl RetainedData {
         self.len == 0
     }
 
+    /// Opens the retained bytes for reading; fails with [`Error::SOCKET_CLOSED`] once the
+    /// socket's close revoked them. While a view is open, a revocation waits for it (so keep
+    /// views short, and never hold one across a wait for the socket's close).
+    pub fn view(&self) -> Result<RetainedView<'_>> {
+        retention::begin_read(&self.core, &self.retention)?;
+        Ok(RetainedView { data: self })
+    }
+}
+
+/// Read access to a [`RetainedData`]'s bytes ([`RetainedData::view`]); the slices it gives
+/// borrow it, and end before the indications can be given back.
+///
+/// ```compile_fail,E0505
+/// fn keep(retained: wsk::RetainedData) -> usize {
+///     let view = retained.view().unwrap();
+///     let first = view.chunks().next().unwrap().unwrap();
+///     drop(view); // the data may be revoked once the view is gone
+///     first.len()
+/// }
+/// ```
+pub struct RetainedView<'a> {
+    data: &'a RetainedData,
+}
+
+impl RetainedView<'_> {
     /// The retained bytes of a connection, as contiguous chunks in order (datagrams: see
-    /// [`RetainedData::datagrams`]).
+    /// [`RetainedView::datagrams`]).
     pub fn chunks(&self) -> impl Iterator<Item = Result<&[u8]>> + '_ {
-        let next = if self.category == Category::Datagram {
+        let next = if self.data.category == Category::Datagram {
             core::ptr::null_mut()
         } else {
-            self.indication.cast()
+            self.data.retention.indication().cast()
         };
         DataIndications {
             next,
             _life: PhantomData,
         }
         .flat_map(|buf| {
-            // SAFETY: retained indications stay valid until released on drop.
+            // SAFETY: the open view keeps the indications from being released.
             unsafe { wsk_buf_chunks(buf) }
         })
     }
 
     /// The retained datagrams (empty for connection data).
     pub fn datagrams(&self) -> impl Iterator<Item = Datagram<'_>> + '_ {
-        let mut next: PWSK_DATAGRAM_INDICATION = if self.category == Category::Datagram {
-            self.indication.cast()
+        let mut next: PWSK_DATAGRAM_INDICATION = if self.data.category == Category::Datagram {
+            self.data.retention.indication().cast()
         } else {
             core::ptr::null_mut()
         };
         core::iter::from_fn(move || {
-            // SAFETY: retained indications stay valid until released on drop.
+            // SAFETY: the open view keeps the indications from being released.
             let current = unsafe { next.as_ref()? };
             next = current.Next;
             Some(Datagram {
@@ -515,33 +503,33 @@ impl RetainedData {
             })
         })
     }
+
+    /// Copies up to `out.len()` bytes of the retained connection data into `out`; returns
+    /// how many.
+    pub fn copy_to(&self, out: &mut [u8]) -> Result<usize> {
+        let mut copied = 0;
+        for chunk in self.chunks() {
+            let chunk = chunk?;
+            let take = chunk.len().min(out.len() - copied);
+            out[copied..copied + take].copy_from_slice(&chunk[..take]);
+            copied += take;
+            if copied == out.len() {
+                break;
+            }
+        }
+        Ok(copied)
+    }
+}
+
+impl Drop for RetainedView<'_> {
+    fn drop(&mut self) {
+        retention::end_read(&self.data.core, &self.data.retention);
+    }
 }
 
 impl Drop for RetainedData {
     fn drop(&mut self) {
-        if !self.retention.release_now() {
-            // Dropped inside the callback that retained it: the callback will tell the
-            // provider the data was consumed, and the indications are not ours to release.
-            self.core.release_hold();
-            return;
-        }
-        // SAFETY: the hold taken in `new` keeps the socket open, so the provider's release
-        // function may be called; the indications were retained from this socket, and the
-        // callback has returned STATUS_PENDING for them.
-        unsafe {
-            let socket = self.core.raw();
-            if self.category == Category::Datagram {
-                let table = &*(*socket).Dispatch.cast::<WSK_PROVIDER_DATAGRAM_DISPATCH>();
-                if let Some(release) = table.WskRelease {
-                    let _ = release(socket, self.indication.cast());
-                }
-            } else if let Some(release) =
-                crate::connection::table_of(socket, self.core.category).release
-            {
-                let _ = release(socket, self.indication.cast());
-            }
-        }
-        self.core.release_hold();
+        retention::drop_retained(&self.core, &self.retention);
     }
 }
 

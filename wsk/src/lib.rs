@@ -82,11 +82,11 @@
 //! | promise | enforced by |
 //! |---|---|
 //! | no memory the provider may read or write is freed or touched before the completion | ownership: [`Buf`]/[`BufList`] are moved into the operation and handed back with its result; the completion block that holds them is reference-counted, and the in-flight IRP holds a reference until its completion routine has run, whatever is dropped when |
-//! | indicated data is read only while the provider lends it | lifetimes: slices from [`ReceivedData`]/[`ReceivedDatagrams`] borrow them and end when the decision is made; [`RetainedData`] holds the socket open until it is dropped, and one dropped inside its own callback turns the decision into a consumption instead of releasing early |
+//! | indicated data is read only while the provider lends it | lifetimes: slices from [`ReceivedData`]/[`ReceivedDatagrams`] borrow them and end when the decision is made; [`RetainedData`] is read through views that the indications cannot be released under; closing the socket revokes it (released at once, or when its views are dropped); one dropped inside its own callback turns the decision into a consumption instead of releasing early |
 //! | a callback returns only its own decision | branding: [`ReceiveDecision<'a>`] and [`AcceptDecision<'a>`] carry the invariant lifetime of their callback |
 //! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines, event callbacks and task polls run in a callback scope where every wait refuses the same way, whatever the IRQL the provider called them at (PASSIVE_LEVEL for an inline completion); a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await` |
 //! | no IRP, MDL, pool block, socket or registration leaks | every IRP lives in a completion block owned by a socket or the client and freed with it; sockets close when dropped; the client's teardown cancels its requests, closes its sockets, frees uncollected results, releases the NPI and deregisters, once |
-//! | unload does not hang | the teardown waits only for requests it has cancelled, closes it has issued, and [`RetainedData`] still alive; dropped above PASSIVE_LEVEL it runs in a work item of the driver (`IoQueueWorkItemEx`), which keeps the driver loaded until it is done |
+//! | unload does not hang | the teardown waits only for requests it has cancelled and closes it has issued (a close revokes the socket's retained data, and waits only for a [`RetainedView`] open at that moment); its handler is dropped when the close completes, so what a handler owns cannot keep its socket alive; dropped above PASSIVE_LEVEL it runs in a work item of the driver (`IoQueueWorkItemEx`), which keeps the driver loaded until it is done |
 //!
 //! Allocation failure (IRPs, MDLs, pool, the heap) is an [`Error`], never a crash, and leaves
 //! nothing allocated behind.
@@ -99,9 +99,12 @@
 //!   it holds; it is cancelled and completed by the teardown like any other, so it does not
 //!   delay unload;
 //! - a forgotten socket is never closed by its handle; the client's teardown closes it;
-//! - a forgotten [`RetainedData`] **pins its socket**: WSK cannot close a socket whose
-//!   indications are not released, so that socket's close — and the client's teardown, and
-//!   the driver's unload — waits for good. Drop retained data; never forget it;
+//! - a forgotten [`RetainedData`] leaks its bookkeeping and keeps its socket's memory (the
+//!   core, its IRPs) allocated; the close still revokes the indications, so nothing waits;
+//! - a forgotten [`RetainedView`] **pins its retained data, and so its socket**: a view
+//!   guarantees the indications stay readable, so the socket's close waits for it, and with
+//!   it the client's teardown and the driver's unload — for good. Keep views short-lived;
+//!   never forget one;
 //! - a forgotten [`SpinLockGuard`] leaves its lock held and the IRQL raised on that processor;
 //! - a forgotten [`WskClient`] stays registered: `WskDeregister` never runs.
 //!
@@ -172,6 +175,7 @@ mod irp;
 pub mod irql;
 mod lifecycle;
 mod listen;
+mod per_thread;
 mod stream;
 mod sync;
 pub mod task;
@@ -186,7 +190,9 @@ pub use datagram::DatagramSocket;
 pub use dns::ResolveHints;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{AcceptDecision, ConnectionEvents, DatagramEvents, Incoming, ListenEvents};
-pub use indication::{Datagram, ReceiveDecision, ReceivedData, ReceivedDatagrams, RetainedData};
+pub use indication::{
+    Datagram, ReceiveDecision, ReceivedData, ReceivedDatagrams, RetainedData, RetainedView,
+};
 pub use irp::Irp;
 pub use listen::{Bound, ListenSocket};
 pub use op::{Op, Request};

@@ -4,7 +4,13 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
-use wsk_sys::{KIRQL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeReleaseSpinLock};
+use core::sync::atomic::Ordering;
+
+use wsk_sys::{
+    DISPATCH_LEVEL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeLowerIrql, KeReleaseSpinLock,
+};
+
+use crate::per_thread::{self, ThreadRecord};
 
 /// Data guarded by a kernel spin lock (`KSPIN_LOCK`). Taking the lock raises the IRQL to
 /// DISPATCH_LEVEL until the guard is dropped, so the lock may be shared between threads at
@@ -34,12 +40,28 @@ impl<T> SpinLock<T> {
     }
 
     /// Takes the lock, raising the IRQL to DISPATCH_LEVEL. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// The IRQL goes back to what it was before the thread's *first* lock when its *last*
+    /// guard is released, whatever the order the guards are dropped in: dropping an outer
+    /// guard before an inner one never lowers the IRQL while a lock is still held.
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         // SAFETY: the lock word is initialised and lives as long as `self`.
-        let old_irql = unsafe { KeAcquireSpinLockRaiseToDpc(self.lock.get()) };
+        let entry_irql = unsafe { KeAcquireSpinLockRaiseToDpc(self.lock.get()) };
+        // At DISPATCH_LEVEL now: the thread keeps its processor until the IRQL is lowered,
+        // which only the last guard's release does. A record frees up as soon as its
+        // thread's last guard is released, so waiting for one is brief.
+        let record = loop {
+            if let Some(record) = per_thread::find_or_claim() {
+                break record;
+            }
+            core::hint::spin_loop();
+        };
+        if record.spin_locks.fetch_add(1, Ordering::Relaxed) == 0 {
+            record.base_irql.store(entry_irql, Ordering::Relaxed);
+        }
         SpinLockGuard {
             lock: self,
-            old_irql,
+            record,
             _not_send: PhantomData,
         }
     }
@@ -84,7 +106,8 @@ impl<T> SpinLock<T> {
 /// [`TaskSet`]: crate::task::TaskSet
 pub struct SpinLockGuard<'a, T> {
     lock: &'a SpinLock<T>,
-    old_irql: KIRQL,
+    /// The holding thread's record (its count of held locks and IRQL to go back to).
+    record: &'static ThreadRecord,
     /// Not `Send`: the IRQL it restores belongs to this processor and thread.
     _not_send: PhantomData<*mut ()>,
 }
@@ -110,7 +133,17 @@ impl<T> DerefMut for SpinLockGuard<'_, T> {
 
 impl<T> Drop for SpinLockGuard<'_, T> {
     fn drop(&mut self) {
-        // SAFETY: the lock is held by this guard; `old_irql` is what acquiring returned.
-        unsafe { KeReleaseSpinLock(self.lock.lock.get(), self.old_irql) };
+        // SAFETY: the lock is held by this guard; releasing it "to" DISPATCH_LEVEL keeps the
+        // IRQL where it is (the thread may hold other locks).
+        unsafe { KeReleaseSpinLock(self.lock.lock.get(), DISPATCH_LEVEL) };
+        if self.record.spin_locks.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let base = per_thread::base_irql(self.record);
+            per_thread::release_if_unused(self.record);
+            if base < DISPATCH_LEVEL {
+                // SAFETY: the thread's last lock is released: back to the IRQL its first one
+                // raised from, on this processor (the guard is not `Send`).
+                unsafe { KeLowerIrql(base) };
+            }
+        }
     }
 }

@@ -59,6 +59,8 @@ impl ConnectionEvents for Recorder {
                 let (retained, decision) = data.retain();
                 let retained = retained.unwrap();
                 let copied: Vec<u8> = retained
+                    .view()
+                    .unwrap()
                     .chunks()
                     .flat_map(|c| c.unwrap().to_vec())
                     .collect();

@@ -137,6 +137,36 @@ fn close_wait_block_on_and_task_waits_are_refused_inside_a_task() {
     session.finish();
 }
 
+// ---- holes 1 and 2: spin-lock guards ------------------------------------------------------
+
+#[test]
+fn spin_lock_guards_dropped_out_of_order_keep_the_irql_raised_until_the_last() {
+    let session = Session::start();
+    let a = wsk::SpinLock::new(1u32);
+    let b = wsk::SpinLock::new(2u32);
+    let outer = a.lock();
+    let inner = b.lock();
+    drop(outer);
+    // Lock `b` is still held: the IRQL must stay at DISPATCH_LEVEL, and waits stay refused.
+    assert_eq!(Irql::current(), Irql::DISPATCH);
+    assert_eq!(
+        wsk::task::block_on(async { 0 }).unwrap_err(),
+        Error::IRQL_TOO_HIGH
+    );
+    assert_eq!(*inner, 2);
+    drop(inner);
+    assert_eq!(Irql::current(), Irql::PASSIVE);
+    // And in order, nested three deep, the same.
+    let (x, y, z) = (a.lock(), b.lock(), wsk::SpinLock::new(3u32));
+    let zg = z.lock();
+    drop(y);
+    drop(zg);
+    assert_eq!(Irql::current(), Irql::DISPATCH);
+    drop(x);
+    assert_eq!(Irql::current(), Irql::PASSIVE);
+    session.finish();
+}
+
 // ---- hole 3: a replaced buffer gets a partial MDL of its own size -------------------------
 
 #[test]
@@ -275,6 +305,111 @@ fn dropping_the_client_wakes_a_task_that_holds_retained_data_and_waits_on_the_so
     );
     assert!(ended.recv_timeout(DEADLINE).unwrap().is_some());
     drop(tasks);
+    drop(peer);
+    session.finish();
+}
+
+struct KeepInHandler {
+    kept: Mutex<Vec<RetainedData>>,
+    seen: Sender<()>,
+}
+
+impl ConnectionEvents for KeepInHandler {
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+        let (retained, decision) = data.retain();
+        if let Ok(retained) = retained {
+            self.kept.lock().unwrap().push(retained);
+        }
+        let _ = self.seen.send(());
+        decision
+    }
+}
+
+#[test]
+fn a_handler_keeping_retained_data_does_not_hold_the_close() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (seen_tx, seen) = channel();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = ConnectionSocket::connect_with_events(
+        &client,
+        listener.local_addr().unwrap(),
+        KeepInHandler {
+            kept: Mutex::new(Vec::new()),
+            seen: seen_tx,
+        },
+    )
+    .wait()
+    .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(b"kept by the handler").unwrap();
+    seen.recv_timeout(DEADLINE).unwrap();
+    // The close revokes the retained indication; the handler, dropped when the close
+    // completes, drops a RetainedData that has nothing left to release.
+    within(
+        "drop of the socket and client, the handler keeping data",
+        move || {
+            drop(socket);
+            drop(client);
+        },
+    );
+    drop(peer);
+    session.finish();
+}
+
+#[test]
+fn a_struct_dropping_its_client_before_its_retained_data_does_not_hang() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (retained_tx, retained_rx) = channel();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = ConnectionSocket::connect_with_events(
+        &client,
+        listener.local_addr().unwrap(),
+        Keeper {
+            retained: retained_tx,
+        },
+    )
+    .wait()
+    .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(b"pending").unwrap();
+    let retained = retained_rx.recv_timeout(DEADLINE).unwrap();
+    // Reading works while the socket is open...
+    let mut bytes = [0u8; 7];
+    assert_eq!(retained.view().unwrap().copy_to(&mut bytes).unwrap(), 7);
+    assert_eq!(&bytes, b"pending");
+    struct DriverState {
+        _client: WskClient,
+        _socket: ConnectionSocket,
+        pending: Vec<RetainedData>,
+    }
+    let state = DriverState {
+        _client: client,
+        _socket: socket,
+        pending: vec![retained],
+    };
+    // Fields drop in order: the client first, with the retained data still alive.
+    let (after_tx, after) = channel();
+    within(
+        "drop of { client, socket, retained data } in field order",
+        move || {
+            let DriverState {
+                _client,
+                _socket,
+                pending,
+            } = state;
+            drop(_client);
+            // ...and fails once the close revoked it.
+            let _ = after_tx.send(pending[0].view().err());
+            drop(_socket);
+            drop(pending);
+        },
+    );
+    assert_eq!(
+        after.recv_timeout(DEADLINE).unwrap(),
+        Some(Error::SOCKET_CLOSED)
+    );
     drop(peer);
     session.finish();
 }
@@ -464,6 +599,90 @@ fn a_handler_replies_through_its_socket_and_is_dropped_with_the_last_task_set() 
         },
     );
     assert!(replied.load(Ordering::SeqCst));
+    session.finish();
+}
+
+struct StoreOp {
+    ops: Mutex<Vec<wsk::Op<wsk::ops::SendRequest>>>,
+    seen: Sender<()>,
+}
+
+impl ConnectionEvents for StoreOp {
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+        // An operation on the handler's own socket, kept by the handler (a cycle through the
+        // socket, unless the handler goes when the socket closes).
+        let mut op = data.socket().send(Buf::from_slice(b"reply").unwrap());
+        let mut cx = Context::from_waker(Waker::noop());
+        let _ = Pin::new(&mut op).poll(&mut cx);
+        self.ops.lock().unwrap().push(op);
+        let _ = self.seen.send(());
+        data.consume()
+    }
+}
+
+#[test]
+fn a_handler_keeping_an_operation_on_its_own_socket_leaks_nothing() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (seen_tx, seen) = channel();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = ConnectionSocket::connect_with_events(
+        &client,
+        listener.local_addr().unwrap(),
+        StoreOp {
+            ops: Mutex::new(Vec::new()),
+            seen: seen_tx,
+        },
+    )
+    .wait()
+    .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    peer.write_all(b"go").unwrap();
+    seen.recv_timeout(DEADLINE).unwrap();
+    within("drop with an operation kept by the handler", move || {
+        drop(socket);
+        drop(client);
+    });
+    drop(peer);
+    session.finish();
+}
+
+#[test]
+fn polling_or_waiting_for_a_finished_operation_does_not_panic() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _peer) = connected(&client);
+    let mut send = socket.send(Buf::from_slice(b"once").unwrap());
+    let mut cx = Context::from_waker(Waker::noop());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let std::task::Poll::Ready((sent, _)) = Pin::new(&mut send).poll(&mut cx) {
+            assert_eq!(sent.unwrap(), 4);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the send never completed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(Pin::new(&mut send).poll(&mut cx).is_pending());
+    let (again, stand_in) = send.wait();
+    assert!(again.is_err());
+    assert_eq!(stand_in.capacity(), 0);
+    let mut all = socket.send_all(Buf::from_slice(b"all").unwrap());
+    loop {
+        if Pin::new(&mut all).poll(&mut cx).is_ready() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "send_all never completed"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(Pin::new(&mut all).poll(&mut cx).is_pending());
+    drop((all, socket, client));
     session.finish();
 }
 

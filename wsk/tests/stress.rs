@@ -534,7 +534,9 @@ impl ConnectionEvents for ConnHandler {
             _ if s.retaining.load(Ordering::SeqCst) => {
                 let (retained, decision) = data.retain();
                 if let Ok(retained) = retained {
-                    let copied: usize = retained.chunks().map(|c| c.map_or(0, <[u8]>::len)).sum();
+                    let copied: usize = retained.view().map_or(0, |view| {
+                        view.chunks().map(|c| c.map_or(0, <[u8]>::len)).sum()
+                    });
                     if copied != retained.len() {
                         s.anomaly(format!(
                             "retained chunks hold {copied} of {} bytes",
@@ -606,7 +608,9 @@ impl DatagramEvents for DgramHandler {
             _ if s.retaining.load(Ordering::SeqCst) => {
                 let (retained, decision) = datagrams.retain();
                 if let Ok(retained) = retained {
-                    let total: usize = retained.datagrams().map(|d| d.len()).sum();
+                    let total: usize = retained
+                        .view()
+                        .map_or(0, |view| view.datagrams().map(|d| d.len()).sum());
                     if total != retained.len() {
                         s.anomaly(format!("retained datagrams {total} of {}", retained.len()));
                     }

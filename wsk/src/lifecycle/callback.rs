@@ -12,43 +12,21 @@
 //! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), and above APC_LEVEL anyway.
 //!
 //! A scope entered at DISPATCH_LEVEL or above costs one IRQL read: waiting is refused there
-//! already. Below, the thread is recorded (by `PsGetCurrentThreadId`) in a small table of the
-//! threads inside a scope; when the table is full, the scope raises the IRQL to
-//! DISPATCH_LEVEL instead, which refuses waits just as well.
+//! already. Below, the thread's record ([`crate::per_thread`]) counts the scope; when the
+//! table of records is full, the scope raises the IRQL to DISPATCH_LEVEL instead, which
+//! refuses waits just as well.
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 
-use wsk_sys::{
-    DISPATCH_LEVEL, KIRQL, KeGetCurrentIrql, KeLowerIrql, KeRaiseIrqlToDpcLevel,
-    PsGetCurrentThreadId,
-};
+use wsk_sys::{DISPATCH_LEVEL, KIRQL, KeGetCurrentIrql, KeLowerIrql, KeRaiseIrqlToDpcLevel};
 
 use crate::irql::Irql;
+use crate::per_thread::{self, ThreadRecord};
 use crate::{Error, Result};
-
-/// How many threads below DISPATCH_LEVEL can be inside a scope at once before scopes fall
-/// back to raising the IRQL.
-const THREAD_SLOTS: usize = 64;
-
-/// The threads inside a scope below DISPATCH_LEVEL (their `PsGetCurrentThreadId`; 0 = free).
-static THREADS: [AtomicUsize; THREAD_SLOTS] = [const { AtomicUsize::new(0) }; THREAD_SLOTS];
-/// Number of occupied slots: 0 makes the check of a wait one load.
-static OCCUPIED: AtomicUsize = AtomicUsize::new(0);
-
-fn current_thread() -> usize {
-    // SAFETY: PsGetCurrentThreadId has no preconditions (any IRQL).
-    unsafe { PsGetCurrentThreadId() as usize }
-}
-
-fn slot_of(thread: usize) -> Option<usize> {
-    THREADS
-        .iter()
-        .position(|slot| slot.load(Ordering::Acquire) == thread)
-}
 
 /// Whether the calling thread is inside a scope below DISPATCH_LEVEL.
 fn inside_scope() -> bool {
-    OCCUPIED.load(Ordering::Acquire) != 0 && slot_of(current_thread()).is_some()
+    per_thread::find().is_some_and(|record| record.callback_depth.load(Ordering::Relaxed) > 0)
 }
 
 /// Fails with [`Error::IRQL_TOO_HIGH`] unless the caller may block: IRQL <= APC_LEVEL and
@@ -69,11 +47,11 @@ pub(crate) struct CallbackScope {
 }
 
 enum Exit {
-    /// Entered at DISPATCH_LEVEL or above, or nested in another scope of the thread.
+    /// Entered at DISPATCH_LEVEL or above.
     Nothing,
-    /// Free the thread's slot.
-    Slot(usize),
-    /// Lower the IRQL back to this level (the table was full).
+    /// Uncount the scope in the thread's record.
+    Record(&'static ThreadRecord),
+    /// Lower the IRQL back to this level (no record was free).
     Lower(KIRQL),
 }
 
@@ -95,20 +73,13 @@ impl CallbackScope {
 
 #[cold]
 fn enter_below_dispatch() -> Exit {
-    let thread = current_thread();
-    if OCCUPIED.load(Ordering::Acquire) != 0 && slot_of(thread).is_some() {
-        return Exit::Nothing;
-    }
-    for (index, slot) in THREADS.iter().enumerate() {
-        if slot
-            .compare_exchange(0, thread, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            OCCUPIED.fetch_add(1, Ordering::AcqRel);
-            return Exit::Slot(index);
+    match per_thread::find_or_claim() {
+        Some(record) => {
+            record.callback_depth.fetch_add(1, Ordering::Relaxed);
+            Exit::Record(record)
         }
+        None => Exit::Lower(KeRaiseIrqlToDpcLevel()),
     }
-    Exit::Lower(KeRaiseIrqlToDpcLevel())
 }
 
 impl Drop for CallbackScope {
@@ -116,9 +87,9 @@ impl Drop for CallbackScope {
     fn drop(&mut self) {
         match self.exit {
             Exit::Nothing => {}
-            Exit::Slot(index) => {
-                OCCUPIED.fetch_sub(1, Ordering::AcqRel);
-                THREADS[index].store(0, Ordering::Release);
+            Exit::Record(record) => {
+                record.callback_depth.fetch_sub(1, Ordering::Relaxed);
+                per_thread::release_if_unused(record);
             }
             Exit::Lower(entry) => {
                 // SAFETY: `entry` is the IRQL this scope raised from, on this processor (the

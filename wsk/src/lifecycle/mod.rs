@@ -8,7 +8,7 @@
 //! ```text
 //!  WskClient ──owns──> ClientCore <──refs── SocketCore <──refs── Op (BlockRef) ──> Block
 //!     │                 │  BlockPool (client requests)   │  BlockPool (socket requests)
-//!     │                 │  socket list, request count    │  Gate (provider calls, retained data)
+//!     │                 │  socket list, request count    │  Gate (provider calls, retentions)
 //!     │                 └  work item (teardown)          └  close IRP, handler
 //!     └─ drop: teardown (PASSIVE) or work item (above)
 //!  provider ──holds── a SocketCore reference (the socket context) until WskCloseSocket completes
@@ -29,9 +29,11 @@
 //!                         │ dropped: IoCancelIrp, block kept by the in-flight reference
 //! socket:   creating ─completion (success): attached to client→ open
 //!           open ─close requested (handle drop, close(), client teardown)→ closing
-//!           closing: in-flight requests cancelled; WskCloseSocket issued once the gate is
-//!                    empty (no provider call in progress, no RetainedData alive)
-//!           ─close completion routine: unlinked, provider reference released→ closed
+//!           closing: in-flight requests cancelled, retained data revoked; WskCloseSocket
+//!                    issued once the gate is empty (no provider call in progress, no
+//!                    retained indication left: see `retention`)
+//!           ─close completion routine: unlinked, handler dropped, provider reference
+//!            released→ closed
 //! client:   registered ─teardown→ shutting down: no new socket or request; client
 //!           requests cancelled; every socket closed ─all closes and requests over→
 //!           NPI released, deregistered, work item freed
@@ -53,11 +55,12 @@
 //! - a blocking wait on a request: the provider completes every IRP it is given; a dropped,
 //!   closed-over or timed-out request is cancelled first;
 //! - the client teardown: it cancels every client request and closes every socket, whose
-//!   requests are cancelled by the close request; a close is issued as soon as no provider
-//!   call is in progress (a bounded call) and no [`RetainedData`](crate::RetainedData) of the
-//!   socket is alive. Retained data is the one thing of the user's the teardown waits for:
-//!   a `RetainedData` that is never dropped (`mem::forget`) pins its socket, because WSK
-//!   cannot close a socket whose indications are not released;
+//!   requests are cancelled by the close request, and whose retained indications it revokes;
+//!   a close is issued as soon as no provider call is in progress (a bounded call) and every
+//!   revoked indication is released — at once, or when the
+//!   [`RetainedView`](crate::RetainedView) open on it is dropped. An open view is the one
+//!   thing of the user's the teardown waits for (a forgotten one pins its socket, because
+//!   WSK cannot close a socket whose indications are not released);
 //! - `TaskSet::wait_idle`/drop: cancelled tasks drop their futures at once; a task being
 //!   polled finishes its poll.
 //!
@@ -70,5 +73,6 @@ pub(crate) mod callback;
 pub(crate) mod client;
 pub(crate) mod completion;
 pub(crate) mod op;
+pub(crate) mod retention;
 pub(crate) mod shared;
 pub(crate) mod socket;

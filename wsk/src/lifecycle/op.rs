@@ -51,6 +51,9 @@ pub(crate) mod issue {
 }
 use issue::Issue;
 
+/// The error of an operation waited for after it already handed out its output.
+const FINISHED: Error = Error::from_status(STATUS_INVALID_DEVICE_REQUEST);
+
 enum Stage {
     NotStarted,
     InFlight(BlockRef),
@@ -63,6 +66,8 @@ enum Stage {
 ///   `Send` when what it carries is. Its waker may be woken at DISPATCH_LEVEL from a
 ///   completion routine: executors used with it must accept that.
 /// - [`wait`](Op::wait) blocks the calling thread (IRQL <= APC_LEVEL).
+/// - Polled again after it returned its output, it stays pending; waited for then, it fails
+///   with `STATUS_INVALID_DEVICE_REQUEST`. It never panics.
 /// - **Dropping** an operation in flight cancels its IRP (`IoCancelIrp`); the buffers and the
 ///   IRP it owns are released when the completion arrives, never before.
 #[must_use = "an operation does nothing until it is awaited or waited for"]
@@ -147,7 +152,8 @@ impl<R: Request> Op<R> {
             }
         }
         let Stage::InFlight(block) = &self.stage else {
-            panic!("`Op` waited for after it finished");
+            // Waited for after it was polled to completion: its output was handed out then.
+            return self.request.fail(FINISHED);
         };
         if !block.block_until_done(timeout) {
             block.cancel();
@@ -186,7 +192,9 @@ impl<R: Request> Future for Op<R> {
                 }
             }
             Stage::NotStarted => unreachable!("launched above"),
-            Stage::Finished => panic!("`Op` polled after it finished"),
+            // Polled again after it returned its output: it stays pending (the `Future`
+            // contract allows it); a driver must not panic for it.
+            Stage::Finished => Poll::Pending,
         }
     }
 }

@@ -16,6 +16,7 @@ use super::client::ClientCore;
 use super::completion::{BlockPool, BlockRef, Held};
 use super::op::Op;
 use super::op::issue::Issue;
+use super::retention::{RetainedList, RetainedLock};
 use super::shared::Shared;
 use crate::addr::AddressFamily;
 use crate::events::Handlers;
@@ -133,6 +134,7 @@ pub(crate) struct SocketCore {
     closed_event: UnsafeCell<KEVENT>,
     closed_waker: AtomicWaker,
     pub(crate) handlers: Handlers,
+    retained: RetainedLock,
     pub(crate) links: UnsafeCell<Links>,
 }
 
@@ -167,6 +169,7 @@ impl SocketCore {
             closed_event: UnsafeCell::new(KEVENT::default()),
             closed_waker: AtomicWaker::new(),
             handlers,
+            retained: RetainedLock::new(RetainedList::new()),
             links: UnsafeCell::new(Links {
                 prev: core::ptr::null(),
                 next: core::ptr::null(),
@@ -177,6 +180,11 @@ impl SocketCore {
         unsafe { KeInitializeEvent(core.closed_event.get(), NotificationEvent, FALSE) };
         core.this.store(core.as_ptr().cast_mut(), Ordering::Relaxed);
         Ok(core)
+    }
+
+    /// The lock of this socket's retained indications.
+    pub(crate) fn retained(&self) -> &RetainedLock {
+        &self.retained
     }
 
     /// The completion blocks of this socket's requests.
@@ -241,9 +249,10 @@ impl SocketCore {
     }
 
     /// Requests the close of the socket: `WskCloseSocket` is issued now, or by the last user
-    /// still in a provider call or holding retained data. Requests in flight are cancelled at
-    /// once either way, so that whoever holds retained data while waiting for one of them is
-    /// woken and can let go. Idempotent; IRQL <= DISPATCH_LEVEL.
+    /// still in a provider call. Requests in flight are cancelled and retained indications
+    /// revoked at once (given back to the provider), so nothing of the user's — a handler or a
+    /// task keeping retained data, a struct dropped in field order — holds the close.
+    /// Idempotent; IRQL <= DISPATCH_LEVEL.
     pub(crate) fn request_close(&self) {
         if self.raw.load(Ordering::Acquire).is_null() {
             // Never created: nothing to close.
@@ -252,7 +261,10 @@ impl SocketCore {
         }
         match self.gate.request_close() {
             Some(true) => self.issue_close(),
-            Some(false) => self.blocks.cancel_in_flight(),
+            Some(false) => {
+                self.blocks.cancel_in_flight();
+                super::retention::revoke_all(self);
+            }
             None => {}
         }
     }
@@ -375,7 +387,12 @@ unsafe extern "system" fn close_complete(
         let core = Shared::<SocketCore>::from_raw(context.cast::<SocketCore>());
         core.client.unlink(&core);
         core.mark_closed((*irp).IoStatus.u.Status);
+        // No callback runs after the close: the handler goes now, not with the core's last
+        // reference — what it owns (an operation on this very socket, say) would otherwise
+        // keep the core, and so the handler, alive for good.
+        let handler = core.handlers.take_after_close();
         drop(core);
+        drop(handler);
     }
     STATUS_MORE_PROCESSING_REQUIRED
 }
