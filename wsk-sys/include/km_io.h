@@ -303,9 +303,10 @@ typedef union _IRP_TAIL {
 
 /** I/O request packet. A WSK client allocates one per request with [`IoAllocateIrp`],
  *  passes it to a WSK function, and owns it again when its completion routine returns
- *  [`STATUS_MORE_PROCESSING_REQUIRED`]. Stack locations follow the structure.
- *  WDK: `IRP`. */
-typedef struct _IRP {
+ *  [`STATUS_MORE_PROCESSING_REQUIRED`]. Stack locations follow the structure. Aligned to
+ *  the pool's allocation alignment (16 on x64 and ARM64), as the WDK declares it
+ *  (`DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`). WDK: `IRP`. */
+typedef struct __declspec(align(16)) _IRP {
     /** Object type (`IO_TYPE_IRP`). WDK: `Type`. */
     CSHORT Type;
     /** Size of the IRP with its stack locations, in bytes. WDK: `Size`. */

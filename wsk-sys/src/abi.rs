@@ -163,7 +163,7 @@ mod kernel_base {
         Next @ 0x00, Size @ 0x08, MdlFlags @ 0x0a, Process @ 0x10, MappedSystemVa @ 0x18,
         StartVa @ 0x20, ByteCount @ 0x28, ByteOffset @ 0x2c);
     layout!(KEVENT, size 0x18, align 8, Header.SignalState @ 0x04);
-    layout!(IRP, size 0xd0, align 8,
+    layout!(IRP, size 0xd0, align 16,
         Type @ 0x00, Size @ 0x02, MdlAddress @ 0x08, Flags @ 0x10, AssociatedIrp @ 0x18,
         ThreadListEntry @ 0x20, IoStatus @ 0x30, RequestorMode @ 0x40, PendingReturned @ 0x41,
         StackCount @ 0x42, CurrentLocation @ 0x43, Cancel @ 0x44, CancelIrql @ 0x45,

@@ -1070,8 +1070,9 @@ impl Default for _IRP_TAIL {
 }
 #[doc = " What `IRP.Tail` holds. WDK: the union type of `IRP::Tail`."]
 pub type IRP_TAIL = _IRP_TAIL;
-#[doc = " I/O request packet. A WSK client allocates one per request with [`IoAllocateIrp`],\n  passes it to a WSK function, and owns it again when its completion routine returns\n  [`STATUS_MORE_PROCESSING_REQUIRED`]. Stack locations follow the structure.\n  WDK: `IRP`."]
+#[doc = " I/O request packet. A WSK client allocates one per request with [`IoAllocateIrp`],\n  passes it to a WSK function, and owns it again when its completion routine returns\n  [`STATUS_MORE_PROCESSING_REQUIRED`]. Stack locations follow the structure. Aligned to\n  the pool's allocation alignment (16 on x64 and ARM64), as the WDK declares it\n  (`DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`). WDK: `IRP`."]
 #[repr(C)]
+#[repr(align(16))]
 #[derive(Copy, Clone)]
 pub struct _IRP {
     #[doc = " Object type (`IO_TYPE_IRP`). WDK: `Type`."]
@@ -1120,7 +1121,7 @@ pub struct _IRP {
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
 const _: () = {
     ["Size of _IRP"][::core::mem::size_of::<_IRP>() - 208usize];
-    ["Alignment of _IRP"][::core::mem::align_of::<_IRP>() - 8usize];
+    ["Alignment of _IRP"][::core::mem::align_of::<_IRP>() - 16usize];
     ["Offset of field: _IRP::Type"][::core::mem::offset_of!(_IRP, Type) - 0usize];
     ["Offset of field: _IRP::Size"][::core::mem::offset_of!(_IRP, Size) - 2usize];
     ["Offset of field: _IRP::MdlAddress"][::core::mem::offset_of!(_IRP, MdlAddress) - 8usize];
@@ -1160,7 +1161,7 @@ impl Default for _IRP {
         }
     }
 }
-#[doc = " I/O request packet. A WSK client allocates one per request with [`IoAllocateIrp`],\n  passes it to a WSK function, and owns it again when its completion routine returns\n  [`STATUS_MORE_PROCESSING_REQUIRED`]. Stack locations follow the structure.\n  WDK: `IRP`."]
+#[doc = " I/O request packet. A WSK client allocates one per request with [`IoAllocateIrp`],\n  passes it to a WSK function, and owns it again when its completion routine returns\n  [`STATUS_MORE_PROCESSING_REQUIRED`]. Stack locations follow the structure. Aligned to\n  the pool's allocation alignment (16 on x64 and ARM64), as the WDK declares it\n  (`DECLSPEC_ALIGN(MEMORY_ALLOCATION_ALIGNMENT)`). WDK: `IRP`."]
 pub type IRP = _IRP;
 #[doc = " The arguments of a request, untyped. WDK: `Parameters.Others` of `IO_STACK_LOCATION`."]
 #[repr(C)]
