@@ -571,11 +571,11 @@ typedef NTSTATUS (__stdcall *PFN_WSK_DISCONNECT)(PWSK_SOCKET Socket, PWSK_BUF Bu
  *  `PFN_WSK_RELEASE_DATA_INDICATION_LIST`. */
 typedef NTSTATUS (__stdcall *PFN_WSK_RELEASE_DATA_INDICATION_LIST)(
     PWSK_SOCKET Socket, PWSK_DATA_INDICATION DataIndication);
-/** Sends with control information (Windows 10 1703). WDK: `PFN_WSK_SEND_EX`. */
+/** Sends with control information (Windows 10 1803). WDK: `PFN_WSK_SEND_EX`. */
 typedef NTSTATUS (__stdcall *PFN_WSK_SEND_EX)(PWSK_SOCKET Socket, PWSK_BUF Buffer, ULONG Flags,
                                               ULONG ControlInfoLength, PCMSGHDR ControlInfo,
                                               PIRP Irp);
-/** Receives with control information (Windows 10 1703). WDK: `PFN_WSK_RECEIVE_EX`. */
+/** Receives with control information (Windows 10 1803). WDK: `PFN_WSK_RECEIVE_EX`. */
 typedef NTSTATUS (__stdcall *PFN_WSK_RECEIVE_EX)(PWSK_SOCKET Socket, PWSK_BUF Buffer,
                                                  ULONG Flags, PULONG ControlInfoLength,
                                                  PCMSGHDR ControlInfo, PULONG ControlFlags,
@@ -672,11 +672,12 @@ typedef struct _WSK_PROVIDER_CONNECTION_DISPATCH {
     PFN_WSK_DISCONNECT WskDisconnect;
     /** WDK: `WskRelease`. */
     PFN_WSK_RELEASE_DATA_INDICATION_LIST WskRelease;
-    /** Windows 10 1703 and later. WDK: `WskConnectEx`. */
+    /** Windows 10 1703 (build 15063) and later. WDK: `WskConnectEx`. */
     PFN_WSK_CONNECT_EX WskConnectEx;
-    /** Windows 10 1703 and later. WDK: `WskSendEx`. */
+    /** Windows 10 1803 (build 17134) and later; the 1703 and 1709 tables end before it.
+     *  WDK: `WskSendEx`. */
     PFN_WSK_SEND_EX WskSendEx;
-    /** Windows 10 1703 and later. WDK: `WskReceiveEx`. */
+    /** Windows 10 1803 (build 17134) and later. WDK: `WskReceiveEx`. */
     PFN_WSK_RECEIVE_EX WskReceiveEx;
 } WSK_PROVIDER_CONNECTION_DISPATCH;
 /** Pointer to [`WSK_PROVIDER_CONNECTION_DISPATCH`]. WDK:
@@ -710,9 +711,10 @@ typedef struct _WSK_PROVIDER_STREAM_DISPATCH {
     PFN_WSK_GET_REMOTE_ADDRESS WskGetRemoteAddress;
     /** WDK: `WskConnectEx`. */
     PFN_WSK_CONNECT_EX WskConnectEx;
-    /** WDK: `WskSendEx`. */
+    /** Windows 10 1803 (build 17134) and later; the 1703 and 1709 tables end before it.
+     *  WDK: `WskSendEx`. */
     PFN_WSK_SEND_EX WskSendEx;
-    /** WDK: `WskReceiveEx`. */
+    /** Windows 10 1803 (build 17134) and later. WDK: `WskReceiveEx`. */
     PFN_WSK_RECEIVE_EX WskReceiveEx;
 } WSK_PROVIDER_STREAM_DISPATCH;
 /** Pointer to [`WSK_PROVIDER_STREAM_DISPATCH`]. WDK: `PWSK_PROVIDER_STREAM_DISPATCH`. */

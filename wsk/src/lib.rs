@@ -140,8 +140,9 @@
 //! # Versions
 //!
 //! Provider dispatch tables belong to the provider; members newer than the running system
-//! (name resolution before Windows 7, `WskSendMessages` before Windows 8, stream sockets and the
-//! `Ex` functions before Windows 10 1703) are never read: the operations that need them fail
+//! (name resolution before Windows 7, `WskSendMessages` before Windows 8, stream sockets and
+//! `WskConnectEx` before Windows 10 1703, `WskSendEx` and `WskReceiveEx` before Windows 10 1803)
+//! are never read: the operations that need them fail
 //! with [`Error::NOT_SUPPORTED`]. See [`WskClient::supports`].
 //!
 //! # Testing without Windows

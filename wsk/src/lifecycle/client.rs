@@ -34,8 +34,12 @@ pub enum Feature {
     SendMessages,
     /// Stream sockets and `WskListen` (Windows 10 1703, build 15063).
     StreamSockets,
-    /// `WskConnectEx`, `WskSendEx`, `WskReceiveEx` (Windows 10 1703, build 15063).
-    ConnectionEx,
+    /// `WskConnectEx` of the connection and stream dispatch tables (Windows 10 1703, build
+    /// 15063).
+    ConnectEx,
+    /// `WskSendEx` and `WskReceiveEx` of the connection and stream dispatch tables (Windows 10
+    /// 1803, build 17134). The 1703 and 1709 providers end those tables at `WskConnectEx`.
+    SendReceiveEx,
 }
 
 /// What the provider and the system offer, read when the client registers.
@@ -68,7 +72,8 @@ impl ProviderInfo {
         match feature {
             Feature::NameResolution => at_least(6, 1, 0),
             Feature::SendMessages => at_least(6, 2, 0),
-            Feature::StreamSockets | Feature::ConnectionEx => at_least(10, 0, 15063),
+            Feature::StreamSockets | Feature::ConnectEx => at_least(10, 0, 15063),
+            Feature::SendReceiveEx => at_least(10, 0, 17134),
         }
     }
 }

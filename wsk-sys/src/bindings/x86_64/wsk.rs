@@ -1583,7 +1583,7 @@ pub type PFN_WSK_RELEASE_DATA_INDICATION_LIST = ::core::option::Option<
         DataIndication: PWSK_DATA_INDICATION,
     ) -> NTSTATUS,
 >;
-#[doc = " Sends with control information (Windows 10 1703). WDK: `PFN_WSK_SEND_EX`."]
+#[doc = " Sends with control information (Windows 10 1803). WDK: `PFN_WSK_SEND_EX`."]
 pub type PFN_WSK_SEND_EX = ::core::option::Option<
     unsafe extern "system" fn(
         Socket: PWSK_SOCKET,
@@ -1594,7 +1594,7 @@ pub type PFN_WSK_SEND_EX = ::core::option::Option<
         Irp: PIRP,
     ) -> NTSTATUS,
 >;
-#[doc = " Receives with control information (Windows 10 1703). WDK: `PFN_WSK_RECEIVE_EX`."]
+#[doc = " Receives with control information (Windows 10 1803). WDK: `PFN_WSK_RECEIVE_EX`."]
 pub type PFN_WSK_RECEIVE_EX = ::core::option::Option<
     unsafe extern "system" fn(
         Socket: PWSK_SOCKET,
@@ -1776,11 +1776,11 @@ pub struct _WSK_PROVIDER_CONNECTION_DISPATCH {
     pub WskDisconnect: PFN_WSK_DISCONNECT,
     #[doc = " WDK: `WskRelease`."]
     pub WskRelease: PFN_WSK_RELEASE_DATA_INDICATION_LIST,
-    #[doc = " Windows 10 1703 and later. WDK: `WskConnectEx`."]
+    #[doc = " Windows 10 1703 (build 15063) and later. WDK: `WskConnectEx`."]
     pub WskConnectEx: PFN_WSK_CONNECT_EX,
-    #[doc = " Windows 10 1703 and later. WDK: `WskSendEx`."]
+    #[doc = " Windows 10 1803 (build 17134) and later; the 1703 and 1709 tables end before it.\n  WDK: `WskSendEx`."]
     pub WskSendEx: PFN_WSK_SEND_EX,
-    #[doc = " Windows 10 1703 and later. WDK: `WskReceiveEx`."]
+    #[doc = " Windows 10 1803 (build 17134) and later. WDK: `WskReceiveEx`."]
     pub WskReceiveEx: PFN_WSK_RECEIVE_EX,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
@@ -1846,9 +1846,9 @@ pub struct _WSK_PROVIDER_STREAM_DISPATCH {
     pub WskGetRemoteAddress: PFN_WSK_GET_REMOTE_ADDRESS,
     #[doc = " WDK: `WskConnectEx`."]
     pub WskConnectEx: PFN_WSK_CONNECT_EX,
-    #[doc = " WDK: `WskSendEx`."]
+    #[doc = " Windows 10 1803 (build 17134) and later; the 1703 and 1709 tables end before it.\n  WDK: `WskSendEx`."]
     pub WskSendEx: PFN_WSK_SEND_EX,
-    #[doc = " WDK: `WskReceiveEx`."]
+    #[doc = " Windows 10 1803 (build 17134) and later. WDK: `WskReceiveEx`."]
     pub WskReceiveEx: PFN_WSK_RECEIVE_EX,
 }
 #[allow(clippy::unnecessary_operation, clippy::identity_op)]
