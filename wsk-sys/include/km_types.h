@@ -212,12 +212,9 @@ struct _KTHREAD;
 typedef struct _KTHREAD KTHREAD;
 /** Pointer to an opaque kernel thread object. WDK: `PKTHREAD`. */
 typedef KTHREAD *PKTHREAD;
-/** Opaque security descriptor. WDK: `SECURITY_DESCRIPTOR`. */
-struct _SECURITY_DESCRIPTOR;
-/** Opaque security descriptor. WDK: `SECURITY_DESCRIPTOR`. */
-typedef struct _SECURITY_DESCRIPTOR SECURITY_DESCRIPTOR;
-/** Pointer to an opaque security descriptor. WDK: `PSECURITY_DESCRIPTOR`. */
-typedef SECURITY_DESCRIPTOR *PSECURITY_DESCRIPTOR;
+/** A security descriptor, opaque to drivers. WDK: `PSECURITY_DESCRIPTOR` (`PVOID` in
+ *  wdm.h). */
+typedef PVOID PSECURITY_DESCRIPTOR;
 /** Opaque device object. WDK: `DEVICE_OBJECT`. */
 struct _DEVICE_OBJECT;
 /** Opaque device object. WDK: `DEVICE_OBJECT`. */

@@ -28,8 +28,8 @@
 
 /** Identifier of a network programming interface. WDK: `NPIID` (netioddk.h). */
 typedef GUID NPIID;
-/** Pointer to [`NPIID`]. WDK: `PNPIID`. */
-typedef NPIID *PNPIID;
+/** Pointer to a constant [`NPIID`]. WDK: `PNPIID` (`const GUID *`). */
+typedef const NPIID *PNPIID;
 
 /** Wait forever in [`WskCaptureProviderNPI`]. WDK: `WSK_INFINITE_WAIT`. */
 static const ULONG WSK_INFINITE_WAIT = 0xffffffff;
@@ -52,6 +52,9 @@ static const ULONG WSK_FLAG_STREAM_SOCKET = 0x00000008;
 
 /* Request flags (Source: "WskSend", "WskReceive", "WskDisconnect"). */
 
+/** Send: the data is out-of-band (urgent) data; receive event: the indicated data is
+ *  out-of-band. WDK: `WSK_FLAG_OOB`. */
+static const ULONG WSK_FLAG_OOB = 0x00000001;
 /** Send: transmit at once, without Nagle delay. WDK: `WSK_FLAG_NODELAY`. */
 static const ULONG WSK_FLAG_NODELAY = 0x00000002;
 /** Receive: complete only when the buffer is full, the peer disconnects or the IRP is
@@ -136,6 +139,15 @@ static const ULONG SIO_WSK_QUERY_INSPECT_ID = 0x4F000005;
 /** Fix the destination address of a datagram socket. WDK: `SIO_WSK_SET_SENDTO_ADDRESS`
  *  (`_WSAIOW(IOC_WSK, 6)`). */
 static const ULONG SIO_WSK_SET_SENDTO_ADDRESS = 0x8F000006;
+/** Put a connected TCP socket into silent mode (Windows 8): it sends no data or control
+ *  packet any more, discards what it receives, fails sends and disconnects with
+ *  STATUS_INVALID_DEVICE_STATE, and can only be closed. No send or disconnect may be
+ *  pending. WDK: `SIO_WSK_SET_TCP_SILENT_MODE` (`_WSAIO(IOC_WSK, 7)`). */
+static const ULONG SIO_WSK_SET_TCP_SILENT_MODE = 0x2F000007;
+/** Register the receive-with-control-information event of a connection socket; the input
+ *  is the [`PFN_WSK_RECEIVE_EX_EVENT`] callback. WDK: `SIO_WSK_SET_RECEIVE_EX_CALLBACK`
+ *  (`_WSAIOW(IOC_WSK, 8)`). */
+static const ULONG SIO_WSK_SET_RECEIVE_EX_CALLBACK = 0x8F000008;
 
 /* ------------------------------------------------------------------------------------------
  * Enumerations (Source: "WskControlSocket", "WskInspectEvent")
@@ -152,6 +164,8 @@ typedef enum _WSK_CONTROL_SOCKET_TYPE {
     /** Bound of the enumeration. WDK: `WskControlMax`. */
     WskControlMax = 3
 } WSK_CONTROL_SOCKET_TYPE;
+/** Pointer to [`WSK_CONTROL_SOCKET_TYPE`]. WDK: `PWSK_CONTROL_SOCKET_TYPE`. */
+typedef WSK_CONTROL_SOCKET_TYPE *PWSK_CONTROL_SOCKET_TYPE;
 
 /** Decision on an incoming connection in conditional-accept mode. WDK:
  *  `WSK_INSPECT_ACTION`. */
@@ -165,17 +179,16 @@ typedef enum _WSK_INSPECT_ACTION {
     /** Bound of the enumeration. WDK: `WskInspectMax`. */
     WskInspectMax = 3
 } WSK_INSPECT_ACTION;
+/** Pointer to [`WSK_INSPECT_ACTION`]. WDK: `PWSK_INSPECT_ACTION`. */
+typedef WSK_INSPECT_ACTION *PWSK_INSPECT_ACTION;
 
 /* ------------------------------------------------------------------------------------------
  * Structures (Source: the "WSK_*" structure pages)
  * ---------------------------------------------------------------------------------------- */
 
-/** Opaque WSK client object of the provider. WDK: `WSK_CLIENT`. */
-struct _WSK_CLIENT;
-/** Opaque WSK client object of the provider. WDK: `WSK_CLIENT`. */
-typedef struct _WSK_CLIENT WSK_CLIENT;
-/** Pointer to the opaque client object. WDK: `PWSK_CLIENT`. */
-typedef WSK_CLIENT *PWSK_CLIENT;
+/** The provider's client object, opaque: the `Client` of [`WSK_PROVIDER_NPI`], passed back
+ *  to the provider's client-level functions. WDK: `PWSK_CLIENT` (`PVOID`). */
+typedef PVOID PWSK_CLIENT;
 
 /** A socket object: the provider's dispatch table for the socket's category, followed by
  *  provider-private state. WDK: `WSK_SOCKET` (page "WSK_SOCKET structure"). */
@@ -372,8 +385,8 @@ typedef NTSTATUS (__stdcall *PFN_WSK_RECEIVE_EVENT)(PVOID SocketContext, ULONG F
                                                     PWSK_DATA_INDICATION DataIndication,
                                                     SIZE_T BytesIndicated,
                                                     SIZE_T *BytesAccepted);
-/** Data with control information arrived on a connection socket (enabled through an
- *  undocumented IOCTL). WDK: `PFN_WSK_RECEIVE_EX_EVENT`. */
+/** Data with control information arrived on a connection socket (registered with
+ *  [`SIO_WSK_SET_RECEIVE_EX_CALLBACK`]). WDK: `PFN_WSK_RECEIVE_EX_EVENT`. */
 typedef NTSTATUS (__stdcall *PFN_WSK_RECEIVE_EX_EVENT)(PVOID SocketContext, ULONG Flags,
                                                        PWSK_DATA_INDICATION DataIndication,
                                                        PCMSGHDR ControlInfo,

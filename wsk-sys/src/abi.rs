@@ -216,7 +216,7 @@ type Socket = *mut WSK_SOCKET;
 type Buf = *mut WSK_BUF;
 type Addr = *mut SOCKADDR;
 type Irp = PIRP;
-type Client = *mut WSK_CLIENT;
+type Client = *mut c_void;
 
 signature!(PFN_WSK_CONTROL_SOCKET = fn(Socket, i32, u32, u32, u64, *mut c_void, u64, *mut c_void, *mut u64, Irp) -> i32);
 signature!(PFN_WSK_CLOSE_SOCKET = fn(Socket, Irp) -> i32);
@@ -278,4 +278,14 @@ const _: () = {
     assert!(MAKE_WSK_VERSION(1, 0) == 0x0100);
     assert!(STATUS_PENDING == 0x103 && STATUS_MORE_PROCESSING_REQUIRED == 0xC000_0016_u32 as i32);
     assert!(AF_INET == 2 && AF_INET6 == 23 && SOL_SOCKET == 0xffff);
+    assert!(WSK_FLAG_OOB == 1 && WSK_FLAG_NODELAY == 2);
+    assert!(SIO_WSK_SET_TCP_SILENT_MODE == 0x2F00_0007);
+    assert!(SIO_WSK_SET_RECEIVE_EX_CALLBACK == 0x8F00_0008);
 };
+
+// ---- Types whose definition is the WDK's, for C ports and `wdk-sys` -------------------------
+const _: PWSK_CLIENT = core::ptr::null_mut::<c_void>();
+const _: PNPIID = core::ptr::null::<GUID>();
+const _: PSECURITY_DESCRIPTOR = core::ptr::null_mut::<c_void>();
+const _: PWSK_CONTROL_SOCKET_TYPE = core::ptr::null_mut::<WSK_CONTROL_SOCKET_TYPE>();
+const _: PWSK_INSPECT_ACTION = core::ptr::null_mut::<WSK_INSPECT_ACTION>();

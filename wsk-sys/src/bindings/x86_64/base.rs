@@ -331,16 +331,8 @@ pub struct _KTHREAD {
 pub type KTHREAD = _KTHREAD;
 #[doc = " Pointer to an opaque kernel thread object. WDK: `PKTHREAD`."]
 pub type PKTHREAD = *mut KTHREAD;
-#[doc = " Opaque security descriptor. WDK: `SECURITY_DESCRIPTOR`."]
-#[repr(C)]
-#[derive(Debug)]
-pub struct _SECURITY_DESCRIPTOR {
-    _unused: [u8; 0],
-}
-#[doc = " Opaque security descriptor. WDK: `SECURITY_DESCRIPTOR`."]
-pub type SECURITY_DESCRIPTOR = _SECURITY_DESCRIPTOR;
-#[doc = " Pointer to an opaque security descriptor. WDK: `PSECURITY_DESCRIPTOR`."]
-pub type PSECURITY_DESCRIPTOR = *mut SECURITY_DESCRIPTOR;
+#[doc = " A security descriptor, opaque to drivers. WDK: `PSECURITY_DESCRIPTOR` (`PVOID` in\n  wdm.h)."]
+pub type PSECURITY_DESCRIPTOR = PVOID;
 #[doc = " Opaque device object. WDK: `DEVICE_OBJECT`."]
 #[repr(C)]
 #[derive(Debug)]

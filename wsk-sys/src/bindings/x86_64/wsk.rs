@@ -587,8 +587,8 @@ pub const IPV6_UNICAST_HOPS: ULONG = 4;
 pub const IPV6_V6ONLY: ULONG = 27;
 #[doc = " Identifier of a network programming interface. WDK: `NPIID` (netioddk.h)."]
 pub type NPIID = GUID;
-#[doc = " Pointer to [`NPIID`]. WDK: `PNPIID`."]
-pub type PNPIID = *mut NPIID;
+#[doc = " Pointer to a constant [`NPIID`]. WDK: `PNPIID` (`const GUID *`)."]
+pub type PNPIID = *const NPIID;
 #[doc = " Wait forever in [`WskCaptureProviderNPI`]. WDK: `WSK_INFINITE_WAIT`."]
 pub const WSK_INFINITE_WAIT: ULONG = 4294967295;
 #[doc = " Do not wait in [`WskCaptureProviderNPI`]. WDK: `WSK_NO_WAIT`."]
@@ -603,6 +603,8 @@ pub const WSK_FLAG_CONNECTION_SOCKET: ULONG = 2;
 pub const WSK_FLAG_DATAGRAM_SOCKET: ULONG = 4;
 #[doc = " Stream socket, listening or connecting (Windows 10 1703). WDK:\n  `WSK_FLAG_STREAM_SOCKET`."]
 pub const WSK_FLAG_STREAM_SOCKET: ULONG = 8;
+#[doc = " Send: the data is out-of-band (urgent) data; receive event: the indicated data is\n  out-of-band. WDK: `WSK_FLAG_OOB`."]
+pub const WSK_FLAG_OOB: ULONG = 1;
 #[doc = " Send: transmit at once, without Nagle delay. WDK: `WSK_FLAG_NODELAY`."]
 pub const WSK_FLAG_NODELAY: ULONG = 2;
 #[doc = " Receive: complete only when the buffer is full, the peer disconnects or the IRP is\n  cancelled. WDK: `WSK_FLAG_WAITALL`."]
@@ -663,6 +665,10 @@ pub const SIO_WSK_QUERY_RECEIVE_BACKLOG: ULONG = 1325400068;
 pub const SIO_WSK_QUERY_INSPECT_ID: ULONG = 1325400069;
 #[doc = " Fix the destination address of a datagram socket. WDK: `SIO_WSK_SET_SENDTO_ADDRESS`\n  (`_WSAIOW(IOC_WSK, 6)`)."]
 pub const SIO_WSK_SET_SENDTO_ADDRESS: ULONG = 2399141894;
+#[doc = " Put a connected TCP socket into silent mode (Windows 8): it sends no data or control\n  packet any more, discards what it receives, fails sends and disconnects with\n  STATUS_INVALID_DEVICE_STATE, and can only be closed. No send or disconnect may be\n  pending. WDK: `SIO_WSK_SET_TCP_SILENT_MODE` (`_WSAIO(IOC_WSK, 7)`)."]
+pub const SIO_WSK_SET_TCP_SILENT_MODE: ULONG = 788529159;
+#[doc = " Register the receive-with-control-information event of a connection socket; the input\n  is the [`PFN_WSK_RECEIVE_EX_EVENT`] callback. WDK: `SIO_WSK_SET_RECEIVE_EX_CALLBACK`\n  (`_WSAIOW(IOC_WSK, 8)`)."]
+pub const SIO_WSK_SET_RECEIVE_EX_CALLBACK: ULONG = 2399141896;
 #[doc = " Set a socket option. WDK: `WskSetOption`."]
 pub const WskSetOption: _WSK_CONTROL_SOCKET_TYPE = 0;
 #[doc = " Get a socket option. WDK: `WskGetOption`."]
@@ -675,6 +681,8 @@ pub const WskControlMax: _WSK_CONTROL_SOCKET_TYPE = 3;
 pub type _WSK_CONTROL_SOCKET_TYPE = crate::ctypes::c_int;
 #[doc = " Kind of a [`PFN_WSK_CONTROL_SOCKET`] request. WDK: `WSK_CONTROL_SOCKET_TYPE`."]
 pub use self::_WSK_CONTROL_SOCKET_TYPE as WSK_CONTROL_SOCKET_TYPE;
+#[doc = " Pointer to [`WSK_CONTROL_SOCKET_TYPE`]. WDK: `PWSK_CONTROL_SOCKET_TYPE`."]
+pub type PWSK_CONTROL_SOCKET_TYPE = *mut WSK_CONTROL_SOCKET_TYPE;
 #[doc = " Reject the connection. WDK: `WskInspectReject`."]
 pub const WskInspectReject: _WSK_INSPECT_ACTION = 0;
 #[doc = " Accept the connection. WDK: `WskInspectAccept`."]
@@ -687,16 +695,10 @@ pub const WskInspectMax: _WSK_INSPECT_ACTION = 3;
 pub type _WSK_INSPECT_ACTION = crate::ctypes::c_int;
 #[doc = " Decision on an incoming connection in conditional-accept mode. WDK:\n  `WSK_INSPECT_ACTION`."]
 pub use self::_WSK_INSPECT_ACTION as WSK_INSPECT_ACTION;
-#[doc = " Opaque WSK client object of the provider. WDK: `WSK_CLIENT`."]
-#[repr(C)]
-#[derive(Debug)]
-pub struct _WSK_CLIENT {
-    _unused: [u8; 0],
-}
-#[doc = " Opaque WSK client object of the provider. WDK: `WSK_CLIENT`."]
-pub type WSK_CLIENT = _WSK_CLIENT;
-#[doc = " Pointer to the opaque client object. WDK: `PWSK_CLIENT`."]
-pub type PWSK_CLIENT = *mut WSK_CLIENT;
+#[doc = " Pointer to [`WSK_INSPECT_ACTION`]. WDK: `PWSK_INSPECT_ACTION`."]
+pub type PWSK_INSPECT_ACTION = *mut WSK_INSPECT_ACTION;
+#[doc = " The provider's client object, opaque: the `Client` of [`WSK_PROVIDER_NPI`], passed back\n  to the provider's client-level functions. WDK: `PWSK_CLIENT` (`PVOID`)."]
+pub type PWSK_CLIENT = PVOID;
 #[doc = " A socket object: the provider's dispatch table for the socket's category, followed by\n  provider-private state. WDK: `WSK_SOCKET` (page \"WSK_SOCKET structure\")."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1196,7 +1198,7 @@ pub type PFN_WSK_RECEIVE_EVENT = ::core::option::Option<
         BytesAccepted: *mut SIZE_T,
     ) -> NTSTATUS,
 >;
-#[doc = " Data with control information arrived on a connection socket (enabled through an\n  undocumented IOCTL). WDK: `PFN_WSK_RECEIVE_EX_EVENT`."]
+#[doc = " Data with control information arrived on a connection socket (registered with\n  [`SIO_WSK_SET_RECEIVE_EX_CALLBACK`]). WDK: `PFN_WSK_RECEIVE_EX_EVENT`."]
 pub type PFN_WSK_RECEIVE_EX_EVENT = ::core::option::Option<
     unsafe extern "system" fn(
         SocketContext: PVOID,
