@@ -22,5 +22,5 @@ pub extern "system" fn PsGetCurrentThreadId() -> HANDLE {
         }
         id.get()
     });
-    id as HANDLE
+    std::ptr::without_provenance_mut(id)
 }

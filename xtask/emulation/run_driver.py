@@ -59,6 +59,20 @@ def ke_query_performance_counter(emu, api_name, func, params):
     return 0
 
 
+def io_allocate_work_item(emu, api_name, func, params):
+    # An opaque work item (the routine only runs when queued, which DriverEntry does not do).
+    return alloc_pool(emu, 64, 0x6B724F57)
+
+
+def io_free_work_item(emu, api_name, func, params):
+    return 0
+
+
+def ps_get_current_thread_id(emu, api_name, func, params):
+    # The emulator runs DriverEntry on one thread.
+    return 0x1004
+
+
 def memcmp(emu, api_name, func, params):
     first, second, count = params
     if count == 0:
@@ -98,6 +112,9 @@ HOOKS = [
     ("ntoskrnl", "IoCancelIrp", 1, io_cancel_irp),
     ("ntoskrnl", "KeQueryPerformanceCounter", 1, ke_query_performance_counter),
     ("ntoskrnl", "memcmp", 3, memcmp),
+    ("ntoskrnl", "IoAllocateWorkItem", 1, io_allocate_work_item),
+    ("ntoskrnl", "IoFreeWorkItem", 1, io_free_work_item),
+    ("ntoskrnl", "PsGetCurrentThreadId", 0, ps_get_current_thread_id),
     ("netio", "WskQueryProviderCharacteristics", 2, wsk_query_provider_characteristics),
     ("netio", "callback_WskSocket", 11, wsk_socket),
 ]

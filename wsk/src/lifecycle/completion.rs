@@ -477,24 +477,31 @@ impl BlockPool {
         }
     }
 
-    fn blocks(&self) -> impl Iterator<Item = &Block> + '_ {
-        let mut next = self.head.load(Ordering::Acquire).cast_const();
+    /// The pool's blocks, as the raw pointers the pool owns them by (with the provenance of
+    /// their allocation: a block taken from here is written through).
+    fn raw_blocks(&self) -> impl Iterator<Item = NonNull<Block>> + '_ {
+        let mut next = self.head.load(Ordering::Acquire);
         core::iter::from_fn(move || {
+            let block = NonNull::new(next)?;
             // SAFETY: blocks in the pool live as long as the pool; `next_in_pool` is
             // immutable once published.
-            let block = unsafe { next.as_ref()? };
-            next = block.next_in_pool;
+            next = unsafe { (*block.as_ptr()).next_in_pool.cast_mut() };
             Some(block)
         })
     }
 
+    fn blocks(&self) -> impl Iterator<Item = &Block> + '_ {
+        // SAFETY: blocks in the pool live as long as the pool; shared references are only
+        // used for their atomics and interior-mutable fields.
+        self.raw_blocks().map(|block| unsafe { &*block.as_ptr() })
+    }
+
     fn take(&self) -> Option<NonNull<Block>> {
-        self.blocks().find_map(|block| {
-            block
-                .pool_state
+        self.raw_blocks().find(|block| {
+            // SAFETY: as in `blocks`; the state is an atomic.
+            unsafe { &(*block.as_ptr()).pool_state }
                 .compare_exchange(IDLE, OWNED, Ordering::Acquire, Ordering::Relaxed)
-                .ok()
-                .map(|_| NonNull::from(block))
+                .is_ok()
         })
     }
 
@@ -567,5 +574,127 @@ impl Drop for BlockPool {
             debug_assert_eq!(block.pool_state.load(Ordering::Relaxed), IDLE);
             next = block.next_in_pool.cast_mut();
         }
+    }
+}
+
+/// The completion-block state machine driven from several threads, on wsk-host's IRPs: the
+/// completion routine racing the drop of the operation, the registration of its waker and a
+/// cancellation. The suite also runs these under Miri (Stacked Borrows).
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use alloc::sync::Arc;
+    use alloc::task::Wake;
+    use core::sync::atomic::AtomicUsize;
+    use core::task::Waker;
+    use std::thread;
+
+    use wsk_host::Session;
+
+    use super::*;
+    use crate::socket::complete_unissued;
+
+    /// Rounds of each race: fewer under the interpreter.
+    const ROUNDS: usize = if cfg!(miri) { 8 } else { 500 };
+
+    /// An armed IRP handed to the thread that completes it (as the provider would).
+    struct InFlight(PIRP);
+    // SAFETY: an IRP is kernel memory usable from any thread; the completing thread is the
+    // only one that touches it until the completion routine has run.
+    unsafe impl Send for InFlight {}
+
+    impl InFlight {
+        /// Completes the IRP the way the I/O manager would.
+        fn complete(self, status: NTSTATUS) {
+            // SAFETY: armed by `BlockRef::arm` and given to no provider: this thread owns it
+            // until the completion routine runs.
+            unsafe { complete_unissued(self.0, status) };
+        }
+    }
+
+    struct CountingWaker(AtomicUsize);
+    impl Wake for CountingWaker {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn armed(pool: &BlockPool, buf: Option<Buf>) -> (BlockRef, InFlight) {
+        let mut block = BlockRef::from_pool(pool, Owner::Idle).unwrap();
+        if let Some(buf) = buf {
+            // SAFETY: nothing in flight on a fresh block.
+            unsafe { *block.held() = Held::Buf(buf) };
+        }
+        // SAFETY: nothing in flight on the block.
+        let irp = unsafe { block.arm(false) };
+        (block, InFlight(irp))
+    }
+
+    #[test]
+    fn the_completion_races_the_drop_of_the_operation() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        for round in 0..ROUNDS {
+            let buf = Buf::from_slice(b"held until the completion").unwrap();
+            let (block, irp) = armed(&pool, Some(buf));
+            let completer = thread::spawn(move || irp.complete(STATUS_SUCCESS));
+            if round % 2 == 0 {
+                // The operation goes first: the in-flight reference keeps the block and its
+                // buffer until the routine has run.
+                block.cancel();
+                drop(block);
+                completer.join().unwrap();
+            } else {
+                completer.join().unwrap();
+                assert!(block.is_done());
+                // SAFETY: done.
+                assert_eq!(unsafe { block.result() }.0, STATUS_SUCCESS);
+                drop(block);
+            }
+        }
+        // Every block is idle again: the pool reuses one or two, and frees them.
+        assert!(pool.blocks().count() <= 2);
+        drop(pool);
+        session.finish();
+    }
+
+    #[test]
+    fn a_waker_registered_while_the_completion_arrives_is_woken_or_sees_it() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        for _ in 0..ROUNDS {
+            let (block, irp) = armed(&pool, None);
+            let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+            let waker = Waker::from(Arc::clone(&counter));
+            let completer = thread::spawn(move || irp.complete(STATUS_SUCCESS));
+            let seen_done = block.register(&waker);
+            completer.join().unwrap();
+            // Either the registration saw the completion, or the completion woke the waker.
+            assert!(seen_done || counter.0.load(Ordering::SeqCst) == 1);
+            assert!(block.is_done());
+        }
+        drop(pool);
+        session.finish();
+    }
+
+    #[test]
+    fn a_cancel_races_the_completion_and_a_reuse_of_the_block() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        for _ in 0..ROUNDS {
+            let (block, irp) = armed(&pool, None);
+            let completer = thread::spawn(move || irp.complete(STATUS_CANCELLED));
+            // The owner's teardown walks the pool and cancels whatever is in flight.
+            pool.cancel_in_flight();
+            completer.join().unwrap();
+            // SAFETY: the completion has run (joined).
+            assert_eq!(unsafe { block.result() }.0, STATUS_CANCELLED);
+            drop(block);
+        }
+        // Every request reused the one idle block: no allocation after the first.
+        assert_eq!(pool.blocks().count(), 1);
+        drop(pool);
+        session.finish();
     }
 }
