@@ -1,5 +1,6 @@
 //! Test sessions: configuration, counters, and the end-of-test leak check.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,53 @@ pub struct ProviderConfig {
     /// wait for queued or running work items before the verifier reports them
     /// ([`Rule::WorkItemStillRunning`]).
     pub work_item_wait_report: Duration,
+    /// The longest a run of a provider thread at DISPATCH_LEVEL may take — the completion
+    /// routines and event callbacks of one socket's pass, a deferred completion — before the
+    /// verifier reports it ([`Rule::DpcWatchdogViolation`]): on Windows such a run is a DPC,
+    /// which the DPC watchdog bug checks when it runs too long (Microsoft's guidance is that a
+    /// DPC run for no more than 100 µs; the watchdog's limit is far longer). `None` turns the
+    /// check off. The default, 250 ms, leaves room for a host that is busy with other tests
+    /// and catches a driver whose completion routine loops instead of yielding; it is off
+    /// under Miri, whose runs are orders of magnitude slower. The environment variable
+    /// `WSK_HOST_DPC_BUDGET_MS` (milliseconds, `0` for off) overrides the default.
+    pub dispatch_run_budget: Option<Duration>,
+}
+
+/// The default [`ProviderConfig::dispatch_run_budget`].
+const DEFAULT_DISPATCH_RUN_BUDGET: Duration = Duration::from_millis(250);
+
+/// The default budget of a DISPATCH_LEVEL run: `WSK_HOST_DPC_BUDGET_MS`, else 250 ms (off
+/// under Miri).
+fn default_dispatch_run_budget() -> Option<Duration> {
+    match std::env::var("WSK_HOST_DPC_BUDGET_MS") {
+        Ok(text) => match text.trim().parse::<u64>() {
+            Ok(0) => None,
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(_) => panic!(
+                "WSK_HOST_DPC_BUDGET_MS=`{text}`: a number of milliseconds (0 turns the check off)"
+            ),
+        },
+        Err(_) if cfg!(miri) => None,
+        Err(_) => Some(DEFAULT_DISPATCH_RUN_BUDGET),
+    }
+}
+
+/// The budget of a DISPATCH_LEVEL run in effect, in nanoseconds (0: off).
+static DISPATCH_RUN_BUDGET: AtomicU64 = AtomicU64::new(0);
+
+/// The budget of a DISPATCH_LEVEL run of a provider thread in effect (the session's).
+pub(crate) fn dispatch_run_budget() -> Option<Duration> {
+    match DISPATCH_RUN_BUDGET.load(Ordering::Relaxed) {
+        0 => None,
+        nanos => Some(Duration::from_nanos(nanos)),
+    }
+}
+
+fn set_dispatch_run_budget(budget: Option<Duration>) {
+    let nanos = budget.map_or(0, |b| {
+        u64::try_from(b.as_nanos()).unwrap_or(u64::MAX).max(1)
+    });
+    DISPATCH_RUN_BUDGET.store(nanos, Ordering::Relaxed);
 }
 
 impl Default for ProviderConfig {
@@ -35,6 +83,7 @@ impl Default for ProviderConfig {
             os_version: (10, 0, 22631),
             deregister_wait_report: Duration::from_secs(2),
             work_item_wait_report: Duration::from_secs(10),
+            dispatch_run_budget: default_dispatch_run_budget(),
         }
     }
 }
@@ -143,6 +192,7 @@ impl Session {
     pub fn with_config(config: ProviderConfig) -> Session {
         let lock = SESSION_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         reset();
+        set_dispatch_run_budget(config.dispatch_run_budget);
         *CONFIG.lock().unwrap_or_else(|e| e.into_inner()) = Some(config);
         Session {
             _lock: lock,

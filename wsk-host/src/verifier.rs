@@ -89,6 +89,12 @@ pub enum Rule {
     /// A work item was still queued or running when the session ended or the driver was
     /// unloaded, after the wait for it (`ProviderConfig::work_item_wait_report`) ran out.
     WorkItemStillRunning,
+    /// A run of a provider thread at DISPATCH_LEVEL — a socket's completion routines and
+    /// event callbacks, a deferred completion — took longer than
+    /// [`ProviderConfig::dispatch_run_budget`](crate::ProviderConfig::dispatch_run_budget):
+    /// on Windows that run is a DPC, and the DPC watchdog bug checks (0x133,
+    /// `DPC_WATCHDOG_VIOLATION`).
+    DpcWatchdogViolation,
 }
 
 impl Rule {
@@ -128,6 +134,7 @@ impl Rule {
             Rule::WorkItemInUse => "WORK_ITEM_IN_USE",
             Rule::WorkItemReturnedAtBadIrql => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
             Rule::WorkItemStillRunning => "WORK_ITEM_STILL_RUNNING",
+            Rule::DpcWatchdogViolation => "DPC_WATCHDOG_VIOLATION",
         }
     }
 }

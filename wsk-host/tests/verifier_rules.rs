@@ -15,7 +15,7 @@ use std::ptr::null_mut;
 use std::time::Duration;
 
 use common::{PoolBuffer, Registration, SyncRequest, close, connect, connection_dispatch, listen};
-use wsk_host::{ProviderConfig, RegValue, Rule, Session, Violation, irql};
+use wsk_host::{CompletionMode, ProviderConfig, RegValue, Rule, Session, Violation, irql};
 use wsk_sys::*;
 
 /// Runs `code` in a session; returns every finding of the session.
@@ -770,4 +770,109 @@ fn finish_panics_with_every_finding_named() {
     );
     // The next session starts clean.
     Session::start().finish();
+}
+
+// ---- DISPATCH_LEVEL runs (Windows' DPC watchdog) ----
+
+/// The context of [`held_completion`]: how long it holds its thread, and the event it signals
+/// after.
+struct Hold {
+    hold: Duration,
+    event: KEVENT,
+}
+
+/// A completion routine that holds its thread — the provider's, at DISPATCH_LEVEL — for
+/// `Hold::hold` (a driver's routine that loops instead of yielding), then signals.
+unsafe extern "system" fn held_completion(
+    _device: PDEVICE_OBJECT,
+    _irp: PIRP,
+    context: PVOID,
+) -> NTSTATUS {
+    // SAFETY: the context is the test's live `Hold`, which waits for this signal.
+    let hold = unsafe { &mut *context.cast::<Hold>() };
+    let until = std::time::Instant::now() + hold.hold;
+    while std::time::Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    // SAFETY: the live event.
+    unsafe { KeSetEvent(&mut hold.event, 0, FALSE) };
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// A receive completed from the provider's thread whose completion routine holds it for
+/// `hold`, in a session whose DISPATCH_LEVEL runs may take `budget`; the findings.
+fn receive_completed_in(budget: Duration, hold: Duration) -> Vec<Violation> {
+    let config = ProviderConfig {
+        dispatch_run_budget: Some(budget),
+        ..ProviderConfig::default()
+    };
+    findings(config, |session| {
+        // Every completion from the provider's thread: the run measured is its.
+        session.set_faults(wsk_host::FaultPlan::new(3).completion(CompletionMode::AlwaysPending));
+        let registration = Registration::new();
+        let mut request = SyncRequest::new().unwrap();
+        let (socket, listener) = connected(&registration, &mut request);
+        let (mut peer, _) = listener.accept().unwrap();
+        let buffer = PoolBuffer::new(16).unwrap();
+        let mut wsk_buf = buffer.wsk_buf(0, 16);
+        let mut context = Box::new(Hold {
+            hold,
+            event: KEVENT::default(),
+        });
+        // SAFETY: the IRP, the buffer and the context outlive the receive, waited for below.
+        unsafe {
+            let irp = IoAllocateIrp(1, FALSE);
+            assert!(!irp.is_null());
+            KeInitializeEvent(&mut context.event, NotificationEvent, FALSE);
+            IoSetCompletionRoutine(
+                irp,
+                Some(held_completion),
+                (&raw mut *context).cast(),
+                true,
+                true,
+                true,
+            );
+            let status =
+                (connection_dispatch(socket).WskReceive.unwrap())(socket, &mut wsk_buf, 0, irp);
+            assert_eq!(status, STATUS_PENDING);
+            std::io::Write::write_all(&mut peer, b"x").unwrap();
+            let mut timeout = LARGE_INTEGER {
+                QuadPart: -10_000 * 20_000,
+            };
+            assert_eq!(
+                KeWaitForSingleObject(
+                    (&raw mut context.event).cast(),
+                    Executive,
+                    KernelMode,
+                    FALSE,
+                    &mut timeout,
+                ),
+                STATUS_SUCCESS,
+                "the receive completes within 20 s"
+            );
+            assert_eq!((*irp).IoStatus.u.Status, STATUS_SUCCESS);
+            IoFreeIrp(irp);
+            assert_eq!(close(socket, &mut request), STATUS_SUCCESS);
+        }
+    })
+}
+
+#[test]
+fn dpc_watchdog_violation() {
+    let found = receive_completed_in(Duration::from_millis(20), Duration::from_millis(200));
+    let rules: BTreeSet<&str> = found.iter().map(|v| v.rule.name()).collect();
+    assert_eq!(
+        rules,
+        BTreeSet::from([Rule::DpcWatchdogViolation.name()]),
+        "{found:#?}"
+    );
+    assert!(
+        found[0].to_string().contains("DISPATCH_LEVEL"),
+        "{found:#?}"
+    );
+    // A routine that returns promptly is within the budget; so is every run of the suites,
+    // which run with the default budget.
+    let found = receive_completed_in(Duration::from_millis(20), Duration::ZERO);
+    assert!(found.is_empty(), "{found:#?}");
+    assert!(ProviderConfig::default().dispatch_run_budget.is_some());
 }

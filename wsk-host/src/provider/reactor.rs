@@ -2,8 +2,24 @@
 //! drives the sockets' pending requests and events, at DISPATCH_LEVEL — itself, or, when the
 //! fault plan asks for concurrent event delivery, through a pool of delivery threads (also at
 //! DISPATCH_LEVEL) that progress sockets in parallel, several at once on one socket.
+//!
+//! The provider is fair, as Windows' is: each pass of the provider's thread serves the sockets
+//! that were ready or queued when it began, each for a bounded amount of work
+//! ([`HostSocket::progress`] returns after [`super::socket::ROUNDS_PER_PASS`] rounds and queues
+//! the socket again at the back), a socket is queued at most once, and a request a client
+//! issues from a completion routine or callback on a provider thread completes inline at most
+//! [`INLINE_BUDGET`] times per run (after that it pends, and the client's loop yields). One
+//! busy socket cannot keep the others waiting.
+//!
+//! Each run of a provider thread at DISPATCH_LEVEL — a socket's pass, with the completion
+//! routines and event callbacks it calls, or a deferred action — is a DPC on Windows, where
+//! the DPC watchdog bug checks (0x133, `DPC_WATCHDOG_VIOLATION`) one that runs too long. A run
+//! longer than [`ProviderConfig::dispatch_run_budget`](crate::ProviderConfig) is reported as
+//! [`Rule::DpcWatchdogViolation`](crate::Rule::DpcWatchdogViolation).
 
+use std::cell::Cell;
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -12,8 +28,80 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use super::socket::HostSocket;
 use crate::faults;
 use crate::irql;
+use crate::verifier::{Rule, bug_check};
 
 const WAKE: Token = Token(usize::MAX);
+
+/// Requests a client issues from one run of a provider thread that may complete inline
+/// (before the WSK function returns); the next ones pend and complete in a later pass.
+pub(crate) const INLINE_BUDGET: u32 = 8;
+
+thread_local! {
+    /// Inline completions left in the current run of a provider thread; `None` outside runs
+    /// (a client's own thread completes inline without limit: it starves nobody).
+    static INLINE_LEFT: Cell<Option<u32>> = const { Cell::new(None) };
+}
+
+/// Whether a request that can finish at once may complete inline now: always outside a
+/// provider run, at most [`INLINE_BUDGET`] times within one.
+pub(crate) fn take_inline_allowance() -> bool {
+    INLINE_LEFT.with(|left| match left.get() {
+        None => true,
+        Some(0) => false,
+        Some(n) => {
+            left.set(Some(n - 1));
+            true
+        }
+    })
+}
+
+/// A run of a provider thread at DISPATCH_LEVEL (a DPC on Windows): bounds its inline
+/// completions and, when it ends, reports it to the verifier if it took longer than the
+/// session's budget. Runs nest (a socket progressed from within another's run): only the
+/// outermost is measured.
+#[must_use]
+pub(crate) struct DispatchRun {
+    started: Instant,
+    previous: Option<u32>,
+    what: &'static str,
+}
+
+impl DispatchRun {
+    /// Starts a run; `what` names it in a report.
+    pub(crate) fn begin(what: &'static str) -> DispatchRun {
+        let previous = INLINE_LEFT.with(|left| left.replace(Some(INLINE_BUDGET)));
+        DispatchRun {
+            started: Instant::now(),
+            previous,
+            what,
+        }
+    }
+}
+
+impl Drop for DispatchRun {
+    fn drop(&mut self) {
+        INLINE_LEFT.with(|left| left.set(self.previous));
+        if self.previous.is_some() {
+            return;
+        }
+        let Some(budget) = crate::session::dispatch_run_budget() else {
+            return;
+        };
+        let elapsed = self.started.elapsed();
+        if elapsed > budget {
+            bug_check(
+                Rule::DpcWatchdogViolation,
+                format!(
+                    "{} ran {elapsed:.1?} at DISPATCH_LEVEL on a provider thread, over the \
+                     budget of {budget:?} (on Windows the DPC watchdog bug checks with 0x133): \
+                     a completion routine or callback must return promptly and continue long \
+                     work later (a DPC, a work item)",
+                    self.what
+                ),
+            );
+        }
+    }
+}
 
 /// Work queued for the provider's thread.
 enum Work {
@@ -102,8 +190,12 @@ impl Reactor {
         let _ = self.registry.deregister(source);
     }
 
-    /// Asks the provider's thread to progress `socket`.
+    /// Asks the provider's thread to progress `socket` (queued once: a socket already queued
+    /// keeps its place).
     pub(crate) fn kick(&self, socket: Arc<HostSocket>) {
+        if socket.kicked.swap(true, Ordering::AcqRel) {
+            return;
+        }
         self.queue
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -128,6 +220,7 @@ impl Reactor {
         if threads > 1 {
             self.deliver_concurrently(socket, threads);
         } else {
+            let _run = DispatchRun::begin("a socket's completions and callbacks");
             socket.progress();
         }
     }
@@ -150,6 +243,7 @@ impl Reactor {
         if pool.threads == 0 {
             // Not one delivery thread: progress the socket here rather than never.
             drop(pool);
+            let _run = DispatchRun::begin("a socket's completions and callbacks");
             socket.progress();
             return;
         }
@@ -167,7 +261,10 @@ impl Reactor {
                 if let Some(socket) = pool.queue.pop_front() {
                     pool.running += 1;
                     drop(pool);
-                    socket.progress();
+                    {
+                        let _run = DispatchRun::begin("a socket's callbacks on a delivery thread");
+                        socket.progress();
+                    }
                     drop(socket);
                     pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
                     pool.running -= 1;
@@ -220,10 +317,20 @@ impl Reactor {
         let mut events = Events::with_capacity(256);
         let mut deferred: Vec<(Instant, Box<dyn FnOnce() + Send>)> = Vec::new();
         loop {
-            let timeout = deferred
-                .iter()
-                .map(|(at, _)| at.saturating_duration_since(Instant::now()))
-                .min();
+            let queued = !self
+                .queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .is_empty();
+            // Work queued for the next pass: look at readiness without waiting.
+            let timeout = if queued {
+                Some(Duration::ZERO)
+            } else {
+                deferred
+                    .iter()
+                    .map(|(at, _)| at.saturating_duration_since(Instant::now()))
+                    .min()
+            };
             // Delayed completions still waiting count as work: the provider is not idle.
             *self.busy.lock().unwrap_or_else(|e| e.into_inner()) = deferred.len();
             self.idle.notify_all();
@@ -242,22 +349,24 @@ impl Reactor {
                     self.progress(socket);
                 }
             }
-            loop {
-                let work = self
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .pop_front();
+            // This pass serves what was queued when it began; what its runs queue (a socket
+            // with more to do, requests issued from completion routines) waits for the next
+            // pass, after the sockets that became ready meanwhile.
+            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
+            for work in batch {
                 match work {
-                    Some(Work::Socket(socket)) => self.progress(socket),
-                    Some(Work::Deferred(at, action)) => deferred.push((at, action)),
-                    None => break,
+                    Work::Socket(socket) => {
+                        socket.kicked.store(false, Ordering::Release);
+                        self.progress(socket);
+                    }
+                    Work::Deferred(at, action) => deferred.push((at, action)),
                 }
             }
             let now = Instant::now();
             let (due, later): (Vec<_>, Vec<_>) = deferred.drain(..).partition(|(at, _)| *at <= now);
             deferred = later;
             for (_, action) in due {
+                let _run = DispatchRun::begin("a deferred completion");
                 action();
             }
         }

@@ -4,6 +4,7 @@
 use std::collections::{HashSet, VecDeque};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use mio::Interest;
@@ -12,7 +13,7 @@ use wsk_sys::*;
 
 use super::address::{read_sockaddr, write_sockaddr};
 use super::indication;
-use super::reactor::reactor;
+use super::reactor::{reactor, take_inline_allowance};
 use super::{HostClient, status_of_io};
 use crate::faults;
 use crate::irp;
@@ -146,7 +147,14 @@ pub(crate) struct HostSocket {
     pub(crate) family: ADDRESS_FAMILY,
     pub(crate) client: *const HostClient,
     pub(crate) state: Mutex<State>,
+    /// Queued for the provider's thread (it is queued once, however often it is kicked).
+    pub(crate) kicked: AtomicBool,
 }
+
+/// Rounds of completions and events one pass of [`HostSocket::progress`] delivers before it
+/// queues the socket again behind the others (fairness: a socket whose completion routines
+/// keep issuing requests that can finish at once would otherwise hold the provider's thread).
+pub(crate) const ROUNDS_PER_PASS: usize = 16;
 
 // SAFETY: the raw pointers are the client's (contexts, dispatch tables, IRPs) and the
 // provider's own indications, all usable from any thread; the state is behind a mutex.
@@ -203,6 +211,7 @@ impl HostSocket {
             category,
             family,
             client,
+            kicked: AtomicBool::new(false),
             state: Mutex::new(State {
                 io,
                 context,
@@ -276,7 +285,7 @@ impl HostSocket {
             drop(state);
             return finish(irp, STATUS_FILE_FORCED_CLOSED, 0, Delivery::Inline);
         }
-        if inline && queue_is_empty(&state, &op) {
+        if inline && queue_is_empty(&state, &op) && take_inline_allowance() {
             if let Outcome::Done(status, information) = attempt(self, &mut state, &mut op) {
                 drop(state);
                 let orphan = orphans_socket(&op, status);
@@ -298,9 +307,12 @@ impl HostSocket {
     /// concurrently, by the delivery threads, several at once on one socket: each event taken
     /// hands the socket to another delivery thread, which looks for the next event while this
     /// one's callback runs.
+    ///
+    /// A pass delivers at most [`ROUNDS_PER_PASS`] rounds (each a batch of completions or one
+    /// event); a socket with more to do is queued again, behind the other sockets.
     pub(crate) fn progress(self: &Arc<Self>) {
         let threads = faults::event_threads();
-        loop {
+        for _ in 0..ROUNDS_PER_PASS {
             let mut completions = Vec::new();
             let mut state = self.lock();
             if state.closed {
@@ -356,6 +368,9 @@ impl HostSocket {
                 None => {}
             }
         }
+        // The pass's rounds are spent and there may be more: the rest waits for the next
+        // pass, behind the other sockets.
+        reactor().kick(Arc::clone(self));
     }
 
     /// Requests queued on this socket, waiting for the network.
