@@ -605,7 +605,9 @@ PVOID __stdcall MmMapLockedPagesSpecifyCache(PMDL MemoryDescriptorList,
 void __stdcall MmUnmapLockedPages(PVOID BaseAddress, PMDL MemoryDescriptorList);
 
 /** Allocates pool memory (Windows 10 2004 and later); returns NULL on failure. IRQL <=
- *  DISPATCH_LEVEL for non-paged pool. WDK: `ExAllocatePool2`. */
+ *  DISPATCH_LEVEL for non-paged pool. A driver that imports it does not load on earlier
+ *  systems: resolve it with [`MmGetSystemRoutineAddress`] instead (as the `pool` module
+ *  does). WDK: `ExAllocatePool2`. */
 PVOID __stdcall ExAllocatePool2(POOL_FLAGS Flags, SIZE_T NumberOfBytes, ULONG Tag);
 /** Allocates pool memory of the given type with a four-byte tag; returns NULL on failure.
  *  IRQL <= DISPATCH_LEVEL for non-paged pool. WDK: `ExAllocatePoolWithTag`. */
@@ -613,6 +615,13 @@ PVOID __stdcall ExAllocatePoolWithTag(POOL_TYPE PoolType, SIZE_T NumberOfBytes, 
 /** Frees pool memory allocated with `Tag`. IRQL <= DISPATCH_LEVEL. WDK:
  *  `ExFreePoolWithTag`. */
 void __stdcall ExFreePoolWithTag(PVOID P, ULONG Tag);
+
+/** Returns the address of a routine ntoskrnl.exe or the HAL exports, or NULL when the
+ *  running system does not export it: how a driver calls a routine newer than the oldest
+ *  system it supports without importing it (an image whose imports the loader cannot
+ *  resolve does not load). `SystemRoutineName` is the routine's name. IRQL ==
+ *  PASSIVE_LEVEL. WDK: `MmGetSystemRoutineAddress`. */
+PVOID __stdcall MmGetSystemRoutineAddress(PUNICODE_STRING SystemRoutineName);
 
 /** Initialises an event object in non-paged memory. IRQL <= DISPATCH_LEVEL. WDK:
  *  `KeInitializeEvent`. */

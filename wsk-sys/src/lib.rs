@@ -22,6 +22,10 @@
 //!   (use [`IoGetCurrentIrpStackLocation`] and [`IoGetNextIrpStackLocation`]);
 //! - `SOCKADDR_IN6`'s scope is `sin6_scope_id`.
 //!
+//! One module is this crate's own rather than the WDK's: [`pool`] allocates non-paged pool
+//! on every release from Windows 7, using `ExAllocatePool2` where the running system has it
+//! without importing it.
+//!
 //! # Windows integer widths
 //! `ULONG` is 32-bit and `SIZE_T` 64-bit on every host: the bindings use [`ctypes`], not
 //! `core::ffi`, so layouts on Linux or macOS equal those of Windows. The crate checks, at
@@ -70,6 +74,7 @@ mod irql;
 mod mdl;
 #[cfg(not(all(windows, feature = "wdk-sys")))]
 mod object_attributes;
+pub mod pool;
 #[cfg(not(all(windows, feature = "wdk-sys")))]
 mod spin_lock;
 mod status;

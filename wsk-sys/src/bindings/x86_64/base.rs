@@ -1626,12 +1626,14 @@ unsafe extern "system" {
     ) -> PVOID;
     #[doc = " Releases a mapping made by [`MmMapLockedPagesSpecifyCache`]. IRQL <= DISPATCH_LEVEL.\n  WDK: `MmUnmapLockedPages`."]
     pub fn MmUnmapLockedPages(BaseAddress: PVOID, MemoryDescriptorList: PMDL);
-    #[doc = " Allocates pool memory (Windows 10 2004 and later); returns NULL on failure. IRQL <=\n  DISPATCH_LEVEL for non-paged pool. WDK: `ExAllocatePool2`."]
+    #[doc = " Allocates pool memory (Windows 10 2004 and later); returns NULL on failure. IRQL <=\n  DISPATCH_LEVEL for non-paged pool. A driver that imports it does not load on earlier\n  systems: resolve it with [`MmGetSystemRoutineAddress`] instead (as the `pool` module\n  does). WDK: `ExAllocatePool2`."]
     pub fn ExAllocatePool2(Flags: POOL_FLAGS, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
     #[doc = " Allocates pool memory of the given type with a four-byte tag; returns NULL on failure.\n  IRQL <= DISPATCH_LEVEL for non-paged pool. WDK: `ExAllocatePoolWithTag`."]
     pub fn ExAllocatePoolWithTag(PoolType: POOL_TYPE, NumberOfBytes: SIZE_T, Tag: ULONG) -> PVOID;
     #[doc = " Frees pool memory allocated with `Tag`. IRQL <= DISPATCH_LEVEL. WDK:\n  `ExFreePoolWithTag`."]
     pub fn ExFreePoolWithTag(P: PVOID, Tag: ULONG);
+    #[doc = " Returns the address of a routine ntoskrnl.exe or the HAL exports, or NULL when the\n  running system does not export it: how a driver calls a routine newer than the oldest\n  system it supports without importing it (an image whose imports the loader cannot\n  resolve does not load). `SystemRoutineName` is the routine's name. IRQL ==\n  PASSIVE_LEVEL. WDK: `MmGetSystemRoutineAddress`."]
+    pub fn MmGetSystemRoutineAddress(SystemRoutineName: PUNICODE_STRING) -> PVOID;
     #[doc = " Initialises an event object in non-paged memory. IRQL <= DISPATCH_LEVEL. WDK:\n  `KeInitializeEvent`."]
     pub fn KeInitializeEvent(Event: PRKEVENT, Type: EVENT_TYPE, State: BOOLEAN);
     #[doc = " Signals an event; returns its previous state. IRQL <= DISPATCH_LEVEL. WDK: `KeSetEvent`."]
