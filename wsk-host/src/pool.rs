@@ -1,5 +1,12 @@
 //! Pool: `ExAllocatePool2`, `ExAllocatePoolWithTag`, `ExFreePoolWithTag`, with every live
-//! allocation tracked (size and tag) for the leak check.
+//! allocation tracked (size and tag) for the leak check; and `MmGetSystemRoutineAddress`,
+//! which finds `ExAllocatePool2` only on the systems that export it.
+//!
+//! The emulated system's version (`ProviderConfig::os_version`) decides what exists:
+//! `ExAllocatePool2` from Windows 10 2004 (build 19041), `NonPagedPoolNx` from Windows 8.
+//! Calling the first, or asking for the second, on an older system is reported as
+//! [`Rule::InvalidParameter`], naming the routine or pool type and the release that added
+//! it: on Windows such a driver does not load, or bug-checks with `BAD_POOL_CALLER`.
 
 use std::alloc::Layout;
 use std::collections::BTreeMap;
@@ -102,6 +109,19 @@ pub extern "system" fn ExAllocatePool2(
     NumberOfBytes: SIZE_T,
     Tag: ULONG,
 ) -> PVOID {
+    if !exports_allocate_pool2() {
+        let (major, minor, build) = crate::session::config().os_version;
+        bug_check(
+            Rule::InvalidParameter,
+            format!(
+                "ExAllocatePool2 called on Windows {major}.{minor}.{build}, which does not \
+                 export it (Windows 10 2004, build 19041, and later): a driver importing it \
+                 does not load there; resolve it with MmGetSystemRoutineAddress and fall back \
+                 to ExAllocatePoolWithTag"
+            ),
+        );
+        return std::ptr::null_mut();
+    }
     let paged = Flags & POOL_FLAG_PAGED != 0;
     if !require_irql(
         "ExAllocatePool2",
@@ -132,6 +152,17 @@ pub extern "system" fn ExAllocatePoolWithTag(
     NumberOfBytes: SIZE_T,
     Tag: ULONG,
 ) -> PVOID {
+    let (major, minor, build) = crate::session::config().os_version;
+    if PoolType == NonPagedPoolNx && (major, minor) < (6, 2) {
+        bug_check(
+            Rule::InvalidParameter,
+            format!(
+                "ExAllocatePoolWithTag(NonPagedPoolNx) on Windows {major}.{minor}.{build} \
+                 (BAD_POOL_CALLER): NonPagedPoolNx exists from Windows 8 (6.2)"
+            ),
+        );
+        return std::ptr::null_mut();
+    }
     let paged = PoolType == PagedPool;
     if !require_irql(
         "ExAllocatePoolWithTag",
@@ -166,4 +197,40 @@ pub extern "system" fn ExFreePoolWithTag(P: PVOID, Tag: ULONG) {
         return;
     }
     free(P.cast(), Tag);
+}
+
+/// Whether the emulated system exports `ExAllocatePool2` (Windows 10 2004, build 19041, and
+/// later).
+fn exports_allocate_pool2() -> bool {
+    crate::session::config().os_version >= (10, 0, 19041)
+}
+
+/// `MmGetSystemRoutineAddress`: the pool routines of this module by name, `ExAllocatePool2`
+/// only when the emulated system exports it; NULL for any other name.
+#[unsafe(no_mangle)]
+pub unsafe extern "system" fn MmGetSystemRoutineAddress(
+    SystemRoutineName: PUNICODE_STRING,
+) -> PVOID {
+    if !require_irql("MmGetSystemRoutineAddress", PASSIVE_LEVEL) {
+        return std::ptr::null_mut();
+    }
+    if SystemRoutineName.is_null() {
+        bug_check(Rule::InvalidParameter, "MmGetSystemRoutineAddress(NULL)");
+        return std::ptr::null_mut();
+    }
+    // SAFETY: the caller gives a valid counted string.
+    let name = unsafe {
+        let name = &*SystemRoutineName;
+        if name.Buffer.is_null() {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(name.Buffer, usize::from(name.Length) / 2)
+        }
+    };
+    match String::from_utf16_lossy(name).as_str() {
+        "ExAllocatePool2" if exports_allocate_pool2() => ExAllocatePool2 as *mut _,
+        "ExAllocatePoolWithTag" => ExAllocatePoolWithTag as *mut _,
+        "ExFreePoolWithTag" => ExFreePoolWithTag as *mut _,
+        _ => std::ptr::null_mut(),
+    }
 }
