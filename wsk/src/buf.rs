@@ -21,8 +21,12 @@ pub const BUF_POOL_TAG: u32 = u32::from_le_bytes(*b"WskB");
 /// completion has arrived, even if the operation's future is dropped in the meantime.
 ///
 /// Two kinds of memory back a `Buf`:
-/// - [`Buf::with_capacity`]: non-paged pool (`ExAllocatePoolWithTag(NonPagedPoolNx)`, tag
-///   [`BUF_POOL_TAG`]) described by `MmBuildMdlForNonPagedPool`; usable at DISPATCH_LEVEL.
+/// - [`Buf::with_capacity`]: zeroed non-paged pool (tag [`BUF_POOL_TAG`]) described by
+///   `MmBuildMdlForNonPagedPool`; usable at DISPATCH_LEVEL. The pool comes from
+///   `ExAllocatePool2` where the running system exports it (Windows 10 2004 and later, found
+///   at run time, never imported), otherwise from `ExAllocatePoolWithTag` (`NonPagedPoolNx`
+///   from Windows 8, `NonPagedPool` before): see `wsk_sys::pool`, whose `initialize` a driver
+///   calls from `DriverEntry`.
 /// - [`Buf::from_vec`]: a `Vec<u8>`'s own allocation, its pages locked with
 ///   `MmProbeAndLockPages` (no copy). Dropping such a `Buf` frees the `Vec` through the
 ///   global allocator, possibly at DISPATCH_LEVEL (a cancelled operation releases its buffer
@@ -44,7 +48,7 @@ pub struct Buf {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Storage {
-    /// `ExAllocatePoolWithTag` with [`BUF_POOL_TAG`], MDL built for non-paged pool.
+    /// Non-paged pool (`wsk_sys::pool`) with [`BUF_POOL_TAG`], MDL built for non-paged pool.
     Pool,
     /// A `Vec<u8>`'s allocation (`len`, `capacity`), pages locked.
     LockedVec,
@@ -65,9 +69,8 @@ impl Buf {
     pub fn with_capacity(capacity: usize) -> Result<Buf> {
         require_at_most(Irql::DISPATCH)?;
         check_capacity(capacity)?;
-        // SAFETY: a non-zero size and a valid pool type; the IRQL was checked.
-        let raw =
-            unsafe { ExAllocatePoolWithTag(NonPagedPoolNx, capacity as SIZE_T, BUF_POOL_TAG) };
+        // SAFETY: a non-zero size and tag; the IRQL was checked.
+        let raw = unsafe { pool::allocate_non_paged_zeroed(capacity as SIZE_T, BUF_POOL_TAG) };
         let data = NonNull::new(raw.cast::<u8>()).ok_or(Error::INSUFFICIENT_RESOURCES)?;
         // SAFETY: `data` is a fresh allocation of `capacity` bytes.
         let mdl = unsafe { allocate_mdl(data, capacity) };

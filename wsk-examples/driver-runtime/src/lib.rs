@@ -1,16 +1,18 @@
 //! The driver runtime of the wsk-rs example drivers: what a `#![no_std]` Rust driver needs
 //! besides WSK.
 //!
-//! - [`pool`]: the global allocator, over non-paged, no-execute pool (`ExAllocatePool2`), so
+//! - [`pool`]: the global allocator, over non-paged pool (`wsk_sys::pool`: `ExAllocatePool2`
+//!   where the running system exports it, `ExAllocatePoolWithTag` before Windows 10 2004), so
 //!   that `alloc` (and `wsk`'s buffers and completion blocks) can be used at any IRQL up to
-//!   DISPATCH_LEVEL.
+//!   DISPATCH_LEVEL, on every Windows release from Windows 7.
 //! - [`panic`]: the panic handler — the message goes to the debugger, then `KeBugCheckEx`
 //!   (a driver cannot unwind, and continuing after a broken invariant corrupts the kernel).
 //! - [`kprint!`]: formatted debug output through `DbgPrint`.
 //! - [`parameters`]: the values of the service's `Parameters` registry key, the standard
 //!   place for a driver's configuration.
 //! - `frame_handler`: the personality routine the precompiled standard library names.
-//! - [`export_driver_entry!`]: exports the driver's entry function as `DriverEntry`.
+//! - [`export_driver_entry!`]: exports the driver's entry function as `DriverEntry`, which
+//!   first looks up the pool routines of the running system (`wsk_sys::pool::initialize`).
 //!
 //! With the `host` feature the crate is built for user mode on `wsk-host`: std's allocator and
 //! panic handler are used, and no `DriverEntry` symbol is exported (the host runner calls the
@@ -54,6 +56,8 @@ macro_rules! export_driver_entry {
             driver: $crate::__private::PDRIVER_OBJECT,
             registry_path: $crate::__private::PUNICODE_STRING,
         ) -> $crate::__private::NTSTATUS {
+            // DriverEntry runs at PASSIVE_LEVEL, where the pool routines can be looked up.
+            let _ = $crate::__private::pool::initialize();
             // SAFETY: forwarded from the I/O manager's call.
             unsafe { $entry(driver, registry_path) }
         }
@@ -62,5 +66,5 @@ macro_rules! export_driver_entry {
 
 #[doc(hidden)]
 pub mod __private {
-    pub use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING};
+    pub use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, pool};
 }

@@ -1,17 +1,19 @@
 //! The global allocator of a driver: non-paged, no-execute pool.
 //!
-//! Every allocation comes from `ExAllocatePool2(POOL_FLAG_NON_PAGED, ..)` (Windows 10 version
-//! 2004 and later) with the pool tag [`POOL_TAG`], so it may be touched, allocated and freed at
-//! any IRQL up to DISPATCH_LEVEL — where WSK completion routines and event callbacks run.
+//! Every allocation is non-paged pool with the pool tag [`POOL_TAG`], so it may be touched,
+//! allocated and freed at any IRQL up to DISPATCH_LEVEL — where WSK completion routines and
+//! event callbacks run. It comes from `wsk_sys::pool`: `ExAllocatePool2(POOL_FLAG_NON_PAGED)`
+//! where the running system exports it (Windows 10 2004 and later; looked up at run time, so
+//! the image does not import it and loads on older systems), otherwise
+//! `ExAllocatePoolWithTag` with `NonPagedPoolNx` (Windows 8 and later) or `NonPagedPool`
+//! (Windows 7), zeroed for `alloc_zeroed`.
 //! Allocation failure is reported to the caller as a null pointer (`wsk` turns it into
 //! `STATUS_INSUFFICIENT_RESOURCES`), never a bug check.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr::null_mut;
 
-use wsk_sys::{
-    ExAllocatePool2, ExFreePoolWithTag, POOL_FLAG_NON_PAGED, POOL_FLAG_UNINITIALIZED, POOL_FLAGS,
-};
+use wsk_sys::{ExFreePoolWithTag, SIZE_T, pool};
 
 /// The pool tag of every allocation (`'Rsk '` as `!pool` and PoolMon show it: the tag is
 /// stored little-endian).
@@ -27,17 +29,25 @@ const POOL_ALIGNMENT: usize = 16;
 pub struct NonPagedPool;
 
 impl NonPagedPool {
+    /// Allocates `bytes` (not zero) bytes of non-paged pool, zeroed when `zeroed`.
+    fn pool_block(bytes: usize, zeroed: bool) -> *mut u8 {
+        let bytes = bytes as SIZE_T;
+        // SAFETY: non-paged pool may be allocated at IRQL <= DISPATCH_LEVEL, the rule of this
+        // allocator's callers; the tag and the size are not zero.
+        let block = unsafe {
+            if zeroed {
+                pool::allocate_non_paged_zeroed(bytes, POOL_TAG)
+            } else {
+                pool::allocate_non_paged_uninitialized(bytes, POOL_TAG)
+            }
+        };
+        block.cast()
+    }
+
     /// Allocates `layout` from non-paged pool, zeroed when `zeroed`.
     fn allocate(layout: Layout, zeroed: bool) -> *mut u8 {
-        let flags: POOL_FLAGS = if zeroed {
-            POOL_FLAG_NON_PAGED
-        } else {
-            POOL_FLAG_NON_PAGED | POOL_FLAG_UNINITIALIZED
-        };
         if layout.align() <= POOL_ALIGNMENT {
-            // SAFETY: non-paged pool may be allocated at IRQL <= DISPATCH_LEVEL, the rule of
-            // this allocator's callers; the tag is not zero.
-            return unsafe { ExAllocatePool2(flags, layout.size() as _, POOL_TAG) }.cast();
+            return Self::pool_block(layout.size().max(1), zeroed);
         }
         // Over-aligned: room for the alignment and for the pool block's address, stored
         // just below the pointer handed out.
@@ -48,8 +58,7 @@ impl NonPagedPool {
         else {
             return null_mut();
         };
-        // SAFETY: as above.
-        let base = unsafe { ExAllocatePool2(flags, total as _, POOL_TAG) }.cast::<u8>();
+        let base = Self::pool_block(total, zeroed);
         if base.is_null() {
             return null_mut();
         }
@@ -86,7 +95,7 @@ unsafe impl GlobalAlloc for NonPagedPool {
             // SAFETY: an over-aligned allocation stored its block's address just below it.
             unsafe { ptr.cast::<usize>().sub(1).read() as *mut u8 }
         };
-        // SAFETY: `block` came from `ExAllocatePool2` with this tag and is freed once (the
+        // SAFETY: `block` came from `wsk_sys::pool` with this tag and is freed once (the
         // `GlobalAlloc` contract); non-paged pool is freed at IRQL <= DISPATCH_LEVEL.
         unsafe { ExFreePoolWithTag(block.cast(), POOL_TAG) };
     }

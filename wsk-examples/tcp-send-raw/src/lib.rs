@@ -262,12 +262,10 @@ fn start(registry_path: PUNICODE_STRING) -> Result<(), NTSTATUS> {
     // SAFETY: every pointer below is checked before use; on each failure what was made is
     // released in reverse order; the context is published only once the connect is issued.
     unsafe {
-        let context = ExAllocatePool2(
-            POOL_FLAG_NON_PAGED,
-            size_of::<Context>() as SIZE_T,
-            POOL_TAG,
-        )
-        .cast::<Context>();
+        // Non-paged pool on every release from Windows 7 (`ExAllocatePool2` where the system
+        // exports it, looked up at run time, not imported).
+        let context = pool::allocate_non_paged_zeroed(size_of::<Context>() as SIZE_T, POOL_TAG)
+            .cast::<Context>();
         if context.is_null() {
             return Err(STATUS_INSUFFICIENT_RESOURCES);
         }
@@ -310,7 +308,7 @@ fn start(registry_path: PUNICODE_STRING) -> Result<(), NTSTATUS> {
             release(context, true, false);
             return Err(status);
         }
-        c.data = ExAllocatePool2(POOL_FLAG_NON_PAGED, message.len() as SIZE_T, POOL_TAG).cast();
+        c.data = pool::allocate_non_paged_zeroed(message.len() as SIZE_T, POOL_TAG).cast();
         c.irp = IoAllocateIrp(1, FALSE);
         if !c.data.is_null() {
             core::ptr::copy_nonoverlapping(message.as_ptr(), c.data, message.len());
