@@ -19,7 +19,7 @@ use crate::examples::{Example, select};
 use crate::{Result, run, workspace_root};
 
 /// A Windows architecture drivers are built for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Arch {
     /// x64 (`x86_64-pc-windows-msvc`).
     X86_64,

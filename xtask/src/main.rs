@@ -12,6 +12,7 @@ mod driver_build;
 mod emulation;
 mod examples;
 mod host_run;
+mod import_versions;
 mod miri;
 mod pe_check;
 mod python_env;
@@ -42,7 +43,11 @@ commands:
                               test-signed copy when osslsigncode is installed)
   check-pe NAME|--all [--release] [--target ...] | FILE.sys...
                               check built images: machine, native subsystem, kernel-only
-                              imports, relocations, no W+X section, checksum
+                              imports, none newer than the architecture's minimum
+                              Windows release, relocations, no W+X section, checksum
+  imports [--check]           write (--check: compare) the table of the built release
+                              drivers' imports, with the first Windows release exporting
+                              each, in wsk-sys/README.md
   emulate NAME|--all [--release]
                               run each x64 image's DriverEntry in speakeasy's emulated
                               kernel; check STATUS_SUCCESS and the WSK calls made
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         Some("build-driver") => driver_build::command(&args[1..]),
         Some("check-pe") => pe_check::command(&args[1..]),
         Some("emulate") => emulation::command(&args[1..]),
+        Some("imports") => import_versions::command(&args[1..]),
         Some("run") => host_run::command(&args[1..]),
         Some("demo") => host_run::demo(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {

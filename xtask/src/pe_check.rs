@@ -4,7 +4,9 @@
 //! - the machine is the target's (AMD64 or ARM64), PE32+, an executable image that is not
 //!   a DLL, for the native subsystem;
 //! - every import comes from a kernel module (ntoskrnl.exe, NETIO.SYS) and names one of its
-//!   exports (the project's lists, `xtask/kernel-exports/*.def`), by name;
+//!   exports (the project's lists, `xtask/kernel-exports/*.def`), by name, and none is newer
+//!   than the oldest Windows release the architecture's drivers support (the lists note the
+//!   first release of each export; see `import_versions`);
 //! - there is a relocation directory (drivers are loaded wherever the kernel puts them);
 //! - no section is both writable and executable;
 //! - the checksum is set and correct (the loader checks drivers' checksums).
@@ -327,6 +329,14 @@ pub fn check_image(
                 "imports {symbol} from {module}, which does not export it"
             )),
             Some(_) => {}
+        }
+    }
+    if let Some(arch) = arch {
+        match crate::import_versions::export_releases() {
+            Ok(releases) => {
+                problems.extend(crate::import_versions::too_new(&imports, arch, &releases))
+            }
+            Err(e) => problems.push(format!("cannot read the export lists' releases: {e}")),
         }
     }
     if image.directory(RELOCATION_DIRECTORY).is_none() {

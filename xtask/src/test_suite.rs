@@ -90,7 +90,7 @@ pub fn command(args: &[String]) -> Result<()> {
             crate::miri::run_machinery_tests,
         )?;
         suite.step(
-            "example drivers (build x64 + ARM64, check-pe, emulate)",
+            "example drivers (build x64 + ARM64, check-pe, import table, emulate)",
             || {
                 let both = [
                     "--all",
@@ -102,6 +102,7 @@ pub fn command(args: &[String]) -> Result<()> {
                 ];
                 xtask(&[&["build-driver"][..], &both].concat())?;
                 xtask(&[&["check-pe"][..], &both].concat())?;
+                xtask(&["imports", "--check"])?;
                 xtask(&["emulate", "--all", "--release"])
             },
         )?;
