@@ -31,6 +31,7 @@ pub(crate) fn outstanding_address_info() -> usize {
 
 pub(crate) fn forget_address_info() {
     *ADDRESS_LISTS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *RESOLUTIONS.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
 /// Creates a host socket of a category and family, non-blocking.
@@ -311,33 +312,98 @@ pub(crate) unsafe extern "system" fn get_address_info(
     let numeric_only = hints.is_some_and(|h| h.ai_flags & AI_NUMERICHOST != 0);
     let result = Result as usize;
     let irp = Irp as usize;
-    // Resolution blocks: it runs on a thread of its own, and the IRP completes from there.
-    std::thread::spawn(move || {
-        let addresses: Result<Vec<SocketAddr>, NTSTATUS> = if numeric_only {
-            node.parse::<std::net::IpAddr>()
-                .map(|ip| vec![SocketAddr::new(ip, port)])
-                .map_err(|_| STATUS_INVALID_PARAMETER)
-        } else {
-            (node.as_str(), port)
-                .to_socket_addrs()
-                .map(Iterator::collect)
-                .map_err(|_| STATUS_NOT_FOUND)
-        };
-        let addresses = addresses.map(|all| {
-            all.into_iter()
-                .filter(|a| family == 0 || (family == i32::from(AF_INET)) == a.is_ipv4())
-                .collect::<Vec<_>>()
+    // The request is cancellable while it waits: the cancel routine completes it with
+    // STATUS_CANCELLED at once, whatever the resolver is doing.
+    RESOLUTIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(irp);
+    // SAFETY: the IRP is owned by this request; its cancel routine is set once the request is
+    // recorded as pending, and taken back (below, or by the resolver thread) before completion.
+    unsafe {
+        IoMarkIrpPending(Irp);
+        IoSetCancelRoutine(Irp, Some(cancel_resolution));
+        if (*Irp).Cancel != 0 && IoSetCancelRoutine(Irp, None).is_some() {
+            // Cancelled before the routine was set: completed now, nothing resolved.
+            if take_resolution(irp) {
+                crate::session::count(|c| c.cancelled += 1);
+                finish(Irp, STATUS_CANCELLED, 0, Delivery::Pending);
+            }
+            return STATUS_PENDING;
+        }
+    }
+    // Resolution blocks: it runs on a thread of its own, and the IRP completes from there —
+    // unless it was cancelled meanwhile: then the thread's result is dropped.
+    let spawned = std::thread::Builder::new()
+        .name("wsk-host-resolver".into())
+        .spawn(move || {
+            let addresses: Result<Vec<SocketAddr>, NTSTATUS> = if numeric_only {
+                node.parse::<std::net::IpAddr>()
+                    .map(|ip| vec![SocketAddr::new(ip, port)])
+                    .map_err(|_| STATUS_INVALID_PARAMETER)
+            } else {
+                (node.as_str(), port)
+                    .to_socket_addrs()
+                    .map(Iterator::collect)
+                    .map_err(|_| STATUS_NOT_FOUND)
+            };
+            let addresses = addresses.map(|all| {
+                all.into_iter()
+                    .filter(|a| family == 0 || (family == i32::from(AF_INET)) == a.is_ipv4())
+                    .collect::<Vec<_>>()
+            });
+            if !take_resolution(irp) {
+                // Cancelled: the IRP completed already and is the client's again.
+                return;
+            }
+            // SAFETY: the request is this thread's to complete (taken from the pending ones);
+            // a cancel routine that runs now finds nothing to do.
+            unsafe { IoSetCancelRoutine(irp as PIRP, None) };
+            let (status, list) = match addresses {
+                Ok(list) if list.is_empty() => (STATUS_NOT_FOUND, std::ptr::null_mut()),
+                Ok(list) => (STATUS_SUCCESS, build_list(&list)),
+                Err(status) => (status, std::ptr::null_mut()),
+            };
+            // SAFETY: the client's result slot, valid until the IRP completes.
+            unsafe { *(result as *mut PADDRINFOEXW) = list };
+            let _run = super::reactor::DispatchRun::begin("a name resolution's completion");
+            finish(irp as PIRP, status, 0, Delivery::Pending);
         });
-        let (status, list) = match addresses {
-            Ok(list) if list.is_empty() => (STATUS_NOT_FOUND, std::ptr::null_mut()),
-            Ok(list) => (STATUS_SUCCESS, build_list(&list)),
-            Err(status) => (status, std::ptr::null_mut()),
-        };
-        // SAFETY: the client's result slot, valid until the IRP completes.
-        unsafe { *(result as *mut PADDRINFOEXW) = list };
-        finish(irp as PIRP, status, 0, Delivery::Pending);
-    });
+    if let Err(error) = spawned {
+        eprintln!("wsk-host: starting a resolver thread failed: {error}");
+        if take_resolution(irp) {
+            // SAFETY: the request is this function's to complete again.
+            unsafe { IoSetCancelRoutine(Irp, None) };
+            finish(Irp, STATUS_INSUFFICIENT_RESOURCES, 0, Delivery::Pending);
+        }
+    }
     STATUS_PENDING
+}
+
+/// `WskGetAddressInfo` requests waiting for their resolution, by IRP: whoever takes one out
+/// (the resolver thread when it finishes, the cancel routine) completes it.
+static RESOLUTIONS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+/// Takes a pending resolution's IRP out of the pending ones; `false` when another party took
+/// it first.
+fn take_resolution(irp: usize) -> bool {
+    RESOLUTIONS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .is_some_and(|pending| pending.remove(&irp))
+}
+
+/// The cancel routine of a pending `WskGetAddressInfo`: completes it with `STATUS_CANCELLED`
+/// (the resolver thread's result, when it comes, is dropped).
+unsafe extern "system" fn cancel_resolution(_device: PDEVICE_OBJECT, irp: PIRP) {
+    // SAFETY: called by IoCancelIrp with the cancel spin lock held.
+    unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
+    if take_resolution(irp as usize) {
+        crate::session::count(|c| c.cancelled += 1);
+        finish(irp, STATUS_CANCELLED, 0, Delivery::Pending);
+    }
 }
 
 /// One node of a result list with room for its address.
