@@ -56,3 +56,32 @@ fn the_1703_and_1709_tables_end_at_wsk_connect_ex() {
         assert!(!info.supports(Feature::SendReceiveEx), "build {build}");
     }
 }
+
+/// `Buf::with_capacity` on each release: pool the system has (no `ExAllocatePool2` before
+/// Windows 10 2004, no `NonPagedPoolNx` before Windows 8 — wsk-host reports either), zeroed.
+#[test]
+fn buffers_come_from_pool_each_release_has() {
+    use wsk::Buf;
+    use wsk_host::{ProviderConfig, Session};
+    use wsk_sys::pool::{self, Strategy};
+
+    for (os_version, strategy) in [
+        ((6, 1, 7601), Strategy::WithTagExecutable),
+        ((6, 3, 9600), Strategy::WithTagNoExecute),
+        ((10, 0, 19041), Strategy::AllocatePool2),
+    ] {
+        let session = Session::with_config(ProviderConfig {
+            os_version,
+            ..ProviderConfig::default()
+        });
+        // What a driver's DriverEntry does.
+        assert_eq!(pool::initialize(), Some(strategy));
+        let mut buf = Buf::with_capacity(256).unwrap();
+        // SAFETY: the pool memory was zeroed on allocation, which is what is checked.
+        unsafe { buf.set_len(256) };
+        assert!(buf.iter().all(|&b| b == 0), "{os_version:?}");
+        drop(buf);
+        let (_, findings) = session.conclude();
+        assert_eq!(findings, Vec::new(), "{os_version:?}");
+    }
+}
