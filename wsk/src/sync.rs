@@ -7,7 +7,7 @@ use core::ops::{Deref, DerefMut};
 use core::sync::atomic::Ordering;
 
 use wsk_sys::{
-    DISPATCH_LEVEL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeLowerIrql, KeReleaseSpinLock,
+    DISPATCH_LEVEL, KIRQL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeLowerIrql, KeReleaseSpinLock,
 };
 
 use crate::per_thread::{self, ThreadRecord};
@@ -48,20 +48,19 @@ impl<T> SpinLock<T> {
         // SAFETY: the lock word is initialised and lives as long as `self`.
         let entry_irql = unsafe { KeAcquireSpinLockRaiseToDpc(self.lock.get()) };
         // At DISPATCH_LEVEL now: the thread keeps its processor until the IRQL is lowered,
-        // which only the last guard's release does. A record frees up as soon as its
-        // thread's last guard is released, so waiting for one is brief.
-        let record = loop {
-            if let Some(record) = per_thread::find_or_claim() {
-                break record;
+        // which only the last guard's release does. Without a free record (more threads than
+        // the table holds are inside callbacks or holding locks) the guard falls back to
+        // restoring its own entry IRQL, which is right for guards dropped in reverse order.
+        let record = per_thread::find_or_claim();
+        if let Some(record) = record {
+            if record.spin_locks.fetch_add(1, Ordering::Relaxed) == 0 {
+                record.base_irql.store(entry_irql, Ordering::Relaxed);
             }
-            core::hint::spin_loop();
-        };
-        if record.spin_locks.fetch_add(1, Ordering::Relaxed) == 0 {
-            record.base_irql.store(entry_irql, Ordering::Relaxed);
         }
         SpinLockGuard {
             lock: self,
             record,
+            entry_irql,
             _not_send: PhantomData,
         }
     }
@@ -107,7 +106,9 @@ impl<T> SpinLock<T> {
 pub struct SpinLockGuard<'a, T> {
     lock: &'a SpinLock<T>,
     /// The holding thread's record (its count of held locks and IRQL to go back to).
-    record: &'static ThreadRecord,
+    record: Option<&'static ThreadRecord>,
+    /// The IRQL this lock raised from (used without a record).
+    entry_irql: KIRQL,
     /// Not `Send`: the IRQL it restores belongs to this processor and thread.
     _not_send: PhantomData<*mut ()>,
 }
@@ -136,14 +137,19 @@ impl<T> Drop for SpinLockGuard<'_, T> {
         // SAFETY: the lock is held by this guard; releasing it "to" DISPATCH_LEVEL keeps the
         // IRQL where it is (the thread may hold other locks).
         unsafe { KeReleaseSpinLock(self.lock.lock.get(), DISPATCH_LEVEL) };
-        if self.record.spin_locks.fetch_sub(1, Ordering::Relaxed) == 1 {
-            let base = per_thread::base_irql(self.record);
-            per_thread::release_if_unused(self.record);
-            if base < DISPATCH_LEVEL {
-                // SAFETY: the thread's last lock is released: back to the IRQL its first one
-                // raised from, on this processor (the guard is not `Send`).
-                unsafe { KeLowerIrql(base) };
+        let lower_to = match self.record {
+            Some(record) if record.spin_locks.fetch_sub(1, Ordering::Relaxed) == 1 => {
+                let base = per_thread::base_irql(record);
+                per_thread::release_if_unused(record);
+                Some(base)
             }
+            Some(_) => None,
+            None => Some(self.entry_irql),
+        };
+        if let Some(irql) = lower_to.filter(|&irql| irql < DISPATCH_LEVEL) {
+            // SAFETY: the thread's last lock (or, without a record, this one) is released:
+            // back to the IRQL it raised from, on this processor (the guard is not `Send`).
+            unsafe { KeLowerIrql(irql) };
         }
     }
 }
