@@ -56,8 +56,9 @@ static ALLOCATE_POOL2_ROUTINE: AtomicPtr<c_void> = AtomicPtr::new(null_mut());
 /// The signature of `ExAllocatePool2`.
 type AllocatePool2 = unsafe extern "system" fn(POOL_FLAGS, SIZE_T, ULONG) -> PVOID;
 
-/// `"ExAllocatePool2"` in UTF-16, as `MmGetSystemRoutineAddress` takes it.
-static ALLOCATE_POOL2_NAME: [u16; 15] = utf16(b"ExAllocatePool2");
+/// `"ExAllocatePool2"` in UTF-16, NUL-terminated as `RtlInitUnicodeString` would leave it
+/// (the terminator is outside the string's `Length`).
+static ALLOCATE_POOL2_NAME: [u16; 16] = utf16(b"ExAllocatePool2\0");
 
 const fn utf16<const N: usize>(ascii: &[u8; N]) -> [u16; N] {
     let mut out = [0u16; N];
@@ -77,7 +78,7 @@ pub fn initialize() -> Option<Strategy> {
         return None;
     }
     let name = UNICODE_STRING {
-        Length: (ALLOCATE_POOL2_NAME.len() * 2) as u16,
+        Length: ((ALLOCATE_POOL2_NAME.len() - 1) * 2) as u16,
         MaximumLength: (ALLOCATE_POOL2_NAME.len() * 2) as u16,
         Buffer: ALLOCATE_POOL2_NAME.as_ptr().cast_mut(),
     };
