@@ -260,13 +260,10 @@ impl ClientCore {
         self.end_request();
     }
 
-    /// Links a new socket into the list; `false` when the client is shutting down (the
-    /// caller closes the socket at once).
+    /// Links a new socket into the list — even during the shutdown, so that the teardown
+    /// waits for its close too; returns `false` then (the caller closes the socket at once).
     pub(crate) fn link(&self, core: &SocketCore) -> bool {
         let mut list = self.sockets.lock();
-        if list.shutting_down {
-            return false;
-        }
         let this = core.as_ptr();
         // SAFETY: the list and the links of every linked core are guarded by the lock held.
         unsafe {
@@ -280,7 +277,7 @@ impl ClientCore {
         }
         list.head = this;
         list.count += 1;
-        true
+        !list.shutting_down
     }
 
     /// Unlinks a socket whose close has completed; signals the shutdown when it was the last.
