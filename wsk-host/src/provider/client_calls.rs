@@ -165,7 +165,7 @@ pub(crate) unsafe extern "system" fn socket_connect(
     let io = match host_socket(Category::Connection, family).and_then(|s| {
         s.bind(&local.into())
             .map(|()| s)
-            .map_err(|e| super::status_of_io(&e))
+            .map_err(|e| super::status_of_bind(&e, local.port()))
     }) {
         Ok(io) => io,
         Err(status) => return finish(Irp, status, 0, Delivery::Inline),

@@ -165,7 +165,7 @@ fn bind_to(host: &Arc<HostSocket>, address: std::net::SocketAddr) -> NTSTATUS {
     };
     if let Err(error) = socket.bind(&address.into()) {
         state.io = Io::Unbound(socket);
-        return status_of_io(&error);
+        return super::status_of_bind(&error, address.port());
     }
     state.io = match host.category {
         Category::Listen => match socket.listen(128) {
@@ -277,7 +277,7 @@ pub(crate) fn begin_connect(
                     host.watch(&mut state);
                     None
                 }
-                Err(error) => Some(status_of_io(&error)),
+                Err(error) => Some(super::status_of_connect(&error)),
             },
             Io::Unbound(socket) => {
                 state.io = Io::Unbound(socket);

@@ -229,9 +229,38 @@ pub(crate) fn wait_idle(timeout: Duration) {
     reactor::wait_idle_if_started(timeout);
 }
 
-/// The NTSTATUS for a host socket error.
+/// Host error numbers `std` gives no `ErrorKind` of its own: (EMFILE, ENFILE, ENOBUFS,
+/// EADDRNOTAVAIL) of the host (Windows: the `WSAE*` codes; ENFILE has none there).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+const HOST_ERRORS: (i32, i32, i32, i32) = (24, 23, 105, 99);
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+const HOST_ERRORS: (i32, i32, i32, i32) = (24, 23, 55, 49);
+#[cfg(windows)]
+const HOST_ERRORS: (i32, i32, i32, i32) = (10024, -1, 10055, 10049);
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    windows
+)))]
+const HOST_ERRORS: (i32, i32, i32, i32) = (-1, -1, -1, -1);
+
+/// The NTSTATUS Windows gives where the host failed with `error`.
+///
+/// Out of descriptors (EMFILE, ENFILE), of buffers (ENOBUFS) or of memory: a WSK socket is
+/// no handle on Windows, and what runs out there is non-paged pool, which the stack reports
+/// as `STATUS_INSUFFICIENT_RESOURCES` — the status a driver must be ready for (and retry
+/// later) when it accepts or creates sockets under load.
 pub(crate) fn status_of_io(error: &std::io::Error) -> NTSTATUS {
     use std::io::ErrorKind::*;
+    let (emfile, enfile, enobufs, _) = HOST_ERRORS;
+    if let Some(code) = error.raw_os_error() {
+        if code == emfile || code == enfile || code == enobufs {
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
+    }
     match error.kind() {
         ConnectionRefused => STATUS_CONNECTION_REFUSED,
         ConnectionReset => STATUS_CONNECTION_RESET,
@@ -247,5 +276,74 @@ pub(crate) fn status_of_io(error: &std::io::Error) -> NTSTATUS {
         NetworkUnreachable => STATUS_NETWORK_UNREACHABLE,
         OutOfMemory => STATUS_INSUFFICIENT_RESOURCES,
         _ => STATUS_UNSUCCESSFUL,
+    }
+}
+
+/// The NTSTATUS Windows gives where a connect failed with `error`: no local port left for
+/// its implicit bind (EADDRNOTAVAIL) is `STATUS_TOO_MANY_ADDRESSES`, what Windows' transport
+/// reports at ephemeral port exhaustion; anything else as [`status_of_io`].
+pub(crate) fn status_of_connect(error: &std::io::Error) -> NTSTATUS {
+    if error.raw_os_error() == Some(HOST_ERRORS.3) {
+        return STATUS_TOO_MANY_ADDRESSES;
+    }
+    status_of_io(error)
+}
+
+/// The NTSTATUS Windows gives where a bind to `port` failed with `error`: a bind to port 0
+/// that finds no port free (EADDRINUSE) is `STATUS_TOO_MANY_ADDRESSES` (ephemeral port
+/// exhaustion); anything else as [`status_of_io`].
+pub(crate) fn status_of_bind(error: &std::io::Error, port: u16) -> NTSTATUS {
+    if port == 0 && error.kind() == std::io::ErrorKind::AddrInUse {
+        return STATUS_TOO_MANY_ADDRESSES;
+    }
+    status_of_io(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn exhausted_resources_are_insufficient_resources() {
+        let (emfile, enfile, enobufs, _) = HOST_ERRORS;
+        for code in [emfile, enfile, enobufs].into_iter().filter(|c| *c > 0) {
+            assert_eq!(
+                status_of_io(&Error::from_raw_os_error(code)),
+                STATUS_INSUFFICIENT_RESOURCES,
+                "error {code}"
+            );
+        }
+        assert_eq!(
+            status_of_io(&Error::from(ErrorKind::OutOfMemory)),
+            STATUS_INSUFFICIENT_RESOURCES
+        );
+    }
+
+    #[test]
+    fn exhausted_ports_are_too_many_addresses() {
+        let address_not_available = Error::from_raw_os_error(HOST_ERRORS.3);
+        assert_eq!(
+            status_of_connect(&address_not_available),
+            STATUS_TOO_MANY_ADDRESSES
+        );
+        assert_eq!(
+            status_of_bind(&Error::from(ErrorKind::AddrInUse), 0),
+            STATUS_TOO_MANY_ADDRESSES
+        );
+        // A fixed port in use is just that; a bind to an address that is not local too.
+        assert_eq!(
+            status_of_bind(&Error::from(ErrorKind::AddrInUse), 7007),
+            STATUS_ADDRESS_ALREADY_EXISTS
+        );
+        assert_eq!(
+            status_of_bind(&address_not_available, 0),
+            STATUS_INVALID_ADDRESS
+        );
+        assert_eq!(
+            status_of_io(&Error::from(ErrorKind::ConnectionRefused)),
+            STATUS_CONNECTION_REFUSED
+        );
     }
 }
