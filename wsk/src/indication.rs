@@ -449,7 +449,10 @@ impl RetainedData {
     /// views short, and never hold one across a wait for the socket's close).
     pub fn view(&self) -> Result<RetainedView<'_>> {
         retention::begin_read(&self.core, &self.retention)?;
-        Ok(RetainedView { data: self })
+        Ok(RetainedView {
+            data: self,
+            _not_send: PhantomData,
+        })
     }
 }
 
@@ -464,8 +467,22 @@ impl RetainedData {
 ///     first.len()
 /// }
 /// ```
+///
+/// A view is not `Send`: a task cannot hold one across an `.await` (which could keep the
+/// socket's close waiting for as long as the task waits).
+///
+/// ```compile_fail
+/// fn spawn_holding_view(tasks: &wsk::task::TaskSet, retained: wsk::RetainedData) {
+///     let _ = tasks.spawn(async move {
+///         let view = retained.view().unwrap();
+///         core::future::ready(()).await;
+///         drop(view);
+///     });
+/// }
+/// ```
 pub struct RetainedView<'a> {
     data: &'a RetainedData,
+    _not_send: PhantomData<*mut ()>,
 }
 
 impl RetainedView<'_> {

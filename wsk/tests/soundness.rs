@@ -414,6 +414,80 @@ fn a_struct_dropping_its_client_before_its_retained_data_does_not_hang() {
     session.finish();
 }
 
+/// Retains, hands the data out, and returns only when told to.
+struct HandOut {
+    out: Mutex<Sender<RetainedData>>,
+    go_on: Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl ConnectionEvents for HandOut {
+    fn on_receive<'a>(&self, data: ReceivedData<'a>) -> ReceiveDecision<'a> {
+        let (retained, decision) = data.retain();
+        if let Ok(retained) = retained {
+            let _ = self.out.lock().unwrap().send(retained);
+            let _ = self
+                .go_on
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(5));
+        }
+        decision
+    }
+}
+
+#[test]
+fn a_view_opened_during_the_callback_survives_a_close_requested_before_it_returns() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (out_tx, out) = channel();
+    let (go_tx, go_on) = channel();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = ConnectionSocket::connect_with_events(
+        &client,
+        listener.local_addr().unwrap(),
+        HandOut {
+            out: Mutex::new(out_tx),
+            go_on: Mutex::new(go_on),
+        },
+    )
+    .wait()
+    .unwrap();
+    let (mut peer, _) = listener.accept().unwrap();
+    let sent: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
+    peer.write_all(&sent).unwrap();
+    let retained = out.recv_timeout(DEADLINE).unwrap();
+    let (opened_tx, opened) = channel();
+    let (again_tx, again) = channel::<()>();
+    let expected = sent.clone();
+    let reader = std::thread::spawn(move || {
+        let view = retained.view().unwrap();
+        let mut first = vec![0u8; retained.len()];
+        let count = view.copy_to(&mut first).unwrap();
+        let _ = opened_tx.send(count);
+        let _ = again.recv_timeout(DEADLINE);
+        // The callback has returned meanwhile, and the close was requested: the view still
+        // reads the same bytes (the indication is released only when it closes).
+        let mut second = vec![0u8; retained.len()];
+        view.copy_to(&mut second).unwrap();
+        drop(view);
+        let after = retained.view().err();
+        (first[..count] == expected[..count], second == first, after)
+    });
+    assert!(opened.recv_timeout(DEADLINE).unwrap() > 0);
+    let close = socket.close();
+    go_tx.send(()).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    again_tx.send(()).unwrap();
+    let (first_ok, second_same, after) = reader.join().unwrap();
+    assert!(first_ok, "the view read what the peer sent");
+    assert!(second_same, "the view read freed memory");
+    assert_eq!(after, Some(Error::SOCKET_CLOSED));
+    within("the close, once the view is gone", move || close.wait()).unwrap();
+    drop(client);
+    drop(peer);
+    session.finish();
+}
+
 // ---- hole 6: client-level requests the client never cancelled ------------------------------
 
 #[test]
@@ -444,9 +518,14 @@ fn a_driver_struct_with_a_pending_connect_drops_in_field_order() {
 #[test]
 fn a_completed_but_uncollected_connect_does_not_hold_the_client() {
     let session = Session::start();
-    session.set_faults(FaultPlan::new(7).completion(CompletionMode::AlwaysPending));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = WskClient::register(driver(&session)).unwrap();
+    // Completions held back a little: the first poll surely finds the connect in flight.
+    session.set_faults(
+        FaultPlan::new(7)
+            .completion(CompletionMode::AlwaysPending)
+            .delay_completions(Duration::from_millis(30)),
+    );
     // Polled once: issued, and perhaps completed at once; either way not collected.
     let mut connect = client.connect(listener.local_addr().unwrap());
     let mut cx = Context::from_waker(Waker::noop());

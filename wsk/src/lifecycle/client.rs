@@ -319,8 +319,9 @@ impl ClientCore {
     ///
     /// What it waits for, and why that ends: the cancelled requests complete (WSK completes
     /// every IRP); a socket's close is issued as soon as no provider call is in progress on
-    /// it and no [`RetainedData`](crate::RetainedData) of it is alive — so this waits for
-    /// retained data to be dropped, nothing else of the user's.
+    /// it and its retained indications are released — the close revokes them, so this waits
+    /// only for a [`RetainedView`](crate::RetainedView) open at that moment, nothing else of
+    /// the user's.
     fn teardown(&self) {
         {
             let mut list = self.sockets.lock();

@@ -250,9 +250,13 @@ impl BlockRef {
     /// [`complete`] with this block as context, and counts the in-flight reference. Returns
     /// the IRP to pass to the WSK function, which **must** then be called exactly once.
     ///
+    /// The event is signalled only for a waiter that announced itself
+    /// ([`BlockRef::block_until_done`]): a request that completes before anyone blocks on it
+    /// costs no `KeSetEvent`, and the next arm no `KeClearEvent`.
+    ///
     /// # Safety
     /// No request may be in flight on this block.
-    pub(crate) unsafe fn arm(&mut self, wait_signal: bool) -> PIRP {
+    pub(crate) unsafe fn arm(&mut self) -> PIRP {
         let block = self.get();
         // SAFETY: exclusive access (no request in flight).
         unsafe {
@@ -265,7 +269,7 @@ impl BlockRef {
             *block.status.get() = STATUS_PENDING;
             *block.information.get() = 0;
             block.done.store(false, Ordering::Relaxed);
-            block.wait_signal.store(wait_signal, Ordering::Relaxed);
+            block.wait_signal.store(false, Ordering::Relaxed);
             block.refs.fetch_add(1, Ordering::Relaxed);
             IoSetCompletionRoutine(
                 irp.as_ptr(),
@@ -354,7 +358,10 @@ impl Block {
 
     /// Closes the client-level request this block counted, once.
     fn end_client_request(&self) {
-        if self.client_request_open.swap(false, Ordering::AcqRel) {
+        // A plain load first: socket requests never open one (no read-modify-write for them).
+        if self.client_request_open.load(Ordering::Relaxed)
+            && self.client_request_open.swap(false, Ordering::AcqRel)
+        {
             // SAFETY: a client request is open only while `owner` is the client (set before
             // the flag, cleared after it), and the owner field is not written meanwhile.
             if let Owner::Client(client) = unsafe { &*self.owner.get() } {
@@ -435,7 +442,9 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
         // A client request ends only once the in-flight reference is gone (below), so that
         // the client's teardown, which waits for it, never returns while this routine still
         // holds the block — and with it a block of the client's pool.
-        let ending_client_request = if block.client_request_open.swap(false, Ordering::AcqRel) {
+        let ending_client_request = if block.client_request_open.load(Ordering::Relaxed)
+            && block.client_request_open.swap(false, Ordering::AcqRel)
+        {
             match &*block.owner.get() {
                 Owner::Client(client) => Some(client.clone()),
                 _ => None,
@@ -627,7 +636,7 @@ mod tests {
             unsafe { *block.held() = Held::Buf(buf) };
         }
         // SAFETY: nothing in flight on the block.
-        let irp = unsafe { block.arm(false) };
+        let irp = unsafe { block.arm() };
         (block, InFlight(irp))
     }
 

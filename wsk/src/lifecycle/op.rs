@@ -86,7 +86,7 @@ impl<R: Request> Op<R> {
 
     /// Issues the request; returns the output at once if it failed before reaching the
     /// provider.
-    fn launch(&mut self, wait_signal: bool) -> Option<<R as Issue>::Output> {
+    fn launch(&mut self) -> Option<<R as Issue>::Output> {
         let mut block = match self.request.start() {
             Ok(block) => block,
             Err(error) => {
@@ -95,7 +95,7 @@ impl<R: Request> Op<R> {
             }
         };
         // SAFETY: the block was just prepared and no request is in flight on it.
-        let irp = unsafe { block.arm(wait_signal) };
+        let irp = unsafe { block.arm() };
         // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
         // completion routine runs whatever the call returns (WSK completes every IRP it is
         // given), so the returned status carries no extra information.
@@ -147,7 +147,7 @@ impl<R: Request> Op<R> {
             return self.request.fail(error);
         }
         if let Stage::NotStarted = self.stage {
-            if let Some(output) = self.launch(true) {
+            if let Some(output) = self.launch() {
                 return output;
             }
         }
@@ -179,7 +179,7 @@ impl<R: Request> Future for Op<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<<R as Issue>::Output> {
         let this = self.get_mut();
         if let Stage::NotStarted = this.stage {
-            if let Some(output) = this.launch(false) {
+            if let Some(output) = this.launch() {
                 return Poll::Ready(output);
             }
         }

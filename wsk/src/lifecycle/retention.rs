@@ -198,6 +198,13 @@ pub(crate) fn settle(core: &SocketCore, retention: &Retention) -> bool {
             guarded.state = State::Held;
             true
         }
+        State::InCallback if guarded.readers > 0 => {
+            // Revoked while a view (opened during the callback) is still reading: the data
+            // stays retained, and the last reader releases it.
+            guarded.state = State::Held;
+            guarded.revoke_pending = true;
+            true
+        }
         State::InCallback => {
             guarded.state = State::Released;
             // SAFETY: under the lock; an in-callback retention is linked.
@@ -238,11 +245,15 @@ pub(crate) fn drop_retained(core: &SocketCore, retention: &Retention) {
     }
 }
 
-/// Opens a read of the retained data: fails once it was revoked ([`Error::SOCKET_CLOSED`]).
+/// Opens a read of the retained data: fails once it was revoked, or its revocation was
+/// requested ([`Error::SOCKET_CLOSED`]).
 pub(crate) fn begin_read(core: &SocketCore, retention: &Retention) -> Result<()> {
     let _list = core.retained().lock();
     // SAFETY: under the lock.
     let guarded = unsafe { retention.guarded() };
+    if guarded.revoke_on_return || guarded.revoke_pending {
+        return Err(Error::SOCKET_CLOSED);
+    }
     match guarded.state {
         State::InCallback | State::Held => {
             guarded.readers += 1;
