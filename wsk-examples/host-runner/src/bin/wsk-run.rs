@@ -1,6 +1,8 @@
 //! `wsk-run NAME [Name=Value]... [--for SECONDS]`: loads an example driver on wsk-host with
-//! the given registry parameters, runs it until Ctrl-C (or for the given time), unloads it and
-//! prints the verifier's report. Exit status 1 when the verifier found something.
+//! the given registry parameters, runs it until Ctrl-C, SIGTERM or SIGHUP (or for the given
+//! time; `--for inf` is until signalled), unloads it and prints the verifier's report. Exit
+//! status 1 when the verifier found something, 2 when `DriverEntry` failed or the
+//! command line is wrong. The driver's `DbgPrint` lines are streamed to standard error, none kept.
 
 use std::process::ExitCode;
 use std::sync::mpsc;
@@ -21,23 +23,24 @@ fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(name) = args.next() else {
         eprintln!("{}", usage());
-        return ExitCode::FAILURE;
+        return ExitCode::from(2);
     };
     let Some(driver) = find(&name) else {
         eprintln!("wsk-run: no driver `{name}`\n{}", usage());
-        return ExitCode::FAILURE;
+        return ExitCode::from(2);
     };
     let mut parameters: Vec<(String, RegValue)> = Vec::new();
     let mut duration = None;
     while let Some(arg) = args.next() {
         if arg == "--for" {
             match args.next().and_then(|s| s.parse::<f64>().ok()) {
+                // Too long to represent (`inf` among them): until signalled.
                 Some(seconds) if seconds >= 0.0 => {
-                    duration = Some(Duration::from_secs_f64(seconds))
+                    duration = Duration::try_from_secs_f64(seconds).ok()
                 }
                 _ => {
-                    eprintln!("wsk-run: --for needs a number of seconds");
-                    return ExitCode::FAILURE;
+                    eprintln!("wsk-run: --for needs a number of seconds (or inf)");
+                    return ExitCode::from(2);
                 }
             }
             continue;
@@ -46,7 +49,7 @@ fn main() -> ExitCode {
             Ok(parameter) => parameters.push(parameter),
             Err(e) => {
                 eprintln!("wsk-run: {e}\n{}", usage());
-                return ExitCode::FAILURE;
+                return ExitCode::from(2);
             }
         }
     }
@@ -56,9 +59,11 @@ fn main() -> ExitCode {
         let _ = stop.send(());
     }) {
         eprintln!("wsk-run: cannot handle Ctrl-C: {e}");
-        return ExitCode::FAILURE;
+        return ExitCode::from(2);
     }
 
+    // Each line is on standard error as it comes: keep none of it in memory.
+    wsk_host::set_debug_output_limit(0);
     let session = Session::start();
     let borrowed: Vec<(&str, RegValue)> = parameters
         .iter()
@@ -73,12 +78,13 @@ fn main() -> ExitCode {
                 let _ = stopped.recv_timeout(d);
             }
             None => {
-                eprintln!("wsk-run: running; Ctrl-C unloads it");
+                eprintln!("wsk-run: running; Ctrl-C (or SIGTERM) unloads it");
                 let _ = stopped.recv();
             }
         },
         Err(status) => eprintln!("wsk-run: DriverEntry failed: {:#010X}", *status as u32),
     }
+    let entry_failed = loaded.is_err();
     if let Ok(loaded) = loaded {
         eprintln!("wsk-run: unloading {} (DriverUnload)", driver.name);
         if !loaded.unload() {
@@ -105,11 +111,15 @@ fn main() -> ExitCode {
     );
     if findings.is_empty() {
         eprintln!("wsk-run: verifier: no violation, nothing leaked");
+    }
+    for finding in &findings {
+        eprintln!("wsk-run: verifier: {finding}");
+    }
+    if entry_failed {
+        ExitCode::from(2)
+    } else if findings.is_empty() {
         ExitCode::SUCCESS
     } else {
-        for finding in &findings {
-            eprintln!("wsk-run: verifier: {finding}");
-        }
         ExitCode::FAILURE
     }
 }
