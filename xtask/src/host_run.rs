@@ -29,11 +29,22 @@ fn runner(args: &[String]) -> Command {
     cmd
 }
 
-/// `cargo xtask run`.
+/// `cargo xtask run`. On Unix the xtask process becomes the runner (it executes `cargo run`,
+/// which executes the runner in its turn): a signal sent to `cargo xtask run` — SIGINT,
+/// SIGTERM from `timeout` — reaches the runner itself, which unloads the driver and reports;
+/// nothing is orphaned. Elsewhere the runner is a child (Ctrl-C reaches the whole console).
 pub fn command(args: &[String]) -> Result<()> {
     if args.is_empty() {
         return Err("run: name an example driver (cargo xtask run echo-server)".into());
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = runner(args);
+        let error = cmd.exec();
+        Err(format!("cannot run {cmd:?}: {error}").into())
+    }
+    #[cfg(not(unix))]
     run(&mut runner(args))
 }
 
