@@ -5,6 +5,7 @@
 // Used by `bindgen --wdk`, which only runs on Windows; tested everywhere.
 #[cfg_attr(not(windows), allow(dead_code))]
 mod abi_compare;
+mod bench;
 mod bindings;
 #[cfg(windows)]
 mod bindings_wdk;
@@ -54,6 +55,15 @@ commands:
   run NAME [Name=Value]... [--for SECONDS]
                               run a driver on wsk-host until Ctrl-C, with registry
                               parameters; unload; print the verifier's report
+  bench [--quick] [--ops N] [--profile OP,...] [--top N]
+                              the instruction-count benchmark suite: raw wsk-sys against
+                              wsk per operation (send, receive, send_to, receive_from,
+                              accept, connect) in always-inline and always-pending modes
+                              under callgrind, all threads, set-up removed by differencing
+                              N and 2N operations; a table with ratios, wsk's profile per
+                              operation (default: send,receive), allocations per operation
+                              at 1/4/8/64 in flight (--quick: the test suite's reduced run,
+                              failing if wsk allocates per operation)
   test [--host]               the whole test suite: every check of the Linux CI job
                               (--host: only the tests that run in user mode, as on the
                               Windows CI job)
@@ -65,6 +75,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("bindgen") => bindings::command(&args[1..]),
         Some("test") => test_suite::command(&args[1..]),
+        Some("bench") => bench::command(&args[1..]),
         Some("build-driver") => driver_build::command(&args[1..]),
         Some("check-pe") => pe_check::command(&args[1..]),
         Some("emulate") => emulation::command(&args[1..]),
