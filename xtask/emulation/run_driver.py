@@ -15,6 +15,7 @@ import json
 import sys
 
 import speakeasy
+import speakeasy.binemu
 
 POOL_FLAG_UNINITIALIZED = 0x2
 STATUS_SUCCESS = 0
@@ -62,6 +63,12 @@ def ke_query_performance_counter(emu, api_name, func, params):
 def io_allocate_work_item(emu, api_name, func, params):
     # An opaque work item (the routine only runs when queued, which DriverEntry does not do).
     return alloc_pool(emu, 64, 0x6B724F57)
+
+
+def io_queue_work_item_ex(emu, api_name, func, params):
+    # Queued: a system worker thread would run the routine after DriverEntry returns (a
+    # timer's work item, armed by a task's first poll); the emulator runs DriverEntry alone.
+    return 0
 
 
 def io_free_work_item(emu, api_name, func, params):
@@ -113,6 +120,7 @@ HOOKS = [
     ("ntoskrnl", "KeQueryPerformanceCounter", 1, ke_query_performance_counter),
     ("ntoskrnl", "memcmp", 3, memcmp),
     ("ntoskrnl", "IoAllocateWorkItem", 1, io_allocate_work_item),
+    ("ntoskrnl", "IoQueueWorkItemEx", 4, io_queue_work_item_ex),
     ("ntoskrnl", "IoFreeWorkItem", 1, io_free_work_item),
     ("ntoskrnl", "PsGetCurrentThreadId", 0, ps_get_current_thread_id),
     ("netio", "WskQueryProviderCharacteristics", 2, wsk_query_provider_characteristics),
@@ -180,8 +188,25 @@ def query_value_key(values):
     return hook
 
 
+# A driver runs on a kernel stack: KERNEL_STACK_SIZE, 24 KiB on x64. speakeasy sizes the
+# emulated stack from the image's SizeOfStackCommit instead (4 KiB by default, a user-mode
+# field the kernel ignores), which a DriverEntry that polls a task's first steps outgrows.
+KERNEL_STACK_SIZE = 0x6000
+
+
+def kernel_sized_stacks():
+    """Gives every emulated stack at least KERNEL_STACK_SIZE bytes."""
+    original = speakeasy.binemu.BinaryEmulator.alloc_stack
+
+    def alloc_stack(self, size):
+        return original(self, max(size, KERNEL_STACK_SIZE))
+
+    speakeasy.binemu.BinaryEmulator.alloc_stack = alloc_stack
+
+
 def main():
     path = sys.argv[1]
+    kernel_sized_stacks()
     se = speakeasy.Speakeasy()
     se.add_api_hook(query_value_key(parse_parameters(sys.argv[2:])), "ntoskrnl", "ZwQueryValueKey", argc=6)
     for module, name, argc, hook in HOOKS:
