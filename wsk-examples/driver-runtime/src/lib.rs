@@ -9,7 +9,10 @@
 //!   (a driver cannot unwind, and continuing after a broken invariant corrupts the kernel).
 //! - [`kprint!`]: formatted debug output through `DbgPrint`.
 //! - [`parameters`]: the values of the service's `Parameters` registry key, the standard
-//!   place for a driver's configuration.
+//!   place for a driver's configuration; a bad value is reported by name and why.
+//! - [`timer`]: delays and timeouts for tasks (backoff, idle timeouts, deadlines).
+//! - [`startup`]: the outcomes of the sockets `DriverEntry` has its tasks open, so that a
+//!   driver that could open none fails to load.
 //! - `frame_handler`: the personality routine the precompiled standard library names.
 //! - [`export_driver_entry!`]: exports the driver's entry function as `DriverEntry`, which
 //!   first looks up the pool routines of the running system (`wsk_sys::pool::initialize`).
@@ -28,6 +31,8 @@ pub mod frame_handler;
 pub mod panic;
 pub mod parameters;
 pub mod pool;
+pub mod startup;
+pub mod timer;
 
 pub use parameters::Parameters;
 
