@@ -5,6 +5,7 @@
 
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt::Write;
 use core::net::SocketAddr;
 use core::ptr::null_mut;
 
@@ -24,8 +25,9 @@ pub struct Parameters {
 /// The bytes of `KEY_VALUE_PARTIAL_INFORMATION` before its data.
 const HEADER: usize = core::mem::offset_of!(KEY_VALUE_PARTIAL_INFORMATION, Data);
 
-/// The largest value read (a driver's settings are short; anything larger is a mistake).
-const MAX_VALUE: usize = 4096;
+/// The largest value read, in bytes (a driver's settings are short; anything larger is a
+/// mistake).
+pub const MAX_VALUE: usize = 4096;
 
 fn counted(units: &mut [u16]) -> Result<UNICODE_STRING> {
     let bytes = units.len() * 2;
@@ -91,22 +93,21 @@ impl Parameters {
     }
 
     /// Reads value `name`: its type (`REG_*`) and data. `Ok(None)` when it does not exist.
-    fn read(&self, name: &str) -> Result<Option<(ULONG, Vec<u8>)>> {
+    fn read(&self, name: &str) -> core::result::Result<Option<(ULONG, Vec<u8>)>, ParameterError> {
         let Some(handle) = self.handle else {
             return Ok(None);
         };
+        let error = |problem| ParameterError::new(name, problem);
+        let oom = |_| error(Problem::Unreadable(Error::INSUFFICIENT_RESOURCES));
         let mut units: Vec<u16> = Vec::new();
-        units
-            .try_reserve_exact(name.len())
-            .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+        units.try_reserve_exact(name.len()).map_err(oom)?;
         units.extend(name.encode_utf16());
-        let mut value_name = counted(&mut units)?;
+        let mut value_name = counted(&mut units).map_err(|e| error(Problem::Unreadable(e)))?;
         let mut size = HEADER + 64;
         loop {
             let mut info: Vec<u64> = Vec::new();
             let words = size.div_ceil(8);
-            info.try_reserve_exact(words)
-                .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+            info.try_reserve_exact(words).map_err(oom)?;
             info.resize(words, 0);
             let mut needed: ULONG = 0;
             // SAFETY: the handle is open (invariant); the buffer is `size` writable bytes,
@@ -130,9 +131,11 @@ impl Parameters {
                     continue;
                 }
                 STATUS_BUFFER_OVERFLOW | STATUS_BUFFER_TOO_SMALL => {
-                    return Err(Error::from_status(STATUS_BUFFER_OVERFLOW));
+                    return Err(error(Problem::TooLarge {
+                        bytes: (needed as usize).saturating_sub(HEADER),
+                    }));
                 }
-                status => Error::check(status)?,
+                status => Error::check(status).map_err(|e| error(Problem::Unreadable(e)))?,
             }
             // SAFETY: on success the buffer holds a `KEY_VALUE_PARTIAL_INFORMATION` whose
             // `DataLength` bytes of data follow the header, inside the buffer.
@@ -141,34 +144,67 @@ impl Parameters {
                 let length = (header.DataLength as usize).min(size - HEADER);
                 let data =
                     core::slice::from_raw_parts(info.as_ptr().cast::<u8>().add(HEADER), length);
-                (header.Type, data.to_vec())
+                (header.Type, data)
             };
-            return Ok(Some((kind, data)));
+            let mut owned = Vec::new();
+            owned.try_reserve_exact(data.len()).map_err(oom)?;
+            owned.extend_from_slice(data);
+            return Ok(Some((kind, owned)));
         }
     }
 
     /// Reads the `REG_DWORD` value `name`. `Ok(None)` when it does not exist.
     ///
     /// # Errors
-    /// `STATUS_OBJECT_TYPE_MISMATCH` when the value is not a `REG_DWORD`, or the status of
-    /// `ZwQueryValueKey`.
-    pub fn dword(&self, name: &str) -> Result<Option<u32>> {
+    /// A [`ParameterError`] naming the value: not a `REG_DWORD`, over [`MAX_VALUE`] bytes, or
+    /// unreadable.
+    pub fn dword(&self, name: &str) -> core::result::Result<Option<u32>, ParameterError> {
         match self.read(name)? {
             None => Ok(None),
             Some((REG_DWORD, data)) if data.len() == 4 => Ok(Some(u32::from_le_bytes([
                 data[0], data[1], data[2], data[3],
             ]))),
-            Some(_) => Err(Error::from_status(STATUS_OBJECT_TYPE_MISMATCH)),
+            Some((kind, _)) => Err(ParameterError::new(
+                name,
+                Problem::WrongType {
+                    found: kind,
+                    expected: REG_DWORD,
+                },
+            )),
         }
+    }
+
+    /// Reads the `REG_DWORD` value `name`, `default` when it does not exist, and checks that
+    /// it lies in `range`.
+    ///
+    /// # Errors
+    /// As [`dword`](Self::dword), or out of `range`.
+    pub fn dword_in(
+        &self,
+        name: &str,
+        default: u32,
+        range: core::ops::RangeInclusive<u32>,
+    ) -> core::result::Result<u32, ParameterError> {
+        let value = self.dword(name)?.unwrap_or(default);
+        if !range.contains(&value) {
+            return Err(ParameterError::new(
+                name,
+                Problem::OutOfRange {
+                    value,
+                    min: *range.start(),
+                    max: *range.end(),
+                },
+            ));
+        }
+        Ok(value)
     }
 
     /// Reads the `REG_SZ` value `name`. `Ok(None)` when it does not exist.
     ///
     /// # Errors
-    /// `STATUS_OBJECT_TYPE_MISMATCH` when the value is not a `REG_SZ`,
-    /// `STATUS_INVALID_PARAMETER` when it is not valid UTF-16, or the status of
-    /// `ZwQueryValueKey`.
-    pub fn string(&self, name: &str) -> Result<Option<String>> {
+    /// A [`ParameterError`] naming the value: not a `REG_SZ`, not valid UTF-16, over
+    /// [`MAX_VALUE`] bytes, or unreadable.
+    pub fn string(&self, name: &str) -> core::result::Result<Option<String>, ParameterError> {
         match self.read(name)? {
             None => Ok(None),
             Some((REG_SZ, data)) => {
@@ -179,9 +215,15 @@ impl Parameters {
                 char::decode_utf16(units)
                     .collect::<core::result::Result<String, _>>()
                     .map(Some)
-                    .map_err(|_| Error::from_status(STATUS_INVALID_PARAMETER))
+                    .map_err(|_| ParameterError::new(name, Problem::NotUtf16))
             }
-            Some(_) => Err(Error::from_status(STATUS_OBJECT_TYPE_MISMATCH)),
+            Some((kind, _)) => Err(ParameterError::new(
+                name,
+                Problem::WrongType {
+                    found: kind,
+                    expected: REG_SZ,
+                },
+            )),
         }
     }
 }
@@ -191,30 +233,158 @@ impl Parameters {
     /// (`127.0.0.1:7007,[::1]:7007`). `Ok(None)` when it does not exist.
     ///
     /// # Errors
-    /// `STATUS_INVALID_PARAMETER` when an item is not an IP address with a port (or the list
-    /// is empty), or an error of [`string`](Self::string).
-    pub fn socket_addresses(&self, name: &str) -> Result<Option<Vec<SocketAddr>>> {
+    /// A [`ParameterError`] naming the value and the item that is not an IP address with a
+    /// port (or saying the list is empty), or an error of [`string`](Self::string).
+    pub fn socket_addresses(
+        &self,
+        name: &str,
+    ) -> core::result::Result<Option<Vec<SocketAddr>>, ParameterError> {
         let Some(text) = self.string(name)? else {
             return Ok(None);
         };
-        parse_socket_addresses(&text).map(Some)
+        parse_socket_addresses(&text)
+            .map(Some)
+            .map_err(|problem| ParameterError::new(name, problem))
     }
 }
 
 /// Parses a comma-separated list of socket addresses; spaces around items are ignored.
 ///
 /// # Errors
-/// `STATUS_INVALID_PARAMETER` when an item is not an IP address with a port, or the list is
-/// empty.
-pub fn parse_socket_addresses(text: &str) -> Result<Vec<SocketAddr>> {
-    let addresses: Vec<SocketAddr> = text
-        .split(',')
-        .map(|item| item.trim().parse().map_err(|_| Error::INVALID_PARAMETER))
-        .collect::<Result<_>>()?;
-    if addresses.is_empty() {
-        return Err(Error::INVALID_PARAMETER);
+/// [`Problem::Invalid`] naming the item that is not an IP address with a port, or saying the
+/// list is empty.
+pub fn parse_socket_addresses(text: &str) -> core::result::Result<Vec<SocketAddr>, Problem> {
+    if text.trim().is_empty() {
+        return Err(Problem::Invalid(String::from(
+            "it is empty; expected IP addresses with ports, comma-separated",
+        )));
+    }
+    let mut addresses = Vec::new();
+    for item in text.split(',') {
+        let item = item.trim();
+        let address = item.parse().map_err(|_| {
+            let mut why = String::new();
+            let shown = if item.is_empty() { "(empty)" } else { item };
+            let _ = write!(
+                why,
+                "item `{shown}` is not an IP address with a port (like 127.0.0.1:7007 or [::1]:7007)"
+            );
+            Problem::Invalid(why)
+        })?;
+        addresses.push(address);
     }
     Ok(addresses)
+}
+
+/// What is wrong with a parameter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Its data is longer than [`MAX_VALUE`] bytes.
+    TooLarge {
+        /// Its length in bytes.
+        bytes: usize,
+    },
+    /// It has another registry type than the one expected.
+    WrongType {
+        /// Its type (`REG_*`).
+        found: ULONG,
+        /// The type expected.
+        expected: ULONG,
+    },
+    /// A `REG_SZ` that is not valid UTF-16.
+    NotUtf16,
+    /// A number outside the range accepted.
+    OutOfRange {
+        /// The value.
+        value: u32,
+        /// The smallest accepted.
+        min: u32,
+        /// The largest accepted.
+        max: u32,
+    },
+    /// A value that does not mean anything valid: why.
+    Invalid(String),
+    /// The registry could not be read.
+    Unreadable(Error),
+}
+
+/// A parameter that cannot be used: its name and why. Its [`Display`](core::fmt::Display)
+/// is a sentence for the debug output; [`status`](Self::status) the `DriverEntry` status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParameterError {
+    /// The value's name.
+    pub name: String,
+    /// What is wrong with it.
+    pub problem: Problem,
+}
+
+impl ParameterError {
+    /// `name`'s `problem`.
+    #[must_use]
+    pub fn new(name: &str, problem: Problem) -> ParameterError {
+        ParameterError {
+            name: String::from(name),
+            problem,
+        }
+    }
+
+    /// The status `DriverEntry` returns for it: `STATUS_OBJECT_TYPE_MISMATCH` for a wrong
+    /// type, the registry's status when it could not be read, `STATUS_INVALID_PARAMETER`
+    /// otherwise.
+    #[must_use]
+    pub fn status(&self) -> NTSTATUS {
+        match &self.problem {
+            Problem::WrongType { .. } => STATUS_OBJECT_TYPE_MISMATCH,
+            Problem::Unreadable(error) => error.status(),
+            _ => STATUS_INVALID_PARAMETER,
+        }
+    }
+}
+
+/// The name of a registry type.
+fn type_name(kind: ULONG) -> &'static str {
+    match kind {
+        0 => "REG_NONE",
+        REG_SZ => "REG_SZ",
+        2 => "REG_EXPAND_SZ",
+        3 => "REG_BINARY",
+        REG_DWORD => "REG_DWORD",
+        5 => "REG_DWORD_BIG_ENDIAN",
+        6 => "REG_LINK",
+        7 => "REG_MULTI_SZ",
+        11 => "REG_QWORD",
+        _ => "an unknown registry type",
+    }
+}
+
+impl core::fmt::Display for ParameterError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "parameter {}: ", self.name)?;
+        match &self.problem {
+            Problem::TooLarge { bytes } => write!(
+                f,
+                "its value is {bytes} bytes, over the {MAX_VALUE}-byte limit"
+            ),
+            Problem::WrongType { found, expected } => write!(
+                f,
+                "it is a {} value, expected a {}",
+                type_name(*found),
+                type_name(*expected)
+            ),
+            Problem::NotUtf16 => f.write_str("its text is not valid UTF-16"),
+            Problem::OutOfRange { value, min, max } => {
+                write!(f, "{value} is out of range (expected {min} to {max})")
+            }
+            Problem::Invalid(why) => f.write_str(why),
+            Problem::Unreadable(error) => write!(f, "cannot be read: {error}"),
+        }
+    }
+}
+
+impl From<ParameterError> for Error {
+    fn from(error: ParameterError) -> Error {
+        Error::from_status(error.status())
+    }
 }
 
 impl Drop for Parameters {

@@ -1,14 +1,17 @@
 //! `wsk_echo_server` on IPv4 and IPv6: concurrent std clients get every byte back; the
 //! third-party clients `nc` (netcat-openbsd) and `socat` do too; an unload with connections
-//! open cancels everything and leaks nothing.
+//! open cancels everything and leaks nothing. A failed accept does not stop the server; it
+//! fails to load when it can listen nowhere; `MaxConnections` and `IdleTimeoutMs` bound what
+//! clients hold; a bad parameter is reported by name and why.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use wsk_host::{RegValue, Session};
+use wsk_host::{FaultPlan, Nth, RegValue, Session};
 use wsk_host_runner::{Output, find, load};
+use wsk_sys::NTSTATUS;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -185,6 +188,221 @@ fn a_bad_listen_parameter_fails_driver_entry() {
         )
         .unwrap_err();
         assert_eq!(status, wsk_sys::STATUS_INVALID_PARAMETER, "`{bad}`");
+    }
+    session.finish();
+}
+
+/// Loads the server on an ephemeral port of 127.0.0.1 with `extra` parameters; returns the
+/// driver, its output and its address.
+fn start_v4(extra: &[(&str, RegValue)]) -> (wsk_host::LoadedDriver, Output, SocketAddr) {
+    let mut output = Output::new();
+    let mut parameters = vec![("Listen", RegValue::String("127.0.0.1:0".into()))];
+    parameters.extend(extra.iter().cloned());
+    let loaded = load(find("echo-server").unwrap(), &parameters).expect("DriverEntry succeeds");
+    let line = output.wait_for("listening on 127.0.0.1:", WAIT);
+    let address = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    (loaded, output, address)
+}
+
+/// Connects and echoes `ping` once; `None` when the server refused, closed or did not answer
+/// within `within`.
+fn try_ping(address: SocketAddr, within: Duration) -> Option<TcpStream> {
+    let mut stream = TcpStream::connect_timeout(&address, within).ok()?;
+    stream.set_read_timeout(Some(within)).unwrap();
+    stream.write_all(b"ping").ok()?;
+    let mut back = [0u8; 4];
+    stream.read_exact(&mut back).ok()?;
+    (&back == b"ping").then_some(stream)
+}
+
+/// Whether the server closed `stream` (end of stream or reset) within `within`.
+fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    stream.set_read_timeout(Some(within)).unwrap();
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(n) => n == 0,
+        Err(e) => !matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+/// Issue 14, item 2: an accept that fails (here: every IRP allocation fails, what Windows
+/// answers under memory pressure) is retried with backoff; once memory is back the server
+/// serves again.
+#[test]
+fn a_failed_accept_does_not_stop_the_server() {
+    let session = Session::start();
+    let (loaded, mut output, address) = start_v4(&[]);
+    assert!(
+        try_ping(address, WAIT).is_some(),
+        "served before the faults"
+    );
+    session.set_faults(FaultPlan::new(1).fail_irp_allocation(Nth::Every(1)));
+    // Connections come and fail until an accept has failed.
+    let deadline = Instant::now() + WAIT;
+    while !output.text().contains("accept on 127.0.0.1") {
+        assert!(
+            Instant::now() < deadline,
+            "no accept failed under the faults; printed:\n{}",
+            output.text()
+        );
+        let _ = try_ping(address, Duration::from_millis(200));
+    }
+    let line = output.wait_for("accept on 127.0.0.1", WAIT);
+    assert!(line.contains("retrying in"), "{line}");
+    session.set_faults(FaultPlan::new(2));
+    let deadline = Instant::now() + WAIT;
+    while try_ping(address, Duration::from_secs(2)).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the server stopped serving after a failed accept; printed:\n{}",
+            output.text()
+        );
+    }
+    assert!(loaded.unload());
+    session.finish();
+}
+
+/// Issue 14, item 6: when no address can be listened on, DriverEntry fails (it used to
+/// succeed and stay loaded serving nothing); one address that works is enough.
+#[test]
+fn driver_entry_fails_when_nothing_can_be_listened_on() {
+    let session = Session::start();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let mut output = Output::new();
+    let status = load(
+        find("echo-server").unwrap(),
+        &[("Listen", RegValue::String(taken_address.clone()))],
+    )
+    .expect_err("DriverEntry fails: the only address is in use");
+    assert_ne!(status, wsk_sys::STATUS_SUCCESS);
+    let line = output.wait_for("cannot listen on", WAIT);
+    assert!(line.contains(&taken_address), "{line}");
+    output.wait_for("no address could be listened on", WAIT);
+    // One taken, one free: it loads and serves the free one.
+    let loaded = load(
+        find("echo-server").unwrap(),
+        &[(
+            "Listen",
+            RegValue::String(format!("{taken_address},127.0.0.1:0")),
+        )],
+    )
+    .expect("DriverEntry succeeds with one address listening");
+    let line = output.wait_for("listening on 127.0.0.1:", WAIT);
+    let address: SocketAddr = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    assert!(try_ping(address, WAIT).is_some());
+    assert!(loaded.unload());
+    session.finish();
+}
+
+/// Issue 14, item 10: `MaxConnections` caps the connections served; one beyond is closed at
+/// once, and a slot freed is used again.
+#[test]
+fn connections_beyond_max_connections_are_closed() {
+    let session = Session::start();
+    let (loaded, mut output, address) = start_v4(&[("MaxConnections", RegValue::Dword(2))]);
+    let first = try_ping(address, WAIT).expect("first served");
+    let _second = try_ping(address, WAIT).expect("second served");
+    let mut third = TcpStream::connect(address).unwrap();
+    assert!(
+        closed_by_server(&mut third, WAIT),
+        "the third connection is closed"
+    );
+    output.wait_for("(MaxConnections)", WAIT);
+    drop(first);
+    let deadline = Instant::now() + WAIT;
+    while try_ping(address, Duration::from_secs(1)).is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the freed slot is not used again"
+        );
+    }
+    assert!(loaded.unload());
+    session.finish();
+}
+
+/// Issue 14, item 10: `IdleTimeoutMs` closes a connection whose peer stays silent.
+#[test]
+fn an_idle_connection_is_closed_after_idle_timeout_ms() {
+    let session = Session::start();
+    let (loaded, mut output, address) = start_v4(&[("IdleTimeoutMs", RegValue::Dword(300))]);
+    let started = Instant::now();
+    let mut idle = try_ping(address, WAIT).expect("served");
+    assert!(closed_by_server(&mut idle, WAIT), "closed when idle");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(250),
+        "closed too early: {elapsed:?}"
+    );
+    let line = output.wait_for("idle for 300 ms", WAIT);
+    assert!(line.contains("closed after echoing 4 bytes"), "{line}");
+    // A busy connection is not closed: each echo re-arms the timeout.
+    let mut busy = try_ping(address, WAIT).expect("served");
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(100));
+        busy.write_all(b"more").unwrap();
+        let mut back = [0u8; 4];
+        busy.read_exact(&mut back).unwrap();
+    }
+    assert!(loaded.unload());
+    session.finish();
+}
+
+/// Parameters, the status DriverEntry returns for them, the lines it prints.
+type Case = (Vec<(&'static str, RegValue)>, NTSTATUS, Vec<String>);
+
+/// Issue 14, item 7: a parameter error names the parameter and says why.
+#[test]
+fn parameter_errors_name_the_parameter_and_why() {
+    let session = Session::start();
+    let cases: Vec<Case> = vec![
+        (
+            vec![("Listen", RegValue::String("1".repeat(5000)))],
+            wsk_sys::STATUS_INVALID_PARAMETER,
+            vec!["parameter Listen: its value is 10002 bytes, over the 4096-byte limit".into()],
+        ),
+        (
+            vec![("Listen", RegValue::Dword(7007))],
+            wsk_sys::STATUS_OBJECT_TYPE_MISMATCH,
+            vec!["parameter Listen: it is a REG_DWORD value, expected a REG_SZ".into()],
+        ),
+        (
+            vec![(
+                "Listen",
+                RegValue::String("127.0.0.1:7, localhost:7".into()),
+            )],
+            wsk_sys::STATUS_INVALID_PARAMETER,
+            vec!["parameter Listen: item `localhost:7` is not an IP address with a port".into()],
+        ),
+        (
+            vec![
+                ("Listen", RegValue::String("127.0.0.1:0".into())),
+                ("MaxConnections", RegValue::String("many".into())),
+            ],
+            wsk_sys::STATUS_OBJECT_TYPE_MISMATCH,
+            vec!["parameter MaxConnections: it is a REG_SZ value, expected a REG_DWORD".into()],
+        ),
+        (
+            vec![
+                ("Listen", RegValue::String("127.0.0.1:0".into())),
+                ("MaxConnections", RegValue::Dword(0)),
+            ],
+            wsk_sys::STATUS_INVALID_PARAMETER,
+            vec!["parameter MaxConnections: 0 is out of range (expected 1 to 1000000)".into()],
+        ),
+    ];
+    // The values stay in the session's registry from one load to the next: each case sets
+    // every value it depends on.
+    for (parameters, expected, lines) in cases {
+        let mut output = Output::new();
+        let status = load(find("echo-server").unwrap(), &parameters).unwrap_err();
+        assert_eq!(status, expected, "{parameters:?}");
+        for line in lines {
+            output.wait_for(&line, WAIT);
+        }
     }
     session.finish();
 }

@@ -1,13 +1,15 @@
 //! `wsk_http_get` against Python's `http.server` on loopback: the host name `localhost` is
 //! resolved through `WskGetAddressInfo`, the file comes back whole (its length and hash as
 //! the server has it); a 404 is reported as such; a response over `MaxBytes` is refused;
-//! a server that does not answer is cancelled by the unload. Nothing leaks.
+//! a server that does not answer is cancelled by the unload, or reported after
+//! `ResponseTimeoutMs`; a chunked body is decoded; malformed URLs are refused with the
+//! reason. Nothing leaks.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wsk_host::{RegValue, Session};
 use wsk_host_runner::{Output, find, load};
@@ -190,6 +192,162 @@ fn bad_urls_fail_driver_entry() {
         )
         .unwrap_err();
         assert_eq!(status, wsk_sys::STATUS_INVALID_PARAMETER, "{bad}");
+    }
+    session.finish();
+}
+
+/// A one-connection HTTP server on 127.0.0.1 run by a thread: it reads the request, then
+/// writes `response` (or nothing, when `None`, keeping the connection open until dropped).
+struct RawServer {
+    port: u16,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RawServer {
+    fn start(response: Option<Vec<u8>>, hold: Duration) -> RawServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let thread = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(WAIT)).unwrap();
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") {
+                match stream.read(&mut byte) {
+                    Ok(1) => request.push(byte[0]),
+                    _ => return,
+                }
+            }
+            match response {
+                Some(response) => {
+                    let _ = stream.write_all(&response);
+                }
+                None => std::thread::sleep(hold),
+            }
+        });
+        RawServer {
+            port,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for RawServer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Issue 14, item 8: a server that takes the request and never answers is reported once
+/// `ResponseTimeoutMs` has passed (it used to wait until the unload).
+#[test]
+fn a_silent_server_is_reported_after_response_timeout_ms() {
+    let session = Session::start();
+    let server = RawServer::start(None, Duration::from_secs(3));
+    let started = Instant::now();
+    let line = fetch(
+        &format!("http://127.0.0.1:{}/", server.port),
+        &[("ResponseTimeoutMs", RegValue::Dword(400))],
+        "wsk_http_get: http",
+    );
+    assert!(
+        line.contains("sent nothing for 400 ms (ResponseTimeoutMs)"),
+        "{line}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3), "reported late");
+    drop(server);
+    session.finish();
+}
+
+/// Issue 14, item 8: a chunked body is decoded (its hash is the decoded body's), and a
+/// response that ends inside one is reported as truncated.
+#[test]
+fn a_chunked_body_is_decoded() {
+    let session = Session::start();
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
+    let mut response =
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    let mut offset = 0;
+    for (i, size) in [1usize, 15, 4096, 30_000].iter().cycle().enumerate() {
+        if offset == body.len() {
+            break;
+        }
+        let size = (*size).min(body.len() - offset);
+        // An extension on some size lines, as the grammar allows.
+        let extension = if i % 2 == 0 { ";name=value" } else { "" };
+        response.extend_from_slice(format!("{size:X}{extension}\r\n").as_bytes());
+        response.extend_from_slice(&body[offset..offset + size]);
+        response.extend_from_slice(b"\r\n");
+        offset += size;
+    }
+    response.extend_from_slice(b"0\r\nX-Trailer: yes\r\n\r\n");
+    let server = RawServer::start(Some(response.clone()), Duration::ZERO);
+    let line = fetch(
+        &format!("http://127.0.0.1:{}/chunked", server.port),
+        &[],
+        "wsk_http_get: http",
+    );
+    assert!(
+        line.contains(&format!(
+            "200 OK; body {} bytes (chunked), fnv1a64 {:016x}",
+            body.len(),
+            fnv1a(&body)
+        )),
+        "{line}"
+    );
+    drop(server);
+    // Cut inside the body: reported, not hashed as if whole.
+    let cut = response[..response.len() / 2].to_vec();
+    let server = RawServer::start(Some(cut), Duration::ZERO);
+    let line = fetch(
+        &format!("http://127.0.0.1:{}/cut", server.port),
+        &[],
+        "wsk_http_get: http",
+    );
+    assert!(line.contains("closed inside a chunked body"), "{line}");
+    drop(server);
+    session.finish();
+}
+
+/// Issue 14, item 8: malformed URLs fail DriverEntry, each with the reason.
+#[test]
+fn malformed_urls_fail_driver_entry_with_the_reason() {
+    let session = Session::start();
+    for (bad, why) in [
+        (
+            "http://127.0.0.1:+80/",
+            "the port is not 1 to 5 decimal digits",
+        ),
+        (
+            "http://127.0.0.1:/",
+            "the port is not 1 to 5 decimal digits",
+        ),
+        (
+            "http://127.0.0.1:99999/",
+            "the port is not between 1 and 65535",
+        ),
+        (
+            "http://[127.0.0.1]/",
+            "the bracketed host is not an IPv6 address",
+        ),
+        ("http://[::1]x/", "something other than :port follows"),
+        ("http://localhost/\r\nX-Injected: 1", "control character"),
+        ("http://local host/", "control character"),
+        ("http://user@localhost/", "user information"),
+        ("http://::1/", "the host is not a name or an IPv4 address"),
+        ("http://:80/", "it has no host"),
+    ] {
+        let mut output = Output::new();
+        let status = load(
+            find("http-get").unwrap(),
+            &[("Url", RegValue::String(bad.into()))],
+        )
+        .unwrap_err();
+        assert_eq!(status, wsk_sys::STATUS_INVALID_PARAMETER, "{bad:?}");
+        let line = output.wait_for("parameter Url", WAIT);
+        assert!(line.contains(why), "{bad:?}: {line}");
     }
     session.finish();
 }

@@ -44,21 +44,29 @@ struct Config {
     message: String,
 }
 
+/// Prints what is wrong with a parameter; the error `DriverEntry` returns for it.
+fn reported(error: wsk_driver_runtime::parameters::ParameterError) -> Error {
+    kprint!("wsk_tcp_send: {error}\n");
+    error.into()
+}
+
 fn read_config(registry_path: PUNICODE_STRING) -> wsk::Result<Config> {
     // SAFETY: the registry path `DriverEntry` was given.
     let parameters = unsafe { Parameters::open(registry_path) }?;
     let server = parameters
-        .string("Server")?
+        .string("Server")
+        .map_err(reported)?
         .unwrap_or_else(|| DEFAULT_SERVER.into());
     let server = server.trim().parse().map_err(|_| {
-        kprint!("wsk_tcp_send: Server `{server}` is not an IP address and port\n");
+        kprint!("wsk_tcp_send: parameter Server: `{server}` is not an IP address and port\n");
         Error::INVALID_PARAMETER
     })?;
     let message = parameters
-        .string("Message")?
+        .string("Message")
+        .map_err(reported)?
         .unwrap_or_else(|| DEFAULT_MESSAGE.into());
     if message.is_empty() {
-        kprint!("wsk_tcp_send: Message is empty\n");
+        kprint!("wsk_tcp_send: parameter Message: it is empty\n");
         return Err(Error::INVALID_PARAMETER);
     }
     Ok(Config { server, message })
