@@ -14,17 +14,18 @@ use alloc::boxed::Box;
 use core::cell::UnsafeCell;
 use core::future::Future;
 use core::pin::Pin;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use wsk_sys::*;
 
-use crate::Result;
+use crate::client::DriverObject;
 use crate::heap::try_box;
 use crate::irql::{Irql, require_at_most};
 use crate::lifecycle::callback::{CallbackScope, require_wait_allowed};
 use crate::shared::Shared;
 use crate::sync::SpinLock;
+use crate::{Error, Result};
 
 const IDLE: u32 = 0;
 const POLLING: u32 = 1;
@@ -44,7 +45,24 @@ struct Task {
     future: UnsafeCell<Option<BoxedFuture>>,
     set: Shared<SetCore>,
     links: UnsafeCell<(*const Task, *const Task)>,
+    /// Operations the task may still start in the current run (see [`RUN_BUDGET`]); touched
+    /// only by the thread polling it.
+    budget: AtomicU32,
+    /// Set when an operation found the budget spent: the run ends and continues in the set's
+    /// work item.
+    yield_requested: AtomicBool,
+    /// Link in the set's list of tasks waiting for the work item, and whether the task is in
+    /// it (at most once); guarded by that list's lock.
+    deferred_next: UnsafeCell<*const Task>,
+    in_deferred: UnsafeCell<bool>,
 }
+
+/// How many operations a task may start in one run — one wake-up, usually inside a
+/// completion routine at DISPATCH_LEVEL — before the run ends and the task continues from a
+/// work item at PASSIVE_LEVEL. A task whose requests all complete inline would otherwise
+/// never return from the routine that woke it: a DPC that runs too long is bug check 0x133
+/// (DPC_WATCHDOG_VIOLATION).
+pub const RUN_BUDGET: u32 = 32;
 
 // SAFETY: the future is `Send` and accessed under the state protocol; the links are guarded
 // by the set's lock.
@@ -63,6 +81,37 @@ struct SetCore {
     live: AtomicUsize,
     tasks: SpinLock<TaskList>,
     idle: UnsafeCell<KEVENT>,
+    /// Tasks whose run used up its budget, for the work item to continue (each holds a
+    /// reference given up with `into_raw`).
+    deferred: SpinLock<DeferredList>,
+    /// The work item that continues deferred tasks, allocated with the set; freed by the
+    /// set's drop at PASSIVE_LEVEL (once it is idle), or with the core.
+    work_item: AtomicPtr<IO_WORKITEM>,
+    /// Whether the work item is queued (and holds a reference to the set).
+    work_item_queued: AtomicBool,
+    /// Runs of the work item queued or in progress; `work_item_idle` is set when none.
+    work_item_runs: AtomicUsize,
+    work_item_idle: UnsafeCell<KEVENT>,
+}
+
+struct DeferredList {
+    head: *const Task,
+    len: usize,
+}
+
+// SAFETY: the pointers are tasks kept alive by the list's references, guarded by the lock.
+unsafe impl Send for DeferredList {}
+
+impl Drop for SetCore {
+    fn drop(&mut self) {
+        let work_item = *self.work_item.get_mut();
+        if !work_item.is_null() {
+            // SAFETY: allocated with the set, not freed by its drop; not queued (a queued
+            // item holds a reference to the set, so the set outlives it) — this may run
+            // inside the item's own routine, which may free it.
+            unsafe { IoFreeWorkItem(work_item) };
+        }
+    }
 }
 
 // SAFETY: the event is a kernel object usable from any thread; the rest is synchronised.
@@ -81,17 +130,44 @@ pub struct TaskSet {
 }
 
 impl TaskSet {
-    /// An empty set. IRQL <= DISPATCH_LEVEL.
-    pub fn new() -> Result<TaskSet> {
-        let core = Shared::try_new(SetCore {
+    /// An empty set. `driver` is the driver's object: a task whose run uses up its budget
+    /// ([`RUN_BUDGET`]) continues in a work item of the driver (`IoQueueWorkItemEx`), which
+    /// keeps the driver loaded until it has run. IRQL <= DISPATCH_LEVEL.
+    pub fn new(driver: DriverObject) -> Result<TaskSet> {
+        require_at_most(Irql::DISPATCH)?;
+        // SAFETY: `driver` is the caller's driver object (its constructor's contract);
+        // IoAllocateWorkItem accepts a driver object, for use with IoQueueWorkItemEx.
+        let work_item = unsafe { IoAllocateWorkItem(driver.as_ptr().cast()) };
+        if work_item.is_null() {
+            return Err(Error::INSUFFICIENT_RESOURCES);
+        }
+        let core = match Shared::try_new(SetCore {
             live: AtomicUsize::new(0),
             tasks: SpinLock::new(TaskList {
                 head: core::ptr::null(),
             }),
             idle: UnsafeCell::new(KEVENT::default()),
-        })?;
-        // SAFETY: the event lives in the set's core, in non-paged memory.
-        unsafe { KeInitializeEvent(core.idle.get(), NotificationEvent, TRUE) };
+            deferred: SpinLock::new(DeferredList {
+                head: core::ptr::null(),
+                len: 0,
+            }),
+            work_item: AtomicPtr::new(work_item),
+            work_item_queued: AtomicBool::new(false),
+            work_item_runs: AtomicUsize::new(0),
+            work_item_idle: UnsafeCell::new(KEVENT::default()),
+        }) {
+            Ok(core) => core,
+            Err(error) => {
+                // SAFETY: allocated above, never queued.
+                unsafe { IoFreeWorkItem(work_item) };
+                return Err(error);
+            }
+        };
+        // SAFETY: the events live in the set's core, in non-paged memory.
+        unsafe {
+            KeInitializeEvent(core.idle.get(), NotificationEvent, TRUE);
+            KeInitializeEvent(core.work_item_idle.get(), NotificationEvent, TRUE);
+        }
         Ok(TaskSet { core })
     }
 
@@ -106,6 +182,10 @@ impl TaskSet {
             future: UnsafeCell::new(Some(boxed)),
             set: self.core.clone(),
             links: UnsafeCell::new((core::ptr::null(), core::ptr::null())),
+            budget: AtomicU32::new(RUN_BUDGET),
+            yield_requested: AtomicBool::new(false),
+            deferred_next: UnsafeCell::new(core::ptr::null()),
+            in_deferred: UnsafeCell::new(false),
         })?;
         {
             let mut list = self.core.tasks.lock();
@@ -185,11 +265,32 @@ impl TaskSet {
 impl Drop for TaskSet {
     fn drop(&mut self) {
         self.cancel_all();
-        if self.is_empty() {
+        // Above APC_LEVEL, or inside a callback or task, nothing can be waited for: a task
+        // still running retires by itself, and the work item goes with the set's core.
+        if self.wait_idle().is_err() {
             return;
         }
-        // Above APC_LEVEL nothing can be waited for; a task still running retires by itself.
-        let _ = self.wait_idle();
+        // SAFETY: the event lives in the set's core; waiting is allowed (checked just above).
+        unsafe {
+            KeWaitForSingleObject(
+                self.core.work_item_idle.get().cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                core::ptr::null_mut(),
+            );
+        }
+        // Every task has retired and no run of the work item is queued or in progress: a
+        // waker that outlives the set finds its task done and defers nothing, so the work
+        // item can go now rather than with the last such waker.
+        let work_item = self
+            .core
+            .work_item
+            .swap(core::ptr::null_mut(), Ordering::AcqRel);
+        if !work_item.is_null() {
+            // SAFETY: allocated with the set, idle (waited for above), taken out once.
+            unsafe { IoFreeWorkItem(work_item) };
+        }
     }
 }
 
@@ -231,6 +332,7 @@ fn run(task: &Shared<Task>) {
     let waker = waker_for(task);
     let mut cx = Context::from_waker(&waker);
     let _scope = CallbackScope::enter();
+    task.budget.store(RUN_BUDGET, Ordering::Relaxed);
     loop {
         // SAFETY: this thread moved the state to POLLING: it alone touches the future.
         let slot = unsafe { &mut *task.future.get() };
@@ -248,6 +350,13 @@ fn run(task: &Shared<Task>) {
             retire(task);
             return;
         }
+        if task.yield_requested.swap(false, Ordering::Relaxed) {
+            // The budget is spent: this run ends here, and the work item continues the task
+            // (a wake-up meanwhile may also run it; a spurious poll is harmless).
+            task.state.store(IDLE, Ordering::Release);
+            defer(task);
+            return;
+        }
         match task
             .state
             .compare_exchange(POLLING, IDLE, Ordering::AcqRel, Ordering::Acquire)
@@ -255,6 +364,105 @@ fn run(task: &Shared<Task>) {
             Ok(_) => return,
             Err(_) => task.state.store(POLLING, Ordering::Release),
         }
+    }
+}
+
+/// Whether the operation being polled with `cx` must not start now: inside a task whose run
+/// used up its budget, it returns `Pending` instead (the task is woken, and continues from
+/// the set's work item). Outside a task, always `false`.
+pub(crate) fn must_yield(cx: &Context<'_>) -> bool {
+    let waker = cx.waker();
+    if !core::ptr::eq(waker.vtable(), &TASK_WAKER) {
+        return false;
+    }
+    // SAFETY: a waker with this vtable holds a task reference (the waker protocol), alive
+    // while the waker is.
+    let task = unsafe { &*waker.data().cast::<Task>() };
+    let left = task.budget.load(Ordering::Relaxed);
+    if left == 0 {
+        task.yield_requested.store(true, Ordering::Relaxed);
+        true
+    } else {
+        task.budget.store(left - 1, Ordering::Relaxed);
+        false
+    }
+}
+
+/// Hands a task whose run used up its budget to the set's work item.
+fn defer(task: &Shared<Task>) {
+    let set = &task.set;
+    {
+        let mut list = set.deferred.lock();
+        // SAFETY: guarded by the lock.
+        if unsafe { *task.in_deferred.get() } {
+            // Already waiting for the work item, which will run it.
+            return;
+        }
+        let raw = task.clone().into_raw();
+        // SAFETY: guarded by the lock; the list's reference keeps the task alive.
+        unsafe {
+            *task.deferred_next.get() = list.head;
+            *task.in_deferred.get() = true;
+        }
+        list.head = raw;
+        list.len += 1;
+    }
+    if !set.work_item_queued.swap(true, Ordering::AcqRel) {
+        if set.work_item_runs.fetch_add(1, Ordering::AcqRel) == 0 {
+            // SAFETY: the event lives in the set's core.
+            unsafe { KeClearEvent(set.work_item_idle.get()) };
+        }
+        let context = set.clone().into_raw();
+        // SAFETY: the work item belongs to the set, which the reference given here keeps
+        // alive until the routine takes it back; it is not queued (the flag was clear), and
+        // not freed (only the set's drop frees it, once no run is queued or in progress —
+        // this one is counted).
+        unsafe {
+            IoQueueWorkItemEx(
+                set.work_item.load(Ordering::Acquire),
+                Some(continue_deferred),
+                DelayedWorkQueue,
+                context.cast_mut().cast(),
+            );
+        }
+    }
+}
+
+/// The set's work item: runs, at PASSIVE_LEVEL, the tasks whose run used up its budget.
+unsafe extern "system" fn continue_deferred(
+    _io_object: PVOID,
+    context: PVOID,
+    _work_item: PIO_WORKITEM,
+) {
+    // SAFETY: the reference `defer` gave up with `into_raw`.
+    let set = unsafe { Shared::<SetCore>::from_raw(context.cast::<SetCore>()) };
+    // Tasks deferred from now on queue the item again, and are continued by that next run of
+    // the item: this one runs only as many tasks as were waiting when it started, so it is
+    // bounded too (system worker threads are shared).
+    set.work_item_queued.store(false, Ordering::Release);
+    let waiting = set.deferred.lock().len;
+    for _ in 0..waiting {
+        let next = {
+            let mut list = set.deferred.lock();
+            let head = list.head;
+            if head.is_null() {
+                break;
+            }
+            // SAFETY: guarded by the lock; the head is alive (the list's reference).
+            unsafe {
+                list.head = *(*head).deferred_next.get();
+                *(*head).in_deferred.get() = false;
+            }
+            list.len -= 1;
+            head
+        };
+        // SAFETY: the list's reference, given up in `defer`.
+        let task = unsafe { Shared::from_raw(next) };
+        run(&task);
+    }
+    if set.work_item_runs.fetch_sub(1, Ordering::AcqRel) == 1 {
+        // SAFETY: the event lives in the set's core, kept alive by `set`.
+        unsafe { KeSetEvent(set.work_item_idle.get(), IO_NO_INCREMENT.into(), FALSE) };
     }
 }
 

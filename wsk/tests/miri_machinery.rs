@@ -19,6 +19,13 @@ use wsk::{Buf, BufList, Irp, SpinLock};
 use wsk_host::Session;
 use wsk_sys::*;
 
+/// The session's driver object, as `DriverEntry` would have received it.
+fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
 /// Threads that contend for a lock or wake tasks.
 const THREADS: usize = if cfg!(miri) { 4 } else { 8 };
 /// Lock round trips, wake-ups or tasks per thread.
@@ -191,7 +198,7 @@ impl Future for Parked {
 #[test]
 fn tasks_that_complete_at_once() {
     let session = Session::start();
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     assert!(tasks.is_empty());
     let done = Arc::new(AtomicUsize::new(0));
     let dropped = Arc::new(AtomicUsize::new(0));
@@ -217,7 +224,7 @@ fn tasks_that_complete_at_once() {
 #[test]
 fn tasks_woken_from_other_threads() {
     let session = Session::start();
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     let gates: Vec<Arc<Gate>> = (0..TASKS).map(|_| Arc::default()).collect();
     let finished = Arc::new(AtomicUsize::new(0));
     for gate in &gates {
@@ -264,7 +271,7 @@ fn tasks_woken_from_other_threads() {
 #[test]
 fn cancel_all_drops_pending_futures() {
     let session = Session::start();
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     let dropped = Arc::new(AtomicUsize::new(0));
     let slots: Vec<Arc<Mutex<Option<Waker>>>> = (0..TASKS).map(|_| Arc::default()).collect();
     for slot in &slots {
@@ -319,7 +326,7 @@ fn dropping_the_set_cancels_pending_tasks() {
     let slot = Arc::new(Mutex::new(None));
     let gate = Arc::new(Gate::default());
     {
-        let tasks = TaskSet::new().unwrap();
+        let tasks = TaskSet::new(driver(&session)).unwrap();
         for _ in 0..TASKS {
             tasks
                 .spawn(Parked {
@@ -355,7 +362,7 @@ fn dropping_the_set_cancels_pending_tasks() {
 #[test]
 fn a_task_woken_while_it_is_cancelled() {
     let session = Session::start();
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     let dropped = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Gate::default());
     for _ in 0..TASKS {

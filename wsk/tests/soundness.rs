@@ -76,7 +76,7 @@ fn no_wait_inside_a_task_even_at_passive_level_after_a_passive_inline_completion
     let (socket, mut peer) = connected(&client);
     let socket = Arc::new(socket);
     peer.write_all(b"ping").unwrap();
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     let (report, seen) = channel();
     {
         let socket = Arc::clone(&socket);
@@ -114,7 +114,7 @@ fn no_wait_inside_a_task_even_at_passive_level_after_a_passive_inline_completion
 fn close_wait_block_on_and_task_waits_are_refused_inside_a_task() {
     let session = Session::start();
     let client = Arc::new(WskClient::register(driver(&session)).unwrap());
-    let tasks = Arc::new(TaskSet::new().unwrap());
+    let tasks = Arc::new(TaskSet::new(driver(&session)).unwrap());
     let (report, seen) = channel();
     let (socket, _peer) = connected(&client);
     {
@@ -281,7 +281,7 @@ fn dropping_the_client_wakes_a_task_that_holds_retained_data_and_waits_on_the_so
     let (mut peer, _) = listener.accept().unwrap();
     peer.write_all(b"held").unwrap();
     let retained = retained_rx.recv_timeout(DEADLINE).unwrap();
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     let (ended_tx, ended) = channel();
     let receive = socket.receive(Buf::with_capacity(8).unwrap());
     tasks
@@ -600,7 +600,7 @@ fn a_client_dropped_in_a_task_is_torn_down_by_a_work_item() {
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
     let (socket, mut peer) = connected(&client);
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     let (dropped_tx, dropped) = channel();
     let receive = socket.receive(Buf::with_capacity(8).unwrap());
     tasks
@@ -648,7 +648,7 @@ impl ConnectionEvents for Replier {
 fn a_handler_replies_through_its_socket_and_is_dropped_with_the_last_task_set() {
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
-    let tasks = Arc::new(TaskSet::new().unwrap());
+    let tasks = Arc::new(TaskSet::new(driver(&session)).unwrap());
     let replied = Arc::new(AtomicBool::new(false));
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let socket = ConnectionSocket::connect_with_events(
@@ -784,6 +784,56 @@ fn waiting_at_dispatch_level_on_an_operation_in_flight_cancels_it_and_reports() 
     assert!(session.finish().cancelled >= 1);
 }
 
+// ---- no endless run at DISPATCH_LEVEL (DPC watchdog) --------------------------------------
+
+#[test]
+fn a_task_whose_requests_all_complete_inline_continues_from_a_work_item() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::new(14).completion(CompletionMode::AlwaysInline));
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, peer) = connected(&client);
+    const SENDS: usize = 1000;
+    // The peer drains everything, so every send completes inline.
+    let drain = std::thread::spawn(move || {
+        let mut peer = peer;
+        let mut total = 0;
+        let mut chunk = [0u8; 4096];
+        peer.set_read_timeout(Some(DEADLINE)).unwrap();
+        while total < SENDS {
+            match peer.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    });
+    let tasks = TaskSet::new(driver(&session)).unwrap();
+    let (done_tx, done) = channel();
+    tasks
+        .spawn(async move {
+            let mut buf = Buf::from_slice(b"x").unwrap();
+            for _ in 0..SENDS {
+                let (sent, back) = socket.send(buf).await;
+                assert_eq!(sent.unwrap(), 1);
+                buf = back;
+            }
+            let _ = done_tx.send(());
+        })
+        .unwrap();
+    done.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(drain.join().unwrap(), SENDS);
+    drop(tasks);
+    drop(client);
+    let report = session.finish();
+    // The task started at most RUN_BUDGET requests per run, then went on from the set's
+    // work item.
+    assert!(
+        report.work_items_run as usize >= SENDS / (wsk::task::RUN_BUDGET as usize + 1) - 1,
+        "work items run: {}",
+        report.work_items_run
+    );
+}
+
 // ---- hole 13: a task set dropped inside one of its own tasks ------------------------------
 
 /// A future that is pending until [`Trigger::fire`] wakes it.
@@ -824,7 +874,7 @@ fn a_task_set_dropped_inside_its_own_task_does_not_wait_for_itself() {
     let holder: Arc<Mutex<Option<TaskSet>>> = Arc::new(Mutex::new(None));
     let trigger = Trigger::default();
     let (done_tx, done) = channel();
-    let tasks = TaskSet::new().unwrap();
+    let tasks = TaskSet::new(driver(&session)).unwrap();
     {
         let holder = Arc::clone(&holder);
         let trigger = trigger.clone();

@@ -1687,7 +1687,7 @@ impl Run {
 
     fn ensure_tasks(&mut self) -> Option<Arc<TaskSet>> {
         if self.tasks.is_none() {
-            match TaskSet::new() {
+            match TaskSet::new(self.session_driver) {
                 Ok(tasks) => {
                     let tasks = Arc::new(tasks);
                     *self.shared.tasks.lock().unwrap() = Arc::downgrade(&tasks);

@@ -1,9 +1,10 @@
 //! The provider's client-level functions (`WSK_PROVIDER_DISPATCH`): socket creation, client
 //! control, name resolution.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use wsk_sys::*;
 
@@ -314,11 +315,12 @@ pub(crate) unsafe extern "system" fn get_address_info(
     let irp = Irp as usize;
     // The request is cancellable while it waits: the cancel routine completes it with
     // STATUS_CANCELLED at once, whatever the resolver is doing.
+    let token = NEXT_RESOLUTION.fetch_add(1, Ordering::Relaxed);
     RESOLUTIONS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .get_or_insert_with(HashSet::new)
-        .insert(irp);
+        .get_or_insert_with(HashMap::new)
+        .insert(irp, token);
     // SAFETY: the IRP is owned by this request; its cancel routine is set once the request is
     // recorded as pending, and taken back (below, or by the resolver thread) before completion.
     unsafe {
@@ -326,7 +328,7 @@ pub(crate) unsafe extern "system" fn get_address_info(
         IoSetCancelRoutine(Irp, Some(cancel_resolution));
         if (*Irp).Cancel != 0 && IoSetCancelRoutine(Irp, None).is_some() {
             // Cancelled before the routine was set: completed now, nothing resolved.
-            if take_resolution(irp) {
+            if take_resolution(irp, Some(token)) {
                 crate::session::count(|c| c.cancelled += 1);
                 finish(Irp, STATUS_CANCELLED, 0, Delivery::Pending);
             }
@@ -353,7 +355,7 @@ pub(crate) unsafe extern "system" fn get_address_info(
                     .filter(|a| family == 0 || (family == i32::from(AF_INET)) == a.is_ipv4())
                     .collect::<Vec<_>>()
             });
-            if !take_resolution(irp) {
+            if !take_resolution(irp, Some(token)) {
                 // Cancelled: the IRP completed already and is the client's again.
                 return;
             }
@@ -372,7 +374,7 @@ pub(crate) unsafe extern "system" fn get_address_info(
         });
     if let Err(error) = spawned {
         eprintln!("wsk-host: starting a resolver thread failed: {error}");
-        if take_resolution(irp) {
+        if take_resolution(irp, Some(token)) {
             // SAFETY: the request is this function's to complete again.
             unsafe { IoSetCancelRoutine(Irp, None) };
             finish(Irp, STATUS_INSUFFICIENT_RESOURCES, 0, Delivery::Pending);
@@ -383,16 +385,28 @@ pub(crate) unsafe extern "system" fn get_address_info(
 
 /// `WskGetAddressInfo` requests waiting for their resolution, by IRP: whoever takes one out
 /// (the resolver thread when it finishes, the cancel routine) completes it.
-static RESOLUTIONS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+///
+/// Each request is recorded with a token of its own: a client reuses its IRPs, so the IRP
+/// alone does not tell a late resolver thread of a cancelled request from the request the
+/// same IRP carries now.
+static RESOLUTIONS: Mutex<Option<HashMap<usize, u64>>> = Mutex::new(None);
 
-/// Takes a pending resolution's IRP out of the pending ones; `false` when another party took
-/// it first.
-fn take_resolution(irp: usize) -> bool {
-    RESOLUTIONS
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_mut()
-        .is_some_and(|pending| pending.remove(&irp))
+/// The token of the next `WskGetAddressInfo` request.
+static NEXT_RESOLUTION: AtomicU64 = AtomicU64::new(1);
+
+/// Takes a pending resolution's IRP out of the pending ones — only the request `token` names
+/// when given (a resolver thread), whatever request the IRP carries otherwise (its cancel
+/// routine); `false` when another party took it first.
+fn take_resolution(irp: usize, token: Option<u64>) -> bool {
+    let mut pending = RESOLUTIONS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(pending) = pending.as_mut() else {
+        return false;
+    };
+    match (pending.get(&irp), token) {
+        (Some(&current), Some(token)) if current != token => false,
+        (Some(_), _) => pending.remove(&irp).is_some(),
+        (None, _) => false,
+    }
 }
 
 /// The cancel routine of a pending `WskGetAddressInfo`: completes it with `STATUS_CANCELLED`
@@ -400,7 +414,8 @@ fn take_resolution(irp: usize) -> bool {
 unsafe extern "system" fn cancel_resolution(_device: PDEVICE_OBJECT, irp: PIRP) {
     // SAFETY: called by IoCancelIrp with the cancel spin lock held.
     unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
-    if take_resolution(irp as usize) {
+    // The IRP carries one pending request at a time: the one being cancelled.
+    if take_resolution(irp as usize, None) {
         crate::session::count(|c| c.cancelled += 1);
         finish(irp, STATUS_CANCELLED, 0, Delivery::Pending);
     }

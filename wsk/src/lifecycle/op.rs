@@ -179,6 +179,12 @@ impl<R: Request> Future for Op<R> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<<R as Issue>::Output> {
         let this = self.get_mut();
         if let Stage::NotStarted = this.stage {
+            // Inside a task whose run used up its budget, the request starts in the task's
+            // next run (from a work item), not in this one.
+            if crate::task::must_yield(cx) {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             if let Some(output) = this.launch() {
                 return Poll::Ready(output);
             }
