@@ -116,7 +116,7 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     let client = WskClient::register(driver)?;
     let message = Buf::from_slice(config.message.as_bytes())?;
     let connect = client.connect(config.server);
-    let tasks = TaskSet::new()?;
+    let tasks = TaskSet::new(driver)?;
     let server = config.server;
     tasks.spawn(async move {
         match exchange(connect, message).await {

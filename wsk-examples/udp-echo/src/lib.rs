@@ -186,7 +186,7 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     let client = WskClient::register(driver)?;
     let timers = Arc::new(Timers::new(driver)?);
     let running = Running {
-        tasks: TaskSet::new()?,
+        tasks: TaskSet::new(driver)?,
         _timers: Arc::clone(&timers),
         _client: client,
     };
