@@ -66,6 +66,27 @@ pub unsafe extern "C" fn wsk_host_debug_output(text: *const u8, length: u64) {
     }
 }
 
+/// `KeBugCheckEx`: reported as a verifier violation, then the calling thread is stopped for
+/// good — a bug check does not return. In a test the session reports it.
+#[unsafe(no_mangle)]
+pub extern "system" fn KeBugCheckEx(
+    BugCheckCode: ULONG,
+    BugCheckParameter1: ULONG_PTR,
+    BugCheckParameter2: ULONG_PTR,
+    BugCheckParameter3: ULONG_PTR,
+    BugCheckParameter4: ULONG_PTR,
+) -> ! {
+    bug_check(
+        Rule::DriverBugCheck,
+        format!(
+            "KeBugCheckEx({BugCheckCode:#x}, {BugCheckParameter1:#x}, {BugCheckParameter2:#x}, \
+             {BugCheckParameter3:#x}, {BugCheckParameter4:#x})"
+        ),
+    );
+    // A bug check stops the machine; a process abort is the closest honest equivalent.
+    std::process::abort()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,25 +108,4 @@ mod tests {
         assert!(take_output().is_empty());
         set_output_limit(DEFAULT_OUTPUT_LIMIT);
     }
-}
-
-/// `KeBugCheckEx`: reported as a verifier violation, then the calling thread is stopped for
-/// good — a bug check does not return. In a test the session reports it.
-#[unsafe(no_mangle)]
-pub extern "system" fn KeBugCheckEx(
-    BugCheckCode: ULONG,
-    BugCheckParameter1: ULONG_PTR,
-    BugCheckParameter2: ULONG_PTR,
-    BugCheckParameter3: ULONG_PTR,
-    BugCheckParameter4: ULONG_PTR,
-) -> ! {
-    bug_check(
-        Rule::DriverBugCheck,
-        format!(
-            "KeBugCheckEx({BugCheckCode:#x}, {BugCheckParameter1:#x}, {BugCheckParameter2:#x}, \
-             {BugCheckParameter3:#x}, {BugCheckParameter4:#x})"
-        ),
-    );
-    // A bug check stops the machine; a process abort is the closest honest equivalent.
-    std::process::abort()
 }
