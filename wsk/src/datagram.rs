@@ -72,8 +72,9 @@ impl DatagramSocket {
     }
 
     /// Sends the buffer's bytes as one datagram to `remote` (`WskSendTo`). An empty buffer
-    /// fails with [`Error::INVALID_BUFFER_SIZE`], an address of the other family with
-    /// [`Error::ADDRESS_FAMILY_MISMATCH`].
+    /// sends an empty datagram (valid in UDP); the memoryless stand-in an abandoned operation
+    /// hands back fails with [`Error::INVALID_BUFFER_SIZE`], an address of the other family
+    /// with [`Error::ADDRESS_FAMILY_MISMATCH`].
     pub fn send_to(&self, buf: Buf, remote: SocketAddr) -> SendTo {
         Op::new(SendToRequest {
             core: self.core().clone(),
@@ -152,7 +153,7 @@ impl Issue for SendToRequest {
 
     fn start(&mut self) -> Result<BlockRef> {
         require_family(&self.remote, self.core.family)?;
-        if self.buf.as_ref().is_none_or(|b| b.is_empty()) {
+        if self.buf.as_ref().is_none_or(|b| b.capacity() == 0) {
             return Err(Error::INVALID_BUFFER_SIZE);
         }
         let mut block = BlockRef::for_socket(&self.core)?;

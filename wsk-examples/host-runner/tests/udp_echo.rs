@@ -121,8 +121,6 @@ fn driver_entry_fails_when_no_address_can_be_bound() {
 
 /// Issue 14, item 9: a zero-length datagram is valid and comes back, like any other.
 #[test]
-#[ignore = "the wsk crate refuses empty datagram sends (SendToRequest::start: \
-            STATUS_INVALID_BUFFER_SIZE); issue 14 item 9, for wsk's owner"]
 fn zero_length_datagrams_are_echoed() {
     let session = Session::start();
     let mut output = Output::new();

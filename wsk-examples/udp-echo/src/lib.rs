@@ -81,7 +81,6 @@ async fn serve(
     opening.opened();
     let mut backoff = 0u32;
     let mut failures = 0u64;
-    let mut empty_refused = false;
     loop {
         buf.clear();
         let (received, back) = socket.receive_from(buf).await;
@@ -119,22 +118,12 @@ async fn serve(
                 continue;
             }
         };
-        let empty = buf.is_empty();
+        // A zero-length datagram is valid and comes back like any other.
         let (sent, back) = socket.send_to(buf, source).await;
         buf = back;
         match sent {
             Ok(_) => {}
             Err(error) if error == Error::CANCELLED => return,
-            Err(error) if empty && error == Error::INVALID_BUFFER_SIZE => {
-                // The `wsk` crate refuses empty datagram sends (issue 14, item 9): said once,
-                // not once per datagram (a peer could send them at will).
-                if !empty_refused {
-                    empty_refused = true;
-                    kprint!(
-                        "wsk_udp_echo: zero-length datagrams are not echoed: the send is refused ({error})\n"
-                    );
-                }
-            }
             Err(error) => kprint!("wsk_udp_echo: send to {source}: {error}\n"),
         }
     }
