@@ -302,6 +302,11 @@ impl BlockRef {
     /// IRQL <= APC_LEVEL (checked by the callers).
     pub(crate) fn block_until_done(&self, timeout: Option<i64>) -> bool {
         let block = self.get();
+        // Already complete (inline, or while the caller did other work): no signal asked for,
+        // so the next request on this block needs no event reset.
+        if block.done.load(Ordering::Acquire) {
+            return true;
+        }
         block.wait_signal.store(true, Ordering::SeqCst);
         if block.done.load(Ordering::SeqCst) {
             return true;
