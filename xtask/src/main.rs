@@ -18,6 +18,7 @@ mod miri;
 mod pe_check;
 mod python_env;
 mod test_suite;
+mod toolchain;
 
 pub use examples::examples;
 

@@ -8,7 +8,8 @@ use crate::{Result, on_path, run, workspace_root};
 
 /// Debian packages the suite uses: `osslsigncode` test-signs the built drivers, `nc` and
 /// `socat` are the third-party clients of the echo server's test, `valgrind` (callgrind)
-/// counts the instructions of the benchmark suite.
+/// counts the instructions of the benchmark suite (and `python3-venv`, checked apart: the
+/// Python tools' environment).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("osslsigncode", "osslsigncode"),
     ("valgrind", "valgrind"),
@@ -33,6 +34,11 @@ pub fn command(args: &[String]) -> Result<()> {
     }
     let started = Instant::now();
     let mut suite = Suite::default();
+    if !host_only {
+        // The pinned toolchain's Windows targets, added when missing (the lint, build and
+        // doc steps for the Windows targets need them).
+        crate::toolchain::ensure_driver_targets()?;
+    }
     if host_only {
         suite.step("host tests (cargo test --workspace)", || {
             cargo(&["test", "--workspace", "--exclude", "xtask"])
@@ -121,6 +127,10 @@ pub fn command(args: &[String]) -> Result<()> {
                 xtask(&["emulate", "--all", "--release"])
             },
         )?;
+        suite.step(
+            "Python tools on each supported release found (3.11, 3.12, 3.13: locked environment, imports, emulation)",
+            || crate::python_env::check_interpreters(std::time::Duration::from_secs(600)),
+        )?;
         suite.step("documentation (cargo doc -D warnings)", || {
             let mut doc = cargo_command(&["doc", "--workspace", "--no-deps"]);
             doc.env("RUSTDOCFLAGS", "-D warnings");
@@ -204,11 +214,22 @@ fn xtask(args: &[&str]) -> Result<()> {
 /// Installs the Debian packages the suite needs when they are missing: with `apt-get` when
 /// running as root (CI, containers), else says what to install.
 fn install_debian_packages() -> Result<()> {
-    let missing: Vec<&str> = DEBIAN_PACKAGES
+    let mut missing: Vec<&str> = DEBIAN_PACKAGES
         .iter()
         .filter(|(program, _)| !on_path(program))
         .map(|(_, package)| *package)
         .collect();
+    // The Python tools' virtual environment: Debian's python3 has no `venv`/`ensurepip`
+    // without this package.
+    let has_venv = Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_venv {
+        missing.push("python3-venv");
+    }
     if missing.is_empty() {
         return Ok(());
     }
