@@ -9,8 +9,8 @@
 //! it as a demand-start kernel service with its default parameters, and — when
 //! `osslsigncode` is installed — a test-signed copy.
 //!
-//! Output: `target/drivers/<target>/<profile>/NAME.sys`, `NAME.inf` and
-//! `test-signed/NAME.sys`.
+//! Output: `target/drivers/<target>/<profile>/NAME.sys`, its symbols `NAME.pdb` (the image's
+//! CodeView record names it), `NAME.inf` and `test-signed/NAME.sys`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -151,14 +151,26 @@ pub fn command(args: &[String]) -> Result<()> {
 /// Builds one example driver.
 pub fn build(example: &Example, options: &BuildOptions) -> Result<BuiltDriver> {
     let arch = options.arch;
+    crate::toolchain::ensure_driver_targets()?;
+    // Cargo's own progress (not --quiet): the first build compiles every dependency for the
+    // target, which takes a while.
+    eprintln!(
+        "xtask: compiling {} for {} ({})",
+        example.package,
+        arch.triple(),
+        options.profile()
+    );
     let mut cargo = Command::new(env!("CARGO"));
     cargo
         .current_dir(workspace_root())
-        .args(["rustc", "--quiet", "--lib", "--crate-type", "staticlib"])
+        .args(["rustc", "--lib", "--crate-type", "staticlib"])
         .args(["-p", &example.package, "--target", arch.triple()])
         // No unwinding in a driver: a panic bug-checks (the runtime's panic handler).
         .env("CARGO_PROFILE_DEV_PANIC", "abort")
         .env("CARGO_PROFILE_RELEASE_PANIC", "abort")
+        // Line tables and function names for the PDB in release builds too (the debug
+        // information goes into the PDB, not the image): WinDbg symbolizes a crash in them.
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "limited")
         // The driver's own flags only: a RUSTFLAGS from the caller's environment would
         // apply to the kernel build too.
         .env_remove("RUSTFLAGS")
@@ -180,6 +192,7 @@ pub fn build(example: &Example, options: &BuildOptions) -> Result<BuiltDriver> {
     std::fs::create_dir_all(&out_dir)?;
     let import_dir = import_libraries(arch)?;
     let sys = out_dir.join(format!("{}.sys", example.driver_name()));
+    let pdb = out_dir.join(format!("{}.pdb", example.driver_name()));
     let mut link = Command::new(rust_lld()?);
     link.args(["-flavor", "link"])
         .args([
@@ -197,6 +210,14 @@ pub fn build(example: &Example, options: &BuildOptions) -> Result<BuiltDriver> {
         .arg(format!("/MACHINE:{}", arch.machine()))
         .arg(format!("/LIBPATH:{}", import_dir.display()))
         .arg(format!("/OUT:{}", sys.display()))
+        // The symbols, beside the image: the image's debug directory gets a CodeView (RSDS)
+        // record with the PDB's GUID and age, naming the PDB by its file name only
+        // (`/PDBALTPATH:%_PDB%`: no build machine path in the image). check-pe verifies it.
+        .arg("/DEBUG")
+        .arg(format!("/PDB:{}", pdb.display()))
+        .arg("/PDBALTPATH:%_PDB%")
+        // Reproducible: the time stamp and the PDB's GUID are hashes of the content.
+        .arg("/Brepro")
         .arg(&library)
         .args(["ntoskrnl.lib", "netio.lib"]);
     run(&mut link)?;

@@ -9,7 +9,10 @@
 //!   first release of each export; see `import_versions`);
 //! - there is a relocation directory (drivers are loaded wherever the kernel puts them);
 //! - no section is both writable and executable;
-//! - the checksum is set and correct (the loader checks drivers' checksums).
+//! - the checksum is set and correct (the loader checks drivers' checksums);
+//! - the debug directory has a CodeView (RSDS) record naming, by file name only, the PDB
+//!   beside the image (`NAME.pdb`), with that PDB's GUID and age: the symbols WinDbg loads
+//!   for it (read with the `object` crate; the PDB's identity from its MSF streams).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -82,7 +85,128 @@ pub fn check_file(path: &Path, kernel: &KernelExports) -> std::result::Result<St
     let expected = path
         .components()
         .find_map(|c| Arch::parse(&c.as_os_str().to_string_lossy()).ok());
-    check_image(&bytes, expected, kernel)
+    let checked = check_image(&bytes, expected, kernel);
+    let symbols = check_symbols(&bytes, path);
+    match (checked, symbols) {
+        (Ok(summary), Ok(pdb)) => Ok(format!("{summary}, symbols {pdb}")),
+        (Ok(_), Err(problem)) => Err(vec![problem]),
+        (Err(mut problems), symbols) => {
+            problems.extend(symbols.err());
+            Err(problems)
+        }
+    }
+}
+
+/// Checks the image's CodeView record against the PDB beside `path` (in its directory, or
+/// the parent's for a test-signed copy in `test-signed/`); the PDB's name, or the problem.
+pub fn check_symbols(bytes: &[u8], path: &Path) -> std::result::Result<String, String> {
+    use object::read::pe::PeFile64;
+    let file = PeFile64::parse(bytes).map_err(|e| format!("unreadable image: {e}"))?;
+    let record = object::Object::pdb_info(&file)
+        .map_err(|e| format!("unreadable debug directory: {e}"))?
+        .ok_or("no CodeView (RSDS) record in the debug directory: linked without /DEBUG")?;
+    let name = String::from_utf8_lossy(record.path()).into_owned();
+    if name.contains(['/', '\\', ':']) {
+        return Err(format!(
+            "the CodeView record names {name}, a path: it should name the PDB's file only \
+             (/PDBALTPATH:%_PDB%)"
+        ));
+    }
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if name != format!("{stem}.pdb") {
+        return Err(format!("the CodeView record names {name}, not {stem}.pdb"));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let pdb = [dir.join(&name), dir.join("..").join(&name)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| format!("{name} is not beside the image"))?;
+    let bytes = std::fs::read(&pdb).map_err(|e| format!("cannot read {name}: {e}"))?;
+    let (guid, age) = pdb_identity(&bytes).map_err(|e| format!("{name}: {e}"))?;
+    if guid != record.guid() || age != record.age() {
+        return Err(format!(
+            "{name} is not this image's: its GUID {} age {age}, the image's {} age {}",
+            hex(&guid),
+            hex(&record.guid()),
+            record.age()
+        ));
+    }
+    Ok(format!("{name} (GUID {}, age {age})", hex(&guid)))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The identity of a PDB (MSF 7.00): the GUID of its PDB information stream (stream 1) and
+/// the age of its DBI stream (stream 3), which a debugger matches against the image's
+/// CodeView record.
+pub fn pdb_identity(pdb: &[u8]) -> std::result::Result<([u8; 16], u32), String> {
+    const MAGIC: &[u8] = b"Microsoft C/C++ MSF 7.00\r\n\x1aDS\0\0\0";
+    if !pdb.starts_with(MAGIC) {
+        return Err("not an MSF 7.00 file".into());
+    }
+    let block_size = u32_at(pdb, 32)? as usize;
+    let directory_bytes = u32_at(pdb, 44)? as usize;
+    let block_map = u32_at(pdb, 52)? as usize;
+    if !block_size.is_power_of_two() || block_size < 512 {
+        return Err(format!("block size {block_size}"));
+    }
+    let block = |index: usize| -> std::result::Result<&[u8], String> {
+        let start = index
+            .checked_mul(block_size)
+            .filter(|s| s + block_size <= pdb.len())
+            .ok_or_else(|| format!("block {index} is past the end"))?;
+        Ok(&pdb[start..start + block_size])
+    };
+    let read = |blocks: &[usize], size: usize| -> std::result::Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(size);
+        for &b in blocks {
+            out.extend_from_slice(block(b)?);
+        }
+        if out.len() < size {
+            return Err("a stream is shorter than its size".into());
+        }
+        out.truncate(size);
+        Ok(out)
+    };
+    let blocks_of = |size: usize| size.div_ceil(block_size);
+    let map = block(block_map)?;
+    let directory_blocks = (0..blocks_of(directory_bytes))
+        .map(|i| u32_at(map, i * 4).map(|b| b as usize))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let directory = read(&directory_blocks, directory_bytes)?;
+    let streams = u32_at(&directory, 0)? as usize;
+    if streams < 4 {
+        return Err(format!("{streams} streams, no DBI stream"));
+    }
+    let sizes = (0..streams)
+        .map(|i| u32_at(&directory, 4 + 4 * i))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let stream = |wanted: usize| -> std::result::Result<Vec<u8>, String> {
+        let mut at = 4 + 4 * streams;
+        for (index, &size) in sizes.iter().enumerate() {
+            let size = if size == u32::MAX { 0 } else { size as usize };
+            let blocks = (0..blocks_of(size))
+                .map(|i| u32_at(&directory, at + 4 * i).map(|b| b as usize))
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            if index == wanted {
+                return read(&blocks, size);
+            }
+            at += 4 * blocks.len();
+        }
+        Err(format!("no stream {wanted}"))
+    };
+    // PDB information stream: version, signature, age, GUID.
+    let info = stream(1)?;
+    let guid: [u8; 16] = info
+        .get(12..28)
+        .and_then(|g| g.try_into().ok())
+        .ok_or("the PDB information stream is too short")?;
+    // DBI stream: version signature, version header, age.
+    let dbi = stream(3)?;
+    let age = u32_at(&dbi, 8)?;
+    Ok((guid, age))
 }
 
 /// A parsed PE32+ image: the parts the checks read.
@@ -515,6 +639,98 @@ mod tests {
         assert_eq!(
             problems(&bytes, Arch::X86_64),
             ["no relocation directory: the image cannot be loaded at any address"]
+        );
+    }
+
+    #[test]
+    fn the_codeview_record_names_the_pdb_beside_it() {
+        let bytes = built(Arch::X86_64);
+        let built_pdb = BuildOptions {
+            release: true,
+            arch: Arch::X86_64,
+        }
+        .output_dir()
+        .join("wsk_tcp_send.pdb");
+        let pdb = std::fs::read(built_pdb).unwrap();
+        let dir = std::env::temp_dir().join(format!("wsk-check-pdb-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sys = dir.join("wsk_tcp_send.sys");
+        std::fs::write(&sys, &bytes).unwrap();
+
+        // No PDB beside the image.
+        let missing = check_symbols(&bytes, &sys).unwrap_err();
+        assert_eq!(missing, "wsk_tcp_send.pdb is not beside the image");
+
+        // The right PDB.
+        std::fs::write(dir.join("wsk_tcp_send.pdb"), &pdb).unwrap();
+        let found = check_symbols(&bytes, &sys).unwrap();
+        assert!(found.starts_with("wsk_tcp_send.pdb (GUID "), "{found}");
+
+        // The image under another name.
+        let renamed = dir.join("other.sys");
+        assert_eq!(
+            check_symbols(&bytes, &renamed).unwrap_err(),
+            "the CodeView record names wsk_tcp_send.pdb, not other.pdb"
+        );
+
+        // A PDB of another link: its GUID differs.
+        let (guid, _) = pdb_identity(&pdb).unwrap();
+        let at = pdb.windows(16).position(|w| w == guid).unwrap();
+        let mut other = pdb.clone();
+        other[at] ^= 0xFF;
+        std::fs::write(dir.join("wsk_tcp_send.pdb"), &other).unwrap();
+        let wrong = check_symbols(&bytes, &sys).unwrap_err();
+        assert!(wrong.contains("is not this image's"), "{wrong}");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // An image linked without /DEBUG: no CodeView record (the debug directory cleared).
+        let mut bytes = bytes;
+        let pe = u32_at(&bytes, 0x3C).unwrap() as usize;
+        let at = pe + 24 + 112 + 6 * 8;
+        bytes[at..at + 8].copy_from_slice(&[0; 8]);
+        assert!(
+            check_symbols(&bytes, &sys)
+                .unwrap_err()
+                .starts_with("no CodeView (RSDS) record")
+        );
+    }
+
+    #[test]
+    fn the_pdb_identity_matches_the_image_record_read_by_pefile() {
+        let bytes = built(Arch::X86_64);
+        let env = crate::python_env::PythonEnv::ensure().unwrap();
+        let path = std::env::temp_dir().join(format!("wsk-check-rsds-{}.sys", std::process::id()));
+        std::fs::write(&path, &bytes).unwrap();
+        let out = std::process::Command::new(env.python())
+            .args([
+                "-c",
+                "import pefile,sys\n\
+                 pe = pefile.PE(sys.argv[1])\n\
+                 d = [d.struct for d in pe.DIRECTORY_ENTRY_DEBUG if d.struct.Type == 2][0]\n\
+                 cv = pe.get_data(d.AddressOfRawData, d.SizeOfData)\n\
+                 assert cv[:4] == b'RSDS'\n\
+                 print(cv[4:20].hex(), int.from_bytes(cv[20:24], 'little'), \
+                 cv[24:].rstrip(b'\\0').decode())",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pdb = BuildOptions {
+            release: true,
+            arch: Arch::X86_64,
+        }
+        .output_dir()
+        .join("wsk_tcp_send.pdb");
+        let (guid, age) = pdb_identity(&std::fs::read(pdb).unwrap()).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            format!("{} {age} wsk_tcp_send.pdb", hex(&guid))
         );
     }
 
