@@ -52,6 +52,19 @@ fn start<F: Future + Unpin>(mut future: F) -> F {
     future
 }
 
+/// A connection socket with event handlers, connected to a loopback peer.
+fn connected_with_events(
+    client: &WskClient,
+    events: impl ConnectionEvents,
+) -> (ConnectionSocket, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket =
+        ConnectionSocket::connect_with_events(client, listener.local_addr().unwrap(), events)
+            .wait()
+            .unwrap();
+    (socket, listener.accept().unwrap().0)
+}
+
 fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let socket = client
@@ -224,15 +237,7 @@ fn retained_data_dropped_in_its_callback_is_consumed_not_released_early() {
             self.0.on_receive(data)
         }
     }
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = ConnectionSocket::connect_with_events(
-        &client,
-        listener.local_addr().unwrap(),
-        Shared(Arc::clone(&events)),
-    )
-    .wait()
-    .unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    let (socket, mut peer) = connected_with_events(&client, Shared(Arc::clone(&events)));
     for _ in 0..5 {
         peer.write_all(b"retained").unwrap();
         std::thread::sleep(Duration::from_millis(20));
@@ -268,17 +273,12 @@ fn dropping_the_client_wakes_a_task_that_holds_retained_data_and_waits_on_the_so
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
     let (retained_tx, retained_rx) = channel();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = ConnectionSocket::connect_with_events(
+    let (socket, mut peer) = connected_with_events(
         &client,
-        listener.local_addr().unwrap(),
         Keeper {
             retained: retained_tx,
         },
-    )
-    .wait()
-    .unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    );
     peer.write_all(b"held").unwrap();
     let retained = retained_rx.recv_timeout(DEADLINE).unwrap();
     let tasks = TaskSet::new(driver(&session)).unwrap();
@@ -330,18 +330,13 @@ fn a_handler_keeping_retained_data_does_not_hold_the_close() {
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
     let (seen_tx, seen) = channel();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = ConnectionSocket::connect_with_events(
+    let (socket, mut peer) = connected_with_events(
         &client,
-        listener.local_addr().unwrap(),
         KeepInHandler {
             kept: Mutex::new(Vec::new()),
             seen: seen_tx,
         },
-    )
-    .wait()
-    .unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    );
     peer.write_all(b"kept by the handler").unwrap();
     seen.recv_timeout(DEADLINE).unwrap();
     // The close revokes the retained indication; the handler, dropped when the close
@@ -362,17 +357,12 @@ fn a_struct_dropping_its_client_before_its_retained_data_does_not_hang() {
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
     let (retained_tx, retained_rx) = channel();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = ConnectionSocket::connect_with_events(
+    let (socket, mut peer) = connected_with_events(
         &client,
-        listener.local_addr().unwrap(),
         Keeper {
             retained: retained_tx,
         },
-    )
-    .wait()
-    .unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    );
     peer.write_all(b"pending").unwrap();
     let retained = retained_rx.recv_timeout(DEADLINE).unwrap();
     // Reading works while the socket is open...
@@ -441,18 +431,13 @@ fn a_view_opened_during_the_callback_survives_a_close_requested_before_it_return
     let client = WskClient::register(driver(&session)).unwrap();
     let (out_tx, out) = channel();
     let (go_tx, go_on) = channel();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = ConnectionSocket::connect_with_events(
+    let (socket, mut peer) = connected_with_events(
         &client,
-        listener.local_addr().unwrap(),
         HandOut {
             out: Mutex::new(out_tx),
             go_on: Mutex::new(go_on),
         },
-    )
-    .wait()
-    .unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    );
     let sent: Vec<u8> = (0..4000u32).map(|i| (i % 251) as u8).collect();
     peer.write_all(&sent).unwrap();
     let retained = out.recv_timeout(DEADLINE).unwrap();
@@ -650,21 +635,16 @@ fn a_handler_replies_through_its_socket_and_is_dropped_with_the_last_task_set() 
     let client = WskClient::register(driver(&session)).unwrap();
     let tasks = Arc::new(TaskSet::new(driver(&session)).unwrap());
     let replied = Arc::new(AtomicBool::new(false));
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = ConnectionSocket::connect_with_events(
+    let (socket, mut peer) = connected_with_events(
         &client,
-        listener.local_addr().unwrap(),
         Replier {
             tasks: Arc::clone(&tasks),
             replied: Arc::clone(&replied),
         },
-    )
-    .wait()
-    .unwrap();
+    );
     // The handler now holds the last reference to the task set: it is dropped with the
-    // handler, at DISPATCH_LEVEL, when the close completes.
+    // handler, when the close completes.
     drop(tasks);
-    let (mut peer, _) = listener.accept().unwrap();
     peer.set_read_timeout(Some(DEADLINE)).unwrap();
     peer.write_all(b"echo me").unwrap();
     let mut back = [0u8; 7];
@@ -704,18 +684,13 @@ fn a_handler_keeping_an_operation_on_its_own_socket_leaks_nothing() {
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
     let (seen_tx, seen) = channel();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = ConnectionSocket::connect_with_events(
+    let (socket, mut peer) = connected_with_events(
         &client,
-        listener.local_addr().unwrap(),
         StoreOp {
             ops: Mutex::new(Vec::new()),
             seen: seen_tx,
         },
-    )
-    .wait()
-    .unwrap();
-    let (mut peer, _) = listener.accept().unwrap();
+    );
     peer.write_all(b"go").unwrap();
     seen.recv_timeout(DEADLINE).unwrap();
     within("drop with an operation kept by the handler", move || {
