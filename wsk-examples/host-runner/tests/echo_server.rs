@@ -1,11 +1,13 @@
 //! `wsk_echo_server` on IPv4 and IPv6: concurrent std clients get every byte back; the
-//! third-party clients `nc` (netcat-openbsd) and `socat` do too; an unload with connections
+//! third-party clients `nc` (netcat-openbsd) and `socat` do too (on Windows, which has
+//! neither, a std client making their exchange); an unload with connections
 //! open cancels everything and leaks nothing. A failed accept does not stop the server; it
 //! fails to load when it can listen nowhere; `MaxConnections` and `IdleTimeoutMs` bound what
 //! clients hold; a bad parameter is reported by name and why.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+#[cfg(unix)]
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -86,57 +88,86 @@ fn concurrent_std_clients_get_every_byte_back_over_ipv4_and_ipv6() {
     assert_eq!(report.sockets_created, report.sockets_closed);
 }
 
+/// The echo through command-line clients: `nc` and `socat` on Unix; on Windows, which has
+/// neither, a std client making the same exchange (see [`clients_echo`]).
 #[test]
 fn netcat_and_socat_get_their_input_back() {
     let session = Session::start();
     let (loaded, _output, addresses) = start();
     let input = pattern(99, 64 * 1024);
     for address in &addresses {
-        let host = address.ip().to_string();
-        let port = address.port().to_string();
-        let socat_address = if address.is_ipv4() {
-            format!("TCP4:{host}:{port}")
-        } else {
-            format!("TCP6:[{host}]:{port}")
-        };
-        let clients: [(&str, Vec<String>); 2] = [
-            // -N: shut the connection's write side down at the end of the input, then read
-            // until the server closes.
-            ("nc", vec!["-N".into(), host.clone(), port.clone()]),
-            (
-                "socat",
-                vec!["-t".into(), "10".into(), "-".into(), socat_address],
-            ),
-        ];
-        for (program, args) in clients {
-            let mut child = Command::new(program)
-                .args(&args)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("{program} must be installed (cargo xtask test installs it): {e}")
-                });
-            let mut stdin = child.stdin.take().unwrap();
-            let data = input.clone();
-            let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
-            let result = child.wait_with_output().unwrap();
-            writer.join().unwrap();
-            assert!(
-                result.status.success(),
-                "{program} {args:?}: {}",
-                String::from_utf8_lossy(&result.stderr)
-            );
-            assert_eq!(result.stdout.len(), input.len(), "{program} to {address}");
-            assert!(
-                result.stdout == input,
-                "{program} to {address}: different bytes"
-            );
+        for (client, echoed) in clients_echo(address, &input) {
+            assert_eq!(echoed.len(), input.len(), "{client} to {address}");
+            assert!(echoed == input, "{client} to {address}: different bytes");
         }
     }
     assert!(loaded.unload());
     session.finish();
+}
+
+/// Sends `input` to `address` with `nc` and with `socat`, each shutting its write side down
+/// at the end of the input and reading until the server closes; what each got back.
+#[cfg(unix)]
+fn clients_echo(address: &SocketAddr, input: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let host = address.ip().to_string();
+    let port = address.port().to_string();
+    let socat_address = if address.is_ipv4() {
+        format!("TCP4:{host}:{port}")
+    } else {
+        format!("TCP6:[{host}]:{port}")
+    };
+    let clients: [(&str, Vec<String>); 2] = [
+        // -N: shut the connection's write side down at the end of the input, then read
+        // until the server closes.
+        ("nc", vec!["-N".into(), host.clone(), port.clone()]),
+        (
+            "socat",
+            vec!["-t".into(), "10".into(), "-".into(), socat_address],
+        ),
+    ];
+    let mut echoed = Vec::new();
+    for (program, args) in clients {
+        let mut child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{program} must be installed (cargo xtask test installs it): {e}")
+            });
+        let mut stdin = child.stdin.take().unwrap();
+        let data = input.to_vec();
+        let writer = std::thread::spawn(move || stdin.write_all(&data).unwrap());
+        let result = child.wait_with_output().unwrap();
+        writer.join().unwrap();
+        assert!(
+            result.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+        echoed.push((program.to_string(), result.stdout));
+    }
+    echoed
+}
+
+/// Windows has neither `nc` nor `socat`: the same exchange as theirs by a std client — the
+/// whole input written from another thread while the echo is read, the write side shut
+/// down at the end of the input, everything read until the server closes.
+#[cfg(windows)]
+fn clients_echo(address: &SocketAddr, input: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut writing = stream.try_clone().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        writing.write_all(&data).unwrap();
+        writing.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut echoed = Vec::new();
+    (&stream).read_to_end(&mut echoed).unwrap();
+    writer.join().unwrap();
+    vec![("std client (half-close)".to_string(), echoed)]
 }
 
 #[test]

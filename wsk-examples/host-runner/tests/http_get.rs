@@ -39,7 +39,9 @@ impl HttpServer {
             .local_addr()
             .unwrap()
             .port();
-        let mut child = Command::new("python3")
+        // Windows installs the interpreter as `python`.
+        let python = if cfg!(windows) { "python" } else { "python3" };
+        let mut child = Command::new(python)
             .args([
                 "-u",
                 "-m",
