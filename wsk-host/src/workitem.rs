@@ -200,8 +200,10 @@ fn run(job: Job) {
     }
     with_items(|items| {
         // Freed by its routine, or queued again by it: nothing to do.
-        if let Some(state) = items.live.get_mut(&job.item)
-            && *state == ItemState::Running
+        if let Some(state) = items
+            .live
+            .get_mut(&job.item)
+            .filter(|state| **state == ItemState::Running)
         {
             *state = ItemState::Idle;
         }

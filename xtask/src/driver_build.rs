@@ -188,9 +188,15 @@ pub fn build(example: &Example, options: &BuildOptions) -> Result<BuiltDriver> {
         return Err(format!("cargo did not produce {}", library.display()).into());
     }
 
-    let out_dir = options.output_dir();
+    // XTASK_IMPORT_LIBS: a directory holding other `ntoskrnl.lib` and `netio.lib` (the WDK's
+    // `km\<arch>`, on the Windows CI job) to link against instead of the project's, into
+    // the `wdk-libs` subdirectory: the image to compare with the one linked against the
+    // project's export lists.
+    let (import_dir, out_dir) = match std::env::var_os("XTASK_IMPORT_LIBS") {
+        Some(dir) => (PathBuf::from(dir), options.output_dir().join("wdk-libs")),
+        None => (import_libraries(arch)?, options.output_dir()),
+    };
     std::fs::create_dir_all(&out_dir)?;
-    let import_dir = import_libraries(arch)?;
     let sys = out_dir.join(format!("{}.sys", example.driver_name()));
     let pdb = out_dir.join(format!("{}.pdb", example.driver_name()));
     let mut link = Command::new(rust_lld()?);
