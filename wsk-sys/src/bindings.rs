@@ -16,6 +16,8 @@
     clippy::ptr_offset_with_cast,
     clippy::too_many_arguments
 )]
+// With the `wdk-sys` feature only the layout checks of `abi.rs` read it.
+#[cfg_attr(all(windows, feature = "wdk-sys"), allow(dead_code))]
 pub(crate) mod own_base {
     #[cfg(target_arch = "aarch64")]
     include!("bindings/aarch64/base.rs");
@@ -31,27 +33,105 @@ pub mod base {
     pub use super::wdk_sys_base::*;
 }
 
-/// The kernel base types taken from `wdk-sys` (feature `wdk-sys`, Windows targets). The
-/// names are those the WSK part refers to; `abi.rs` checks that each has this crate's
-/// layout.
+/// The kernel base taken from `wdk-sys` (feature `wdk-sys`, Windows targets): every item is
+/// `wdk-sys`'s own (re-exported, so a glob import of both crates names one item), from its
+/// root, its enumeration modules or `ntddk`. What `wdk-sys` lacks is defined here over its
+/// types: `IO_WORKITEM`, and `ExAllocatePoolWithTag` (which `wdk-sys` leaves out as deprecated;
+/// `pool` uses it on systems before Windows 10 2004). `abi.rs` checks that the types have this
+/// crate's layout.
 #[cfg(all(windows, feature = "wdk-sys"))]
+#[allow(non_camel_case_types, non_snake_case)]
 mod wdk_sys_base {
+    pub use wdk_sys::_EVENT_TYPE::{NotificationEvent, SynchronizationEvent};
+    pub use wdk_sys::_KEY_VALUE_INFORMATION_CLASS::{
+        KeyValueBasicInformation, KeyValueFullInformation, KeyValuePartialInformation,
+    };
+    pub use wdk_sys::_KWAIT_REASON::{Executive, FreePage, PageIn, UserRequest};
+    pub use wdk_sys::_LOCK_OPERATION::{IoModifyAccess, IoReadAccess, IoWriteAccess};
+    pub use wdk_sys::_MEMORY_CACHING_TYPE::{MmCached, MmNonCached, MmWriteCombined};
+    pub use wdk_sys::_MM_PAGE_PRIORITY::{HighPagePriority, LowPagePriority, NormalPagePriority};
+    pub use wdk_sys::_MODE::{KernelMode, UserMode};
+    pub use wdk_sys::_POOL_TYPE::{NonPagedPool, NonPagedPoolNx, PagedPool};
+    pub use wdk_sys::_WORK_QUEUE_TYPE::{
+        CriticalWorkQueue, DelayedWorkQueue, HyperCriticalWorkQueue,
+    };
+    pub use wdk_sys::ntddk::{
+        DbgPrint, ExAllocatePool2, ExFreePoolWithTag, IoAcquireCancelSpinLock, IoAllocateIrp,
+        IoAllocateMdl, IoAllocateWorkItem, IoBuildPartialMdl, IoCancelIrp, IoFreeIrp, IoFreeMdl,
+        IoFreeWorkItem, IoInitializeIrp, IoQueueWorkItemEx, IoReleaseCancelSpinLock, IoReuseIrp,
+        IoSetCompletionRoutineEx, IofCompleteRequest, KeAcquireSpinLockRaiseToDpc, KeBugCheckEx,
+        KeClearEvent, KeDelayExecutionThread, KeInitializeEvent, KeQueryPerformanceCounter,
+        KeReadStateEvent, KeReleaseSpinLock, KeResetEvent, KeSetEvent, KeWaitForSingleObject,
+        MmBuildMdlForNonPagedPool, MmGetSystemRoutineAddress, MmMapLockedPagesSpecifyCache,
+        MmProbeAndLockPages, MmSizeOfMdl, MmUnlockPages, MmUnmapLockedPages, PsGetCurrentThreadId,
+        RtlGetVersion, RtlInitUnicodeString, ZwClose, ZwOpenKey, ZwQueryValueKey,
+    };
     pub use wdk_sys::{
-        BOOLEAN, CHAR, GUID, KSPIN_LOCK, LONG, LONGLONG, LPGUID, NTSTATUS, PCWSTR, PEPROCESS,
-        PETHREAD, PIRP, PMDL, PSECURITY_DESCRIPTOR, PULONG, PUNICODE_STRING, PVOID, PWSTR, SIZE_T,
-        UCHAR, ULONG, ULONG_PTR, ULONGLONG, UNICODE_STRING, USHORT,
+        _DEVICE_OBJECT, _DISPATCHER_HEADER, _DRIVER_OBJECT, _EPROCESS, _ETHREAD, _FILE_OBJECT,
+        _GUID, _IO_STACK_LOCATION, _IO_STATUS_BLOCK, _IO_WORKITEM, _IRP, _KEVENT,
+        _KEY_VALUE_PARTIAL_INFORMATION, _KTHREAD, _LARGE_INTEGER, _LIST_ENTRY, _MDL,
+        _OBJECT_ATTRIBUTES, _OSVERSIONINFOW, _UNICODE_STRING, ACCESS_MASK, APC_LEVEL, BOOLEAN,
+        CCHAR, CHAR, CSHORT, DEVICE_OBJECT, DISPATCH_LEVEL, DISPATCHER_HEADER, DRIVER_OBJECT,
+        EVENT_TYPE, FALSE, FILE_OBJECT, GUID, HANDLE, IO_NETWORK_INCREMENT, IO_NO_INCREMENT,
+        IO_STACK_LOCATION, IO_STATUS_BLOCK, IRP, KEVENT, KEY_QUERY_VALUE, KEY_READ,
+        KEY_VALUE_INFORMATION_CLASS, KEY_VALUE_PARTIAL_INFORMATION, KIRQL, KPRIORITY,
+        KPROCESSOR_MODE, KSPIN_LOCK, KWAIT_REASON, LARGE_INTEGER, LIST_ENTRY, LOCK_OPERATION, LONG,
+        LONG_PTR, LONGLONG, LPGUID, MDL, MDL_ALLOCATED_FIXED_SIZE, MDL_MAPPED_TO_SYSTEM_VA,
+        MDL_MAPPING_CAN_FAIL, MDL_PAGES_LOCKED, MDL_PARTIAL, MDL_PARTIAL_HAS_BEEN_MAPPED,
+        MDL_SOURCE_IS_NONPAGED_POOL, MEMORY_CACHING_TYPE, MdlMappingNoExecute, NT_ERROR,
+        NT_INFORMATION, NT_SUCCESS, NT_WARNING, NTSTATUS, OBJ_CASE_INSENSITIVE, OBJ_KERNEL_HANDLE,
+        OBJECT_ATTRIBUTES, PAGE_SHIFT, PAGE_SIZE, PASSIVE_LEVEL, PBOOLEAN, PCHAR, PCSTR,
+        PCUNICODE_STRING, PCWSTR, PDEVICE_OBJECT, PDRIVER_CANCEL, PDRIVER_DISPATCH, PDRIVER_OBJECT,
+        PDRIVER_UNLOAD, PEPROCESS, PETHREAD, PFILE_OBJECT, PFN_NUMBER, PHANDLE,
+        PIO_COMPLETION_ROUTINE, PIO_STACK_LOCATION, PIO_STATUS_BLOCK, PIO_WORKITEM,
+        PIO_WORKITEM_ROUTINE_EX, PIRP, PKEVENT, PKEY_VALUE_PARTIAL_INFORMATION, PKIRQL,
+        PKSPIN_LOCK, PKTHREAD, PLARGE_INTEGER, PLIST_ENTRY, PLONG, PMDL, POBJECT_ATTRIBUTES,
+        POOL_FLAG_NON_PAGED, POOL_FLAG_PAGED, POOL_FLAG_UNINITIALIZED, POOL_FLAGS, POOL_TYPE,
+        PRKEVENT, PRTL_OSVERSIONINFOW, PSECURITY_DESCRIPTOR, PSIZE_T, PUCHAR, PULONG, PULONG_PTR,
+        PUNICODE_STRING, PUSHORT, PVOID, PWSTR, REG_DWORD, REG_MULTI_SZ, REG_SZ,
+        RTL_OSVERSIONINFOW, SHORT, SIZE_T, SL_ERROR_RETURNED, SL_INVOKE_ON_CANCEL,
+        SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS, SL_PENDING_RETURNED, TRUE, UCHAR, ULONG,
+        ULONG_PTR, ULONG64, ULONGLONG, UNICODE_STRING, USHORT, WCHAR, WORK_QUEUE_TYPE,
     };
-    // Values of the base part that have no type of their own in `wdk-sys`'s sense of
-    // identity: the NTSTATUS constants and IRQL levels are plain integers.
-    pub use super::own_base::{
-        APC_LEVEL, DISPATCH_LEVEL, FALSE, PASSIVE_LEVEL, STATUS_ADDRESS_ALREADY_ASSOCIATED,
-        STATUS_BUFFER_OVERFLOW, STATUS_CANCELLED, STATUS_CONNECTION_ABORTED,
+    pub use wdk_sys::{
+        STATUS_ACCESS_DENIED, STATUS_ADDRESS_ALREADY_ASSOCIATED, STATUS_ADDRESS_ALREADY_EXISTS,
+        STATUS_ADDRESS_CLOSED, STATUS_ALERTED, STATUS_BAD_NETWORK_PATH, STATUS_BUFFER_OVERFLOW,
+        STATUS_BUFFER_TOO_SMALL, STATUS_CANCELLED, STATUS_CONNECTION_ABORTED,
+        STATUS_CONNECTION_ACTIVE, STATUS_CONNECTION_DISCONNECTED, STATUS_CONNECTION_INVALID,
         STATUS_CONNECTION_REFUSED, STATUS_CONNECTION_RESET, STATUS_DATA_NOT_ACCEPTED,
-        STATUS_DEVICE_NOT_READY, STATUS_FILE_FORCED_CLOSED, STATUS_GRACEFUL_DISCONNECT,
-        STATUS_INSUFFICIENT_RESOURCES, STATUS_INVALID_PARAMETER, STATUS_MORE_PROCESSING_REQUIRED,
-        STATUS_NOINTERFACE, STATUS_NOT_SUPPORTED, STATUS_PENDING, STATUS_REQUEST_NOT_ACCEPTED,
-        STATUS_SUCCESS, TRUE,
+        STATUS_DELETE_PENDING, STATUS_DEVICE_NOT_READY, STATUS_END_OF_FILE, STATUS_EVENT_PENDING,
+        STATUS_FILE_FORCED_CLOSED, STATUS_GRACEFUL_DISCONNECT, STATUS_HOST_DOWN,
+        STATUS_HOST_UNREACHABLE, STATUS_INSUFFICIENT_RESOURCES, STATUS_INTEGER_OVERFLOW,
+        STATUS_INVALID_ADDRESS, STATUS_INVALID_ADDRESS_COMPONENT, STATUS_INVALID_BUFFER_SIZE,
+        STATUS_INVALID_CONNECTION, STATUS_INVALID_DEVICE_REQUEST, STATUS_INVALID_DEVICE_STATE,
+        STATUS_INVALID_HANDLE, STATUS_INVALID_NETWORK_RESPONSE, STATUS_INVALID_PARAMETER,
+        STATUS_INVALID_PARAMETER_MIX, STATUS_IO_TIMEOUT, STATUS_MORE_PROCESSING_REQUIRED,
+        STATUS_NETWORK_BUSY, STATUS_NETWORK_UNREACHABLE, STATUS_NO_MEMORY, STATUS_NO_SUCH_DEVICE,
+        STATUS_NOINTERFACE, STATUS_NOT_FOUND, STATUS_NOT_IMPLEMENTED, STATUS_NOT_SUPPORTED,
+        STATUS_OBJECT_NAME_INVALID, STATUS_OBJECT_NAME_NOT_FOUND, STATUS_OBJECT_TYPE_MISMATCH,
+        STATUS_PENDING, STATUS_PORT_UNREACHABLE, STATUS_PROTOCOL_UNREACHABLE,
+        STATUS_REMOTE_DISCONNECT, STATUS_REQUEST_ABORTED, STATUS_REQUEST_NOT_ACCEPTED,
+        STATUS_RETRY, STATUS_SHARING_VIOLATION, STATUS_SUCCESS, STATUS_TIMEOUT,
+        STATUS_TOO_MANY_ADDRESSES, STATUS_TRANSACTION_ABORTED, STATUS_UNSUCCESSFUL,
+        STATUS_USER_APC,
     };
+
+    /// An I/O work item (opaque; allocated by `IoAllocateWorkItem`). `wdk-sys` names only the
+    /// structure tag and the pointer type. WDK: `struct _IO_WORKITEM`.
+    pub type IO_WORKITEM = _IO_WORKITEM;
+
+    // The ABI string of this crate's own declaration of the same symbol (both are the one
+    // 64-bit calling convention), so that the two declarations do not clash.
+    unsafe extern "system" {
+        /// Allocates pool of a type. Deprecated by `ExAllocatePool2` (Windows 10 2004), which
+        /// `wdk-sys` binds instead; this crate's `pool` module uses it on older systems. WDK:
+        /// `ExAllocatePoolWithTag`.
+        pub fn ExAllocatePoolWithTag(
+            PoolType: POOL_TYPE,
+            NumberOfBytes: SIZE_T,
+            Tag: ULONG,
+        ) -> PVOID;
+    }
 }
 
 /// The WSK part generated from `km_net.h` and `wsk.h`.

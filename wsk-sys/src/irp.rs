@@ -11,8 +11,32 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use crate::{
     CCHAR, IO_STACK_LOCATION, IRP, IofCompleteRequest, PDRIVER_CANCEL, PIO_COMPLETION_ROUTINE,
     PIO_STACK_LOCATION, PIRP, PVOID, SL_INVOKE_ON_CANCEL, SL_INVOKE_ON_ERROR, SL_INVOKE_ON_SUCCESS,
-    SL_PENDING_RETURNED, USHORT,
+    SL_PENDING_RETURNED, UCHAR, USHORT,
 };
+
+/// The IRP's current stack location member: `Tail.Overlay.Packet.Stack.CurrentStackLocation`
+/// in this crate's base, an anonymous member in `wdk-sys`'s.
+///
+/// # Safety
+/// `irp` must point to a valid IRP.
+#[inline]
+unsafe fn current_stack_location(irp: PIRP) -> *mut PIO_STACK_LOCATION {
+    // SAFETY: the caller guarantees `irp` is valid; only the member's address is taken.
+    unsafe {
+        #[cfg(not(all(windows, feature = "wdk-sys")))]
+        let member = core::ptr::addr_of_mut!((*irp).Tail.Overlay.Packet.Stack.CurrentStackLocation);
+        #[cfg(all(windows, feature = "wdk-sys"))]
+        let member = core::ptr::addr_of_mut!(
+            (*irp)
+                .Tail
+                .Overlay
+                .__bindgen_anon_2
+                .__bindgen_anon_1
+                .CurrentStackLocation
+        );
+        member
+    }
+}
 
 /// Size in bytes of an IRP with `stack_size` stack locations. WDK: `IoSizeOfIrp`.
 #[allow(non_snake_case)]
@@ -34,7 +58,7 @@ pub const fn IoSizeOfIrp(stack_size: CCHAR) -> USHORT {
 pub unsafe fn IoGetCurrentIrpStackLocation(irp: PIRP) -> PIO_STACK_LOCATION {
     // SAFETY: the caller guarantees `irp` is valid; reading the union member the I/O manager
     // maintains for every IRP that is not a mini-packet.
-    unsafe { (*irp).Tail.Overlay.Packet.Stack.CurrentStackLocation }
+    unsafe { *current_stack_location(irp) }
 }
 
 /// The stack location of the next-lower driver: where a caller puts its completion
@@ -63,7 +87,7 @@ pub unsafe fn IoSetNextIrpStackLocation(irp: PIRP) {
     // SAFETY: the caller guarantees `irp` is valid and has a lower stack location.
     unsafe {
         (*irp).CurrentLocation -= 1;
-        let stack = &mut (*irp).Tail.Overlay.Packet.Stack.CurrentStackLocation;
+        let stack = &mut *current_stack_location(irp);
         *stack = stack.sub(1);
     }
 }
@@ -79,7 +103,7 @@ pub unsafe fn IoSkipCurrentIrpStackLocation(irp: PIRP) {
     // SAFETY: the caller guarantees `irp` is valid and has an upper stack location.
     unsafe {
         (*irp).CurrentLocation += 1;
-        let stack = &mut (*irp).Tail.Overlay.Packet.Stack.CurrentStackLocation;
+        let stack = &mut *current_stack_location(irp);
         *stack = stack.add(1);
     }
 }
@@ -122,15 +146,15 @@ pub unsafe fn IoSetCompletionRoutine(
     invoke_on_error: bool,
     invoke_on_cancel: bool,
 ) {
-    let mut control = 0;
+    let mut control: UCHAR = 0;
     if invoke_on_success {
-        control |= SL_INVOKE_ON_SUCCESS;
+        control |= SL_INVOKE_ON_SUCCESS as UCHAR;
     }
     if invoke_on_error {
-        control |= SL_INVOKE_ON_ERROR;
+        control |= SL_INVOKE_ON_ERROR as UCHAR;
     }
     if invoke_on_cancel {
-        control |= SL_INVOKE_ON_CANCEL;
+        control |= SL_INVOKE_ON_CANCEL as UCHAR;
     }
     // SAFETY: the caller guarantees the next stack location exists.
     unsafe {
@@ -150,8 +174,15 @@ pub unsafe fn IoSetCompletionRoutine(
 #[inline]
 pub unsafe fn IoMarkIrpPending(irp: PIRP) {
     // SAFETY: the caller guarantees `irp` is valid; the current location is inside it.
-    unsafe { (*IoGetCurrentIrpStackLocation(irp)).Control |= SL_PENDING_RETURNED };
+    unsafe { (*IoGetCurrentIrpStackLocation(irp)).Control |= SL_PENDING_RETURNED as UCHAR };
 }
+
+/// The routine type of [`PDRIVER_CANCEL`], with the ABI its base spells it with (bindgen
+/// gives the WDK's 64-bit routines `"C"`, the same calling convention as `"system"`).
+#[cfg(not(all(windows, feature = "wdk-sys")))]
+type CancelRoutine = unsafe extern "system" fn(crate::PDEVICE_OBJECT, PIRP);
+#[cfg(all(windows, feature = "wdk-sys"))]
+type CancelRoutine = unsafe extern "C" fn(crate::PDEVICE_OBJECT, PIRP);
 
 /// Atomically sets the IRP's cancel routine and returns the previous one. WDK:
 /// `IoSetCancelRoutine`.
@@ -172,9 +203,7 @@ pub unsafe fn IoSetCancelRoutine(irp: PIRP, routine: PDRIVER_CANCEL) -> PDRIVER_
         None
     } else {
         // SAFETY: a non-null value in `CancelRoutine` was stored from a `PDRIVER_CANCEL`.
-        Some(unsafe {
-            core::mem::transmute::<*mut core::ffi::c_void, unsafe extern "system" fn(_, _)>(old)
-        })
+        Some(unsafe { core::mem::transmute::<*mut core::ffi::c_void, CancelRoutine>(old) })
     }
 }
 

@@ -39,7 +39,7 @@ pub fn KeGetCurrentIrql() -> KIRQL {
 #[inline]
 #[must_use = "the IRQL returned is the one to lower back to with KeLowerIrql"]
 pub fn KeRaiseIrqlToDpcLevel() -> KIRQL {
-    imp::raise_irql(crate::DISPATCH_LEVEL)
+    imp::raise_irql(crate::DISPATCH_LEVEL as KIRQL)
 }
 
 /// Lowers the current processor's IRQL to `NewIrql`, the IRQL an earlier raise returned.

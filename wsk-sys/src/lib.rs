@@ -44,12 +44,22 @@
 //! the `wsk-host` crate, which is how the WSK code of a driver is tested on any OS.
 //!
 //! # `wdk-sys` interoperation
-//! With the `wdk-sys` feature (Windows targets only), the kernel base types (`IRP`, `MDL`,
-//! `UNICODE_STRING`, `NTSTATUS`, ...) are those of the `wdk-sys` crate, so the WSK items of
-//! this crate take and return `wdk-sys` types and both crates mix without casts. In that mode
-//! the kernel routines and macros come from `wdk-sys`; this crate provides the WSK part (and
-//! the WSK macros [`MAKE_WSK_VERSION`] and [`NPI_WSK_INTERFACE_ID`]). The safe `wsk` crate
-//! does not support the feature.
+//! With the `wdk-sys` feature (Windows targets only; elsewhere the feature does nothing and
+//! pulls no dependency), the kernel base is that of the `wdk-sys` crate (windows-drivers-rs,
+//! 0.5): `IRP`, `MDL`, `UNICODE_STRING`, `NTSTATUS`, the `STATUS_*` values, `NT_SUCCESS`, the
+//! kernel routines (`IoAllocateIrp`, ... from `wdk_sys::ntddk`) and the enumeration members
+//! (`NonPagedPool`, from `wdk_sys::_POOL_TYPE`) are re-exported from it, so the WSK items of
+//! this crate take and return `wdk-sys` types, and a glob import of both crates names one item
+//! for each name. The inline routines and macros the WDK defines in its headers
+//! ([`IoSetCompletionRoutine`], [`IoGetCurrentIrpStackLocation`],
+//! [`MmGetSystemAddressForMdlSafe`], [`KeGetCurrentIrql`], ...), which `wdk-sys` does not
+//! provide, stay here, written over `wdk-sys`'s types. Differences that follow from
+//! `wdk-sys`'s generation: `#define` values are `u32` (`DISPATCH_LEVEL`, `FALSE`, the `SL_*`
+//! and `MDL_*` flags) and enumeration members `i32` (`KernelMode`), so a caller casts them to
+//! the parameter's type (`FALSE as BOOLEAN`); routine pointer types use the `"C"` ABI (the
+//! calling convention of `"system"` on 64-bit targets); anonymous members are
+//! `__bindgen_anon_N` (read a request's status with [`io_status::status`], which works over
+//! either base). The safe `wsk` crate does not support the feature yet.
 //!
 //! [bindgen]: https://github.com/rust-lang/rust-bindgen
 #![no_std]
@@ -65,34 +75,29 @@ pub mod ctypes;
 
 mod abi;
 mod bindings;
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 mod debug;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
+pub mod io_status;
 mod irp;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 mod irql;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 mod mdl;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 mod object_attributes;
 pub mod pool;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 mod spin_lock;
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 mod status;
 mod version;
 
 pub use bindings::base::*;
 pub use bindings::wsk::*;
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use debug::*;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use irp::*;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use irql::*;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use mdl::*;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use object_attributes::*;
-#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use spin_lock::*;
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use status::*;
 pub use version::*;
 

@@ -1,25 +1,37 @@
 //! The MDL macros of `wdm.h` that bindgen cannot produce.
 
 use crate::{
-    KernelMode, MDL, MDL_MAPPED_TO_SYSTEM_VA, MDL_SOURCE_IS_NONPAGED_POOL, MmCached,
-    MmMapLockedPagesSpecifyCache, PMDL, PVOID, ULONG, ULONG_PTR,
+    CSHORT, KPROCESSOR_MODE, KernelMode, MDL, MDL_MAPPED_TO_SYSTEM_VA, MDL_SOURCE_IS_NONPAGED_POOL,
+    MmCached, MmMapLockedPagesSpecifyCache, PMDL, PVOID, ULONG,
 };
 
 /// Size of a page on x64 and ARM64. WDK: `PAGE_SIZE`.
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub const PAGE_SIZE: usize = 4096;
 /// Log2 of [`PAGE_SIZE`]. WDK: `PAGE_SHIFT`.
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 pub const PAGE_SHIFT: u32 = 12;
 
 /// A page frame number, as stored after an MDL. WDK: `PFN_NUMBER`.
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 #[allow(non_camel_case_types)]
-pub type PFN_NUMBER = ULONG_PTR;
+pub type PFN_NUMBER = crate::ULONG_PTR;
+#[cfg(all(windows, feature = "wdk-sys"))]
+use crate::{PAGE_SHIFT, PFN_NUMBER};
+
+/// [`PAGE_SIZE`] as a `usize`.
+#[cfg(not(all(windows, feature = "wdk-sys")))]
+const PAGE_BYTES: usize = PAGE_SIZE;
+/// [`PAGE_SIZE`] as a `usize`: `wdk-sys` types the WDK's `#define` as `u32`.
+#[cfg(all(windows, feature = "wdk-sys"))]
+const PAGE_BYTES: usize = crate::PAGE_SIZE as usize;
 
 /// Offset of an address within its page. WDK: `BYTE_OFFSET`.
 #[allow(non_snake_case)]
 #[inline]
 #[must_use]
 pub fn BYTE_OFFSET(va: *const core::ffi::c_void) -> ULONG {
-    (va as usize & (PAGE_SIZE - 1)) as ULONG
+    (va as usize & (PAGE_BYTES - 1)) as ULONG
 }
 
 /// The start of the page holding an address. WDK: `PAGE_ALIGN`.
@@ -27,7 +39,7 @@ pub fn BYTE_OFFSET(va: *const core::ffi::c_void) -> ULONG {
 #[inline]
 #[must_use]
 pub fn PAGE_ALIGN(va: *const core::ffi::c_void) -> PVOID {
-    (va as usize & !(PAGE_SIZE - 1)) as PVOID
+    (va as usize & !(PAGE_BYTES - 1)) as PVOID
 }
 
 /// Number of pages a buffer spans. WDK: `ADDRESS_AND_SIZE_TO_SPAN_PAGES`.
@@ -35,15 +47,23 @@ pub fn PAGE_ALIGN(va: *const core::ffi::c_void) -> PVOID {
 #[inline]
 #[must_use]
 pub fn ADDRESS_AND_SIZE_TO_SPAN_PAGES(va: *const core::ffi::c_void, size: usize) -> usize {
-    (BYTE_OFFSET(va) as usize + size + PAGE_SIZE - 1) >> PAGE_SHIFT
+    (BYTE_OFFSET(va) as usize + size + PAGE_BYTES - 1) >> PAGE_SHIFT
 }
 
 /// Size in bytes of an MDL describing a buffer, with its page array. WDK: the size that
-/// `MmSizeOfMdl` returns.
+/// `MmSizeOfMdl` returns (with the `wdk-sys` feature, `MmSizeOfMdl` is the kernel export
+/// `wdk-sys` binds).
+#[cfg(not(all(windows, feature = "wdk-sys")))]
 #[allow(non_snake_case)]
 #[inline]
 #[must_use]
 pub fn MmSizeOfMdl(base: *const core::ffi::c_void, length: usize) -> usize {
+    mdl_size(base, length)
+}
+
+/// The size `MmSizeOfMdl` returns, computed inline.
+#[inline]
+fn mdl_size(base: *const core::ffi::c_void, length: usize) -> usize {
     core::mem::size_of::<MDL>()
         + core::mem::size_of::<PFN_NUMBER>() * ADDRESS_AND_SIZE_TO_SPAN_PAGES(base, length)
 }
@@ -60,7 +80,7 @@ pub unsafe fn MmInitializeMdl(mdl: PMDL, base: *mut core::ffi::c_void, length: u
     unsafe {
         mdl.write(MDL {
             Next: core::ptr::null_mut(),
-            Size: MmSizeOfMdl(base, length) as i16,
+            Size: mdl_size(base, length) as i16,
             MdlFlags: 0,
             Process: core::ptr::null_mut(),
             MappedSystemVa: core::ptr::null_mut(),
@@ -140,12 +160,13 @@ pub unsafe fn MmGetMdlPfnArray(mdl: PMDL) -> *mut PFN_NUMBER {
 pub unsafe fn MmGetSystemAddressForMdlSafe(mdl: PMDL, priority: ULONG) -> PVOID {
     // SAFETY: the caller guarantees `mdl` is valid and its pages are resident.
     unsafe {
-        if (*mdl).MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) != 0 {
+        if (*mdl).MdlFlags & (MDL_MAPPED_TO_SYSTEM_VA | MDL_SOURCE_IS_NONPAGED_POOL) as CSHORT != 0
+        {
             (*mdl).MappedSystemVa
         } else {
             MmMapLockedPagesSpecifyCache(
                 mdl,
-                KernelMode,
+                KernelMode as KPROCESSOR_MODE,
                 MmCached,
                 core::ptr::null_mut(),
                 0,
@@ -167,7 +188,7 @@ pub unsafe fn MmPrepareMdlForReuse(mdl: PMDL) {
     // SAFETY: the caller guarantees `mdl` is valid and idle; a partial MDL that has been
     // mapped owns the mapping recorded in `MappedSystemVa`.
     unsafe {
-        if (*mdl).MdlFlags & crate::MDL_PARTIAL_HAS_BEEN_MAPPED != 0 {
+        if (*mdl).MdlFlags & crate::MDL_PARTIAL_HAS_BEEN_MAPPED as CSHORT != 0 {
             crate::MmUnmapLockedPages((*mdl).MappedSystemVa, mdl);
         }
     }

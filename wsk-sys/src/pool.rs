@@ -74,7 +74,7 @@ const fn utf16<const N: usize>(ascii: &[u8; N]) -> [u16; N] {
 /// from `DriverEntry` (IRQL == PASSIVE_LEVEL); calling it again looks up again. Returns the
 /// strategy found, or `None` when called above PASSIVE_LEVEL (nothing is looked up then).
 pub fn initialize() -> Option<Strategy> {
-    if KeGetCurrentIrql() != PASSIVE_LEVEL {
+    if KeGetCurrentIrql() != PASSIVE_LEVEL as crate::KIRQL {
         return None;
     }
     let name = UNICODE_STRING {

@@ -19,6 +19,7 @@ mod pe_check;
 mod python_env;
 mod test_suite;
 mod toolchain;
+mod wdk_sys_check;
 
 pub use examples::examples;
 
@@ -81,6 +82,7 @@ fn main() -> ExitCode {
         Some("check-pe") => pe_check::command(&args[1..]),
         Some("emulate") => emulation::command(&args[1..]),
         Some("imports") => import_versions::command(&args[1..]),
+        Some("wdk-sys-check") => wdk_sys_check::command(&args[1..]),
         Some("run") => host_run::command(&args[1..]),
         Some("demo") => host_run::demo(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {

@@ -17,8 +17,8 @@ const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("socat", "socat"),
 ];
 
-/// The crates published on crates.io.
-pub const PUBLISHED: &[&str] = &["wsk-sys", "wsk", "wsk-host"];
+/// The crates published on crates.io, in publishing order (`wsk`'s tests use `wsk-host`).
+pub const PUBLISHED: &[&str] = &["wsk-sys", "wsk-host", "wsk"];
 
 /// The Windows targets drivers are built for.
 pub const DRIVER_TARGETS: &[&str] = &["x86_64-pc-windows-msvc", "aarch64-pc-windows-msvc"];
@@ -72,6 +72,10 @@ pub fn command(args: &[String]) -> Result<()> {
         suite.step("committed bindings (cargo xtask bindgen --check)", || {
             xtask(&["bindgen", "--check"])
         })?;
+        suite.step(
+            "wsk-sys with the wdk-sys feature, x64 + ARM64, against the stand-in (cargo xtask wdk-sys-check)",
+            || crate::wdk_sys_check::check(false),
+        )?;
         suite.step("tests (cargo test --workspace)", || {
             cargo(&["test", "--workspace"])
         })?;
@@ -149,6 +153,10 @@ pub fn command(args: &[String]) -> Result<()> {
             run(&mut windows)
         })?;
         suite.step("workflows (schema check)", check_workflows)?;
+        suite.step(
+            "minimum supported Rust version (cargo check of the published crates with the workspace's rust-version)",
+            check_msrv,
+        )?;
         suite.step("packages (cargo publish --dry-run)", || {
             let mut args = vec!["publish", "--dry-run", "--allow-dirty"];
             for package in PUBLISHED {
@@ -267,5 +275,70 @@ fn check_workflows() -> Result<()> {
     run(Command::new(env.tool("check-jsonschema"))
         .args(["--builtin-schema", "vendor.github-workflows"])
         .args(&workflows)
-        .current_dir(workspace_root()))
+        .current_dir(workspace_root()))?;
+    // The workflows' local composite actions and the dependabot configuration, against
+    // their schemas too.
+    let actions: Vec<_> = std::fs::read_dir(workspace_root().join(".github").join("actions"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path().join("action.yml")))
+        .filter(|p| p.is_file())
+        .collect();
+    if !actions.is_empty() {
+        run(Command::new(env.tool("check-jsonschema"))
+            .args(["--builtin-schema", "vendor.github-actions"])
+            .args(&actions)
+            .current_dir(workspace_root()))?;
+    }
+    let dependabot = workspace_root().join(".github").join("dependabot.yml");
+    if dependabot.is_file() {
+        run(Command::new(env.tool("check-jsonschema"))
+            .args(["--builtin-schema", "vendor.dependabot"])
+            .arg(&dependabot)
+            .current_dir(workspace_root()))?;
+    }
+    Ok(())
+}
+
+/// Checks the published crates with the workspace's `rust-version` (installed through rustup
+/// with the Windows targets, minimal profile): the host build of all of them, and `wsk-sys`
+/// and `wsk` for each driver target.
+fn check_msrv() -> Result<()> {
+    let manifest: toml::Table =
+        std::fs::read_to_string(workspace_root().join("Cargo.toml"))?.parse()?;
+    let msrv = manifest
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("rust-version"))
+        .and_then(|v| v.as_str())
+        .ok_or("the workspace declares no rust-version")?
+        .to_string();
+    let mut install = Command::new("rustup");
+    install.args(["toolchain", "install", &msrv, "--profile", "minimal"]);
+    for target in DRIVER_TARGETS {
+        install.args(["--target", target]);
+    }
+    run(install.current_dir(workspace_root()))?;
+    let target_dir = workspace_root().join("target").join("msrv");
+    let check = |args: &[&str]| {
+        run(Command::new("rustup")
+            .args(["run", &msrv, "cargo", "check", "--locked"])
+            .args(args)
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .current_dir(workspace_root())
+            // The workspace's toolchain file does not choose for `rustup run`.
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("CARGO"))
+    };
+    let mut host = Vec::new();
+    for package in PUBLISHED {
+        host.extend(["-p", package]);
+    }
+    check(&host)?;
+    for target in DRIVER_TARGETS {
+        check(&["-p", "wsk-sys", "-p", "wsk", "--target", target])?;
+    }
+    Ok(())
 }
