@@ -7,7 +7,7 @@
 //! system exports it; otherwise they call `ExAllocatePoolWithTag` with `NonPagedPoolNx`
 //! (Windows 8 and later) or `NonPagedPool` (before Windows 8, where non-paged pool has no
 //! no-execute variant), and zero the block themselves when asked for zeroed memory. Either
-//! way the block is freed with [`ExFreePoolWithTag`] and the same tag.
+//! way the block is freed with `ExFreePoolWithTag` and the same tag.
 //!
 //! These are not WDK items: they are this crate's equivalent of the WDK's down-level pool
 //! support (`ExAllocatePoolZero` with `POOL_ZERO_DOWN_LEVEL_SUPPORT`), which `wsk`'s buffers
