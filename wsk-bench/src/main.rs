@@ -18,8 +18,13 @@
 //!   allocates by itself). `--check` fails when `wsk` allocates per operation where it is
 //!   expected not to.
 //!
-//! Every payload is 4 KiB.
+//! - `wsk-bench echo time|count ...`: the end-to-end figure, an echo server written with
+//!   `wsk` against the same one written raw, under the same load (see [`echo`]; run through
+//!   `cargo xtask bench --echo`).
+//!
+//! Every payload of `count` and `allocs` is 4 KiB.
 
+mod echo;
 mod raw;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -900,7 +905,8 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("count") => count(&args[1..]),
         Some("allocs") => allocs(&args[1..]),
-        _ => Err("usage: wsk-bench count OP raw|wsk inline|pending N | allocs [--ops N] [--check]\n(run through `cargo xtask bench`)".into()),
+        Some("echo") => echo::command(&args[1..]),
+        _ => Err("usage: wsk-bench count OP raw|wsk inline|pending N | allocs [--ops N] [--check] | echo time|count ...\n(run through `cargo xtask bench`, `cargo xtask bench --echo`)".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -184,6 +184,30 @@ impl RawIo {
         }
     }
 
+    /// [`wait`](Self::wait) with a deadline: panics if the request has not completed after
+    /// `timeout` (the process ends; the IRP, still in flight, is never reused).
+    pub fn wait_within(&mut self, timeout: std::time::Duration) -> (NTSTATUS, usize) {
+        // Relative timeouts are negative, in 100 ns units.
+        let mut relative = LARGE_INTEGER {
+            QuadPart: -i64::try_from(timeout.as_nanos() / 100).unwrap_or(i64::MAX),
+        };
+        // SAFETY: as in `wait`; the timeout lives across the call.
+        unsafe {
+            let status = KeWaitForSingleObject(
+                (&raw mut *self.event).cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                &mut relative,
+            );
+            assert_eq!(status, STATUS_SUCCESS, "no completion within {timeout:?}");
+            (
+                (*self.irp).IoStatus.u.Status,
+                (*self.irp).IoStatus.Information as usize,
+            )
+        }
+    }
+
     /// [`wait`](Self::wait), asserting success; returns the information.
     #[inline(always)]
     pub fn wait_ok(&mut self) -> usize {
@@ -219,6 +243,22 @@ impl RawBuf {
             assert!(!mdl.is_null());
             MmBuildMdlForNonPagedPool(mdl);
             RawBuf { data, mdl, size }
+        }
+    }
+
+    /// The buffer's size in bytes.
+    pub fn len(&self) -> usize {
+        self.size
+    }
+
+    /// `len` bytes from `offset` as a `WSK_BUF` (`offset + len <= self.len()`).
+    #[inline(always)]
+    pub fn wsk_buf_range(&self, offset: usize, len: usize) -> WSK_BUF {
+        debug_assert!(offset + len <= self.size);
+        WSK_BUF {
+            Mdl: self.mdl,
+            Offset: offset as ULONG,
+            Length: len as SIZE_T,
         }
     }
 

@@ -65,7 +65,14 @@ commands:
                               N and 2N operations; a table with ratios, wsk's profile per
                               operation (default: send,receive), allocations per operation
                               at 1/4/8/64 in flight (--quick: the test suite's reduced run,
-                              failing if wsk allocates per operation)
+                              failing if wsk allocates per operation, then the reduced
+                              echo figure)
+  bench --echo [--quick] [--rounds R] [--mode inline|pending|both] [--top N]
+                              the end-to-end figure: an echo server written with wsk
+                              (tasks in completion routines) against the same raw in
+                              wsk-sys, 64 connections x 1 MiB byte-checked: throughput
+                              ratio (printed, not asserted) and instructions per echoed
+                              byte under callgrind, with wsk's excess by function
   test [--host]               the whole test suite: every check of the Linux CI job
                               (--host: only the tests that run in user mode, as on the
                               Windows CI job)
