@@ -158,6 +158,7 @@ pub fn command(args: &[String]) -> Result<()> {
             check_msrv,
         )?;
         suite.step("packages (cargo publish --dry-run)", || {
+            forget_packaged_sources()?;
             let mut args = vec!["publish", "--dry-run", "--allow-dirty"];
             for package in PUBLISHED {
                 args.extend(["-p", package]);
@@ -339,6 +340,48 @@ fn check_msrv() -> Result<()> {
     check(&host)?;
     for target in DRIVER_TARGETS {
         check(&["-p", "wsk-sys", "-p", "wsk", "--target", target])?;
+    }
+    Ok(())
+}
+
+/// Removes the sources cargo extracted from the local registry of an earlier
+/// `cargo publish --dry-run` of these crates. Cargo verifies each package against the others
+/// through that registry, and reuses an extraction of the same name and version (the version
+/// does not change between commits): without this, `wsk` would be verified against an older
+/// `wsk-sys`.
+fn forget_packaged_sources() -> Result<()> {
+    let cargo_home = std::env::var_os("CARGO_HOME").map_or_else(
+        || {
+            std::env::var_os("HOME")
+                .map(|home| std::path::PathBuf::from(home).join(".cargo"))
+                .unwrap_or_default()
+        },
+        std::path::PathBuf::from,
+    );
+    let Ok(registries) = std::fs::read_dir(cargo_home.join("registry").join("src")) else {
+        return Ok(());
+    };
+    let manifest: toml::Table =
+        std::fs::read_to_string(workspace_root().join("Cargo.toml"))?.parse()?;
+    let version = manifest
+        .get("workspace")
+        .and_then(|w| w.get("package"))
+        .and_then(|p| p.get("version"))
+        .and_then(toml::Value::as_str)
+        .ok_or("the workspace's Cargo.toml has no [workspace.package] version")?
+        .to_string();
+    for registry in registries.flatten() {
+        // crates.io's extractions are left alone: only local registries hold these crates
+        // under their own names.
+        if registry.file_name().to_string_lossy().starts_with("index.") {
+            continue;
+        }
+        for package in PUBLISHED {
+            let extracted = registry.path().join(format!("{package}-{version}"));
+            if extracted.is_dir() {
+                std::fs::remove_dir_all(&extracted)?;
+            }
+        }
     }
     Ok(())
 }
