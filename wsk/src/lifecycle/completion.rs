@@ -137,6 +137,9 @@ pub(crate) struct Block {
     address_list: AtomicPtr<ADDRINFOEXW>,
     owner: UnsafeCell<Owner>,
     next_in_pool: *const Block,
+    /// The socket whose pool this block is in (null in the client's pool): what
+    /// [`BlockRef::keep_home_alive`] takes a reference to.
+    home: *const SocketCore,
 }
 
 const IDLE: u8 = 0;
@@ -155,10 +158,10 @@ unsafe impl Sync for BlockRef {}
 
 impl BlockRef {
     /// A block from `pool` (an idle one, or a new one added to it). IRQL <= DISPATCH_LEVEL.
-    fn from_pool(pool: &BlockPool, owner: Owner) -> Result<BlockRef> {
+    fn from_pool(pool: &BlockPool, home: *const SocketCore, owner: Owner) -> Result<BlockRef> {
         let ptr = match pool.take() {
             Some(ptr) => ptr,
-            None => pool.grow()?,
+            None => pool.grow(home)?,
         };
         // SAFETY: taken from the pool (IDLE -> OWNED): no reference exists, exclusive access.
         unsafe {
@@ -170,13 +173,13 @@ impl BlockRef {
     }
 
     /// A block for a request on `home`. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// The block takes no reference to the socket: the operation using it holds one (every
+    /// socket request keeps its socket) and releases the block first. Only an operation
+    /// dropped with its request still in flight lends its reference to the block
+    /// ([`BlockRef::keep_home_alive`]), for the completion routine's release.
     pub(crate) fn for_socket(home: &Shared<SocketCore>) -> Result<BlockRef> {
-        BlockRef::from_pool(
-            home.blocks(),
-            Owner::Socket {
-                _home: home.clone(),
-            },
-        )
+        BlockRef::from_pool(home.blocks(), home.as_ptr(), Owner::Idle)
     }
 
     /// A block for a client-level request: counts the request as open on the client (its
@@ -184,7 +187,11 @@ impl BlockRef {
     /// down. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn for_client(client: &Shared<ClientCore>) -> Result<BlockRef> {
         client.begin_request()?;
-        match BlockRef::from_pool(client.blocks(), Owner::Client(client.clone())) {
+        match BlockRef::from_pool(
+            client.blocks(),
+            core::ptr::null(),
+            Owner::Client(client.clone()),
+        ) {
             Ok(block) => {
                 block
                     .get()
@@ -230,6 +237,27 @@ impl BlockRef {
     pub(crate) unsafe fn held(&mut self) -> &mut Held {
         // SAFETY: forwarded exclusivity.
         unsafe { &mut *self.get().held.get() }
+    }
+
+    /// Makes the block keep its socket (and so its pool) alive until it is released: done
+    /// when this reference goes while the completion routine still holds its own (the
+    /// operation's reference to the socket may go right after).
+    fn keep_home_alive(&mut self) {
+        let block = self.get();
+        // SAFETY: `home` is the socket whose pool holds the block, alive while the operation
+        // holding this reference (which references it, and drops this reference first) is;
+        // the new reference is made from the allocation's pointer. The owner field is this
+        // reference holder's to write: the completion routine does not touch it for a socket
+        // request, and the release that reads it comes after this reference is dropped
+        // (Release/Acquire on `refs`).
+        unsafe {
+            let owner = &mut *block.owner.get();
+            if matches!(owner, Owner::Idle) {
+                *owner = Owner::Socket {
+                    _home: Shared::clone_from_raw(block.home),
+                };
+            }
+        }
     }
 
     /// Takes the name-resolution result the completion left, if nobody freed it.
@@ -378,6 +406,13 @@ impl Block {
 
 impl Drop for BlockRef {
     fn drop(&mut self) {
+        let block = self.get();
+        // A socket request's block references no socket while it is in use (see
+        // `for_socket`); if the completion routine has not released its reference yet, the
+        // block must keep the socket — whose pool it lives in — for that release.
+        if !block.home.is_null() && block.refs.load(Ordering::Acquire) > 1 {
+            self.keep_home_alive();
+        }
         release(self.ptr);
     }
 }
@@ -397,7 +432,10 @@ fn release(ptr: NonNull<Block>) {
         let block = &mut *ptr.as_ptr();
         // A request that never reached the provider ends here.
         block.end_client_request();
-        let held = core::mem::take(block.held.get_mut());
+        let held = match block.held.get_mut() {
+            Held::None => Held::None,
+            held => core::mem::take(held),
+        };
         if let Owner::Client(client) = block.owner.get_mut() {
             client.free_address_list_now(&block.address_list);
         }
@@ -520,7 +558,7 @@ impl BlockPool {
     }
 
     /// Allocates a block (with its IRP) for the pool, already taken. IRQL <= DISPATCH_LEVEL.
-    fn grow(&self) -> Result<NonNull<Block>> {
+    fn grow(&self, home: *const SocketCore) -> Result<NonNull<Block>> {
         let irp = Irp::new()?;
         let block = try_box(Block {
             refs: AtomicU32::new(0),
@@ -539,6 +577,7 @@ impl BlockPool {
             address_list: AtomicPtr::new(core::ptr::null_mut()),
             owner: UnsafeCell::new(Owner::Idle),
             next_in_pool: core::ptr::null(),
+            home,
         })?;
         let ptr = Box::into_raw(block);
         // SAFETY: the event lives in the block, in non-paged memory, for the block's life.
@@ -635,7 +674,7 @@ mod tests {
     }
 
     fn armed(pool: &BlockPool, buf: Option<Buf>) -> (BlockRef, InFlight) {
-        let mut block = BlockRef::from_pool(pool, Owner::Idle).unwrap();
+        let mut block = BlockRef::from_pool(pool, core::ptr::null(), Owner::Idle).unwrap();
         if let Some(buf) = buf {
             // SAFETY: nothing in flight on a fresh block.
             unsafe { *block.held() = Held::Buf(buf) };

@@ -72,15 +72,17 @@ enum Stage {
 ///   IRP it owns are released when the completion arrives, never before.
 #[must_use = "an operation does nothing until it is awaited or waited for"]
 pub struct Op<R: Request> {
-    request: R,
+    // Dropped first: the block goes back to its socket's pool while the request still holds
+    // the socket (and so the pool).
     stage: Stage,
+    request: R,
 }
 
 impl<R: Request> Op<R> {
     pub(crate) fn new(request: R) -> Op<R> {
         Op {
-            request,
             stage: Stage::NotStarted,
+            request,
         }
     }
 
@@ -210,7 +212,8 @@ impl<R: Request> Drop for Op<R> {
         if let Stage::InFlight(block) = &self.stage {
             if !block.is_done() {
                 // The completion routine's reference keeps the block, its IRP and what the
-                // request holds alive until the completion arrives.
+                // request holds alive until the completion arrives (and the block keeps its
+                // socket: see `BlockRef`'s drop).
                 block.cancel();
             }
         }
