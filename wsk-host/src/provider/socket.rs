@@ -520,10 +520,10 @@ fn enqueue(socket: &Arc<HostSocket>, state: &mut State, pending: Pending) {
     // SAFETY: the IRP is owned by this request; its current stack location is the provider's.
     unsafe {
         IoMarkIrpPending(irp);
-        (*IoGetCurrentIrpStackLocation(irp))
-            .Parameters
-            .Others
-            .Argument1 = Arc::as_ptr(socket).cast_mut().cast();
+        // The socket goes in the IRP's driver context, which the cancel routine can read
+        // whatever happened to the IRP meanwhile (its stack location is past the end once the
+        // provider has completed it).
+        (*irp).Tail.Overlay.Context.DriverContext[0] = Arc::as_ptr(socket).cast_mut().cast();
         IoSetCancelRoutine(irp, Some(cancel_routine));
         if (*irp).Cancel != 0 && IoSetCancelRoutine(irp, None).is_some() {
             // Cancelled before it was queued: complete it now, from the provider's thread.
@@ -561,15 +561,13 @@ fn enqueue(socket: &Arc<HostSocket>, state: &mut State, pending: Pending) {
 /// The cancel routine of every queued request: removes it from its socket's queue and
 /// completes it with `STATUS_CANCELLED` (if the provider has not taken it already).
 unsafe extern "system" fn cancel_routine(_device: PDEVICE_OBJECT, irp: PIRP) {
-    // SAFETY: called by IoCancelIrp with the cancel lock held and a queued IRP whose current
-    // stack location records its socket, which the queue keeps alive.
+    // SAFETY: called by IoCancelIrp with the cancel lock held, on an IRP its caller keeps
+    // alive for the call, whose driver context records the socket it was queued on (the
+    // socket is only looked up by address below: the provider may have completed the IRP
+    // meanwhile, and then the queues no longer hold it).
     let socket = unsafe {
         IoReleaseCancelSpinLock((*irp).CancelIrql);
-        (*IoGetCurrentIrpStackLocation(irp))
-            .Parameters
-            .Others
-            .Argument1
-            .cast::<HostSocket>()
+        (*irp).Tail.Overlay.Context.DriverContext[0].cast::<HostSocket>()
     };
     let Some(socket) = super::socket_by_address(socket as usize) else {
         return;
