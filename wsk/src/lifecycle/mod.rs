@@ -19,8 +19,10 @@
 //!   socket creation and name resolution) for its whole life, and is freed with it; a request
 //!   takes an idle one (or the pool grows), and gives it back when the last reference goes.
 //! - A socket core is referenced by its handle, the provider (from creation until the close
-//!   completes), requests in flight and retained data; a client core by the client handle,
-//!   every socket core and every request.
+//!   completes), its operations (each request keeps its socket; the operation gives its block
+//!   back before its request goes), a block whose operation let go before the completion
+//!   routine did, and retained data; a client core by the client handle, every socket core
+//!   and every client-level request.
 //!
 //! # States and transitions
 //!
