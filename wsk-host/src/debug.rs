@@ -1,5 +1,6 @@
 //! Debug output (`DbgPrint`, through a C shim) and bug checks (`KeBugCheckEx`).
 
+use std::io::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -52,7 +53,9 @@ pub unsafe extern "C" fn wsk_host_debug_output(text: *const u8, length: u64) {
     // SAFETY: forwarded from the caller.
     let bytes = unsafe { std::slice::from_raw_parts(text, length as usize) };
     let text = String::from_utf8_lossy(bytes);
-    eprint!("[DbgPrint] {text}");
+    // Printed without `eprint!`, which panics when standard error is gone (a closed pipe):
+    // a panic here, in a function called from driver code, would abort the whole process.
+    let _ = write!(std::io::stderr(), "[DbgPrint] {text}");
     let limit = LIMIT.load(Ordering::Relaxed);
     if limit == 0 {
         return;

@@ -11,6 +11,7 @@
 //! once instead.
 
 use std::fmt;
+use std::io::Write;
 use std::sync::Mutex;
 
 /// A rule of the verifier.
@@ -168,7 +169,9 @@ pub(crate) fn bug_check(rule: Rule, details: impl Into<String>) {
         rule,
         details: details.into(),
     };
-    eprintln!("{violation}");
+    // Not `eprintln!`: it panics when standard error is gone, and this runs inside kernel
+    // exports called by driver code, where a panic aborts the process.
+    let _ = writeln!(std::io::stderr(), "{violation}");
     if std::env::var_os("WSK_HOST_ABORT_ON_BUGCHECK").is_some_and(|v| v == "1") {
         std::process::abort();
     }

@@ -84,3 +84,22 @@ fn for_inf_runs_until_sigterm_which_unloads_and_reports() {
     assert!(text.contains("wsk_udp_echo: unloaded"), "{text}");
     assert!(text.contains("verifier: no violation"), "{text}");
 }
+
+/// A runner whose standard error goes away (`wsk-run … 2>&1 | head -1`) still runs its
+/// course: the driver's debug output and the report are dropped, not a reason to abort
+/// without unloading.
+#[test]
+fn a_closed_standard_error_does_not_abort_the_runner() {
+    let mut child = Command::new(RUNNER)
+        .args(["echo-server", "Listen=127.0.0.1:0", "--for", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    // The reader is dropped: every later write to standard error fails with EPIPE.
+    let status = wait(child);
+    assert_eq!(status.code(), Some(0), "first line: {first}");
+}

@@ -11,6 +11,15 @@ use std::time::Duration;
 use wsk_host::{RegValue, Session};
 use wsk_host_runner::{DRIVERS, find, parse_parameter};
 
+/// `eprintln!` that ignores a closed standard error (a pipe whose reader went away) instead
+/// of panicking: the runner still unloads the driver and sets its exit status.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 fn usage() -> String {
     let names: Vec<&str> = DRIVERS.iter().map(|d| d.short_name).collect();
     format!(
@@ -22,11 +31,11 @@ fn usage() -> String {
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1);
     let Some(name) = args.next() else {
-        eprintln!("{}", usage());
+        say!("{}", usage());
         return ExitCode::from(2);
     };
     let Some(driver) = find(&name) else {
-        eprintln!("wsk-run: no driver `{name}`\n{}", usage());
+        say!("wsk-run: no driver `{name}`\n{}", usage());
         return ExitCode::from(2);
     };
     let mut parameters: Vec<(String, RegValue)> = Vec::new();
@@ -39,7 +48,7 @@ fn main() -> ExitCode {
                     duration = Duration::try_from_secs_f64(seconds).ok()
                 }
                 _ => {
-                    eprintln!("wsk-run: --for needs a number of seconds (or inf)");
+                    say!("wsk-run: --for needs a number of seconds (or inf)");
                     return ExitCode::from(2);
                 }
             }
@@ -48,7 +57,7 @@ fn main() -> ExitCode {
         match parse_parameter(&arg) {
             Ok(parameter) => parameters.push(parameter),
             Err(e) => {
-                eprintln!("wsk-run: {e}\n{}", usage());
+                say!("wsk-run: {e}\n{}", usage());
                 return ExitCode::from(2);
             }
         }
@@ -58,7 +67,7 @@ fn main() -> ExitCode {
     if let Err(e) = ctrlc::set_handler(move || {
         let _ = stop.send(());
     }) {
-        eprintln!("wsk-run: cannot handle Ctrl-C: {e}");
+        say!("wsk-run: cannot handle Ctrl-C: {e}");
         return ExitCode::from(2);
     }
 
@@ -69,30 +78,30 @@ fn main() -> ExitCode {
         .iter()
         .map(|(n, v)| (n.as_str(), v.clone()))
         .collect();
-    eprintln!("wsk-run: loading {} (DriverEntry)", driver.name);
+    say!("wsk-run: loading {} (DriverEntry)", driver.name);
     let loaded = wsk_host_runner::load(driver, &borrowed);
     match &loaded {
         Ok(_) => match duration {
             Some(d) => {
-                eprintln!("wsk-run: running for {d:?} (Ctrl-C stops it sooner)");
+                say!("wsk-run: running for {d:?} (Ctrl-C stops it sooner)");
                 let _ = stopped.recv_timeout(d);
             }
             None => {
-                eprintln!("wsk-run: running; Ctrl-C (or SIGTERM) unloads it");
+                say!("wsk-run: running; Ctrl-C (or SIGTERM) unloads it");
                 let _ = stopped.recv();
             }
         },
-        Err(status) => eprintln!("wsk-run: DriverEntry failed: {:#010X}", *status as u32),
+        Err(status) => say!("wsk-run: DriverEntry failed: {:#010X}", *status as u32),
     }
     let entry_failed = loaded.is_err();
     if let Ok(loaded) = loaded {
-        eprintln!("wsk-run: unloading {} (DriverUnload)", driver.name);
+        say!("wsk-run: unloading {} (DriverUnload)", driver.name);
         if !loaded.unload() {
-            eprintln!("wsk-run: the driver has no DriverUnload: it cannot be unloaded");
+            say!("wsk-run: the driver has no DriverUnload: it cannot be unloaded");
         }
     }
     let (report, findings) = session.conclude();
-    eprintln!(
+    say!(
         "wsk-run: verifier report: IRPs {}/{} allocated/freed, MDLs {}/{}, sockets {}/{} \
          created/closed, {} completions inline, {} pending, {} cancelled, {} events, \
          {} bytes sent, {} received",
@@ -110,10 +119,10 @@ fn main() -> ExitCode {
         report.bytes_received
     );
     if findings.is_empty() {
-        eprintln!("wsk-run: verifier: no violation, nothing leaked");
+        say!("wsk-run: verifier: no violation, nothing leaked");
     }
     for finding in &findings {
-        eprintln!("wsk-run: verifier: {finding}");
+        say!("wsk-run: verifier: {finding}");
     }
     if entry_failed {
         ExitCode::from(2)
