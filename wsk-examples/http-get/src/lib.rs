@@ -12,6 +12,15 @@
 //! - `ResponseTimeoutMs` (`REG_DWORD`, default 30 000, 1 to 3 600 000): the longest the
 //!   server may keep silent — before it takes the request, or between two parts of the
 //!   response.
+//! - `ResponseDeadlineMs` (`REG_DWORD`, default 300 000, 0 to 86 400 000; 0: none): the
+//!   longest the whole response may take, from the request's sending to the body's end —
+//!   a server that trickles bytes is not silent, but is stopped by it.
+//!
+//! The response is parsed strictly: its head's lines end with CRLF and hold no other control
+//! character than tab; a chunk size line is hexadecimal digits, optionally an extension
+//! (`;...`), then CRLF; a chunk's data is followed by CRLF; the trailer's lines end with
+//! CRLF. A chunk size line and the trailer may each be 16 KiB at most. The status line is
+//! printed escaped.
 //!
 //! The body is not kept: it is decoded as it arrives (chunked transfer coding included) and
 //! streamed into its hash, through one 16 KiB buffer, whatever its size. Only the response's
@@ -43,10 +52,14 @@ const DEFAULT_URL: &str = "http://localhost:8000/";
 const DEFAULT_MAX_BYTES: u32 = 1024 * 1024;
 const DEFAULT_CONNECT_TIMEOUT_MS: u32 = 10_000;
 const DEFAULT_RESPONSE_TIMEOUT_MS: u32 = 30_000;
+const DEFAULT_RESPONSE_DEADLINE_MS: u32 = 300_000;
 /// The receive buffer.
 const CHUNK: usize = 16 * 1024;
 /// The longest response head (status line and headers) accepted.
 const MAX_HEAD: usize = 16 * 1024;
+/// The longest chunk size line (extensions and CRLF included), and the longest trailer (all
+/// its lines together).
+const MAX_CHUNK_LINE: usize = 16 * 1024;
 
 /// What the driver keeps between `DriverEntry` and `DriverUnload`.
 /// The tasks drop first (cancelled, waited for), then the timers, then the client (the task
@@ -160,24 +173,48 @@ impl Fnv1a {
     }
 }
 
+/// Where the decoder is in a chunk size line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SizeAt {
+    /// In the hexadecimal digits.
+    Digits,
+    /// In spaces or tabs after the digits (only `;` may follow).
+    Space,
+    /// In an extension (after `;`), up to CR.
+    Extension,
+    /// After the line's CR: LF must follow.
+    Cr,
+}
+
 /// Where the decoder is in a chunked body.
 #[derive(Clone, Copy, Debug)]
 enum Chunked {
-    /// Reading a chunk's size line (hex digits, then extensions up to LF).
+    /// Reading a chunk's size line: the size so far, its digits, where in the line, and the
+    /// line's length so far.
     Size {
         size: u64,
         digits: u32,
-        extension: bool,
+        at: SizeAt,
+        line: usize,
     },
     /// Reading a chunk's data: this many bytes left.
     Data(u64),
     /// The CRLF after a chunk's data (`true` once CR was seen).
     DataEnd(bool),
-    /// The trailer after the last chunk: the length of the current line.
-    Trailer(usize),
+    /// The trailer after the last chunk: whether the current line is empty so far, the
+    /// trailer's length so far, and whether the line's CR was seen.
+    Trailer { empty: bool, total: usize, cr: bool },
     /// The body is complete.
     Done,
 }
+
+/// The state at the start of a chunk size line.
+const SIZE_LINE: Chunked = Chunked::Size {
+    size: 0,
+    digits: 0,
+    at: SizeAt::Digits,
+    line: 0,
+};
 
 /// The body decoder: the bytes of the body go to the hash, never kept.
 struct Body {
@@ -195,6 +232,8 @@ enum Failure {
     ConnectTimeout(u32),
     /// The server kept silent for the response timeout (ms).
     Silent(SocketAddr, u32),
+    /// The response was not complete within the response deadline (ms).
+    Deadline(SocketAddr, u32),
     /// The body is over `MaxBytes`.
     TooLarge(u64),
     /// The response is not valid HTTP: why.
@@ -224,6 +263,12 @@ impl fmt::Display for Failure {
             Failure::Silent(address, ms) => write!(
                 f,
                 "the server at {address} sent nothing for {ms} ms (ResponseTimeoutMs): {}",
+                Error::TIMED_OUT
+            ),
+            Failure::Deadline(address, ms) => write!(
+                f,
+                "the response from {address} was not complete within {ms} ms \
+                 (ResponseDeadlineMs): {}",
                 Error::TIMED_OUT
             ),
             Failure::TooLarge(max) => write!(
@@ -279,52 +324,110 @@ impl Body {
 
     /// The framing state after byte `b` (outside a chunk's data).
     fn step(state: Chunked, b: u8) -> Result<Chunked, Failure> {
+        let control = (b < 0x20 && b != b'\t') || b == 0x7f;
         Ok(match state {
             Chunked::Size {
                 size,
                 digits,
-                extension,
-            } => match b {
-                b'\n' if digits == 0 => {
-                    return Err(Failure::Malformed("a chunk size line has no size"));
+                at,
+                line,
+            } => {
+                let line = line + 1;
+                if line > MAX_CHUNK_LINE {
+                    return Err(Failure::Malformed(
+                        "a chunk size line (extensions included) is over 16 KiB",
+                    ));
                 }
-                b'\n' if size == 0 => Chunked::Trailer(0),
-                b'\n' => Chunked::Data(size),
-                _ if extension || b == b'\r' => state,
-                b';' | b' ' | b'\t' => Chunked::Size {
+                let next = |at| Chunked::Size {
                     size,
                     digits,
-                    extension: true,
-                },
-                _ => {
-                    let digit = (b as char)
-                        .to_digit(16)
-                        .ok_or(Failure::Malformed("a chunk size is not hexadecimal"))?;
-                    if digits >= 15 {
-                        return Err(Failure::Malformed("a chunk size is too large"));
+                    at,
+                    line,
+                };
+                match (at, b) {
+                    (SizeAt::Digits, b'\r' | b';' | b' ' | b'\t') if digits == 0 => {
+                        return Err(Failure::Malformed("a chunk size line has no size"));
                     }
-                    Chunked::Size {
-                        size: size * 16 + u64::from(digit),
-                        digits: digits + 1,
-                        extension,
+                    (SizeAt::Digits, b'\r') | (SizeAt::Extension, b'\r') => next(SizeAt::Cr),
+                    (SizeAt::Digits | SizeAt::Space, b';') => next(SizeAt::Extension),
+                    (SizeAt::Digits | SizeAt::Space, b' ' | b'\t') => next(SizeAt::Space),
+                    (SizeAt::Space, _) => {
+                        return Err(Failure::Malformed(
+                            "a chunk size is followed by something other than ;extension",
+                        ));
+                    }
+                    (SizeAt::Cr, b'\n') if size == 0 => Chunked::Trailer {
+                        empty: true,
+                        total: 0,
+                        cr: false,
+                    },
+                    (SizeAt::Cr, b'\n') => Chunked::Data(size),
+                    (SizeAt::Cr, _) | (_, b'\n') => {
+                        return Err(Failure::Malformed(
+                            "a chunk size line does not end with CRLF",
+                        ));
+                    }
+                    (SizeAt::Extension, _) if control => {
+                        return Err(Failure::Malformed(
+                            "a chunk extension contains a control character",
+                        ));
+                    }
+                    (SizeAt::Extension, _) => next(SizeAt::Extension),
+                    (SizeAt::Digits, _) => {
+                        let digit = (b as char)
+                            .to_digit(16)
+                            .ok_or(Failure::Malformed("a chunk size is not hexadecimal"))?;
+                        // 15 significant digits at most (leading zeros count against the
+                        // line's length only).
+                        if size >> 56 != 0 {
+                            return Err(Failure::Malformed("a chunk size is too large"));
+                        }
+                        Chunked::Size {
+                            size: size * 16 + u64::from(digit),
+                            digits: digits + 1,
+                            at,
+                            line,
+                        }
                     }
                 }
-            },
+            }
             Chunked::DataEnd(cr) => match (b, cr) {
                 (b'\r', false) => Chunked::DataEnd(true),
-                (b'\n', _) => Chunked::Size {
-                    size: 0,
-                    digits: 0,
-                    extension: false,
-                },
+                (b'\n', true) => SIZE_LINE,
                 _ => return Err(Failure::Malformed("a chunk does not end with CRLF")),
             },
-            Chunked::Trailer(line) => match b {
-                b'\n' if line == 0 => Chunked::Done,
-                b'\n' => Chunked::Trailer(0),
-                b'\r' => state,
-                _ => Chunked::Trailer(line + 1),
-            },
+            Chunked::Trailer { empty, total, cr } => {
+                let total = total + 1;
+                if total > MAX_CHUNK_LINE {
+                    return Err(Failure::Malformed("the trailer is over 16 KiB"));
+                }
+                match (b, cr) {
+                    (b'\n', true) if empty => Chunked::Done,
+                    (b'\n', true) => Chunked::Trailer {
+                        empty: true,
+                        total,
+                        cr: false,
+                    },
+                    (b'\r', false) => Chunked::Trailer {
+                        empty,
+                        total,
+                        cr: true,
+                    },
+                    (_, true) | (b'\n', false) => {
+                        return Err(Failure::Malformed("a trailer line does not end with CRLF"));
+                    }
+                    _ if control => {
+                        return Err(Failure::Malformed(
+                            "a trailer line contains a control character",
+                        ));
+                    }
+                    _ => Chunked::Trailer {
+                        empty: false,
+                        total,
+                        cr: false,
+                    },
+                }
+            }
             Chunked::Data(_) | Chunked::Done => state,
         })
     }
@@ -359,6 +462,22 @@ impl Body {
 
 /// The response's status line and how its body is framed, from its head.
 fn parse_head(head: &[u8], max: u64) -> Result<(String, Body), Failure> {
+    // Lines end with CRLF (the last one's was cut off); no other control character than tab.
+    for (at, &b) in head.iter().enumerate() {
+        match b {
+            b'\r' if head.get(at + 1) != Some(&b'\n') => {
+                return Err(Failure::Malformed("the head has a CR without LF"));
+            }
+            b'\n' if at == 0 || head[at - 1] != b'\r' => {
+                return Err(Failure::Malformed("the head has an LF without CR"));
+            }
+            b'\r' | b'\n' | b'\t' => {}
+            0..0x20 | 0x7f => {
+                return Err(Failure::Malformed("the head contains a control character"));
+            }
+            _ => {}
+        }
+    }
     let head =
         core::str::from_utf8(head).map_err(|_| Failure::Malformed("the head is not text"))?;
     let mut lines = head.split("\r\n");
@@ -397,11 +516,7 @@ fn parse_head(head: &[u8], max: u64) -> Result<(String, Body), Failure> {
     Ok((
         status_line,
         Body {
-            chunked: chunked.then_some(Chunked::Size {
-                size: 0,
-                digits: 0,
-                extension: false,
-            }),
+            chunked: chunked.then_some(SIZE_LINE),
             // A chunked body ignores Content-Length (RFC 9112, 6.3).
             content_length: if chunked { None } else { content_length },
             length: 0,
@@ -417,6 +532,8 @@ struct Limits {
     max_body: u64,
     connect_timeout_ms: u32,
     response_timeout_ms: u32,
+    /// 0: none.
+    response_deadline_ms: u32,
 }
 
 /// What the fetch found: the status line, the body's length and hash, and whether it was
@@ -451,7 +568,6 @@ async fn fetch(
         .await
         .ok_or(Failure::ConnectTimeout(limits.connect_timeout_ms))??;
     kprint!("wsk_http_get: connected to {address}\n");
-    let silent = Failure::Silent(address, limits.response_timeout_ms);
     let mut request = Buf::with_capacity(url.path.len() + url.authority.len() + 96)?;
     for part in [
         "GET ",
@@ -462,77 +578,89 @@ async fn fetch(
     ] {
         request.extend_from_slice(part.as_bytes())?;
     }
-    let Some((sent, _request)) = timeout(
-        timers.sleep(limits.response_timeout_ms),
-        socket.send_all(request),
-    )
-    .await
-    else {
-        let _ = socket.abort().await;
-        return Err(silent);
-    };
-    sent?;
-    let mut head: Vec<u8> = Vec::new();
-    let mut body: Option<(String, Body)> = None;
-    let mut buf = Buf::with_capacity(CHUNK)?;
-    let outcome = loop {
-        buf.clear();
-        let Some((received, back)) = timeout(
-            timers.sleep(limits.response_timeout_ms),
-            socket.receive(buf),
-        )
-        .await
-        else {
-            break Err(silent);
-        };
-        buf = back;
-        let received = match received {
-            Ok(received) => received,
-            Err(error) => break Err(error.into()),
-        };
-        if received == 0 {
-            break match body {
-                Some((status, body)) => body.finish().map(|()| Fetched {
-                    status,
-                    length: body.length,
-                    hash: body.hash.0,
-                    chunked: body.chunked.is_some(),
-                }),
-                None => Err(Failure::Malformed("the connection closed inside the head")),
+    // The response, from the request's sending to the body's end; raced against the
+    // deadline. Dropped before the socket is closed (it borrows it).
+    let outcome = {
+        let response = pin!(async {
+            let silent = Failure::Silent(address, limits.response_timeout_ms);
+            let Some((sent, _request)) = timeout(
+                timers.sleep(limits.response_timeout_ms),
+                socket.send_all(request),
+            )
+            .await
+            else {
+                return Err(silent);
             };
-        }
-        let step = match body.as_mut() {
-            Some((_, body)) => body.feed(&buf),
-            None => {
-                // The head, kept until its end; what follows it is the body's start.
-                let before = head.len();
-                if head.try_reserve(buf.len()).is_err() {
-                    break Err(Error::INSUFFICIENT_RESOURCES.into());
+            sent?;
+            let mut head: Vec<u8> = Vec::new();
+            let mut body: Option<(String, Body)> = None;
+            let mut buf = Buf::with_capacity(CHUNK)?;
+            loop {
+                buf.clear();
+                let Some((received, back)) = timeout(
+                    timers.sleep(limits.response_timeout_ms),
+                    socket.receive(buf),
+                )
+                .await
+                else {
+                    break Err(silent);
+                };
+                buf = back;
+                let received = match received {
+                    Ok(received) => received,
+                    Err(error) => break Err(error.into()),
+                };
+                if received == 0 {
+                    break match body {
+                        Some((status, body)) => body.finish().map(|()| Fetched {
+                            status,
+                            length: body.length,
+                            hash: body.hash.0,
+                            chunked: body.chunked.is_some(),
+                        }),
+                        None => Err(Failure::Malformed("the connection closed inside the head")),
+                    };
                 }
-                head.extend_from_slice(&buf);
-                let from = before.saturating_sub(3);
-                match head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
-                    Some(at) => {
-                        let end = from + at;
-                        match parse_head(&head[..end], limits.max_body) {
-                            Ok((status, mut decoder)) => {
-                                let step = decoder.feed(&head[end + 4..]);
-                                body = Some((status, decoder));
-                                head = Vec::new();
-                                step
+                let step = match body.as_mut() {
+                    Some((_, body)) => body.feed(&buf),
+                    None => {
+                        // The head, kept until its end; what follows it is the body's start.
+                        let before = head.len();
+                        if head.try_reserve(buf.len()).is_err() {
+                            break Err(Error::INSUFFICIENT_RESOURCES.into());
+                        }
+                        head.extend_from_slice(&buf);
+                        let from = before.saturating_sub(3);
+                        match head[from..].windows(4).position(|w| w == b"\r\n\r\n") {
+                            Some(at) => {
+                                let end = from + at;
+                                match parse_head(&head[..end], limits.max_body) {
+                                    Ok((status, mut decoder)) => {
+                                        let step = decoder.feed(&head[end + 4..]);
+                                        body = Some((status, decoder));
+                                        head = Vec::new();
+                                        step
+                                    }
+                                    Err(failure) => Err(failure),
+                                }
                             }
-                            Err(failure) => Err(failure),
+                            None if head.len() > MAX_HEAD => {
+                                Err(Failure::Malformed("the head is over 16 KiB"))
+                            }
+                            None => Ok(()),
                         }
                     }
-                    None if head.len() > MAX_HEAD => {
-                        Err(Failure::Malformed("the head is over 16 KiB"))
-                    }
-                    None => Ok(()),
+                };
+                if let Err(failure) = step {
+                    break Err(failure);
                 }
             }
-        };
-        if let Err(failure) = step {
-            break Err(failure);
+        });
+        match limits.response_deadline_ms {
+            0 => response.await,
+            ms => timeout(timers.sleep(ms), response)
+                .await
+                .unwrap_or(Err(Failure::Deadline(address, ms))),
         }
     };
     match &outcome {
@@ -611,6 +739,13 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
                 1..=3_600_000,
             )
             .map_err(reported)?,
+        response_deadline_ms: parameters
+            .dword_in(
+                "ResponseDeadlineMs",
+                DEFAULT_RESPONSE_DEADLINE_MS,
+                0..=86_400_000,
+            )
+            .map_err(reported)?,
     };
     drop(parameters);
     // SAFETY: the driver object `DriverEntry` was given.
@@ -626,7 +761,7 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
         match fetch(resolve, task_client, task_timers, url, limits).await {
             Ok(fetched) => kprint!(
                 "wsk_http_get: {text}: {}; body {} bytes{}, fnv1a64 {:016x}\n",
-                fetched.status,
+                fetched.status.escape_debug(),
                 fetched.length,
                 if fetched.chunked { " (chunked)" } else { "" },
                 fetched.hash
