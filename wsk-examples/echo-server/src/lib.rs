@@ -7,8 +7,12 @@
 //! - `MaxConnections` (`REG_DWORD`, default 1024, 1 to 1 000 000): connections served at
 //!   once; one accepted beyond it is closed at once (each costs about 19 KiB of non-paged
 //!   pool, its 16 KiB buffer included).
-//! - `IdleTimeoutMs` (`REG_DWORD`, default 120 000, 0 for none): a connection whose peer
-//!   neither sends nor takes its echo for that long is closed.
+//! - `IdleTimeoutMs` (`REG_DWORD`, default 120 000, 0 for none): the longest a connection
+//!   may wait for its next receive to bring data, or for the transport to take the whole of
+//!   one echo (up to 16 KiB); past it the connection is closed. A send completes only when
+//!   the transport has taken all of it, so a peer that reads slowly behind a large backlog
+//!   (its receive window stays shut for longer than the timeout, however steadily it reads)
+//!   is closed too: give such peers a longer timeout, or 0.
 //!
 //! `DriverEntry` registers the WSK client and starts one accept task per address, then waits
 //! (5 s at most) for the listening sockets: when none could be opened, it fails with the
