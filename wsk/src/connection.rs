@@ -914,3 +914,11 @@ impl core::fmt::Debug for SendAll {
         f.debug_struct("SendAll").field("sent", &self.sent).finish()
     }
 }
+
+impl WskClient {
+    /// Connects to `remote` in one call (`WskSocketConnect`), from any local address:
+    /// see [`ConnectionSocket`].
+    pub fn connect(&self, remote: SocketAddr) -> Connect {
+        ConnectionSocket::socket_connect(self, remote, AddressFamily::of(&remote).unspecified())
+    }
+}

@@ -345,3 +345,10 @@ impl Issue for ReceiveFromRequest {
         (Err(error), self.buf.take().unwrap_or_else(Buf::released))
     }
 }
+
+impl WskClient {
+    /// Creates a datagram socket bound to `local`: see [`DatagramSocket`].
+    pub fn bind_datagram(&self, local: SocketAddr) -> BindDatagram {
+        DatagramSocket::bind(self, local)
+    }
+}

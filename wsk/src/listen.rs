@@ -310,3 +310,10 @@ impl<K: SocketKind> core::fmt::Debug for Bound<K> {
         f.debug_struct("Bound").field("local", &self.local).finish()
     }
 }
+
+impl WskClient {
+    /// Creates a listening socket bound to `local`: see [`ListenSocket`].
+    pub fn listen(&self, local: SocketAddr) -> Listen {
+        ListenSocket::bind(self, local)
+    }
+}

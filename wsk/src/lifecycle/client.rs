@@ -2,7 +2,6 @@
 //! sockets and client-level requests, and the teardown that ends them all.
 
 use core::cell::UnsafeCell;
-use core::net::SocketAddr;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
@@ -11,7 +10,6 @@ use wsk_sys::*;
 use super::completion::BlockPool;
 use super::shared::Shared;
 use super::socket::SocketCore;
-use crate::addr::AddressFamily;
 use crate::irql::{Irql, require_at_most};
 use crate::sync::SpinLock;
 use crate::{Error, Result};
@@ -542,26 +540,6 @@ impl WskClient {
 
     pub(crate) fn core(&self) -> &Shared<ClientCore> {
         self.shared()
-    }
-
-    /// Creates a listening socket bound to `local`: see [`ListenSocket`](crate::ListenSocket).
-    pub fn listen(&self, local: SocketAddr) -> crate::listen::Listen {
-        crate::listen::ListenSocket::bind(self, local)
-    }
-
-    /// Connects to `remote` in one call (`WskSocketConnect`), from any local address:
-    /// see [`ConnectionSocket`](crate::ConnectionSocket).
-    pub fn connect(&self, remote: SocketAddr) -> crate::connection::Connect {
-        crate::connection::ConnectionSocket::socket_connect(
-            self,
-            remote,
-            AddressFamily::of(&remote).unspecified(),
-        )
-    }
-
-    /// Creates a datagram socket bound to `local`: see [`DatagramSocket`](crate::DatagramSocket).
-    pub fn bind_datagram(&self, local: SocketAddr) -> crate::datagram::BindDatagram {
-        crate::datagram::DatagramSocket::bind(self, local)
     }
 }
 
