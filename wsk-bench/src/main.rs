@@ -760,9 +760,10 @@ const KNOWN_ALLOCATING: &[(Kind, &str)] = &[
 ];
 
 /// Heap allocations per operation that `wsk` may make beyond the raw code's when both run
-/// one at a time: the provider's own allocations (both sides make them) vary by a few
-/// hundredths with the timing of its thread; one allocation per operation of the safe layer
-/// shows as 1, every other one as 0.5.
+/// one at a time with inline completion: the provider's own allocations (both sides make
+/// them) vary by a few hundredths; one allocation per operation of the safe layer shows as
+/// 1, every other one as 0.5. With pending completion they vary far more with the timing
+/// of the provider's thread, so that mode's heap excess is only printed.
 const HEAP_TOLERANCE: f64 = 0.1;
 
 fn allocs(args: &[String]) -> Result<(), String> {
@@ -849,7 +850,13 @@ fn allocs(args: &[String]) -> Result<(), String> {
                 if kernel_excess > 0.0 {
                     what.push(format!("{:.3} kernel", kernel_excess / ops as f64));
                 }
-                if depth == 1 && heap_excess > HEAP_TOLERANCE {
+                // Only inline completion makes the heap count exact: with pending completion
+                // the provider's own allocations depend on how its thread batches the
+                // completions, which timing decides (printed above, not asserted).
+                if depth == 1
+                    && mode == CompletionMode::AlwaysInline
+                    && heap_excess > HEAP_TOLERANCE
+                {
                     what.push(format!("{heap_excess:.3} heap"));
                 }
                 if !what.is_empty() {
