@@ -3,6 +3,8 @@
 //! the verifier's report. The `wsk-run` binary (`cargo xtask run NAME`) and the drivers'
 //! tests use it.
 
+pub mod peers;
+
 use std::time::{Duration, Instant};
 
 use wsk_host::{LoadedDriver, RegValue};

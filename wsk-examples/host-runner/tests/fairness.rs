@@ -2,13 +2,13 @@
 //! reads as fast as it can, a UDP flood) does not starve the other sockets of the same driver.
 //! Each test measures what a polite client sees while the hog runs and prints the figures.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wsk_host::{RegValue, Session};
+use wsk_host_runner::peers::{polite_tcp, tcp_hog};
 use wsk_host_runner::{Output, find, load};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -35,72 +35,6 @@ fn p99(samples: &mut [Duration]) -> Duration {
     samples[(samples.len() * 99 / 100).min(samples.len() - 1)]
 }
 
-/// A TCP client that writes 64 KiB blocks and reads the echo as fast as it can until `stop`;
-/// returns the bytes echoed to it.
-fn tcp_hog(address: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let stream = TcpStream::connect(address).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut reader = stream.try_clone().unwrap();
-        let read_stop = Arc::clone(&stop);
-        let echoed = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&echoed);
-        let reading = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 256 * 1024];
-            while !read_stop.load(Ordering::Relaxed) {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        counted.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        let block = vec![0x5au8; 64 * 1024];
-        let mut writer = stream;
-        while !stop.load(Ordering::Relaxed) {
-            match writer.write(&block) {
-                Ok(_) => {}
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(_) => break,
-            }
-        }
-        reading.join().unwrap();
-        echoed.load(Ordering::Relaxed)
-    })
-}
-
-/// A polite client: `rounds` echoes of 64 bytes, one at a time; the latency of each.
-fn polite_tcp(address: SocketAddr, rounds: usize) -> Vec<Duration> {
-    let mut stream = TcpStream::connect(address).unwrap();
-    stream.set_nodelay(true).unwrap();
-    stream.set_read_timeout(Some(ECHO_DEADLINE)).unwrap();
-    let message = [0x42u8; 64];
-    let mut back = [0u8; 64];
-    (0..rounds)
-        .map(|round| {
-            let started = Instant::now();
-            stream.write_all(&message).unwrap();
-            stream.read_exact(&mut back).unwrap_or_else(|e| {
-                panic!("round {round}: no echo within {ECHO_DEADLINE:?} while the hog runs: {e}")
-            });
-            assert_eq!(back, message);
-            started.elapsed()
-        })
-        .collect()
-}
-
 #[test]
 fn a_hog_does_not_starve_polite_echo_clients() {
     let session = Session::start();
@@ -112,12 +46,12 @@ fn a_hog_does_not_starve_polite_echo_clients() {
     .expect("DriverEntry succeeds");
     let address = addresses(&mut output, &["listening on 127.0.0.1:"])[0];
     let stop = Arc::new(AtomicBool::new(false));
-    let hog = tcp_hog(address, Arc::clone(&stop));
+    let hog = tcp_hog(address, Arc::clone(&stop), |_| {});
     // Let the hog saturate the server first.
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     let polite: Vec<_> = (0..3)
-        .map(|_| std::thread::spawn(move || polite_tcp(address, 200)))
+        .map(|_| std::thread::spawn(move || polite_tcp(address, 200, |_| {})))
         .collect();
     let mut latencies: Vec<Duration> = polite
         .into_iter()

@@ -24,11 +24,12 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use wsk_host::{LoadedDriver, RegValue, Session};
+use wsk_host_runner::peers::{polite_tcp, tcp_hog};
 use wsk_host_runner::{Output, find, load};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -294,80 +295,10 @@ fn quantile(samples: &[Duration], q: f64) -> Duration {
     samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)]
 }
 
-/// A TCP client that writes 64 KiB blocks and reads the echo as fast as it can until `stop`;
-/// returns the bytes echoed to it (as in `fairness.rs`).
-fn tcp_hog(address: SocketAddr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
-    std::thread::spawn(move || {
-        let stream = TcpStream::connect(address).unwrap();
-        set_abortive_close(&stream);
-        stream
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        stream
-            .set_write_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let mut reader = stream.try_clone().unwrap();
-        let read_stop = Arc::clone(&stop);
-        let echoed = Arc::new(AtomicU64::new(0));
-        let counted = Arc::clone(&echoed);
-        let reading = std::thread::spawn(move || {
-            let mut buf = vec![0u8; 256 * 1024];
-            while !read_stop.load(Ordering::Relaxed) {
-                match reader.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        counted.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(e)
-                        if e.kind() == std::io::ErrorKind::WouldBlock
-                            || e.kind() == std::io::ErrorKind::TimedOut => {}
-                    Err(_) => break,
-                }
-            }
-        });
-        let block = vec![0x5au8; 64 * 1024];
-        let mut writer = stream;
-        while !stop.load(Ordering::Relaxed) {
-            match writer.write(&block) {
-                Ok(_) => {}
-                Err(e)
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        || e.kind() == std::io::ErrorKind::TimedOut => {}
-                Err(_) => break,
-            }
-        }
-        reading.join().unwrap();
-        echoed.load(Ordering::Relaxed)
-    })
-}
-
-/// A polite client: `rounds` echoes of 64 bytes, one at a time; the latency of each.
-fn polite_tcp(address: SocketAddr, rounds: usize) -> Vec<Duration> {
-    let mut stream = TcpStream::connect(address).unwrap();
-    set_abortive_close(&stream);
-    stream.set_nodelay(true).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let message = [0x42u8; 64];
-    let mut back = [0u8; 64];
-    (0..rounds)
-        .map(|round| {
-            let started = Instant::now();
-            stream.write_all(&message).unwrap();
-            stream
-                .read_exact(&mut back)
-                .unwrap_or_else(|e| panic!("round {round}: no echo within 5 s: {e}"));
-            assert_eq!(back, message);
-            started.elapsed()
-        })
-        .collect()
-}
-
 /// `clients` polite clients, `rounds` echoes each, at once; every latency, sorted.
 fn polite_latencies(address: SocketAddr, clients: usize, rounds: usize) -> Vec<Duration> {
     let threads: Vec<_> = (0..clients)
-        .map(|_| std::thread::spawn(move || polite_tcp(address, rounds)))
+        .map(|_| std::thread::spawn(move || polite_tcp(address, rounds, set_abortive_close)))
         .collect();
     let mut latencies: Vec<Duration> = threads
         .into_iter()
@@ -453,7 +384,7 @@ fn latency_under_a_hog(rows: &mut Rows) {
     let (clients, rounds) = (3, 1000);
     let alone = polite_latencies(address, clients, rounds);
     let stop = Arc::new(AtomicBool::new(false));
-    let hog = tcp_hog(address, Arc::clone(&stop));
+    let hog = tcp_hog(address, Arc::clone(&stop), set_abortive_close);
     // The hog saturates the server first.
     std::thread::sleep(Duration::from_millis(500));
     let started = Instant::now();
