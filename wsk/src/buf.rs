@@ -130,7 +130,7 @@ impl Buf {
             return Err(Error::INSUFFICIENT_RESOURCES);
         };
         // SAFETY: the MDL describes kernel memory the vector owns; the IRQL allows paging in.
-        unsafe { MmProbeAndLockPages(mdl.as_ptr(), KernelMode, IoModifyAccess) };
+        unsafe { MmProbeAndLockPages(mdl.as_ptr(), typed::KernelMode, IoModifyAccess) };
         Ok(Buf {
             data,
             len,
@@ -337,8 +337,8 @@ unsafe fn allocate_mdl(data: NonNull<u8>, length: usize) -> Option<NonNull<MDL>>
         IoAllocateMdl(
             data.as_ptr().cast(),
             length as ULONG,
-            FALSE,
-            FALSE,
+            typed::FALSE,
+            typed::FALSE,
             core::ptr::null_mut(),
         )
     };

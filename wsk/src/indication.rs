@@ -39,7 +39,10 @@ unsafe fn wsk_buf_chunks<'a>(buf: &'a WSK_BUF) -> impl Iterator<Item = Result<&'
             let take = (count - offset).min(remaining);
             // SAFETY: as above; the mapping of a resident MDL is valid for its lifetime.
             let base = unsafe {
-                MmGetSystemAddressForMdlSafe(mdl, NormalPagePriority | MdlMappingNoExecute)
+                MmGetSystemAddressForMdlSafe(
+                    mdl,
+                    typed::NormalPagePriority | typed::MdlMappingNoExecute,
+                )
             };
             if base.is_null() {
                 remaining = 0;

@@ -39,7 +39,7 @@ impl Irp {
     pub fn new() -> Result<Irp> {
         require_at_most(Irql::DISPATCH)?;
         // SAFETY: IoAllocateIrp has no preconditions beyond the IRQL checked above.
-        let raw = unsafe { IoAllocateIrp(1, FALSE) };
+        let raw = unsafe { IoAllocateIrp(1, typed::FALSE) };
         NonNull::new(raw)
             .map(|ptr| Irp { ptr })
             .ok_or(Error::INSUFFICIENT_RESOURCES)
@@ -62,7 +62,7 @@ impl Irp {
     #[must_use]
     pub fn status(&self) -> NTSTATUS {
         // SAFETY: the IRP is live; the status field is plain data.
-        unsafe { (*self.ptr.as_ptr()).IoStatus.u.Status }
+        unsafe { io_status::status(&raw const (*self.ptr.as_ptr()).IoStatus) }
     }
 
     /// Request-dependent result of the last request (`IoStatus.Information`): bytes

@@ -165,8 +165,8 @@ impl TaskSet {
         };
         // SAFETY: the events live in the set's core, in non-paged memory.
         unsafe {
-            KeInitializeEvent(core.idle.get(), NotificationEvent, TRUE);
-            KeInitializeEvent(core.work_item_idle.get(), NotificationEvent, TRUE);
+            KeInitializeEvent(core.idle.get(), NotificationEvent, typed::TRUE);
+            KeInitializeEvent(core.work_item_idle.get(), NotificationEvent, typed::TRUE);
         }
         Ok(TaskSet { core })
     }
@@ -253,8 +253,8 @@ impl TaskSet {
             KeWaitForSingleObject(
                 self.core.idle.get().cast(),
                 Executive,
-                KernelMode,
-                FALSE,
+                typed::KernelMode,
+                typed::FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -275,8 +275,8 @@ impl Drop for TaskSet {
             KeWaitForSingleObject(
                 self.core.work_item_idle.get().cast(),
                 Executive,
-                KernelMode,
-                FALSE,
+                typed::KernelMode,
+                typed::FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -420,7 +420,7 @@ fn defer(task: &Shared<Task>) {
         unsafe {
             IoQueueWorkItemEx(
                 set.work_item.load(Ordering::Acquire),
-                Some(continue_deferred),
+                wsk_sys::io_workitem_routine_ex!(continue_deferred),
                 DelayedWorkQueue,
                 context.cast_mut().cast(),
             );
@@ -462,7 +462,13 @@ unsafe extern "system" fn continue_deferred(
     }
     if set.work_item_runs.fetch_sub(1, Ordering::AcqRel) == 1 {
         // SAFETY: the event lives in the set's core, kept alive by `set`.
-        unsafe { KeSetEvent(set.work_item_idle.get(), IO_NO_INCREMENT.into(), FALSE) };
+        unsafe {
+            KeSetEvent(
+                set.work_item_idle.get(),
+                typed::IO_NO_INCREMENT.into(),
+                typed::FALSE,
+            )
+        };
     }
 }
 
@@ -484,7 +490,7 @@ fn retire(task: &Shared<Task>) {
         }
         if set.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             // SAFETY: the event lives in the set's core.
-            unsafe { KeSetEvent(set.idle.get(), IO_NO_INCREMENT.into(), FALSE) };
+            unsafe { KeSetEvent(set.idle.get(), typed::IO_NO_INCREMENT.into(), typed::FALSE) };
         }
         task.as_ptr()
     };
@@ -532,7 +538,7 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
         event: UnsafeCell::new(KEVENT::default()),
     })?;
     // SAFETY: the event lives in the shared signal, in non-paged memory.
-    unsafe { KeInitializeEvent(signal.event.get(), SynchronizationEvent, FALSE) };
+    unsafe { KeInitializeEvent(signal.event.get(), SynchronizationEvent, typed::FALSE) };
     let raw = signal.clone().into_raw().cast::<()>();
     // SAFETY: the vtable treats the data pointer as a `Shared<Signal>` reference.
     let waker = unsafe { Waker::from_raw(RawWaker::new(raw, &SIGNAL_WAKER)) };
@@ -550,8 +556,8 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
             KeWaitForSingleObject(
                 signal.event.get().cast(),
                 Executive,
-                KernelMode,
-                FALSE,
+                typed::KernelMode,
+                typed::FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -589,7 +595,11 @@ unsafe fn wake_signal_by_ref(data: *const ()) {
     // IRQL <= DISPATCH_LEVEL, where wakers run.
     unsafe {
         let signal = Shared::borrow_raw(data.cast::<Signal>());
-        KeSetEvent(signal.event.get(), IO_NO_INCREMENT.into(), FALSE);
+        KeSetEvent(
+            signal.event.get(),
+            typed::IO_NO_INCREMENT.into(),
+            typed::FALSE,
+        );
     }
 }
 

@@ -220,7 +220,13 @@ impl ClientCore {
         list.requests -= 1;
         if list.quiet() && list.shutting_down {
             // SAFETY: the event lives in the client core, alive while `self` is.
-            unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
+            unsafe {
+                KeSetEvent(
+                    self.all_closed.get(),
+                    typed::IO_NO_INCREMENT.into(),
+                    typed::FALSE,
+                )
+            };
         }
     }
 
@@ -300,7 +306,13 @@ impl ClientCore {
         list.count -= 1;
         if list.quiet() && list.shutting_down {
             // SAFETY: the event lives in the client core, alive while a socket refers to it.
-            unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
+            unsafe {
+                KeSetEvent(
+                    self.all_closed.get(),
+                    typed::IO_NO_INCREMENT.into(),
+                    typed::FALSE,
+                )
+            };
         }
     }
 
@@ -326,7 +338,13 @@ impl ClientCore {
             list.shutting_down = true;
             if list.quiet() {
                 // SAFETY: the event lives in the core.
-                unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
+                unsafe {
+                    KeSetEvent(
+                        self.all_closed.get(),
+                        typed::IO_NO_INCREMENT.into(),
+                        typed::FALSE,
+                    )
+                };
             }
         }
         self.blocks.cancel_in_flight();
@@ -361,8 +379,8 @@ impl ClientCore {
             KeWaitForSingleObject(
                 self.all_closed.get().cast(),
                 Executive,
-                KernelMode,
-                FALSE,
+                typed::KernelMode,
+                typed::FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -497,7 +515,7 @@ impl WskClient {
         unsafe {
             info.version = (*(*core.npi.get()).Dispatch).Version;
             *core.info.get() = info;
-            KeInitializeEvent(core.all_closed.get(), NotificationEvent, FALSE);
+            KeInitializeEvent(core.all_closed.get(), NotificationEvent, typed::FALSE);
         }
         Ok(WskClient { core: Some(core) })
     }
@@ -565,7 +583,7 @@ fn end(core: Shared<ClientCore>) -> Result<()> {
     unsafe {
         IoQueueWorkItemEx(
             work_item,
-            Some(teardown_work_item),
+            wsk_sys::io_workitem_routine_ex!(teardown_work_item),
             DelayedWorkQueue,
             core.into_raw().cast_mut().cast(),
         );

@@ -301,7 +301,7 @@ impl BlockRef {
             block.refs.fetch_add(1, Ordering::Relaxed);
             IoSetCompletionRoutine(
                 irp.as_ptr(),
-                Some(complete),
+                wsk_sys::io_completion_routine!(complete),
                 self.ptr.as_ptr().cast(),
                 true,
                 true,
@@ -353,8 +353,8 @@ impl BlockRef {
             KeWaitForSingleObject(
                 block.event.get().cast(),
                 Executive,
-                KernelMode,
-                FALSE,
+                typed::KernelMode,
+                typed::FALSE,
                 timeout_ptr,
             )
         };
@@ -465,7 +465,7 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
     // `done`; the provider is finished with the scratch fields.
     unsafe {
         let block = ptr.as_ref();
-        let status = (*irp).IoStatus.u.Status;
+        let status = io_status::status(&raw const (*irp).IoStatus);
         let information = (*irp).IoStatus.Information as usize;
         *block.status.get() = status;
         *block.information.get() = information;
@@ -497,7 +497,7 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
         };
         block.done.store(true, Ordering::SeqCst);
         if block.wait_signal.load(Ordering::SeqCst) {
-            KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
+            KeSetEvent(block.event.get(), typed::IO_NETWORK_INCREMENT, typed::FALSE);
         }
         block.waker.wake();
         release(ptr);
@@ -581,7 +581,7 @@ impl BlockPool {
         })?;
         let ptr = Box::into_raw(block);
         // SAFETY: the event lives in the block, in non-paged memory, for the block's life.
-        unsafe { KeInitializeEvent((*ptr).event.get(), NotificationEvent, FALSE) };
+        unsafe { KeInitializeEvent((*ptr).event.get(), NotificationEvent, typed::FALSE) };
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the block is not published yet: exclusive access.

@@ -177,7 +177,7 @@ impl SocketCore {
             }),
         })?;
         // SAFETY: the event lives in the core, in non-paged memory, for the core's life.
-        unsafe { KeInitializeEvent(core.closed_event.get(), NotificationEvent, FALSE) };
+        unsafe { KeInitializeEvent(core.closed_event.get(), NotificationEvent, typed::FALSE) };
         core.this.store(core.as_ptr().cast_mut(), Ordering::Relaxed);
         Ok(core)
     }
@@ -281,7 +281,7 @@ impl SocketCore {
             let irp_ptr = (*self.close_irp.get()).as_ptr();
             IoSetCompletionRoutine(
                 irp_ptr,
-                Some(close_complete),
+                wsk_sys::io_completion_routine!(close_complete),
                 self.as_ptr().cast_mut().cast(),
                 true,
                 true,
@@ -300,7 +300,13 @@ impl SocketCore {
         self.close_status.store(status, Ordering::Relaxed);
         self.closed.store(true, Ordering::SeqCst);
         // SAFETY: the event lives in the core, alive while `self` is.
-        unsafe { KeSetEvent(self.closed_event.get(), IO_NO_INCREMENT.into(), FALSE) };
+        unsafe {
+            KeSetEvent(
+                self.closed_event.get(),
+                typed::IO_NO_INCREMENT.into(),
+                typed::FALSE,
+            )
+        };
         self.closed_waker.wake();
     }
 
@@ -362,7 +368,7 @@ impl Drop for SocketGuard<'_> {
 pub(crate) unsafe fn complete_unissued(irp: PIRP, status: NTSTATUS) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        (*irp).IoStatus.u.Status = status;
+        io_status::set_status(&raw mut (*irp).IoStatus, status);
         (*irp).IoStatus.Information = 0;
         let location = IoGetNextIrpStackLocation(irp);
         if let Some(routine) = (*location).CompletionRoutine {
@@ -386,7 +392,7 @@ unsafe extern "system" fn close_complete(
     unsafe {
         let core = Shared::<SocketCore>::from_raw(context.cast::<SocketCore>());
         core.client.unlink(&core);
-        core.mark_closed((*irp).IoStatus.u.Status);
+        core.mark_closed(io_status::status(&raw const (*irp).IoStatus));
         // No callback runs after the close: the handler goes now, not with the core's last
         // reference — what it owns (an operation on this very socket, say) would otherwise
         // keep the core, and so the handler, alive for good.
@@ -440,8 +446,8 @@ impl Close {
             KeWaitForSingleObject(
                 self.core.closed_event.get().cast(),
                 Executive,
-                KernelMode,
-                FALSE,
+                typed::KernelMode,
+                typed::FALSE,
                 core::ptr::null_mut(),
             );
         }
