@@ -11,12 +11,12 @@
 //!
 //! | Value | Type | Parameter that takes it |
 //! |---|---|---|
-//! | `PASSIVE_LEVEL`, `APC_LEVEL`, `DISPATCH_LEVEL` | [`KIRQL`] | `KeReleaseSpinLock`'s `NewIrql`, comparisons with `KeGetCurrentIrql` |
-//! | `TRUE`, `FALSE` | [`BOOLEAN`] | `KeSetEvent`'s `Wait`, `IoAllocateIrp`'s `ChargeQuota`, ... |
-//! | `KernelMode`, `UserMode` | [`KPROCESSOR_MODE`] | `KeWaitForSingleObject`'s `WaitMode`, `MmProbeAndLockPages`'s `AccessMode` |
-//! | `IO_NO_INCREMENT` | [`CCHAR`] | `IofCompleteRequest`'s `PriorityBoost` |
-//! | `IO_NETWORK_INCREMENT` | [`KPRIORITY`] | `KeSetEvent`'s `Increment` |
-//! | `LowPagePriority`, `NormalPagePriority`, `HighPagePriority`, `MdlMappingNoExecute` | [`ULONG`] | `MmGetSystemAddressForMdlSafe`'s `Priority` (combined with `\|`) |
+//! | `PASSIVE_LEVEL`, `APC_LEVEL`, `DISPATCH_LEVEL` | [`KIRQL`](crate::KIRQL) | `KeReleaseSpinLock`'s `NewIrql`, comparisons with `KeGetCurrentIrql` |
+//! | `TRUE`, `FALSE` | [`BOOLEAN`](crate::BOOLEAN) | `KeSetEvent`'s `Wait`, `IoAllocateIrp`'s `ChargeQuota`, ... |
+//! | `KernelMode`, `UserMode` | [`KPROCESSOR_MODE`](crate::KPROCESSOR_MODE) | `KeWaitForSingleObject`'s `WaitMode`, `MmProbeAndLockPages`'s `AccessMode` |
+//! | `IO_NO_INCREMENT` | [`CCHAR`](crate::CCHAR) | `IofCompleteRequest`'s `PriorityBoost` |
+//! | `IO_NETWORK_INCREMENT` | [`KPRIORITY`](crate::KPRIORITY) | `KeSetEvent`'s `Increment` |
+//! | `LowPagePriority`, `NormalPagePriority`, `HighPagePriority`, `MdlMappingNoExecute` | [`ULONG`](crate::ULONG) | `MmGetSystemAddressForMdlSafe`'s `Priority` (combined with `\|`) |
 
 #![allow(non_upper_case_globals)]
 
