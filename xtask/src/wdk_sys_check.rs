@@ -371,7 +371,13 @@ impl Generated {
                     let ours = traits(&stand_in.items, &name);
                     match generated.records.get(tag) {
                         None => problems.push(format!("structure {name}: {tag} not generated")),
-                        Some(()) if tag == name => {
+                        Some(generated_members) if tag == name => {
+                            problems.extend(compare_members(
+                                &name,
+                                item,
+                                generated_members,
+                                &aliases,
+                            ));
                             let theirs = if COMPLETE_IN_WDK.contains(&name.as_str()) {
                                 PLAIN_DATA.iter().map(|t| t.to_string()).collect()
                             } else {
@@ -385,7 +391,7 @@ impl Generated {
                             }
                         }
                         // An anonymous member's type: plain data, as bindgen makes it.
-                        Some(()) => {
+                        Some(_) => {
                             if !["Copy", "Clone", "Default"]
                                 .iter()
                                 .all(|t| ours.contains(*t))
@@ -591,6 +597,50 @@ fn traits(items: &[syn::Item], name: &str) -> std::collections::BTreeSet<String>
     traits
 }
 
+/// The named members of a structure or union and their types.
+fn members<'a>(fields: impl Iterator<Item = &'a syn::Field>) -> Vec<(String, syn::Type)> {
+    fields
+        .filter_map(|field| Some((field.ident.as_ref()?.to_string(), field.ty.clone())))
+        .collect()
+}
+
+/// The members the stand-in spells out against the generated structure's: each must be a
+/// generated member of the same name and type. Not compared: the WDK's anonymous members
+/// (`__bindgen_anon_N`, which `wsk-sys`'s headers name), members whose type is one of theirs
+/// (`<tag>__bindgen_ty_N`), and fillers.
+fn compare_members(
+    name: &str,
+    item: &syn::Item,
+    generated: &[(String, syn::Type)],
+    aliases: &Aliases,
+) -> Vec<String> {
+    let ours = match item {
+        syn::Item::Struct(record) => members(record.fields.iter()),
+        syn::Item::Union(record) => members(record.fields.named.iter()),
+        _ => return Vec::new(),
+    };
+    let mut problems = Vec::new();
+    for (member, ty) in ours {
+        let spelled = quote::ToTokens::to_token_stream(&ty).to_string();
+        if member.starts_with("__bindgen_anon_")
+            || spelled.contains("__bindgen_ty_")
+            || spelled.starts_with("Filler")
+        {
+            continue;
+        }
+        match generated.iter().find(|(theirs, _)| *theirs == member) {
+            Some((_, theirs)) => {
+                let (ours, theirs) = (aliases.resolve(&ty), aliases.resolve(theirs));
+                if ours != theirs {
+                    problems.push(format!("{name}::{member}: `{ours}`, generated `{theirs}`"));
+                }
+            }
+            None => problems.push(format!("{name}::{member}: not a generated member")),
+        }
+    }
+    problems
+}
+
 /// The name an item defines, if it is one the root indexes.
 fn item_name(item: &syn::Item) -> Option<String> {
     match item {
@@ -633,7 +683,8 @@ struct Index {
     types: std::collections::HashMap<String, syn::Type>,
     values: std::collections::HashMap<String, Option<i128>>,
     const_types: std::collections::HashMap<String, syn::Type>,
-    records: std::collections::HashMap<String, ()>,
+    /// Structures and unions, with their named members and types.
+    records: std::collections::HashMap<String, Vec<(String, syn::Type)>>,
     modules: std::collections::HashMap<String, Vec<syn::Item>>,
     uses: std::collections::HashSet<String>,
 }
@@ -656,9 +707,15 @@ impl Index {
                         .const_types
                         .insert(constant.ident.to_string(), (*constant.ty).clone());
                 }
-                syn::Item::Struct(syn::ItemStruct { ident, .. })
-                | syn::Item::Union(syn::ItemUnion { ident, .. }) => {
-                    index.records.insert(ident.to_string(), ());
+                syn::Item::Struct(syn::ItemStruct { ident, fields, .. }) => {
+                    index
+                        .records
+                        .insert(ident.to_string(), members(fields.iter()));
+                }
+                syn::Item::Union(syn::ItemUnion { ident, fields, .. }) => {
+                    index
+                        .records
+                        .insert(ident.to_string(), members(fields.named.iter()));
                 }
                 syn::Item::Mod(module) => {
                     let items = module.content.as_ref().map(|(_, items)| items.clone());
@@ -743,8 +800,8 @@ mod tests {
     use super::*;
 
     /// The check passes on the stand-in as committed, and reports each way an item can differ
-    /// from what wdk-sys's generator makes: a type, an ABI, a parameter, a value, an item it
-    /// does not make, a missing trait.
+    /// from what wdk-sys's generator makes: a type, an ABI, a parameter, a value, an item or a
+    /// member it does not make, a member's type, a missing trait.
     #[test]
     fn the_stand_in_matches_and_every_kind_of_difference_is_reported() {
         crate::bindings::prepare_libclang().unwrap();
@@ -793,6 +850,16 @@ mod tests {
                 "pub type KIRQL = UCHAR;",
                 "pub type KIRQL = UCHAR;\npub const NOT_IN_THE_WDK: u32 = 1;",
                 "const NOT_IN_THE_WDK: not generated",
+            ),
+            (
+                "    pub ByteCount: ULONG,",
+                "    pub ByteCount: USHORT,",
+                "_MDL::ByteCount: `core::ffi::c_ushort`, generated `core::ffi::c_ulong`",
+            ),
+            (
+                "    pub MappedSystemVa: PVOID,",
+                "    pub MappedVa: PVOID,",
+                "_MDL::MappedVa: not a generated member",
             ),
             (
                 "    _KEVENT,\n",

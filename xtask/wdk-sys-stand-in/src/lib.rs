@@ -7,7 +7,8 @@
 //! are in `ntddk` and use the `"C"` ABI (bindgen's for the WDK's 64-bit routines), and the
 //! WDK's anonymous members are `__bindgen_anon_N`. A structure has the WDK's size and
 //! alignment; its members are spelled out where `wsk-sys` or `wsk` touches them, the others are
-//! a private filler of the same size.
+//! a private filler of the same size. `cargo xtask wdk-sys-check` compares every item with
+//! what wdk-sys's generator makes of the same declarations (see `README.md`).
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, missing_docs)]
 
