@@ -5,6 +5,8 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, KernelMode};
 
 use crate::irql::{Irql, require_at_most};
 use crate::{Error, Result};
@@ -130,7 +132,7 @@ impl Buf {
             return Err(Error::INSUFFICIENT_RESOURCES);
         };
         // SAFETY: the MDL describes kernel memory the vector owns; the IRQL allows paging in.
-        unsafe { MmProbeAndLockPages(mdl.as_ptr(), typed::KernelMode, IoModifyAccess) };
+        unsafe { MmProbeAndLockPages(mdl.as_ptr(), KernelMode, IoModifyAccess) };
         Ok(Buf {
             data,
             len,
@@ -337,8 +339,8 @@ unsafe fn allocate_mdl(data: NonNull<u8>, length: usize) -> Option<NonNull<MDL>>
         IoAllocateMdl(
             data.as_ptr().cast(),
             length as ULONG,
-            typed::FALSE,
-            typed::FALSE,
+            FALSE,
+            FALSE,
             core::ptr::null_mut(),
         )
     };

@@ -5,6 +5,8 @@ use core::marker::PhantomData;
 use core::net::SocketAddr;
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{MdlMappingNoExecute, NormalPagePriority};
 
 use crate::connection::ConnectionSocket;
 use crate::datagram::DatagramSocket;
@@ -39,10 +41,7 @@ unsafe fn wsk_buf_chunks<'a>(buf: &'a WSK_BUF) -> impl Iterator<Item = Result<&'
             let take = (count - offset).min(remaining);
             // SAFETY: as above; the mapping of a resident MDL is valid for its lifetime.
             let base = unsafe {
-                MmGetSystemAddressForMdlSafe(
-                    mdl,
-                    typed::NormalPagePriority | typed::MdlMappingNoExecute,
-                )
+                MmGetSystemAddressForMdlSafe(mdl, NormalPagePriority | MdlMappingNoExecute)
             };
             if base.is_null() {
                 remaining = 0;

@@ -3,6 +3,8 @@
 use core::ptr::NonNull;
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::FALSE;
 
 use crate::irql::{Irql, require_at_most};
 use crate::{Error, Result};
@@ -39,7 +41,7 @@ impl Irp {
     pub fn new() -> Result<Irp> {
         require_at_most(Irql::DISPATCH)?;
         // SAFETY: IoAllocateIrp has no preconditions beyond the IRQL checked above.
-        let raw = unsafe { IoAllocateIrp(1, typed::FALSE) };
+        let raw = unsafe { IoAllocateIrp(1, FALSE) };
         NonNull::new(raw)
             .map(|ptr| Irp { ptr })
             .ok_or(Error::INSUFFICIENT_RESOURCES)

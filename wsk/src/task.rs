@@ -18,6 +18,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode, TRUE};
 
 use crate::client::DriverObject;
 use crate::heap::try_box;
@@ -165,8 +167,8 @@ impl TaskSet {
         };
         // SAFETY: the events live in the set's core, in non-paged memory.
         unsafe {
-            KeInitializeEvent(core.idle.get(), NotificationEvent, typed::TRUE);
-            KeInitializeEvent(core.work_item_idle.get(), NotificationEvent, typed::TRUE);
+            KeInitializeEvent(core.idle.get(), NotificationEvent, TRUE);
+            KeInitializeEvent(core.work_item_idle.get(), NotificationEvent, TRUE);
         }
         Ok(TaskSet { core })
     }
@@ -253,8 +255,8 @@ impl TaskSet {
             KeWaitForSingleObject(
                 self.core.idle.get().cast(),
                 Executive,
-                typed::KernelMode,
-                typed::FALSE,
+                KernelMode,
+                FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -275,8 +277,8 @@ impl Drop for TaskSet {
             KeWaitForSingleObject(
                 self.core.work_item_idle.get().cast(),
                 Executive,
-                typed::KernelMode,
-                typed::FALSE,
+                KernelMode,
+                FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -462,13 +464,7 @@ unsafe extern "system" fn continue_deferred(
     }
     if set.work_item_runs.fetch_sub(1, Ordering::AcqRel) == 1 {
         // SAFETY: the event lives in the set's core, kept alive by `set`.
-        unsafe {
-            KeSetEvent(
-                set.work_item_idle.get(),
-                typed::IO_NO_INCREMENT.into(),
-                typed::FALSE,
-            )
-        };
+        unsafe { KeSetEvent(set.work_item_idle.get(), IO_NO_INCREMENT.into(), FALSE) };
     }
 }
 
@@ -490,7 +486,7 @@ fn retire(task: &Shared<Task>) {
         }
         if set.live.fetch_sub(1, Ordering::AcqRel) == 1 {
             // SAFETY: the event lives in the set's core.
-            unsafe { KeSetEvent(set.idle.get(), typed::IO_NO_INCREMENT.into(), typed::FALSE) };
+            unsafe { KeSetEvent(set.idle.get(), IO_NO_INCREMENT.into(), FALSE) };
         }
         task.as_ptr()
     };
@@ -538,7 +534,7 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
         event: UnsafeCell::new(KEVENT::default()),
     })?;
     // SAFETY: the event lives in the shared signal, in non-paged memory.
-    unsafe { KeInitializeEvent(signal.event.get(), SynchronizationEvent, typed::FALSE) };
+    unsafe { KeInitializeEvent(signal.event.get(), SynchronizationEvent, FALSE) };
     let raw = signal.clone().into_raw().cast::<()>();
     // SAFETY: the vtable treats the data pointer as a `Shared<Signal>` reference.
     let waker = unsafe { Waker::from_raw(RawWaker::new(raw, &SIGNAL_WAKER)) };
@@ -556,8 +552,8 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
             KeWaitForSingleObject(
                 signal.event.get().cast(),
                 Executive,
-                typed::KernelMode,
-                typed::FALSE,
+                KernelMode,
+                FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -595,11 +591,7 @@ unsafe fn wake_signal_by_ref(data: *const ()) {
     // IRQL <= DISPATCH_LEVEL, where wakers run.
     unsafe {
         let signal = Shared::borrow_raw(data.cast::<Signal>());
-        KeSetEvent(
-            signal.event.get(),
-            typed::IO_NO_INCREMENT.into(),
-            typed::FALSE,
-        );
+        KeSetEvent(signal.event.get(), IO_NO_INCREMENT.into(), FALSE);
     }
 }
 

@@ -6,6 +6,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode};
 
 use super::completion::BlockPool;
 use super::shared::Shared;
@@ -220,13 +222,7 @@ impl ClientCore {
         list.requests -= 1;
         if list.quiet() && list.shutting_down {
             // SAFETY: the event lives in the client core, alive while `self` is.
-            unsafe {
-                KeSetEvent(
-                    self.all_closed.get(),
-                    typed::IO_NO_INCREMENT.into(),
-                    typed::FALSE,
-                )
-            };
+            unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
         }
     }
 
@@ -306,13 +302,7 @@ impl ClientCore {
         list.count -= 1;
         if list.quiet() && list.shutting_down {
             // SAFETY: the event lives in the client core, alive while a socket refers to it.
-            unsafe {
-                KeSetEvent(
-                    self.all_closed.get(),
-                    typed::IO_NO_INCREMENT.into(),
-                    typed::FALSE,
-                )
-            };
+            unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
         }
     }
 
@@ -338,13 +328,7 @@ impl ClientCore {
             list.shutting_down = true;
             if list.quiet() {
                 // SAFETY: the event lives in the core.
-                unsafe {
-                    KeSetEvent(
-                        self.all_closed.get(),
-                        typed::IO_NO_INCREMENT.into(),
-                        typed::FALSE,
-                    )
-                };
+                unsafe { KeSetEvent(self.all_closed.get(), IO_NO_INCREMENT.into(), FALSE) };
             }
         }
         self.blocks.cancel_in_flight();
@@ -379,8 +363,8 @@ impl ClientCore {
             KeWaitForSingleObject(
                 self.all_closed.get().cast(),
                 Executive,
-                typed::KernelMode,
-                typed::FALSE,
+                KernelMode,
+                FALSE,
                 core::ptr::null_mut(),
             );
         }
@@ -515,7 +499,7 @@ impl WskClient {
         unsafe {
             info.version = (*(*core.npi.get()).Dispatch).Version;
             *core.info.get() = info;
-            KeInitializeEvent(core.all_closed.get(), NotificationEvent, typed::FALSE);
+            KeInitializeEvent(core.all_closed.get(), NotificationEvent, FALSE);
         }
         Ok(WskClient { core: Some(core) })
     }

@@ -23,6 +23,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, Ordering, f
 
 use atomic_waker::AtomicWaker;
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NETWORK_INCREMENT, KernelMode};
 
 use super::callback::CallbackScope;
 use super::client::ClientCore;
@@ -353,8 +355,8 @@ impl BlockRef {
             KeWaitForSingleObject(
                 block.event.get().cast(),
                 Executive,
-                typed::KernelMode,
-                typed::FALSE,
+                KernelMode,
+                FALSE,
                 timeout_ptr,
             )
         };
@@ -497,7 +499,7 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
         };
         block.done.store(true, Ordering::SeqCst);
         if block.wait_signal.load(Ordering::SeqCst) {
-            KeSetEvent(block.event.get(), typed::IO_NETWORK_INCREMENT, typed::FALSE);
+            KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
         }
         block.waker.wake();
         release(ptr);
@@ -581,7 +583,7 @@ impl BlockPool {
         })?;
         let ptr = Box::into_raw(block);
         // SAFETY: the event lives in the block, in non-paged memory, for the block's life.
-        unsafe { KeInitializeEvent((*ptr).event.get(), NotificationEvent, typed::FALSE) };
+        unsafe { KeInitializeEvent((*ptr).event.get(), NotificationEvent, FALSE) };
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the block is not published yet: exclusive access.

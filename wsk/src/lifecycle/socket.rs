@@ -10,6 +10,8 @@ use core::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode};
 
 use super::callback::CallbackScope;
 use super::client::ClientCore;
@@ -177,7 +179,7 @@ impl SocketCore {
             }),
         })?;
         // SAFETY: the event lives in the core, in non-paged memory, for the core's life.
-        unsafe { KeInitializeEvent(core.closed_event.get(), NotificationEvent, typed::FALSE) };
+        unsafe { KeInitializeEvent(core.closed_event.get(), NotificationEvent, FALSE) };
         core.this.store(core.as_ptr().cast_mut(), Ordering::Relaxed);
         Ok(core)
     }
@@ -300,13 +302,7 @@ impl SocketCore {
         self.close_status.store(status, Ordering::Relaxed);
         self.closed.store(true, Ordering::SeqCst);
         // SAFETY: the event lives in the core, alive while `self` is.
-        unsafe {
-            KeSetEvent(
-                self.closed_event.get(),
-                typed::IO_NO_INCREMENT.into(),
-                typed::FALSE,
-            )
-        };
+        unsafe { KeSetEvent(self.closed_event.get(), IO_NO_INCREMENT.into(), FALSE) };
         self.closed_waker.wake();
     }
 
@@ -446,8 +442,8 @@ impl Close {
             KeWaitForSingleObject(
                 self.core.closed_event.get().cast(),
                 Executive,
-                typed::KernelMode,
-                typed::FALSE,
+                KernelMode,
+                FALSE,
                 core::ptr::null_mut(),
             );
         }
