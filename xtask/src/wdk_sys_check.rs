@@ -270,9 +270,9 @@ enum Source {
     WdkDeclarations,
 }
 
-/// The generation for one architecture (`XTASK_WDK_SYS_DUMP=<dir>` writes each generated
-/// text there, to read what the stand-in is compared with): the root (`types.rs` and `constants.rs`: types and
-/// variables) and `ntddk` (everything else: the routines), parsed.
+/// The generation for one architecture: the root (`types.rs` and `constants.rs`: types and
+/// variables) and `ntddk` (everything else: the routines), parsed. `XTASK_WDK_SYS_DUMP=<dir>`
+/// writes each generated text there, to read what the stand-in is compared with.
 struct Generated {
     root: Vec<syn::Item>,
     ntddk: Vec<syn::Item>,
@@ -289,6 +289,19 @@ impl Generated {
                 .generate()
                 .map_err(|e| format!("bindgen failed for {}: {e}", arch.triple))?
                 .to_string();
+            if let Some(dir) = std::env::var_os("XTASK_WDK_SYS_DUMP") {
+                let source = match source {
+                    Source::WskSys => "wsk-sys",
+                    Source::WdkDeclarations => "wdk_declarations",
+                };
+                let part = if config.contains(CodegenConfig::TYPES) {
+                    "root"
+                } else {
+                    "ntddk"
+                };
+                let name = format!("{}-{source}-{part}.rs", arch.dir);
+                fs::write(Path::new(&dir).join(name), &text)?;
+            }
             Ok(syn::parse_file(&text)?.items)
         };
         let root = CodegenConfig::TYPES | CodegenConfig::VARS;
