@@ -125,8 +125,10 @@ fn routines(irp: PIRP, mdl: PMDL) {
 
 /// Compares the stand-in's items with what wdk-sys 0.5's generator makes of the same
 /// declarations: bindgen with `wdk-build` 0.5's settings (see [`wdk_builder`]) run over
-/// `wsk-sys`'s kernel base headers, split as `wdk-sys` splits it (types and constants at the
-/// root, routines in `ntddk`), for both architectures. Every item the stand-in defines must be
+/// `wsk-sys`'s kernel base headers and over `wdk_declarations.h` (the WDK's own form of the
+/// values and enumerations those headers declare otherwise), split as `wdk-sys` splits it
+/// (types and constants at the root, routines in `ntddk`), for both architectures. Every item
+/// the stand-in defines must be
 /// one the generation produces — with the same type, signature, ABI and value — or one of the
 /// few `wdk-sys` writes by hand ([`HAND_WRITTEN`]) or that mirror bindgen's naming of the
 /// WDK's anonymous members (`<tag>__bindgen_ty_N`, whose `<tag>` must be generated).
