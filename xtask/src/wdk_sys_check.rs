@@ -7,7 +7,9 @@
 //! twice would be ambiguous and fail the build).
 //!
 //! By default `wdk-sys` is the stand-in of `xtask/wdk-sys-stand-in` (see its README), through
-//! `[patch.crates-io]`, built `--offline`: `cargo check` needs no WDK and no network. Before
+//! `[patch.crates-io]`, built `--offline` (`cargo check` needs no WDK and no network) with clippy
+//! over every local crate and warnings denied, so the feature's side of `wsk-sys` and `wsk`
+//! keeps the default build's lints. Before
 //! the build, [`compare_stand_in`] checks that every item of the stand-in is what wdk-sys's
 //! generator makes of the same declarations. With `--real` (Windows with the WDK), the probe
 //! builds against wdk-sys 0.5 from crates.io instead.
@@ -51,12 +53,33 @@ pub fn check(real: bool) -> Result<()> {
         if real {
             cargo.arg("--release");
         } else {
-            cargo.arg("--offline");
+            // Clippy over every crate of the build, warnings denied: the feature's side of
+            // `wsk-sys` and `wsk` (code no other build compiles) is held to the lints of the
+            // default one. Registry crates are capped by cargo as always.
+            cargo
+                .arg("--offline")
+                .env("RUSTC_WRAPPER", clippy_driver()?)
+                .env("RUSTFLAGS", "-D warnings");
         }
         cargo.env("CARGO_TARGET_DIR", scratch.join("target"));
         run(&mut cargo)?;
     }
     Ok(())
+}
+
+/// The `clippy-driver` of the toolchain that runs xtask (beside its `cargo`).
+fn clippy_driver() -> Result<PathBuf> {
+    let cargo = PathBuf::from(std::env::var_os("CARGO").ok_or("CARGO is not set")?);
+    let driver = cargo.with_file_name(format!("clippy-driver{}", std::env::consts::EXE_SUFFIX));
+    if driver.is_file() {
+        Ok(driver)
+    } else {
+        Err(format!(
+            "{} not found: install clippy for this toolchain (rustup component add clippy)",
+            driver.display()
+        )
+        .into())
+    }
 }
 
 fn write_probe(root: &Path, scratch: &Path, real: bool) -> Result<()> {
