@@ -9,10 +9,10 @@
 //! By default `wdk-sys` is the stand-in of `xtask/wdk-sys-stand-in` (see its README), through
 //! `[patch.crates-io]`, built `--offline` (`cargo check` needs no WDK and no network) with clippy
 //! over every local crate and warnings denied, so the feature's side of `wsk-sys` and `wsk`
-//! keeps the default build's lints. Before
-//! the build, [`compare_stand_in`] checks that every item of the stand-in is what wdk-sys's
-//! generator makes of the same declarations. With `--real` (Windows with the WDK), the probe
-//! builds against wdk-sys 0.5 from crates.io instead.
+//! keeps the default build's lints. Before the build, [`compare_stand_in`] checks that every
+//! item of the stand-in is what wdk-sys's generator makes of the same declarations. With
+//! `--real` (Windows with the WDK), the probe builds against wdk-sys 0.5 from crates.io
+//! instead.
 
 use std::fs;
 use std::path::{Path, PathBuf};
