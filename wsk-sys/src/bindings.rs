@@ -16,8 +16,12 @@
     clippy::ptr_offset_with_cast,
     clippy::too_many_arguments
 )]
-// With the `wdk-sys` feature only the layout checks of `abi.rs` read it.
-#[cfg_attr(all(windows, feature = "wdk-sys"), allow(dead_code))]
+// With the `wdk-sys` feature only the layout checks of `abi.rs` read it; its items are then
+// not exported, which clippy's acronym lint (silent on exported names) would flag.
+#[cfg_attr(
+    all(windows, feature = "wdk-sys"),
+    allow(dead_code, clippy::upper_case_acronyms)
+)]
 pub(crate) mod own_base {
     #[cfg(target_arch = "aarch64")]
     include!("bindings/aarch64/base.rs");

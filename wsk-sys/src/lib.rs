@@ -53,13 +53,20 @@
 //! for each name. The inline routines and macros the WDK defines in its headers
 //! ([`IoSetCompletionRoutine`], [`IoGetCurrentIrpStackLocation`],
 //! [`MmGetSystemAddressForMdlSafe`], [`KeGetCurrentIrql`], ...), which `wdk-sys` does not
-//! provide, stay here, written over `wdk-sys`'s types. Differences that follow from
-//! `wdk-sys`'s generation: `#define` values are `u32` (`DISPATCH_LEVEL`, `FALSE`, the `SL_*`
-//! and `MDL_*` flags) and enumeration members `i32` (`KernelMode`), so a caller casts them to
-//! the parameter's type (`FALSE as BOOLEAN`); routine pointer types use the `"C"` ABI (the
-//! calling convention of `"system"` on 64-bit targets); anonymous members are
-//! `__bindgen_anon_N` (read a request's status with [`io_status::status`], which works over
-//! either base). The safe `wsk` crate does not support the feature yet.
+//! provide, stay here, written over `wdk-sys`'s types. The safe `wsk` crate builds over either
+//! base: `--features wsk-sys/wdk-sys` gives a driver `wsk` over `wdk-sys`'s types.
+//!
+//! Differences that follow from `wdk-sys`'s generation, and what works over both bases:
+//! - `#define` values are `u32` (`DISPATCH_LEVEL`, `FALSE`, the `SL_*` and `MDL_*` flags) and
+//!   enumeration members `c_int` (`KernelMode`, `NormalPagePriority`); [`typed`] holds the
+//!   ones routines take, typed as the parameter (`typed::FALSE` is a `BOOLEAN`,
+//!   `typed::DISPATCH_LEVEL` a `KIRQL`) with either base;
+//! - routine pointer types use the `"C"` ABI (the calling convention of `"system"` on 64-bit
+//!   targets, but another Rust type); [`io_completion_routine!`] and
+//!   [`io_workitem_routine_ex!`] make the pointer of an `extern "system"` routine with either
+//!   base (see [`routine_pointer`]);
+//! - anonymous members are `__bindgen_anon_N`: read or write a request's status with
+//!   [`io_status::status`] and [`io_status::set_status`].
 //!
 //! [bindgen]: https://github.com/rust-lang/rust-bindgen
 #![no_std]
@@ -83,9 +90,11 @@ mod irql;
 mod mdl;
 mod object_attributes;
 pub mod pool;
+pub mod routine_pointer;
 mod spin_lock;
 #[cfg(not(all(windows, feature = "wdk-sys")))]
 mod status;
+pub mod typed;
 mod version;
 
 pub use bindings::base::*;

@@ -5,6 +5,8 @@ use core::mem::MaybeUninit;
 use core::ptr::NonNull;
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, KernelMode};
 
 use crate::irql::{Irql, require_at_most};
 use crate::{Error, Result};

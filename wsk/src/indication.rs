@@ -5,6 +5,8 @@ use core::marker::PhantomData;
 use core::net::SocketAddr;
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{MdlMappingNoExecute, NormalPagePriority};
 
 use crate::connection::ConnectionSocket;
 use crate::datagram::DatagramSocket;

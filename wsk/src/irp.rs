@@ -3,6 +3,8 @@
 use core::ptr::NonNull;
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::FALSE;
 
 use crate::irql::{Irql, require_at_most};
 use crate::{Error, Result};
@@ -62,7 +64,7 @@ impl Irp {
     #[must_use]
     pub fn status(&self) -> NTSTATUS {
         // SAFETY: the IRP is live; the status field is plain data.
-        unsafe { (*self.ptr.as_ptr()).IoStatus.u.Status }
+        unsafe { io_status::status(&raw const (*self.ptr.as_ptr()).IoStatus) }
     }
 
     /// Request-dependent result of the last request (`IoStatus.Information`): bytes

@@ -5,7 +5,8 @@
 //! operation, name resolution) check the IRQL and return [`Error::IRQL_TOO_HIGH`] instead of
 //! waiting where waiting is forbidden.
 
-use wsk_sys::{APC_LEVEL, DISPATCH_LEVEL, KIRQL, KeGetCurrentIrql, PASSIVE_LEVEL};
+use wsk_sys::typed::{APC_LEVEL, DISPATCH_LEVEL, PASSIVE_LEVEL};
+use wsk_sys::{KIRQL, KeGetCurrentIrql};
 
 use crate::{Error, Result};
 

@@ -6,9 +6,8 @@ use core::ops::{Deref, DerefMut};
 
 use core::sync::atomic::Ordering;
 
-use wsk_sys::{
-    DISPATCH_LEVEL, KIRQL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeLowerIrql, KeReleaseSpinLock,
-};
+use wsk_sys::typed::DISPATCH_LEVEL;
+use wsk_sys::{KIRQL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeLowerIrql, KeReleaseSpinLock};
 
 use crate::per_thread::{self, ThreadRecord};
 

@@ -18,6 +18,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicUsize, Ordering
 use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode, TRUE};
 
 use crate::client::DriverObject;
 use crate::heap::try_box;
@@ -420,7 +422,7 @@ fn defer(task: &Shared<Task>) {
         unsafe {
             IoQueueWorkItemEx(
                 set.work_item.load(Ordering::Acquire),
-                Some(continue_deferred),
+                wsk_sys::io_workitem_routine_ex!(continue_deferred),
                 DelayedWorkQueue,
                 context.cast_mut().cast(),
             );

@@ -73,9 +73,11 @@ commands:
                               wsk-sys, 64 connections x 1 MiB byte-checked: throughput
                               ratio (printed, not asserted) and instructions per echoed
                               byte under callgrind, with wsk's excess by function
-  wdk-sys-check [--real]      compile wsk-sys with its wdk-sys feature for both Windows
-                              targets against the stand-in of xtask/wdk-sys-stand-in
-                              (--real: against wdk-sys 0.5, on Windows with the WDK)
+  wdk-sys-check [--real]      compile wsk-sys with its wdk-sys feature, and wsk over it, for
+                              both Windows targets against the stand-in of
+                              xtask/wdk-sys-stand-in, after comparing the stand-in with
+                              wdk-sys's generation of the same declarations (--real:
+                              against wdk-sys 0.5, on Windows with the WDK)
   test [--host]               the whole test suite: every check of the Linux CI job
                               (--host: only the tests that run in user mode, as on the
                               Windows CI job)

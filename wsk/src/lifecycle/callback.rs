@@ -18,7 +18,8 @@
 
 use core::sync::atomic::Ordering;
 
-use wsk_sys::{DISPATCH_LEVEL, KIRQL, KeGetCurrentIrql, KeLowerIrql, KeRaiseIrqlToDpcLevel};
+use wsk_sys::typed::DISPATCH_LEVEL;
+use wsk_sys::{KIRQL, KeGetCurrentIrql, KeLowerIrql, KeRaiseIrqlToDpcLevel};
 
 use crate::irql::Irql;
 use crate::per_thread::{self, ThreadRecord};

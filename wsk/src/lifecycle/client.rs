@@ -6,6 +6,8 @@ use core::ptr::NonNull;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode};
 
 use super::completion::BlockPool;
 use super::shared::Shared;
@@ -565,7 +567,7 @@ fn end(core: Shared<ClientCore>) -> Result<()> {
     unsafe {
         IoQueueWorkItemEx(
             work_item,
-            Some(teardown_work_item),
+            wsk_sys::io_workitem_routine_ex!(teardown_work_item),
             DelayedWorkQueue,
             core.into_raw().cast_mut().cast(),
         );

@@ -23,6 +23,8 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, Ordering, f
 
 use atomic_waker::AtomicWaker;
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NETWORK_INCREMENT, KernelMode};
 
 use super::callback::CallbackScope;
 use super::client::ClientCore;
@@ -301,7 +303,7 @@ impl BlockRef {
             block.refs.fetch_add(1, Ordering::Relaxed);
             IoSetCompletionRoutine(
                 irp.as_ptr(),
-                Some(complete),
+                wsk_sys::io_completion_routine!(complete),
                 self.ptr.as_ptr().cast(),
                 true,
                 true,
@@ -465,7 +467,7 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
     // `done`; the provider is finished with the scratch fields.
     unsafe {
         let block = ptr.as_ref();
-        let status = (*irp).IoStatus.u.Status;
+        let status = io_status::status(&raw const (*irp).IoStatus);
         let information = (*irp).IoStatus.Information as usize;
         *block.status.get() = status;
         *block.information.get() = information;

@@ -10,6 +10,8 @@ use core::task::{Context, Poll};
 
 use atomic_waker::AtomicWaker;
 use wsk_sys::*;
+// With either kernel base, typed as the parameters that take them.
+use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode};
 
 use super::callback::CallbackScope;
 use super::client::ClientCore;
@@ -281,7 +283,7 @@ impl SocketCore {
             let irp_ptr = (*self.close_irp.get()).as_ptr();
             IoSetCompletionRoutine(
                 irp_ptr,
-                Some(close_complete),
+                wsk_sys::io_completion_routine!(close_complete),
                 self.as_ptr().cast_mut().cast(),
                 true,
                 true,
@@ -362,7 +364,7 @@ impl Drop for SocketGuard<'_> {
 pub(crate) unsafe fn complete_unissued(irp: PIRP, status: NTSTATUS) {
     // SAFETY: forwarded from the caller.
     unsafe {
-        (*irp).IoStatus.u.Status = status;
+        io_status::set_status(&raw mut (*irp).IoStatus, status);
         (*irp).IoStatus.Information = 0;
         let location = IoGetNextIrpStackLocation(irp);
         if let Some(routine) = (*location).CompletionRoutine {
@@ -386,7 +388,7 @@ unsafe extern "system" fn close_complete(
     unsafe {
         let core = Shared::<SocketCore>::from_raw(context.cast::<SocketCore>());
         core.client.unlink(&core);
-        core.mark_closed((*irp).IoStatus.u.Status);
+        core.mark_closed(io_status::status(&raw const (*irp).IoStatus));
         // No callback runs after the close: the handler goes now, not with the core's last
         // reference — what it owns (an operation on this very socket, say) would otherwise
         // keep the core, and so the handler, alive for good.

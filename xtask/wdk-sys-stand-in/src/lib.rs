@@ -7,13 +7,11 @@
 //! are in `ntddk` and use the `"C"` ABI (bindgen's for the WDK's 64-bit routines), and the
 //! WDK's anonymous members are `__bindgen_anon_N`. A structure has the WDK's size and
 //! alignment; its members are spelled out where `wsk-sys` or `wsk` touches them, the others are
-//! a private filler of the same size.
+//! a private filler of the same size. `cargo xtask wdk-sys-check` compares every item with
+//! what wdk-sys's generator makes of the same declarations (see `README.md`).
 #![no_std]
 #![allow(non_camel_case_types, non_snake_case, non_upper_case_globals, missing_docs)]
 
-use core::ffi::c_void;
-
-pub type wchar_t = core::ffi::c_ushort;
 pub type UCHAR = core::ffi::c_uchar;
 pub type CHAR = core::ffi::c_char;
 pub type CCHAR = core::ffi::c_char;
@@ -29,8 +27,8 @@ pub type ULONG_PTR = core::ffi::c_ulonglong;
 pub type LONG_PTR = core::ffi::c_longlong;
 pub type SIZE_T = ULONG_PTR;
 pub type BOOLEAN = UCHAR;
-pub type WCHAR = wchar_t;
-pub type PVOID = *mut c_void;
+pub type WCHAR = core::ffi::c_ushort;
+pub type PVOID = *mut core::ffi::c_void;
 pub type HANDLE = PVOID;
 pub type PHANDLE = *mut HANDLE;
 pub type PUCHAR = *mut UCHAR;
@@ -297,21 +295,25 @@ pub type IO_STATUS_BLOCK = _IO_STATUS_BLOCK;
 pub type PIO_STATUS_BLOCK = *mut _IO_STATUS_BLOCK;
 
 #[repr(C)]
+#[derive(Debug)]
 pub struct _EPROCESS {
     _unused: [u8; 0],
 }
 pub type PEPROCESS = *mut _EPROCESS;
 #[repr(C)]
+#[derive(Debug)]
 pub struct _ETHREAD {
     _unused: [u8; 0],
 }
 pub type PETHREAD = *mut _ETHREAD;
 #[repr(C)]
+#[derive(Debug)]
 pub struct _KTHREAD {
     _unused: [u8; 0],
 }
 pub type PKTHREAD = *mut _KTHREAD;
 #[repr(C)]
+#[derive(Debug)]
 pub struct _IO_WORKITEM {
     _unused: [u8; 0],
 }
@@ -319,7 +321,7 @@ pub type PIO_WORKITEM = *mut _IO_WORKITEM;
 
 /// Members other than those spelled out: a filler of the WDK's size.
 #[repr(C)]
-#[derive(Copy, Clone)]
+#[derive(Debug, Copy, Clone)]
 pub struct Filler<const N: usize>([u8; N]);
 
 #[repr(C, align(8))]
@@ -526,6 +528,42 @@ pub struct _KEY_VALUE_PARTIAL_INFORMATION {
 }
 pub type KEY_VALUE_PARTIAL_INFORMATION = _KEY_VALUE_PARTIAL_INFORMATION;
 pub type PKEY_VALUE_PARTIAL_INFORMATION = *mut _KEY_VALUE_PARTIAL_INFORMATION;
+
+/// `derive_default(true)`: bindgen gives every structure and union it generates a `Default`,
+/// a zero-filled value where the members cannot derive one (unions, pointers, fillers).
+macro_rules! zeroed_default {
+    ($($name:ident),* $(,)?) => {$(
+        impl Default for $name {
+            fn default() -> Self {
+                // SAFETY: every member of these C structures is an integer, a raw pointer, an
+                // `Option` of a function pointer, or a union or array of them: all zero is a
+                // valid value of each.
+                unsafe { core::mem::zeroed() }
+            }
+        }
+    )*};
+}
+zeroed_default!(
+    _LARGE_INTEGER,
+    _IO_STATUS_BLOCK__bindgen_ty_1,
+    _IO_STATUS_BLOCK,
+    _DEVICE_OBJECT,
+    _FILE_OBJECT,
+    _DRIVER_OBJECT,
+    _DISPATCHER_HEADER,
+    _DISPATCHER_HEADER__bindgen_ty_1,
+    _KEVENT,
+    _MDL,
+    _IRP__bindgen_ty_4__bindgen_ty_1__bindgen_ty_2__bindgen_ty_1,
+    _IRP__bindgen_ty_4__bindgen_ty_1__bindgen_ty_2,
+    _IRP__bindgen_ty_4__bindgen_ty_1,
+    _IRP__bindgen_ty_4,
+    _IRP,
+    _IO_STACK_LOCATION__bindgen_ty_1,
+    _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1,
+    _IO_STACK_LOCATION,
+    _OBJECT_ATTRIBUTES,
+);
 
 pub mod ntddk {
     use super::*;
