@@ -73,7 +73,7 @@ pub fn command(args: &[String]) -> Result<()> {
             xtask(&["bindgen", "--check"])
         })?;
         suite.step(
-            "wsk-sys with the wdk-sys feature and wsk over it, x64 + ARM64, against the stand-in checked against wdk-sys's generation (cargo xtask wdk-sys-check)",
+            "wsk-sys with the wdk-sys feature and wsk over it, x64 + ARM64, against the stand-in checked against wdk-sys's generation, and the windows-drivers-rs example type-checked (cargo xtask wdk-sys-check)",
             || crate::wdk_sys_check::check(false),
         )?;
         suite.step("tests (cargo test --workspace)", || {

@@ -12,7 +12,9 @@
 //! keeps the default build's lints. Before the build, [`compare_stand_in`] checks that every
 //! item of the stand-in is what wdk-sys's generator makes of the same declarations. With
 //! `--real` (Windows with the WDK), the probe builds against wdk-sys 0.5 from crates.io
-//! instead.
+//! instead. Then the windows-drivers-rs example (`wsk-examples/wdk-echo-server`) is
+//! type-checked with the stand-ins of `xtask/wdk-stand-ins` in place of wdk-build, wdk,
+//! wdk-alloc and wdk-panic (the Windows workflow builds it for real with cargo-wdk).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,85 @@ pub fn check(real: bool) -> Result<()> {
         cargo.env("CARGO_TARGET_DIR", scratch.join("target"));
         run(&mut cargo)?;
     }
+    if !real {
+        check_windows_drivers_rs_example(&root)?;
+    }
+    Ok(())
+}
+
+/// The windows-drivers-rs example (`wsk-examples/wdk-echo-server`, a package of its own that
+/// the Windows workflow builds with `cargo wdk build`), type-checked for both Windows targets
+/// with the stand-ins: a copy of its manifest whose `[patch.crates-io]` puts the wdk-sys
+/// stand-in and those of `xtask/wdk-stand-ins` (wdk-build, wdk, wdk-alloc, wdk-panic) in place
+/// of the real crates, which need the WDK. Its sources are used where they are.
+fn check_windows_drivers_rs_example(root: &Path) -> Result<()> {
+    let example = root.join("wsk-examples").join("wdk-echo-server");
+    let scratch = root.join("target").join("wdk-example-check");
+    fs::create_dir_all(&scratch)?;
+    let mut manifest: toml::Table = fs::read_to_string(example.join("Cargo.toml"))?.parse()?;
+    let package = manifest
+        .get_mut("package")
+        .and_then(|p| p.as_table_mut())
+        .ok_or("wdk-echo-server: no [package]")?;
+    package.insert("build".into(), toml_path(&example.join("build.rs")).into());
+    let lib = manifest
+        .get_mut("lib")
+        .and_then(|l| l.as_table_mut())
+        .ok_or("wdk-echo-server: no [lib]")?;
+    lib.insert(
+        "path".into(),
+        toml_path(&example.join("src").join("lib.rs")).into(),
+    );
+    let wsk = manifest
+        .get_mut("dependencies")
+        .and_then(|d| d.get_mut("wsk"))
+        .and_then(|w| w.as_table_mut())
+        .ok_or("wdk-echo-server: no wsk dependency")?;
+    wsk.insert("path".into(), toml_path(&root.join("wsk")).into());
+    let mut patch = toml::Table::new();
+    let stand_in = |dir: PathBuf| -> toml::Value {
+        let mut table = toml::Table::new();
+        table.insert("path".into(), toml_path(&dir).into());
+        table.into()
+    };
+    patch.insert(
+        "wdk-sys".into(),
+        stand_in(root.join("xtask/wdk-sys-stand-in")),
+    );
+    for name in ["wdk-build", "wdk", "wdk-alloc", "wdk-panic"] {
+        patch.insert(
+            name.into(),
+            stand_in(root.join("xtask/wdk-stand-ins").join(name)),
+        );
+    }
+    let mut crates_io = toml::Table::new();
+    crates_io.insert("crates-io".into(), patch.into());
+    manifest.insert("patch".into(), crates_io.into());
+    write_if_changed(&scratch.join("Cargo.toml"), &toml::to_string(&manifest)?)?;
+    // Resolved afresh against the stand-ins (a lock from an earlier run may name the real
+    // crates' versions, which the patches would then not replace).
+    match fs::remove_file(scratch.join("Cargo.lock")) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
+        _ => {}
+    }
+    // The example's own build configuration (`+crt-static`) comes with it.
+    fs::create_dir_all(scratch.join(".cargo"))?;
+    fs::copy(
+        example.join(".cargo").join("config.toml"),
+        scratch.join(".cargo").join("config.toml"),
+    )?;
+    for target in DRIVER_TARGETS {
+        let mut cargo =
+            std::process::Command::new(std::env::var("CARGO").unwrap_or("cargo".into()));
+        cargo
+            .current_dir(&scratch)
+            .args(["check", "--offline", "--target", target])
+            .env("CARGO_TARGET_DIR", scratch.join("target"))
+            .env("RUSTC_WRAPPER", clippy_driver()?)
+            .env("RUSTFLAGS", "-D warnings");
+        run(&mut cargo)?;
+    }
+    eprintln!("xtask: the windows-drivers-rs example type-checks against the stand-ins");
     Ok(())
 }
 

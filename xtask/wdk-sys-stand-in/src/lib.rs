@@ -338,10 +338,44 @@ pub struct _FILE_OBJECT {
 }
 pub type FILE_OBJECT = _FILE_OBJECT;
 pub type PFILE_OBJECT = *mut _FILE_OBJECT;
-#[repr(C, align(8))]
-#[derive(Copy, Clone)]
+#[repr(C)]
+#[derive(Debug)]
+pub struct _DRIVER_EXTENSION {
+    _unused: [u8; 0],
+}
+pub type DRIVER_EXTENSION = _DRIVER_EXTENSION;
+pub type PDRIVER_EXTENSION = *mut DRIVER_EXTENSION;
+#[repr(C)]
+#[derive(Debug)]
+pub struct _FAST_IO_DISPATCH {
+    _unused: [u8; 0],
+}
+pub type FAST_IO_DISPATCH = _FAST_IO_DISPATCH;
+pub type PFAST_IO_DISPATCH = *mut FAST_IO_DISPATCH;
+pub type PDRIVER_INITIALIZE = Option<
+    unsafe extern "C" fn(DriverObject: *mut _DRIVER_OBJECT, RegistryPath: PUNICODE_STRING) -> NTSTATUS,
+>;
+pub type PDRIVER_STARTIO =
+    Option<unsafe extern "C" fn(DeviceObject: *mut _DEVICE_OBJECT, Irp: *mut _IRP)>;
+/// Spelled out (the windows-drivers-rs example sets `DriverUnload`).
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
 pub struct _DRIVER_OBJECT {
-    _members: Filler<0x150>,
+    pub Type: CSHORT,
+    pub Size: CSHORT,
+    pub DeviceObject: PDEVICE_OBJECT,
+    pub Flags: ULONG,
+    pub DriverStart: PVOID,
+    pub DriverSize: ULONG,
+    pub DriverSection: PVOID,
+    pub DriverExtension: PDRIVER_EXTENSION,
+    pub DriverName: UNICODE_STRING,
+    pub HardwareDatabase: PUNICODE_STRING,
+    pub FastIoDispatch: PFAST_IO_DISPATCH,
+    pub DriverInit: PDRIVER_INITIALIZE,
+    pub DriverStartIo: PDRIVER_STARTIO,
+    pub DriverUnload: PDRIVER_UNLOAD,
+    pub MajorFunction: [PDRIVER_DISPATCH; 28usize],
 }
 pub type DRIVER_OBJECT = _DRIVER_OBJECT;
 pub type PDRIVER_OBJECT = *mut _DRIVER_OBJECT;
