@@ -11,6 +11,8 @@
 //! - [`parameters`]: the values of the service's `Parameters` registry key, the standard
 //!   place for a driver's configuration; a bad value is reported by name and why.
 //! - [`timer`]: delays and timeouts for tasks (backoff, idle timeouts, deadlines).
+//! - [`http`]: the URL, the request and the strict, streamed response parsing of the drivers
+//!   that fetch a URL (over TCP or TLS).
 //! - [`startup`]: the outcomes of the sockets `DriverEntry` has its tasks open, so that a
 //!   driver that could open none fails to load.
 //! - `frame_handler`: the personality routine the precompiled standard library names.
@@ -27,6 +29,7 @@ extern crate alloc;
 pub mod debug_print;
 #[cfg(all(windows, not(feature = "host")))]
 pub mod frame_handler;
+pub mod http;
 #[cfg(not(feature = "host"))]
 pub mod panic;
 pub mod parameters;
