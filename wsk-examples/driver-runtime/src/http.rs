@@ -161,6 +161,12 @@ pub fn parse_url(text: &str, scheme: Scheme) -> Result<Url, &'static str> {
 #[derive(Clone, Copy)]
 pub struct Fnv1a(pub u64);
 
+impl Default for Fnv1a {
+    fn default() -> Fnv1a {
+        Fnv1a::new()
+    }
+}
+
 impl Fnv1a {
     /// The hash of nothing.
     #[must_use]
