@@ -11,6 +11,8 @@
 //! - [`parameters`]: the values of the service's `Parameters` registry key, the standard
 //!   place for a driver's configuration; a bad value is reported by name and why.
 //! - [`timer`]: delays and timeouts for tasks (backoff, idle timeouts, deadlines).
+//! - [`random`]: random bytes from the kernel's generator (`BCryptGenRandom`), to seed a
+//!   driver's own generator at PASSIVE_LEVEL.
 //! - [`http`]: the URL, the request and the strict, streamed response parsing of the drivers
 //!   that fetch a URL (over TCP or TLS).
 //! - [`startup`]: the outcomes of the sockets `DriverEntry` has its tasks open, so that a
@@ -34,6 +36,7 @@ pub mod http;
 pub mod panic;
 pub mod parameters;
 pub mod pool;
+pub mod random;
 pub mod startup;
 pub mod timer;
 
