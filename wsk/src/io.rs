@@ -14,7 +14,9 @@
 //!   cancellation safety and of the provider never seeing the caller's memory.
 //! - `write` waits for the previous send to complete, copies up to the send buffer's
 //!   capacity into it, issues the send and returns the number of bytes taken at once
-//!   (write-behind); `flush` waits for that send and reports its outcome.
+//!   (write-behind); `flush` waits for that send and reports its outcome. `read` drives the
+//!   send as well, so a request written but not flushed still goes out while its answer is
+//!   awaited.
 //!
 //! # Cancellation safety
 //!
@@ -151,6 +153,11 @@ impl AsyncStream {
         if dst.is_empty() {
             return Poll::Ready(Ok(0));
         }
+        // Drives the write-behind send too: a send that a task's spent budget kept from
+        // starting in its write starts here, so that a request written and never flushed
+        // still goes out while its answer is read. Its outcome is kept for the next write or
+        // flush.
+        let _ = self.poll_flush(cx);
         loop {
             match &mut self.receive {
                 Receiving::Idle { buf, at } => {

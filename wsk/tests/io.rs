@@ -313,3 +313,30 @@ fn blocking_io_refuses_dispatch_level() {
     drop((stream, client));
     session.finish();
 }
+
+#[test]
+fn a_written_request_goes_out_while_its_answer_is_read() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (mut stream, mut peer) = connected(&client, 64, 64);
+    let answer = std::thread::spawn(move || {
+        let mut request = [0u8; 5];
+        peer.read_exact(&mut request).unwrap();
+        peer.write_all(b"pong!").unwrap();
+        request
+    });
+    // No flush between the write and the read.
+    let mut reply = [0u8; 5];
+    within(async {
+        stream.write_all(b"ping?").await?;
+        stream.read_exact(&mut reply).await.map_err(|e| match e {
+            embedded_io::ReadExactError::Other(e) => e,
+            embedded_io::ReadExactError::UnexpectedEof => wsk::Error::CONNECTION_RESET,
+        })
+    })
+    .unwrap();
+    assert_eq!(&reply, b"pong!");
+    assert_eq!(&answer.join().unwrap(), b"ping?");
+    drop((stream, client));
+    session.finish();
+}
