@@ -105,6 +105,14 @@ def wsk_socket(emu, api_name, original, params):
     return STATUS_PENDING
 
 
+def chkstk(emu, api_name, func, params):
+    """The stack probe the compiler calls before a frame over a page (4 KiB): it touches the
+    pages between the stack pointer and the frame's end and preserves every register, RAX (the
+    frame's size, which the caller subtracts next) included. The emulated stack is mapped
+    whole, so there is nothing to touch; the hook's return value is RAX's."""
+    return emu.reg_read("rax")
+
+
 BCRYPT_USE_SYSTEM_PREFERRED_RNG = 0x2
 STATUS_INVALID_HANDLE = 0xC0000008
 
@@ -138,6 +146,7 @@ HOOKS = [
     ("ntoskrnl", "IoQueueWorkItemEx", 4, io_queue_work_item_ex),
     ("ntoskrnl", "IoFreeWorkItem", 1, io_free_work_item),
     ("ntoskrnl", "PsGetCurrentThreadId", 0, ps_get_current_thread_id),
+    ("ntoskrnl", "__chkstk", 0, chkstk),
     ("netio", "WskQueryProviderCharacteristics", 2, wsk_query_provider_characteristics),
     ("cng", "BCryptGenRandom", 4, bcrypt_gen_random),
     ("netio", "callback_WskSocket", 11, wsk_socket),
