@@ -10,6 +10,8 @@
 //! - [`kprint!`]: formatted debug output through `DbgPrint`.
 //! - [`parameters`]: the values of the service's `Parameters` registry key, the standard
 //!   place for a driver's configuration; a bad value is reported by name and why.
+//! - [`passive`]: futures polled at PASSIVE_LEVEL only, from a work item, for task work that
+//!   should not run in completion routines (heavy cryptography, deep stacks).
 //! - [`timer`]: delays and timeouts for tasks (backoff, idle timeouts, deadlines).
 //! - [`random`]: random bytes from the kernel's generator (`BCryptGenRandom`), to seed a
 //!   driver's own generator at PASSIVE_LEVEL.
@@ -35,6 +37,7 @@ pub mod http;
 #[cfg(not(feature = "host"))]
 pub mod panic;
 pub mod parameters;
+pub mod passive;
 pub mod pool;
 pub mod random;
 pub mod startup;

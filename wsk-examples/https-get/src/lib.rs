@@ -35,9 +35,11 @@
 //! handshake's key exchange is ECDHE on P-256, its cipher suite `TLS_AES_128_GCM_SHA256`.
 //!
 //! `DriverEntry` starts the fetch as a task and returns; the resolution is issued from
-//! `DriverEntry`'s own thread (it needs PASSIVE_LEVEL), the rest — the TLS handshake's
-//! cryptography included — runs in completion routines (DISPATCH_LEVEL) and the runtime's
-//! work items. `DriverUnload` cancels what is in flight, waits for it and deregisters.
+//! `DriverEntry`'s own thread (it needs PASSIVE_LEVEL). The task is polled at PASSIVE_LEVEL
+//! only (`wsk_driver_runtime::passive`): a completion that wakes it hands it to a work item,
+//! so the handshake's cryptography (milliseconds of CPU) and its deep frames (the largest
+//! over 8 KiB) run on a system worker thread, never at DISPATCH_LEVEL on top of the network
+//! stack. `DriverUnload` cancels what is in flight, waits for it and deregisters.
 #![no_std]
 
 extern crate alloc;
@@ -62,6 +64,7 @@ use wsk::task::TaskSet;
 use wsk::{Error, SpinLock, WskClient};
 use wsk_driver_runtime::http::{Fetched, Response, ResponseError, Scheme, Url, parse_url};
 use wsk_driver_runtime::parameters::ParameterError;
+use wsk_driver_runtime::passive::PassiveLevel;
 use wsk_driver_runtime::timer::{Timers, timeout};
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
 use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_SUCCESS};
@@ -84,10 +87,11 @@ const CHUNK: usize = 4096;
 const AGENT: &str = "wsk-rs-https-get";
 
 /// What the driver keeps between `DriverEntry` and `DriverUnload`.
-/// The tasks drop first (cancelled, waited for), then the timers, then the client (the task
-/// held the only other reference).
+/// The tasks drop first (cancelled, waited for), then the way to PASSIVE_LEVEL, the timers,
+/// then the client (the task held the only other reference).
 struct Running {
     _tasks: TaskSet,
+    _passive: PassiveLevel,
     _timers: Arc<Timers>,
     _client: Arc<WskClient>,
 }
@@ -524,9 +528,13 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
             Err(failure) => kprint!("wsk_https_get: {text}: {failure}\n"),
         }
     };
-    tasks.spawn(fut)?;
+    // Polled at PASSIVE_LEVEL only, on a system worker thread: the handshake's cryptography
+    // neither runs at DISPATCH_LEVEL nor on top of the network stack's frames.
+    let passive = PassiveLevel::new(driver)?;
+    tasks.spawn(passive.run(fut))?;
     Ok(Running {
         _tasks: tasks,
+        _passive: passive,
         _timers: timers,
         _client: client,
     })
