@@ -340,3 +340,27 @@ fn a_written_request_goes_out_while_its_answer_is_read() {
     drop((stream, client));
     session.finish();
 }
+
+#[test]
+fn no_memory_for_a_buffer_is_an_error_and_leaks_nothing() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    for which in [1, 2] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let socket = client
+            .connect(listener.local_addr().unwrap())
+            .wait()
+            .unwrap();
+        // The receive buffer's pool (1), then the send buffer's (2).
+        session.set_faults(FaultPlan::new(7).fail_pool_allocation(wsk_host::Nth::Call(which)));
+        let error = AsyncStream::new(socket).unwrap_err();
+        assert_eq!(
+            error,
+            wsk::Error::INSUFFICIENT_RESOURCES,
+            "allocation {which}"
+        );
+        session.set_faults(FaultPlan::new(7));
+    }
+    drop(client);
+    session.finish();
+}

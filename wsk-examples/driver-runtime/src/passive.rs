@@ -130,12 +130,15 @@ impl PassiveLevel {
         })
     }
 
-    /// `future`, polled at PASSIVE_LEVEL only: a poll above it (from a completion routine)
-    /// defers to the work item. When memory is too short to hand the waker over, the future
-    /// is polled where it is rather than left stalled.
+    /// `future`, polled at PASSIVE_LEVEL only: its first poll, and any poll above
+    /// PASSIVE_LEVEL (from a completion routine), defer to the work item, so that neither the
+    /// spawning thread's stack nor a completion routine's holds its frames. When memory is too
+    /// short to hand the waker over, the future is polled where it is rather than left
+    /// stalled.
     pub fn run<F: Future>(&self, future: F) -> AtPassive<F> {
         AtPassive {
             core: Arc::clone(&self.core),
+            started: false,
             future,
         }
     }
@@ -150,6 +153,8 @@ impl core::fmt::Debug for PassiveLevel {
 /// See [`PassiveLevel::run`].
 pub struct AtPassive<F> {
     core: Arc<Core>,
+    /// Whether the work item polled the future once.
+    started: bool,
     future: F,
 }
 
@@ -160,10 +165,23 @@ impl<F: Future> Future for AtPassive<F> {
         // SAFETY: `future` is pinned structurally: it is never moved out of the wrapper, which
         // does not implement `Unpin` unless the future does, nor `Drop`.
         let this = unsafe { self.get_unchecked_mut() };
-        if Irql::current() > Irql::PASSIVE && this.core.defer(cx.waker()).is_ok() {
+        // The first poll is deferred too: the caller's stack (`DriverEntry`, spawning) holds
+        // none of the future's frames.
+        let defer = !this.started || Irql::current() > Irql::PASSIVE;
+        if defer && this.core.defer(cx.waker()).is_ok() {
+            this.started = true;
             return Poll::Pending;
         }
+        this.started = true;
         // SAFETY: as above.
-        unsafe { Pin::new_unchecked(&mut this.future) }.poll(cx)
+        poll_here(unsafe { Pin::new_unchecked(&mut this.future) }, cx)
     }
+}
+
+/// Polls `future`, in a frame of its own: the deferring poll above must not carry the
+/// future's (possibly large) frame onto the stack of the completion routine or spawner that
+/// calls it.
+#[inline(never)]
+fn poll_here<F: Future>(future: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    future.poll(cx)
 }

@@ -1,7 +1,8 @@
 //! `wsk_driver_runtime::passive`: a task woken by a completion routine (DISPATCH_LEVEL on the
 //! provider's thread) continues at PASSIVE_LEVEL, from the driver's work item, when its future
-//! is wrapped in `PassiveLevel::run` — and, unwrapped, at the completion's IRQL (the control
-//! that shows the test can fail). Nothing leaks.
+//! is wrapped in `PassiveLevel::run`, whose first poll is the work item's too — and, unwrapped,
+//! at the completion's IRQL, first polled by `spawn` (the control that shows the test can
+//! fail). Nothing leaks.
 
 use std::io::Write;
 use std::net::TcpListener;
@@ -33,7 +34,7 @@ fn a_wrapped_task_continues_at_passive_level_after_a_completion() {
         let (mut peer, _) = listener.accept().unwrap();
         let (report, seen) = channel();
         let receive = async move {
-            let before = Irql::current();
+            let before = (Irql::current(), std::thread::current().id());
             let (received, _buf) = socket.receive(Buf::with_capacity(8).unwrap()).await;
             let _ = report.send((before, received.map_err(|e| e.status()), Irql::current()));
         };
@@ -46,7 +47,12 @@ fn a_wrapped_task_continues_at_passive_level_after_a_completion() {
         assert!(session.wait_for_queued_requests(1, WAIT));
         peer.write_all(b"x").unwrap();
         let (before, received, after) = seen.recv_timeout(WAIT).unwrap();
-        assert_eq!(before, Irql::PASSIVE, "the first poll runs in spawn, here");
+        assert_eq!(before.0, Irql::PASSIVE);
+        assert_eq!(
+            before.1 == std::thread::current().id(),
+            !wrapped,
+            "the first poll runs in spawn, unless wrapped: then in the work item"
+        );
         assert_eq!(received, Ok(1));
         if wrapped {
             assert_eq!(after, Irql::PASSIVE, "continued from the work item");

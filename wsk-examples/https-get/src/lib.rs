@@ -34,12 +34,14 @@
 //! with 32 bytes of `BCryptGenRandom` (`BCRYPT_USE_SYSTEM_PREFERRED_RNG`, `cng.sys`). The
 //! handshake's key exchange is ECDHE on P-256, its cipher suite `TLS_AES_128_GCM_SHA256`.
 //!
-//! `DriverEntry` starts the fetch as a task and returns; the resolution is issued from
-//! `DriverEntry`'s own thread (it needs PASSIVE_LEVEL). The task is polled at PASSIVE_LEVEL
-//! only (`wsk_driver_runtime::passive`): a completion that wakes it hands it to a work item,
-//! so the handshake's cryptography (milliseconds of CPU) and its deep frames (the largest
-//! over 8 KiB) run on a system worker thread, never at DISPATCH_LEVEL on top of the network
-//! stack. `DriverUnload` cancels what is in flight, waits for it and deregisters.
+//! `DriverEntry` seeds the generator, registers, starts the fetch as a task and returns. The
+//! task is polled at PASSIVE_LEVEL only, from a work item of the driver
+//! (`wsk_driver_runtime::passive`), its first poll included: the resolution is issued there,
+//! and a completion that wakes the task hands it to the work item, so the handshake's
+//! cryptography (milliseconds of CPU) and its deep frames (the task's poll alone takes over
+//! 8 KiB) run on a system worker thread, never in `DriverEntry`'s stack nor at
+//! DISPATCH_LEVEL on top of the network stack. `DriverUnload` cancels what is in flight,
+//! waits for it and deregisters.
 #![no_std]
 
 extern crate alloc;
