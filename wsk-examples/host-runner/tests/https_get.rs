@@ -2,8 +2,9 @@
 //! ECDSA P-256 certificate is made at test time (rcgen): the page comes back whole when the
 //! certificate's SHA-256 is pinned; another pin, or a server that presents the pinned
 //! certificate without its key, fails verification before anything is sent, and the driver
-//! unloads cleanly; a server that never answers the handshake, or goes silent after it, is
-//! stopped by the driver's timeouts; the pin is required. Nothing leaks.
+//! unloads cleanly; a server that never answers the handshake, goes silent after it, or
+//! trickles its response, is stopped by the driver's timeouts and deadline; the driver unloads
+//! mid-handshake; the pin is required. Nothing leaks.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -80,6 +81,9 @@ enum Behaviour {
     StallHandshake,
     /// Completes the handshake, reads the request, then keeps silent.
     StallAfterHandshake,
+    /// Completes the handshake, reads the request, announces 1000 bytes and sends one every
+    /// 100 ms (never silent for long, never done soon).
+    Trickle,
 }
 
 /// A one-connection server on 127.0.0.1; its thread reports what it saw: the request's
@@ -166,6 +170,17 @@ fn serve(
         }
         Behaviour::StallAfterHandshake => {
             let _ = tls.read(&mut chunk);
+        }
+        Behaviour::Trickle => {
+            let head = "HTTP/1.0 200 OK\r\nContent-Length: 1000\r\n\r\n";
+            tls.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
+            // Until the client gives up (a write fails) or the body is done.
+            for _ in 0..1000 {
+                std::thread::sleep(Duration::from_millis(100));
+                if tls.write_all(b"x").and_then(|()| tls.flush()).is_err() {
+                    break;
+                }
+            }
         }
         Behaviour::StallHandshake => unreachable!(),
     }
@@ -353,6 +368,32 @@ fn a_server_silent_after_the_handshake_times_out() {
     assert!(line.contains("sent nothing for 400 ms"), "{line}");
     let request = String::from_utf8(server.seen().unwrap()).unwrap();
     assert!(request.starts_with("GET /slow HTTP/1.0"), "{request}");
+    drop(server);
+    session.finish();
+}
+
+#[test]
+fn a_trickling_response_is_stopped_by_the_deadline() {
+    let session = Session::start();
+    let identity = Identity::new();
+    let server = TlsServer::start(
+        config(&identity.certificate, &identity.key),
+        Behaviour::Trickle,
+    );
+    let started = Instant::now();
+    let (line, _) = fetch(
+        &[
+            url(server.port, "/trickle"),
+            pin(&identity.fingerprint()),
+            ("ResponseTimeoutMs", RegValue::Dword(1000)),
+            ("ResponseDeadlineMs", RegValue::Dword(600)),
+        ],
+        "ResponseDeadlineMs",
+    );
+    assert!(line.contains("not complete within 600 ms"), "{line}");
+    assert!(started.elapsed() < WAIT);
+    let request = String::from_utf8(server.seen().unwrap()).unwrap();
+    assert!(request.starts_with("GET /trickle HTTP/1.0"), "{request}");
     drop(server);
     session.finish();
 }
