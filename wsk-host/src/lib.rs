@@ -12,6 +12,9 @@
 //! runs WSK driver code — raw `wsk-sys` code, the `wsk` crate, whole drivers through their
 //! `DriverEntry` — on Linux, macOS and Windows user mode, unchanged.
 //!
+//! Beyond them it implements `BCryptGenRandom` (CNG, `cng.sys`) for drivers that seed a
+//! random generator (the TLS example), with the host's random source.
+//!
 //! Like Driver Verifier it checks the driver: leaked IRPs, MDLs, pool, sockets and
 //! registrations at the end of a [`Session`], double frees, use of freed IRPs, waits at
 //! DISPATCH_LEVEL, completion routines that do not return `STATUS_MORE_PROCESSING_REQUIRED`
@@ -58,6 +61,7 @@
 // The exported functions keep the WDK's parameter names.
 #![allow(non_snake_case, non_upper_case_globals)]
 
+mod cng;
 mod debug;
 pub mod driver;
 mod event;

@@ -172,6 +172,9 @@ mod error;
 mod events;
 mod heap;
 mod indication;
+#[cfg(feature = "embedded-io-async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "embedded-io-async")))]
+pub mod io;
 mod irp;
 pub mod irql;
 mod lifecycle;

@@ -7,11 +7,12 @@ The parameters become values of the service's Parameters registry key, as the dr
 would install them.
 
 speakeasy models most of ntoskrnl.exe and NETIO.SYS; the kernel routines the wsk-rs drivers
-call that it does not model are given here the behaviour the kernel documents for them, so
+call that it does not model (and cng.sys's BCryptGenRandom) are given here the behaviour the kernel documents for them, so
 that the run continues past them instead of stopping.
 """
 
 import json
+import os
 import sys
 
 import speakeasy
@@ -104,6 +105,28 @@ def wsk_socket(emu, api_name, original, params):
     return STATUS_PENDING
 
 
+def chkstk(emu, api_name, func, params):
+    """The stack probe the compiler calls before a frame over a page (4 KiB): it touches the
+    pages between the stack pointer and the frame's end and preserves every register, RAX (the
+    frame's size, which the caller subtracts next) included. The emulated stack is mapped
+    whole, so there is nothing to touch; the hook's return value is RAX's."""
+    return emu.reg_read("rax")
+
+
+BCRYPT_USE_SYSTEM_PREFERRED_RNG = 0x2
+STATUS_INVALID_HANDLE = 0xC0000008
+
+
+def bcrypt_gen_random(emu, api_name, func, params):
+    """cng.sys: the system-preferred generator (NULL handle) fills the buffer."""
+    algorithm, buffer, length, flags = params
+    if algorithm or not flags & BCRYPT_USE_SYSTEM_PREFERRED_RNG:
+        return STATUS_INVALID_HANDLE
+    if length:
+        emu.mem_write(buffer, os.urandom(length & 0xFFFFFFFF))
+    return STATUS_SUCCESS
+
+
 def wsk_query_provider_characteristics(emu, api_name, func, params):
     """WSK_PROVIDER_CHARACTERISTICS: HighestVersion, LowestVersion (USHORT each): 1.0."""
     registration, characteristics = params
@@ -123,7 +146,9 @@ HOOKS = [
     ("ntoskrnl", "IoQueueWorkItemEx", 4, io_queue_work_item_ex),
     ("ntoskrnl", "IoFreeWorkItem", 1, io_free_work_item),
     ("ntoskrnl", "PsGetCurrentThreadId", 0, ps_get_current_thread_id),
+    ("ntoskrnl", "__chkstk", 0, chkstk),
     ("netio", "WskQueryProviderCharacteristics", 2, wsk_query_provider_characteristics),
+    ("cng", "BCryptGenRandom", 4, bcrypt_gen_random),
     ("netio", "callback_WskSocket", 11, wsk_socket),
 ]
 

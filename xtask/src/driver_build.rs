@@ -4,8 +4,8 @@
 //! The crate is compiled as a static library for `<arch>-pc-windows-msvc` with
 //! `panic = "abort"`, then linked by the toolchain's `rust-lld` in lld-link flavour as a
 //! native-subsystem driver whose entry point is `DriverEntry`, against import libraries made
-//! (by the same `rust-lld`, in lib mode) from the project's lists of ntoskrnl.exe and
-//! NETIO.SYS exports (`xtask/kernel-exports/*.def`). Next to the image go an INF that installs
+//! (by the same `rust-lld`, in lib mode) from the project's lists of ntoskrnl.exe, NETIO.SYS
+//! and cng.sys exports (`xtask/kernel-exports/*.def`). Next to the image go an INF that installs
 //! it as a demand-start kernel service with its default parameters, and — when
 //! `osslsigncode` is installed — a test-signed copy.
 //!
@@ -190,8 +190,8 @@ pub fn build(example: &Example, options: &BuildOptions) -> Result<BuiltDriver> {
         return Err(format!("cargo did not produce {}", library.display()).into());
     }
 
-    // XTASK_IMPORT_LIBS: a directory holding other `ntoskrnl.lib` and `netio.lib` (the WDK's
-    // `km\<arch>`, on the Windows CI job) to link against instead of the project's, into
+    // XTASK_IMPORT_LIBS: a directory holding other `ntoskrnl.lib`, `netio.lib` and `cng.lib`
+    // (the WDK's `km\<arch>`, on the Windows CI job) to link against instead of the project's, into
     // the `wdk-libs` subdirectory: the image to compare with the one linked against the
     // project's export lists.
     let (import_dir, out_dir) = match std::env::var_os("XTASK_IMPORT_LIBS") {
@@ -227,7 +227,7 @@ pub fn build(example: &Example, options: &BuildOptions) -> Result<BuiltDriver> {
         // Reproducible: the time stamp and the PDB's GUID are hashes of the content.
         .arg("/Brepro")
         .arg(&library)
-        .args(["ntoskrnl.lib", "netio.lib"]);
+        .args(["ntoskrnl.lib", "netio.lib", "cng.lib"]);
     run(&mut link)?;
 
     let inf_path = out_dir.join(format!("{}.inf", example.driver_name()));
@@ -279,13 +279,14 @@ fn rust_lld() -> Result<PathBuf> {
 /// The project's export lists (`.def` files), one per kernel module.
 pub fn export_lists() -> Vec<PathBuf> {
     let dir = workspace_root().join("xtask").join("kernel-exports");
-    ["ntoskrnl", "netio"]
+    ["ntoskrnl", "netio", "cng"]
         .iter()
         .map(|stem| dir.join(format!("{stem}.def")))
         .collect()
 }
 
-/// Makes `ntoskrnl.lib` and `netio.lib` for `arch` from the export lists (when they changed).
+/// Makes `ntoskrnl.lib`, `netio.lib` and `cng.lib` for `arch` from the export lists (when they
+/// changed).
 fn import_libraries(arch: Arch) -> Result<PathBuf> {
     let dir = workspace_root()
         .join("target")

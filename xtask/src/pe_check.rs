@@ -3,7 +3,7 @@
 //! expect:
 //! - the machine is the target's (AMD64 or ARM64), PE32+, an executable image that is not
 //!   a DLL, for the native subsystem;
-//! - every import comes from a kernel module (ntoskrnl.exe, NETIO.SYS) and names one of its
+//! - every import comes from a kernel module (ntoskrnl.exe, NETIO.SYS, cng.sys) and names one of its
 //!   exports (the project's lists, `xtask/kernel-exports/*.def`), by name, and none is newer
 //!   than the oldest Windows release the architecture's drivers support (the lists note the
 //!   first release of each export; see `import_versions`);

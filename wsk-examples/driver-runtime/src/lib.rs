@@ -10,7 +10,13 @@
 //! - [`kprint!`]: formatted debug output through `DbgPrint`.
 //! - [`parameters`]: the values of the service's `Parameters` registry key, the standard
 //!   place for a driver's configuration; a bad value is reported by name and why.
+//! - [`passive`]: futures polled at PASSIVE_LEVEL only, from a work item, for task work that
+//!   should not run in completion routines (heavy cryptography, deep stacks).
 //! - [`timer`]: delays and timeouts for tasks (backoff, idle timeouts, deadlines).
+//! - [`random`]: random bytes from the kernel's generator (`BCryptGenRandom`), to seed a
+//!   driver's own generator at PASSIVE_LEVEL.
+//! - [`http`]: the URL, the request and the strict, streamed response parsing of the drivers
+//!   that fetch a URL (over TCP or TLS).
 //! - [`startup`]: the outcomes of the sockets `DriverEntry` has its tasks open, so that a
 //!   driver that could open none fails to load.
 //! - `frame_handler`: the personality routine the precompiled standard library names.
@@ -27,10 +33,13 @@ extern crate alloc;
 pub mod debug_print;
 #[cfg(all(windows, not(feature = "host")))]
 pub mod frame_handler;
+pub mod http;
 #[cfg(not(feature = "host"))]
 pub mod panic;
 pub mod parameters;
+pub mod passive;
 pub mod pool;
+pub mod random;
 pub mod startup;
 pub mod timer;
 

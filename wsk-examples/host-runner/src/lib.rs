@@ -34,6 +34,11 @@ pub const DRIVERS: &[Driver] = &[
         entry: Some(wsk_http_get::driver_entry),
     },
     Driver {
+        name: "wsk_https_get",
+        short_name: "https-get",
+        entry: Some(wsk_https_get::driver_entry),
+    },
+    Driver {
         name: "wsk_tcp_send",
         short_name: "tcp-send",
         entry: Some(wsk_tcp_send::driver_entry),
