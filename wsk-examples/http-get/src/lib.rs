@@ -42,7 +42,7 @@ use core::net::{Ipv6Addr, SocketAddr};
 use core::pin::pin;
 
 use wsk::task::TaskSet;
-use wsk::{Buf, Error, SpinLock, WskClient};
+use wsk::{AddressFamily, Buf, ConnectionSocket, Error, SpinLock, WskClient};
 use wsk_driver_runtime::parameters::ParameterError;
 use wsk_driver_runtime::timer::{Timers, timeout};
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
@@ -545,19 +545,22 @@ struct Fetched {
     chunked: bool,
 }
 
-/// Fetches `url`, streaming the body into its hash.
+/// Fetches `url`, streaming the body into its hash. A complete response is reported to
+/// `on_response` as soon as the body has ended, before the connection is closed (so a close
+/// the provider is slow to complete does not hold the result back).
 async fn fetch(
     resolve: wsk::ops::Resolve,
     client: Arc<WskClient>,
     timers: Arc<Timers>,
     url: Url,
     limits: Limits,
-) -> Result<Fetched, Failure> {
+    on_response: impl FnOnce(&Fetched),
+) -> Result<(), Failure> {
     let connecting = pin!(async {
         let addresses: Vec<SocketAddr> = resolve.await?;
         let mut last_error = Error::from_status(wsk_sys::STATUS_BAD_NETWORK_PATH);
         for address in addresses {
-            match client.connect(address).await {
+            match connect(&client, address).await {
                 Ok(socket) => return Ok((socket, address)),
                 Err(error) => last_error = error,
             }
@@ -663,15 +666,28 @@ async fn fetch(
                 .unwrap_or(Err(Failure::Deadline(address, ms))),
         }
     };
-    match &outcome {
-        Ok(_) => {
+    match outcome {
+        Ok(fetched) => {
+            on_response(&fetched);
             socket.close().await?;
+            Ok(())
         }
-        Err(_) => {
+        Err(failure) => {
             let _ = socket.abort().await;
+            Err(failure)
         }
     }
-    outcome
+}
+
+/// Connects to `address` in three calls — `WskSocket`, `WskBind` to any local address,
+/// `WskConnect` — rather than `WskSocketConnect`'s one: every WSK provider implements these
+/// (Wine's 8.0 provider does not implement `WskSocketConnect`).
+async fn connect(client: &WskClient, address: SocketAddr) -> wsk::Result<ConnectionSocket> {
+    let family = AddressFamily::of(&address);
+    let socket = ConnectionSocket::create(client, family).await?;
+    socket.bind(family.unspecified()).await?;
+    socket.connect(address).await?;
+    Ok(socket)
 }
 
 /// The driver's entry point (exported as `DriverEntry` in the image). PASSIVE_LEVEL.
@@ -758,15 +774,17 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     let task_client = Arc::clone(&client);
     let task_timers = Arc::clone(&timers);
     let fut = async move {
-        match fetch(resolve, task_client, task_timers, url, limits).await {
-            Ok(fetched) => kprint!(
+        let report = |fetched: &Fetched| {
+            kprint!(
                 "wsk_http_get: {text}: {}; body {} bytes{}, fnv1a64 {:016x}\n",
                 fetched.status.escape_debug(),
                 fetched.length,
                 if fetched.chunked { " (chunked)" } else { "" },
                 fetched.hash
-            ),
-            Err(failure) => kprint!("wsk_http_get: {text}: {failure}\n"),
+            )
+        };
+        if let Err(failure) = fetch(resolve, task_client, task_timers, url, limits, report).await {
+            kprint!("wsk_http_get: {text}: {failure}\n");
         }
     };
     tasks.spawn(fut)?;
