@@ -680,6 +680,22 @@ pub fn release_image(name: &str) -> Result<(PathBuf, String)> {
     Ok((built.sys, example.driver_name()))
 }
 
+/// Runs the example `name` (built when needed) under Wine with `parameters` for `duration`,
+/// then stops it: its output and how it ended, in one call (what a conformance step needs).
+pub fn run_example(name: &str, parameters: &[Parameter], duration: Duration) -> Result<Run> {
+    let wine = Wine::find()?;
+    let (sys, service) = release_image(name)?;
+    let (run, _) = run_image(
+        &wine,
+        &sys,
+        &service,
+        parameters,
+        Hold::For(duration),
+        false,
+    )?;
+    Ok(run)
+}
+
 /// `cargo xtask wine NAME [Name=Value]... [--duration S]`, and `cargo xtask wine --suite`:
 /// the test suite's Wine step alone.
 pub fn command(args: &[String]) -> Result<()> {
@@ -731,7 +747,9 @@ pub fn command(args: &[String]) -> Result<()> {
         true,
     )?;
     if !run.running {
-        eprintln!("{}", run.start_report.trim_end());
+        if !run.start_report.trim().is_empty() {
+            eprintln!("{}", run.start_report.trim_end());
+        }
         return Err(format!("{service} did not reach RUNNING under Wine").into());
     }
     eprintln!(

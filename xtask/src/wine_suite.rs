@@ -22,7 +22,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::Result;
-use crate::wine::{Ending, Hold, Parameter, Run, Wine, release_image, run_image};
+use crate::wine::{Ending, Hold, Parameter, Run, Wine, release_image, run_example, run_image};
 
 /// How long a check waits for the driver or its peer.
 const CHECK_DEADLINE: Duration = Duration::from_secs(15);
@@ -52,7 +52,7 @@ pub fn step() -> Result<()> {
         let (sys, service) = release_image(image)?;
         let outcome = match image {
             "echo-server" => echo_server(&wine, &sys, &service)?,
-            "udp-echo" => udp_echo(&wine, &sys, &service)?,
+            "udp-echo" => udp_echo()?,
             "tcp-send" => tcp_send(&wine, &sys, &service)?,
             "http-get" => http_get(&wine, &sys, &service)?,
             _ => tcp_send_raw(&wine, &sys, &service)?,
@@ -154,15 +154,12 @@ fn echo_server(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run
     Ok((run, verdict))
 }
 
-fn udp_echo(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, Result<String>)> {
+fn udp_echo() -> Result<(Run, Result<String>)> {
     let port = free_port()?;
-    let (run, _) = run_image(
-        wine,
-        sys,
-        service,
+    let run = run_example(
+        "udp-echo",
         &[Parameter::new("Listen", format!("127.0.0.1:{port}"))],
-        Hold::For(Duration::ZERO),
-        false,
+        Duration::ZERO,
     )?;
     let verdict = (|| {
         require(
