@@ -8,6 +8,9 @@
 //! - `tcp-send` reaches RUNNING and a loopback `TcpListener` receives its message.
 //! - `http-get` reaches RUNNING, a loopback HTTP server receives its `GET`, and the driver
 //!   prints the response's status and body length.
+//! - `http-get` against a server that never answers prints its response timeout's failure,
+//!   no earlier than the timeout: the runtime's timers and the cancellation of a pending
+//!   receive work under Wine.
 //! - `tcp-send-raw` reaches RUNNING.
 //!
 //! Wine 8.0's gaps that these runs meet (the stop of a driver that closed a socket from a
@@ -47,14 +50,16 @@ pub fn step() -> Result<()> {
         "udp-echo",
         "tcp-send",
         "http-get",
+        "http-get (silent server)",
         "tcp-send-raw",
     ] {
-        let (sys, service) = release_image(image)?;
+        let (sys, service) = release_image(image.split(' ').next().unwrap_or(image))?;
         let outcome = match image {
             "echo-server" => echo_server(&wine, &sys, &service)?,
             "udp-echo" => udp_echo()?,
             "tcp-send" => tcp_send(&wine, &sys, &service)?,
             "http-get" => http_get(&wine, &sys, &service)?,
+            "http-get (silent server)" => http_get_silent(&wine, &sys, &service)?,
             _ => tcp_send_raw(&wine, &sys, &service)?,
         };
         let outcome = Outcome {
@@ -63,7 +68,7 @@ pub fn step() -> Result<()> {
             verdict: outcome.1,
         };
         eprintln!(
-            "wine: {:<13} started in {:>5.1?}, cycle {:>5.1?}, {}: {}",
+            "wine: {:<24} started in {:>5.1?}, cycle {:>5.1?}, {}: {}",
             outcome.image,
             outcome.run.start_time,
             outcome.run.total_time,
@@ -322,6 +327,79 @@ fn http_get(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, R
             &format!("the driver got the response wrong: {line}"),
         )?;
         Ok("the peer got the GET; the driver printed 200 OK, 12 bytes".to_string())
+    })();
+    Ok((run, verdict))
+}
+
+/// `http-get` against a server that takes the request and never answers: the driver's
+/// response timeout fires — the runtime's timers (their clock, their work item) and the
+/// cancellation of a pending receive, under Wine.
+fn http_get_silent(
+    wine: &Wine,
+    sys: &std::path::Path,
+    service: &str,
+) -> Result<(Run, Result<String>)> {
+    const TIMEOUT_MS: u64 = 1500;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    listener.set_nonblocking(true)?;
+    let (sender, requested) = mpsc::channel::<Instant>();
+    let (release, released) = mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let started = Instant::now();
+        let stream = loop {
+            match listener.accept() {
+                Ok((stream, _)) => break Some(stream),
+                Err(_) if started.elapsed() < CHECK_DEADLINE * 2 => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(_) => break None,
+            }
+        };
+        if let Some(mut stream) = stream {
+            let _ = stream.set_nonblocking(false);
+            let _ = stream.set_read_timeout(Some(CHECK_DEADLINE));
+            let mut chunk = [0u8; 4096];
+            if stream.read(&mut chunk).is_ok_and(|n| n > 0) {
+                let _ = sender.send(Instant::now());
+            }
+            // Silent, the connection open, until the check is done.
+            let _ = released.recv_timeout(CHECK_DEADLINE * 2);
+        }
+    });
+    let mut waited = None;
+    let mut check = |log: &crate::wine::Log| -> Result<()> {
+        let request_at = requested
+            .recv_timeout(CHECK_DEADLINE)
+            .map_err(|_| "the silent server received no request")?;
+        let line = log.wait_for(&format!("sent nothing for {TIMEOUT_MS} ms"), CHECK_DEADLINE);
+        waited = line.map(|_| request_at.elapsed());
+        let _ = release.send(());
+        Ok(())
+    };
+    let (run, held) = run_image(
+        wine,
+        sys,
+        service,
+        &[
+            Parameter::new("Url", format!("http://127.0.0.1:{port}/")),
+            Parameter::new("ResponseTimeoutMs", TIMEOUT_MS),
+        ],
+        Hold::While(&mut check),
+        false,
+    )?;
+    let verdict = (|| {
+        require(run.running, "did not reach RUNNING")?;
+        held?;
+        let waited = waited.ok_or("the response timeout did not fire")?;
+        // From the request's arrival: the timer was armed just before it was sent.
+        require(
+            waited >= Duration::from_millis(TIMEOUT_MS - 200),
+            &format!("the response timeout fired after {waited:.2?}: early"),
+        )?;
+        Ok(format!(
+            "the response timeout fired {waited:.2?} after the request"
+        ))
     })();
     Ok((run, verdict))
 }

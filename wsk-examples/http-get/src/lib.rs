@@ -545,16 +545,17 @@ struct Fetched {
     chunked: bool,
 }
 
-/// Fetches `url`, streaming the body into its hash. A complete response is reported to
-/// `on_response` as soon as the body has ended, before the connection is closed (so a close
-/// the provider is slow to complete does not hold the result back).
+/// Fetches `url`, streaming the body into its hash. Once connected, the outcome — the
+/// complete response, or what went wrong with it — is given to `report` as soon as it is
+/// known, before the connection is closed or reset (so a close the provider is slow to
+/// complete does not hold the result back); `Err` is a failure before that, not reported.
 async fn fetch(
     resolve: wsk::ops::Resolve,
     client: Arc<WskClient>,
     timers: Arc<Timers>,
     url: Url,
     limits: Limits,
-    on_response: impl FnOnce(&Fetched),
+    report: impl FnOnce(&Result<Fetched, Failure>),
 ) -> Result<(), Failure> {
     let connecting = pin!(async {
         let addresses: Vec<SocketAddr> = resolve.await?;
@@ -666,17 +667,14 @@ async fn fetch(
                 .unwrap_or(Err(Failure::Deadline(address, ms))),
         }
     };
+    report(&outcome);
     match outcome {
-        Ok(fetched) => {
-            on_response(&fetched);
-            socket.close().await?;
-            Ok(())
-        }
-        Err(failure) => {
+        Ok(_) => socket.close().await?,
+        Err(_) => {
             let _ = socket.abort().await;
-            Err(failure)
         }
     }
+    Ok(())
 }
 
 /// Connects to `address` in three calls — `WskSocket`, `WskBind` to any local address,
@@ -774,14 +772,15 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     let task_client = Arc::clone(&client);
     let task_timers = Arc::clone(&timers);
     let fut = async move {
-        let report = |fetched: &Fetched| {
-            kprint!(
+        let report = |outcome: &Result<Fetched, Failure>| match outcome {
+            Ok(fetched) => kprint!(
                 "wsk_http_get: {text}: {}; body {} bytes{}, fnv1a64 {:016x}\n",
                 fetched.status.escape_debug(),
                 fetched.length,
                 if fetched.chunked { " (chunked)" } else { "" },
                 fetched.hash
-            )
+            ),
+            Err(failure) => kprint!("wsk_http_get: {text}: {failure}\n"),
         };
         if let Err(failure) = fetch(resolve, task_client, task_timers, url, limits, report).await {
             kprint!("wsk_http_get: {text}: {failure}\n");
