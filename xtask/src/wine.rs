@@ -253,12 +253,8 @@ impl Wine {
 
     /// Ends the prefix's Wine session (`wineserver -k`, then waits for it to go).
     pub fn kill_session(&self) {
-        let mut kill = self.base(&self.server);
-        kill.arg("-k").stdout(Stdio::null()).stderr(Stdio::null());
-        let _ = bounded(&mut kill, Duration::from_secs(15));
-        let mut wait = self.base(&self.server);
-        wait.arg("-w").stdout(Stdio::null()).stderr(Stdio::null());
-        let _ = bounded(&mut wait, Duration::from_secs(15));
+        let _ = quiet(self.base(&self.server).arg("-k"), Duration::from_secs(15));
+        let _ = quiet(self.base(&self.server).arg("-w"), Duration::from_secs(15));
     }
 
     /// Creates the prefix when it is missing; returns how long that took (`None`: it
@@ -273,24 +269,19 @@ impl Wine {
         let mut boot = self.wine(&["wineboot", "-i"]);
         // A 64-bit prefix; no Mono or Gecko (nothing here needs them).
         boot.env("WINEARCH", "win64")
-            .env("WINEDLLOVERRIDES", "mscoree,mshtml=")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let booted = bounded(&mut boot, PREFIX_DEADLINE);
+            .env("WINEDLLOVERRIDES", "mscoree,mshtml=");
+        let booted = quiet(&mut boot, PREFIX_DEADLINE);
         // The prefix is written when the session ends.
-        let mut wait = self.base(&self.server);
-        wait.arg("-w");
-        let _ = bounded(&mut wait, PREFIX_DEADLINE);
+        let _ = quiet(self.base(&self.server).arg("-w"), PREFIX_DEADLINE);
         match booted {
-            Ok(output) if output.status.success() && self.prefix.join("system.reg").is_file() => {
+            Ok(status) if status.success() && self.prefix.join("system.reg").is_file() => {
                 Ok(Some(started.elapsed()))
             }
-            Ok(output) => {
+            Ok(status) => {
                 self.kill_session();
                 Err(format!(
-                    "creating the Wine prefix {} failed: {}",
-                    self.prefix.display(),
-                    output.status
+                    "creating the Wine prefix {} failed: {status}",
+                    self.prefix.display()
                 )
                 .into())
             }
@@ -321,8 +312,19 @@ fn file(path: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
+/// Runs `cmd` with no output (for commands that leave daemons behind, which would hold a
+/// pipe) to its end or `deadline`: past the deadline it is killed and an error says so.
+fn quiet(cmd: &mut Command, deadline: Duration) -> Result<std::process::ExitStatus> {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+    wait_child(&mut child, deadline)
+}
+
 /// Runs `cmd` to its end or `deadline`, whichever comes first: past the deadline it is
-/// killed and an error says so. Its standard output and error are captured unless set.
+/// killed and an error says so. Its standard output and error are captured.
 pub fn bounded(cmd: &mut Command, deadline: Duration) -> Result<Output> {
     let mut child = cmd
         .stdout(Stdio::piped())
@@ -345,13 +347,9 @@ pub fn bounded(cmd: &mut Command, deadline: Duration) -> Result<Output> {
         std::thread::sleep(Duration::from_millis(20));
     };
     // A Wine command can leave a daemon holding its pipes (the wineserver, the service
-    // manager): what was written by now is taken, without waiting for the pipe's end.
-    let collect = |reader: Option<PipeReader>| {
-        reader.map_or_else(Vec::new, |reader| {
-            std::thread::sleep(Duration::from_millis(10));
-            reader.take()
-        })
-    };
+    // manager): the pipe's end is waited for a moment only, then what was read is taken.
+    let collect =
+        |reader: Option<PipeReader>| reader.map_or_else(Vec::new, |r| r.take(PIPE_END_WAIT));
     Ok(Output {
         status,
         stdout: collect(stdout),
@@ -359,18 +357,30 @@ pub fn bounded(cmd: &mut Command, deadline: Duration) -> Result<Output> {
     })
 }
 
-/// What a pipe-reading thread has read so far.
-struct PipeReader(Arc<Mutex<Vec<u8>>>);
+/// How long the end of an exited command's pipe is waited for.
+const PIPE_END_WAIT: Duration = Duration::from_secs(2);
+
+/// What a pipe-reading thread has read so far, and whether it reached the pipe's end.
+struct PipeReader {
+    data: Arc<Mutex<Vec<u8>>>,
+    ended: Arc<AtomicBool>,
+}
 
 impl PipeReader {
-    fn take(&self) -> Vec<u8> {
-        std::mem::take(&mut *self.0.lock().expect("pipe lock"))
+    /// What was read, once the pipe has ended or `wait` has passed.
+    fn take(&self, wait: Duration) -> Vec<u8> {
+        let started = Instant::now();
+        while !self.ended.load(Ordering::Acquire) && started.elapsed() < wait {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::mem::take(&mut *self.data.lock().expect("pipe lock"))
     }
 }
 
 fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> PipeReader {
     let data = Arc::new(Mutex::new(Vec::new()));
-    let sink = Arc::clone(&data);
+    let ended = Arc::new(AtomicBool::new(false));
+    let (sink, end) = (Arc::clone(&data), Arc::clone(&ended));
     std::thread::spawn(move || {
         let mut chunk = [0u8; 4096];
         while let Ok(n) = pipe.read(&mut chunk) {
@@ -381,8 +391,9 @@ fn read_all(mut pipe: impl std::io::Read + Send + 'static) -> PipeReader {
                 .expect("pipe lock")
                 .extend_from_slice(&chunk[..n]);
         }
+        end.store(true, Ordering::Release);
     });
-    PipeReader(data)
+    PipeReader { data, ended }
 }
 
 /// Follows the session's log file, sorting its lines into the driver's and Wine's; echoes
@@ -506,9 +517,8 @@ pub fn run_image(
     // A session of the run's own.
     wine.kill_session();
     let started = Instant::now();
-    let mut server = wine.base(&wine.server);
-    server.arg("-p");
-    bounded(&mut server, COMMAND_DEADLINE)?;
+    // It goes to the background at once; its output goes nowhere (it would hold a pipe).
+    quiet(wine.base(&wine.server).arg("-p"), COMMAND_DEADLINE)?;
 
     // The first command starts the service manager: its debug channels and its standard
     // error are the driver host's.
@@ -533,9 +543,9 @@ pub fn run_image(
     );
     let outcome = (|| -> Result<(Run, Result<()>)> {
         let mut child = create.spawn()?;
-        let created = wait_child(&mut child, COMMAND_DEADLINE)?;
-        // "exists" (1073) from an earlier run is as good as created.
-        let _ = created;
+        // Its status is not looked at: "exists" (1073), left by a run whose stop hung, is as
+        // good as created (the image path is the same).
+        wait_child(&mut child, COMMAND_DEADLINE)?;
         let key = format!(r"HKLM\System\CurrentControlSet\Services\{service}\Parameters");
         let _ = wine.command(&["reg", "delete", &key, "/f"]);
         for parameter in parameters {
