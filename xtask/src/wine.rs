@@ -4,7 +4,8 @@
 //! private prefix under `target/wine/`, with its parameters as registry values, streaming its
 //! debug output; then stops it and says how the stop went.
 //!
-//! [`run_image`] is the one call that runs an image and captures its output and ending: the
+//! [`run_image`] is the one call that runs an image and captures its output and ending (and
+//! [`run_example`] the one that builds an example by name and runs it for a while): the
 //! command, the test suite's Wine step ([`crate::wine_suite`]) and any later conformance
 //! driver use it.
 //!
