@@ -123,6 +123,10 @@ pub struct Report {
     pub work_items_freed: u64,
     /// Work item routines that ran to completion.
     pub work_items_run: u64,
+    /// Names given to `WskGetAddressInfo` (node or service) without a NUL right after their
+    /// `Length` bytes, inside `MaximumLength`. Windows reads the counted strings; a provider
+    /// that reads them as C strings (Wine's, which ignores `Length`) reads another name.
+    pub address_info_names_unterminated: u64,
 }
 
 static COUNTERS: Mutex<Report> = Mutex::new(Report {
@@ -142,6 +146,7 @@ static COUNTERS: Mutex<Report> = Mutex::new(Report {
     work_items_allocated: 0,
     work_items_freed: 0,
     work_items_run: 0,
+    address_info_names_unterminated: 0,
 });
 
 static CONFIG: Mutex<Option<ProviderConfig>> = Mutex::new(None);

@@ -80,13 +80,16 @@ impl ResolveRequest {
     }
 }
 
-/// The host followed by the decimal port, as UTF-16 (the provider reads counted strings, no
-/// terminator needed).
+/// The host, a NUL, the decimal port and a NUL, as UTF-16. The strings handed to the
+/// provider are counted (the NULs are outside their `Length`), but each is also terminated
+/// within its `MaximumLength`, as `RtlInitUnicodeString` leaves a string: a provider that
+/// reads them as C strings (Wine's, which ignores `Length`) reads the same names.
 fn encode(host: &str, port: u16) -> Result<Vec<u16>> {
     let mut text = Vec::new();
-    text.try_reserve(host.len() + 5)
+    text.try_reserve(host.len() + 7)
         .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
     text.extend(host.encode_utf16());
+    text.push(0);
     let mut digits = [0u16; 5];
     let mut value = port;
     let mut count = 0;
@@ -99,15 +102,19 @@ fn encode(host: &str, port: u16) -> Result<Vec<u16>> {
         }
     }
     text.extend(digits[..count].iter().rev());
+    text.push(0);
     Ok(text)
 }
 
-fn counted(units: &[u16]) -> UNICODE_STRING {
-    let bytes = (units.len() * 2) as USHORT;
+/// The counted string of `units` followed by a NUL: `Length` covers `units`, `MaximumLength`
+/// the NUL too.
+fn terminated(units_and_nul: &[u16]) -> UNICODE_STRING {
+    debug_assert_eq!(units_and_nul.last(), Some(&0));
+    let bytes = (units_and_nul.len() * 2) as USHORT;
     UNICODE_STRING {
-        Length: bytes,
+        Length: bytes - 2,
         MaximumLength: bytes,
-        Buffer: units.as_ptr().cast_mut(),
+        Buffer: units_and_nul.as_ptr().cast_mut(),
     }
 }
 
@@ -129,8 +136,8 @@ impl Issue for ResolveRequest {
         // block holds (its heap buffer does not move when the vector is moved in).
         unsafe {
             let scratch = block.scratch();
-            scratch.node_name = counted(&text[..self.host_units]);
-            scratch.service_name = counted(&text[self.host_units..]);
+            scratch.node_name = terminated(&text[..=self.host_units]);
+            scratch.service_name = terminated(&text[self.host_units + 1..]);
             scratch.hints = ADDRINFOEXW::default();
             scratch.hints.ai_family = self
                 .hints

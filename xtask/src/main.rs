@@ -20,6 +20,8 @@ mod python_env;
 mod test_suite;
 mod toolchain;
 mod wdk_sys_check;
+mod wine;
+mod wine_suite;
 
 pub use examples::examples;
 
@@ -57,6 +59,14 @@ commands:
   run NAME [Name=Value]... [--for SECONDS]
                               run a driver on wsk-host until Ctrl-C, with registry
                               parameters; unload; print the verifier's report
+  wine NAME [Name=Value]... [--duration S]
+                              run the release x64 image under Wine's kernel and WSK
+                              provider (Debian's wine64) as a kernel service in the prefix
+                              target/wine/prefix, with registry parameters, streaming its
+                              debug output until Ctrl-C or S seconds; then stop it and say
+                              how the stop went
+  wine --suite                the test suite's Wine step alone: every example image under
+                              Wine with loopback peers (see xtask/src/wine_suite.rs)
   bench [--quick] [--ops N] [--profile OP,...] [--top N]
                               the instruction-count benchmark suite: raw wsk-sys against
                               wsk per operation (send, receive, send_to, receive_from,
@@ -97,6 +107,7 @@ fn main() -> ExitCode {
         Some("wdk-sys-check") => wdk_sys_check::command(&args[1..]),
         Some("run") => host_run::command(&args[1..]),
         Some("demo") => host_run::demo(&args[1..]),
+        Some("wine") => wine::command(&args[1..]),
         Some("help") | Some("--help") | Some("-h") | None => {
             print!("{HELP}");
             Ok(())

@@ -8,8 +8,9 @@ use crate::{Result, on_path, run, workspace_root};
 
 /// Debian packages the suite uses: `osslsigncode` test-signs the built drivers, `nc` and
 /// `socat` are the third-party clients of the echo server's test, `valgrind` (callgrind)
-/// counts the instructions of the benchmark suite (and `python3-venv`, checked apart: the
-/// Python tools' environment).
+/// counts the instructions of the benchmark suite (and, checked apart, `python3-venv`: the
+/// Python tools' environment; `wine64`: the second kernel the images run on, whose loader
+/// Debian keeps off `PATH`).
 const DEBIAN_PACKAGES: &[(&str, &str)] = &[
     ("osslsigncode", "osslsigncode"),
     ("valgrind", "valgrind"),
@@ -132,6 +133,10 @@ pub fn command(args: &[String]) -> Result<()> {
             },
         )?;
         suite.step(
+            "wine: the release x64 images under Wine's kernel and WSK provider (RUNNING, an echo, loopback peers)",
+            crate::wine_suite::step,
+        )?;
+        suite.step(
             "Python tools on each supported release found (3.11, 3.12, 3.13: locked environment, imports, emulation)",
             || crate::python_env::check_interpreters(std::time::Duration::from_secs(600)),
         )?;
@@ -238,6 +243,9 @@ fn install_debian_packages() -> Result<()> {
         .is_ok_and(|s| s.success());
     if !has_venv {
         missing.push("python3-venv");
+    }
+    if !crate::wine::Wine::installed() {
+        missing.push("wine64");
     }
     if missing.is_empty() {
         return Ok(());

@@ -5,8 +5,19 @@
 //! The deadlines are kept in one list; a work item of the driver (`IoQueueWorkItemEx`) waits
 //! at PASSIVE_LEVEL, on an event with a timeout (`KeWaitForSingleObject`), for the earliest
 //! one and wakes the tasks whose deadline has passed. The work item runs only while a timer
-//! is armed: it is queued when the first one is, and returns when the list is empty. The
-//! clock is `KeQueryPerformanceCounter`.
+//! is armed: it is queued when the first one is, and returns when the list is empty.
+//! `IoQueueWorkItemEx` is looked up at run time (every Windows release from Vista exports
+//! it); a kernel without it — Wine's `ntoskrnl.exe` 8.0, where calling the import aborts the
+//! driver's process — gets the work item through `IoQueueWorkItem`, which Wine accepts for a
+//! work item allocated for a driver object.
+//!
+//! The clock is the interrupt time (100 ns units since boot), read from the kernel's shared
+//! user data page as `wdm.h`'s `KeQueryInterruptTime` does on x64 and ARM64: no import, any
+//! IRQL, and implemented by every kernel that runs x64 drivers — Wine's `ntoskrnl.exe`
+//! (8.0) has no `KeQueryPerformanceCounter`, and a driver importing it aborts there. It
+//! advances by clock ticks (at most [`CLOCK_STEP`]), so deadlines are one step later than
+//! asked: a sleep never ends early. With the `host` feature (on `wsk-host`) the clock is the
+//! host's `KeQueryPerformanceCounter`.
 //!
 //! A kernel timer with a DPC (`KeSetTimer`) would spare the worker thread; `wsk-sys` binds no
 //! `KTIMER`/`KDPC` routines yet, so the work item stands in for it.
@@ -20,6 +31,162 @@ use core::task::{Context, Poll, Waker};
 
 use wsk::{DriverObject, Error, Result, SpinLock};
 use wsk_sys::*;
+
+pub use clock::CLOCK_STEP;
+
+/// The timers' clock: 100 ns units since an arbitrary origin, readable at any IRQL.
+#[cfg(not(feature = "host"))]
+mod clock {
+    /// The most the clock advances by at once, in 100 ns units: 15.625 ms, the longest clock
+    /// interrupt interval of Windows (and the default one).
+    pub const CLOCK_STEP: u64 = 156_250;
+
+    /// `KUSER_SHARED_DATA.InterruptTime` in the kernel's mapping of the shared user data page
+    /// (`KI_USER_SHARED_DATA + 0x8`, the same address on x64 and ARM64).
+    const INTERRUPT_TIME: usize = 0xFFFF_F780_0000_0008;
+
+    /// The interrupt time: `wdm.h`'s `KeQueryInterruptTime` on x64 and ARM64, one aligned
+    /// 64-bit load.
+    ///
+    /// On x64 the load is a plain `mov` of its own: kernels that run drivers in user mode
+    /// (Wine) emulate reads of this page instruction by instruction, and know `mov`, not an
+    /// `add` the compiler could fold a volatile load into.
+    #[cfg(target_arch = "x86_64")]
+    pub fn now() -> u64 {
+        let time: u64;
+        // SAFETY: the shared user data page is mapped, readable at any IRQL, for the whole
+        // life of the system; the field is 8-byte aligned and the kernel updates it with
+        // single 64-bit stores on 64-bit systems, so one load reads a whole value. The
+        // instruction only reads that memory and writes the output register.
+        unsafe {
+            core::arch::asm!(
+                "mov {time}, qword ptr [{address}]",
+                time = lateout(reg) time,
+                address = in(reg) INTERRUPT_TIME,
+                options(nostack, preserves_flags, readonly),
+            );
+        }
+        time
+    }
+
+    /// The interrupt time: `wdm.h`'s `KeQueryInterruptTime` on x64 and ARM64, one aligned
+    /// 64-bit load.
+    #[cfg(not(target_arch = "x86_64"))]
+    pub fn now() -> u64 {
+        // SAFETY: the shared user data page is mapped, readable at any IRQL, for the whole
+        // life of the system; the field is 8-byte aligned and the kernel updates it with
+        // single 64-bit stores on 64-bit systems, so one volatile load reads a whole value.
+        unsafe { core::ptr::read_volatile(INTERRUPT_TIME as *const u64) }
+    }
+}
+
+/// The timers' clock on `wsk-host`: its performance counter.
+#[cfg(feature = "host")]
+mod clock {
+    use wsk_sys::{KeQueryPerformanceCounter, LARGE_INTEGER};
+
+    /// The most the clock advances by at once, in 100 ns units: the host's counter is
+    /// continuous.
+    pub const CLOCK_STEP: u64 = 0;
+
+    /// The performance counter in 100 ns units.
+    pub fn now() -> u64 {
+        let mut frequency = LARGE_INTEGER { QuadPart: 0 };
+        // SAFETY: `frequency` is writable; `QuadPart` is the whole 64-bit value written and
+        // returned; callable at any IRQL.
+        let (ticks, frequency) = unsafe {
+            let ticks = KeQueryPerformanceCounter(&raw mut frequency).QuadPart;
+            (ticks, frequency.QuadPart)
+        };
+        (u128::from(ticks.max(0) as u64) * 10_000_000 / u128::from(frequency.max(1) as u64)) as u64
+    }
+}
+
+/// How the worker is queued: `IoQueueWorkItemEx`, or `IoQueueWorkItem` on kernels without it.
+#[cfg(not(feature = "host"))]
+mod queue {
+    use wsk_sys::{
+        KeGetCurrentIrql, MmGetSystemRoutineAddress, PASSIVE_LEVEL, PIO_WORKITEM,
+        PIO_WORKITEM_ROUTINE_EX, PVOID, UNICODE_STRING, WORK_QUEUE_TYPE,
+    };
+
+    /// `IoQueueWorkItemEx`'s signature.
+    type QueueEx =
+        unsafe extern "system" fn(PIO_WORKITEM, PIO_WORKITEM_ROUTINE_EX, WORK_QUEUE_TYPE, PVOID);
+    /// `IoQueueWorkItem`'s routine: `(DeviceObject, Context)`.
+    pub type LegacyRoutine = unsafe extern "system" fn(PVOID, PVOID);
+    /// `IoQueueWorkItem`'s signature.
+    type QueueLegacy =
+        unsafe extern "system" fn(PIO_WORKITEM, Option<LegacyRoutine>, WORK_QUEUE_TYPE, PVOID);
+
+    /// The routine the work item is queued with.
+    #[derive(Clone, Copy)]
+    pub enum Queue {
+        /// `IoQueueWorkItemEx`.
+        Ex(QueueEx),
+        /// `IoQueueWorkItem`, on a kernel without `IoQueueWorkItemEx`.
+        Legacy(QueueLegacy),
+    }
+
+    /// `name` (ASCII, NUL-terminated) as the kernel exports it, or null. PASSIVE_LEVEL.
+    fn routine<const N: usize>(name: &[u8; N]) -> PVOID {
+        let mut units = [0u16; N];
+        for (unit, byte) in units.iter_mut().zip(name) {
+            *unit = u16::from(*byte);
+        }
+        let name = UNICODE_STRING {
+            Length: ((N - 1) * 2) as u16,
+            MaximumLength: (N * 2) as u16,
+            Buffer: units.as_mut_ptr(),
+        };
+        // SAFETY: PASSIVE_LEVEL (the caller's); the counted string is valid for the call.
+        unsafe { MmGetSystemRoutineAddress(core::ptr::from_ref(&name).cast_mut()) }
+    }
+
+    /// Finds the routine to queue with. Above PASSIVE_LEVEL, where nothing can be looked up,
+    /// `IoQueueWorkItemEx` (the import: every supported Windows release has it).
+    pub fn find() -> Queue {
+        if KeGetCurrentIrql() != PASSIVE_LEVEL as wsk_sys::KIRQL {
+            return Queue::Ex(wsk_sys::IoQueueWorkItemEx);
+        }
+        let ex = routine(b"IoQueueWorkItemEx\0");
+        if !ex.is_null() {
+            // SAFETY: the kernel's `IoQueueWorkItemEx`, of this signature.
+            return Queue::Ex(unsafe { core::mem::transmute::<PVOID, QueueEx>(ex) });
+        }
+        let legacy = routine(b"IoQueueWorkItem\0");
+        if !legacy.is_null() {
+            // SAFETY: the kernel's `IoQueueWorkItem`, of this signature.
+            return Queue::Legacy(unsafe { core::mem::transmute::<PVOID, QueueLegacy>(legacy) });
+        }
+        Queue::Ex(wsk_sys::IoQueueWorkItemEx)
+    }
+}
+
+/// How the worker is queued on `wsk-host`: its `IoQueueWorkItemEx`.
+#[cfg(feature = "host")]
+mod queue {
+    use wsk_sys::{PIO_WORKITEM, PIO_WORKITEM_ROUTINE_EX, PVOID, WORK_QUEUE_TYPE};
+
+    /// The routine the work item is queued with.
+    #[derive(Clone, Copy)]
+    pub enum Queue {
+        /// `IoQueueWorkItemEx`.
+        Ex(
+            unsafe extern "system" fn(
+                PIO_WORKITEM,
+                PIO_WORKITEM_ROUTINE_EX,
+                WORK_QUEUE_TYPE,
+                PVOID,
+            ),
+        ),
+    }
+
+    /// `IoQueueWorkItemEx`.
+    pub fn find() -> Queue {
+        Queue::Ex(wsk_sys::IoQueueWorkItemEx)
+    }
+}
 
 /// One armed deadline.
 struct Entry {
@@ -50,8 +217,8 @@ struct Core {
     /// Signalled when the worker must look at the list again (a nearer deadline, the stop).
     wake: UnsafeCell<KEVENT>,
     work_item: PIO_WORKITEM,
-    /// Performance counter ticks per second.
-    frequency: u64,
+    /// How `work_item` is queued.
+    queue: queue::Queue,
 }
 
 // SAFETY: the event and the work item are kernel objects usable from any thread; the rest is
@@ -63,10 +230,7 @@ unsafe impl Sync for Core {}
 impl Core {
     /// The time in 100 ns units since an arbitrary origin. Any IRQL.
     fn now(&self) -> u64 {
-        // SAFETY: no frequency is asked for (null); callable at any IRQL; `QuadPart` is the
-        // whole 64-bit value the routine returns.
-        let ticks = unsafe { KeQueryPerformanceCounter(core::ptr::null_mut()).QuadPart };
-        (u128::from(ticks.max(0) as u64) * 10_000_000 / u128::from(self.frequency)) as u64
+        clock::now()
     }
 
     /// Wakes or starts the worker for a deadline armed at `deadline`. Under the lock.
@@ -86,12 +250,21 @@ impl Core {
         // SAFETY: the work item is not queued (`worker_running` was false; a routine that set
         // it false queues nothing after); the routine takes back the reference given up here.
         unsafe {
-            IoQueueWorkItemEx(
-                self.work_item,
-                Some(worker),
-                DelayedWorkQueue,
-                context.cast_mut().cast(),
-            );
+            match self.queue {
+                queue::Queue::Ex(queue) => queue(
+                    self.work_item,
+                    Some(worker),
+                    DelayedWorkQueue,
+                    context.cast_mut().cast(),
+                ),
+                #[cfg(not(feature = "host"))]
+                queue::Queue::Legacy(queue) => queue(
+                    self.work_item,
+                    Some(legacy_worker),
+                    DelayedWorkQueue,
+                    context.cast_mut().cast(),
+                ),
+            }
         }
     }
 }
@@ -102,6 +275,14 @@ impl Drop for Core {
         // holds a reference while it is queued or running, and drops it last).
         unsafe { IoFreeWorkItem(self.work_item) };
     }
+}
+
+/// The worker as `IoQueueWorkItem` calls it (`DeviceObject`, `Context`). PASSIVE_LEVEL.
+#[cfg(not(feature = "host"))]
+unsafe extern "system" fn legacy_worker(io_object: PVOID, context: PVOID) {
+    // SAFETY: the same run, with the reference `Core::kick` gave up for it; the worker does
+    // not use the work item argument.
+    unsafe { worker(io_object, context, core::ptr::null_mut()) }
 }
 
 /// The work item's routine: wakes the tasks whose deadline has passed, waits for the next
@@ -195,12 +376,6 @@ impl Timers {
         if work_item.is_null() {
             return Err(Error::INSUFFICIENT_RESOURCES);
         }
-        let mut frequency = LARGE_INTEGER { QuadPart: 0 };
-        // SAFETY: `frequency` is writable; `QuadPart` was initialised and is written whole.
-        let frequency = unsafe {
-            KeQueryPerformanceCounter(&raw mut frequency);
-            frequency.QuadPart
-        };
         let core = Core {
             state: SpinLock::new(State {
                 entries: Vec::new(),
@@ -211,7 +386,7 @@ impl Timers {
             }),
             wake: UnsafeCell::new(KEVENT::default()),
             work_item,
-            frequency: frequency.max(1) as u64,
+            queue: queue::find(),
         };
         let core = Arc::new(core);
         // SAFETY: the event lives in the core, in non-paged memory, and is not in use yet.
@@ -229,7 +404,7 @@ impl Timers {
             deadline: self
                 .core
                 .now()
-                .saturating_add(u64::from(milliseconds) * 10_000),
+                .saturating_add(u64::from(milliseconds) * 10_000 + CLOCK_STEP),
             id: None,
         }
     }

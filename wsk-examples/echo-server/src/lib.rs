@@ -185,9 +185,15 @@ async fn serve(
             return;
         }
     };
-    match listener.local_addr().await {
-        Ok(local) => kprint!("wsk_echo_server: listening on {local}\n"),
-        Err(error) => kprint!("wsk_echo_server: listening on {address} ({error})\n"),
+    // The provider is asked for the port it picked only when it picked one: a configured
+    // port is the one listened on (and a provider without `WskGetLocalAddress` serves it).
+    if address.port() == 0 {
+        match listener.local_addr().await {
+            Ok(local) => kprint!("wsk_echo_server: listening on {local}\n"),
+            Err(error) => kprint!("wsk_echo_server: listening on {address} ({error})\n"),
+        }
+    } else {
+        kprint!("wsk_echo_server: listening on {address}\n");
     }
     opening.opened();
     let mut backoff = ACCEPT_BACKOFF_MS.0;

@@ -41,7 +41,7 @@ use core::net::SocketAddr;
 use core::pin::pin;
 
 use wsk::task::TaskSet;
-use wsk::{Buf, Error, SpinLock, WskClient};
+use wsk::{AddressFamily, Buf, ConnectionSocket, Error, SpinLock, WskClient};
 use wsk_driver_runtime::http::{Fetched, Response, ResponseError, Scheme, Url, parse_url};
 use wsk_driver_runtime::parameters::ParameterError;
 use wsk_driver_runtime::timer::{Timers, timeout};
@@ -127,19 +127,23 @@ struct Limits {
     response_deadline_ms: u32,
 }
 
-/// Fetches `url`, streaming the body into its hash.
+/// Fetches `url`, streaming the body into its hash. Once connected, the outcome — the
+/// complete response, or what went wrong with it — is given to `report` as soon as it is
+/// known, before the connection is closed or reset (so a close the provider is slow to
+/// complete does not hold the result back); `Err` is a failure before that, not reported.
 async fn fetch(
     resolve: wsk::ops::Resolve,
     client: Arc<WskClient>,
     timers: Arc<Timers>,
     url: Url,
     limits: Limits,
-) -> Result<Fetched, Failure> {
+    report: impl FnOnce(&Result<Fetched, Failure>),
+) -> Result<(), Failure> {
     let connecting = pin!(async {
         let addresses: Vec<SocketAddr> = resolve.await?;
         let mut last_error = Error::from_status(wsk_sys::STATUS_BAD_NETWORK_PATH);
         for address in addresses {
-            match client.connect(address).await {
+            match connect(&client, address).await {
                 Ok(socket) => return Ok((socket, address)),
                 Err(error) => last_error = error,
             }
@@ -199,15 +203,25 @@ async fn fetch(
                 .unwrap_or(Err(Failure::Deadline(address, ms))),
         }
     };
-    match &outcome {
-        Ok(_) => {
-            socket.close().await?;
-        }
+    report(&outcome);
+    match outcome {
+        Ok(_) => socket.close().await?,
         Err(_) => {
             let _ = socket.abort().await;
         }
     }
-    outcome
+    Ok(())
+}
+
+/// Connects to `address` in three calls — `WskSocket`, `WskBind` to any local address,
+/// `WskConnect` — rather than `WskSocketConnect`'s one: every WSK provider implements these
+/// (Wine's 8.0 provider does not implement `WskSocketConnect`).
+async fn connect(client: &WskClient, address: SocketAddr) -> wsk::Result<ConnectionSocket> {
+    let family = AddressFamily::of(&address);
+    let socket = ConnectionSocket::create(client, family).await?;
+    socket.bind(family.unspecified()).await?;
+    socket.connect(address).await?;
+    Ok(socket)
 }
 
 /// The driver's entry point (exported as `DriverEntry` in the image). PASSIVE_LEVEL.
@@ -294,7 +308,7 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     let task_client = Arc::clone(&client);
     let task_timers = Arc::clone(&timers);
     let fut = async move {
-        match fetch(resolve, task_client, task_timers, url, limits).await {
+        let report = |outcome: &Result<Fetched, Failure>| match outcome {
             Ok(fetched) => kprint!(
                 "wsk_http_get: {text}: {}; body {} bytes{}, fnv1a64 {:016x}\n",
                 fetched.status.escape_debug(),
@@ -303,6 +317,9 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
                 fetched.hash
             ),
             Err(failure) => kprint!("wsk_http_get: {text}: {failure}\n"),
+        };
+        if let Err(failure) = fetch(resolve, task_client, task_timers, url, limits, report).await {
+            kprint!("wsk_http_get: {text}: {failure}\n");
         }
     };
     tasks.spawn(fut)?;

@@ -20,7 +20,7 @@ use alloc::string::String;
 use core::net::SocketAddr;
 
 use wsk::task::TaskSet;
-use wsk::{Buf, Error, SpinLock, WskClient};
+use wsk::{AddressFamily, Buf, ConnectionSocket, Error, SpinLock, WskClient};
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
 use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_SUCCESS};
 
@@ -73,8 +73,20 @@ fn read_config(registry_path: PUNICODE_STRING) -> wsk::Result<Config> {
 }
 
 /// Connects, sends the whole message, closes: the task `DriverEntry` starts.
-async fn exchange(client_connect: wsk::ops::Connect, message: Buf) -> wsk::Result<usize> {
-    let socket = client_connect.await?;
+///
+/// The connection is made in three calls — `WskSocket`, `WskBind` to any local address,
+/// `WskConnect` — rather than `WskSocketConnect`'s one: every WSK provider implements these
+/// (Wine's 8.0 provider does not implement `WskSocketConnect`).
+async fn exchange(
+    create: wsk::ops::CreateConnection,
+    server: SocketAddr,
+    message: Buf,
+) -> wsk::Result<usize> {
+    let socket = create.await?;
+    socket
+        .bind(AddressFamily::of(&server).unspecified())
+        .await?;
+    socket.connect(server).await?;
     let length = message.len();
     let (sent, _message) = socket.send_all(message).await;
     sent?;
@@ -115,11 +127,11 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
         unsafe { wsk::DriverObject::from_raw(driver) }.ok_or(wsk::Error::INVALID_PARAMETER)?;
     let client = WskClient::register(driver)?;
     let message = Buf::from_slice(config.message.as_bytes())?;
-    let connect = client.connect(config.server);
+    let create = ConnectionSocket::create(&client, AddressFamily::of(&config.server));
     let tasks = TaskSet::new(driver)?;
     let server = config.server;
     tasks.spawn(async move {
-        match exchange(connect, message).await {
+        match exchange(create, server, message).await {
             Ok(sent) => kprint!("wsk_tcp_send: sent {sent} bytes to {server}\n"),
             Err(error) => kprint!("wsk_tcp_send: sending to {server} failed: {error}\n"),
         }

@@ -25,7 +25,7 @@ use wsk_driver_runtime::parameters::{ParameterError, parse_socket_addresses};
 use wsk_driver_runtime::startup::{Opening, Openings};
 use wsk_driver_runtime::timer::Timers;
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
-use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_SUCCESS};
+use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS};
 
 /// The addresses when the `Listen` parameter is missing.
 const DEFAULT_LISTEN: &str = "127.0.0.1:7008,[::1]:7008";
@@ -50,6 +50,13 @@ struct Running {
 
 static RUNNING: SpinLock<Option<Running>> = SpinLock::new(None);
 
+/// Whether `error`, from opening a datagram socket, says the provider has no datagram sockets
+/// at all (Wine's WSK provider answers `STATUS_NOT_IMPLEMENTED`; `STATUS_NOT_SUPPORTED` is
+/// the other way to say it) rather than that this address cannot be bound.
+fn provider_lacks_datagrams(error: Error) -> bool {
+    error == Error::NOT_SUPPORTED || error == Error::from_status(STATUS_NOT_IMPLEMENTED)
+}
+
 /// Binds `address` (reporting the outcome to `opening`) and echoes datagrams until
 /// cancelled.
 async fn serve(
@@ -60,15 +67,28 @@ async fn serve(
 ) {
     let socket = match bind.await {
         Ok(socket) => socket,
+        Err(error) if provider_lacks_datagrams(error) => {
+            kprint!(
+                "wsk_udp_echo: cannot bind {address}: the WSK provider does not support datagram sockets ({error})\n"
+            );
+            opening.failed(error);
+            return;
+        }
         Err(error) => {
             kprint!("wsk_udp_echo: cannot bind {address}: {error}\n");
             opening.failed(error);
             return;
         }
     };
-    match socket.local_addr().await {
-        Ok(local) => kprint!("wsk_udp_echo: listening on {local}\n"),
-        Err(error) => kprint!("wsk_udp_echo: listening on {address} ({error})\n"),
+    // The provider is asked for the port it picked only when it picked one: a configured
+    // port is the one bound (and a provider without `WskGetLocalAddress` serves it).
+    if address.port() == 0 {
+        match socket.local_addr().await {
+            Ok(local) => kprint!("wsk_udp_echo: listening on {local}\n"),
+            Err(error) => kprint!("wsk_udp_echo: listening on {address} ({error})\n"),
+        }
+    } else {
+        kprint!("wsk_udp_echo: listening on {address}\n");
     }
     let mut buf = match Buf::with_capacity(DATAGRAM_CAPACITY) {
         Ok(buf) => buf,
@@ -191,7 +211,12 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     }
     let outcome = openings.wait(STARTUP_WAIT_MS);
     if outcome.nothing_opened() {
-        kprint!("wsk_udp_echo: no address could be bound\n");
+        match outcome.last_error {
+            Some(error) if provider_lacks_datagrams(error) => kprint!(
+                "wsk_udp_echo: no address could be bound: the WSK provider does not support datagram sockets\n"
+            ),
+            _ => kprint!("wsk_udp_echo: no address could be bound\n"),
+        }
         return Err(outcome.last_error.unwrap_or(Error::INVALID_PARAMETER));
     }
     Ok(running)

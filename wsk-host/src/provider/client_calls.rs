@@ -275,6 +275,27 @@ unsafe fn string_of(text: PUNICODE_STRING) -> Option<String> {
     Some(String::from_utf16_lossy(units))
 }
 
+/// Whether the counted string `text` (null: none) has a NUL right after its `Length` bytes,
+/// inside its `MaximumLength`.
+///
+/// # Safety
+/// `text` is null or a valid counted string whose buffer holds `MaximumLength` bytes.
+unsafe fn terminated(text: PUNICODE_STRING) -> bool {
+    // SAFETY: forwarded.
+    let Some(text) = (unsafe { text.as_ref() }) else {
+        return true;
+    };
+    if text.Buffer.is_null() {
+        return true;
+    }
+    let length = usize::from(text.Length);
+    if usize::from(text.MaximumLength) < length + 2 {
+        return false;
+    }
+    // SAFETY: the unit after `Length` bytes is inside `MaximumLength` (checked).
+    unsafe { text.Buffer.add(length / 2).read_unaligned() == 0 }
+}
+
 pub(crate) unsafe extern "system" fn get_address_info(
     Client: PWSK_CLIENT,
     NodeName: PUNICODE_STRING,
@@ -292,6 +313,14 @@ pub(crate) unsafe extern "system" fn get_address_info(
     }
     if NameSpace != NS_ALL && NameSpace != NS_DNS {
         return finish(Irp, STATUS_NOT_SUPPORTED, 0, Delivery::Inline);
+    }
+    // Counted: Windows reads the strings by their `Length`, but a client should leave them
+    // terminated as `RtlInitUnicodeString` does, for providers that do not.
+    // SAFETY: the client's strings, valid for the call.
+    let unterminated = unsafe { [NodeName, ServiceName].map(|name| !terminated(name)) };
+    let unterminated = unterminated.iter().filter(|&&u| u).count() as u64;
+    if unterminated > 0 {
+        crate::session::count(|c| c.address_info_names_unterminated += unterminated);
     }
     // SAFETY: the client's strings and hints.
     let (node, service, hints) = unsafe {
