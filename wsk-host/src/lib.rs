@@ -73,6 +73,7 @@ mod rtl;
 mod session;
 mod spin_lock;
 mod thread;
+mod timer;
 mod verifier;
 mod workitem;
 

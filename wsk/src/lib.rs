@@ -180,6 +180,7 @@ mod per_thread;
 mod stream;
 mod sync;
 pub mod task;
+mod timer;
 
 use lifecycle::{client, completion, op, shared, socket};
 
@@ -200,6 +201,7 @@ pub use op::{Op, Request};
 pub use socket::{Close, SetOption};
 pub use stream::StreamSocket;
 pub use sync::{SpinLock, SpinLockGuard};
+pub use timer::Sleep;
 
 /// The request types behind each [`Op`]: name them to store an operation in a struct.
 pub mod ops {
@@ -216,4 +218,5 @@ pub mod ops {
     pub use crate::listen::{Accept, AcceptRequest, Listen};
     pub use crate::socket::{AddressRequest, BindRequest, CreateRequest, OptionRequest};
     pub use crate::stream::{CreateStream, ListenRequest, StreamCreateRequest};
+    pub use crate::timer::SleepRequest;
 }

@@ -3,11 +3,12 @@
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use core::time::Duration;
 
 use wsk_sys::*;
 
 use super::callback::require_wait_allowed;
-use super::completion::BlockRef;
+use super::completion::{BlockRef, TimerAction};
 use crate::{Error, Result};
 
 /// A kind of WSK request an [`Op`] carries; implemented by this crate's request types only.
@@ -51,6 +52,13 @@ pub(crate) mod issue {
 }
 use issue::Issue;
 
+/// `duration` as a relative due time for `KeSetTimer`: negative, in 100 ns units, rounded up,
+/// at least one unit (so never 0, which stands for no deadline).
+pub(crate) fn relative_due_time(duration: Duration) -> i64 {
+    let units = duration.as_nanos().div_ceil(100).max(1);
+    -(i64::try_from(units).unwrap_or(i64::MAX))
+}
+
 /// The error of an operation waited for after it already handed out its output.
 const FINISHED: Error = Error::from_status(STATUS_INVALID_DEVICE_REQUEST);
 
@@ -76,6 +84,8 @@ pub struct Op<R: Request> {
     // the socket (and so the pool).
     stage: Stage,
     request: R,
+    /// The deadline, relative, in 100 ns units as `KeSetTimer` takes it (negative); 0: none.
+    deadline: i64,
 }
 
 impl<R: Request> Op<R> {
@@ -83,7 +93,31 @@ impl<R: Request> Op<R> {
         Op {
             stage: Stage::NotStarted,
             request,
+            deadline: 0,
         }
+    }
+
+    /// Gives the operation a deadline: `timeout` after it is issued (its first poll or
+    /// [`wait`](Op::wait)), a kernel timer's DPC cancels its IRP (`IoCancelIrp`), and the
+    /// operation fails with [`Error::TIMED_OUT`], handing back its buffers as any failure
+    /// does. Works the same awaited, waited for, or dropped; costs no allocation (the timer
+    /// lives in the request's completion block). IRQL <= DISPATCH_LEVEL, like every
+    /// operation.
+    ///
+    /// What "timed out" guarantees: the request was cancelled at the deadline and the
+    /// provider completed it as cancelled; nothing it moved was lost. If the provider
+    /// completed it another way — data that arrived as the timer fired, a send already
+    /// taken — that result is returned instead, as if there had been no deadline. The
+    /// deadline is counted in interrupt time and is at least `timeout` (rounded up to
+    /// 100 ns; the kernel's timer resolution, usually 1 to 15.6 ms, may add to it).
+    ///
+    /// Set it before the operation starts: on an operation already issued (polled before)
+    /// it has no effect.
+    pub fn timeout(mut self, timeout: Duration) -> Op<R> {
+        if let Stage::NotStarted = self.stage {
+            self.deadline = relative_due_time(timeout);
+        }
+        self
     }
 
     /// Issues the request; returns the output at once if it failed before reaching the
@@ -98,6 +132,10 @@ impl<R: Request> Op<R> {
         };
         // SAFETY: the block was just prepared and no request is in flight on it.
         let irp = unsafe { block.arm() };
+        if self.deadline != 0 {
+            // SAFETY: armed just above, not issued yet, no timer set.
+            unsafe { block.set_timer(self.deadline, TimerAction::Cancel) };
+        }
         // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
         // completion routine runs whatever the call returns (WSK completes every IRP it is
         // given), so the returned status carries no extra information.
