@@ -19,7 +19,8 @@ use wsk_sys::*;
 
 use crate::client::{ClientCore, WskClient};
 use crate::completion::{BlockRef, TimerAction};
-use crate::op::{Op, issue::Issue, relative_due_time};
+use crate::deadline::{self, Deadline, DueTime};
+use crate::op::{Op, issue::Issue};
 use crate::shared::Shared;
 use crate::{Error, Result};
 
@@ -35,7 +36,18 @@ impl WskClient {
         Sleep {
             op: Op::new(SleepRequest {
                 client: self.core().clone(),
-                due: relative_due_time(duration),
+                due: deadline::relative(duration),
+            }),
+        }
+    }
+
+    /// A sleep until `deadline` (see [`sleep`](WskClient::sleep)); one already passed ends
+    /// at its first poll or wait, on the timer's DPC like any other.
+    pub fn sleep_until(&self, deadline: Deadline) -> Sleep {
+        Sleep {
+            op: Op::new(SleepRequest {
+                client: self.core().clone(),
+                due: deadline.encoded(),
             }),
         }
     }
@@ -69,8 +81,8 @@ impl Future for Sleep {
 /// it.
 pub struct SleepRequest {
     client: Shared<ClientCore>,
-    /// Relative due time for `KeSetTimer` (negative, 100 ns units).
-    due: i64,
+    /// When it ends.
+    due: DueTime,
 }
 
 impl core::fmt::Debug for SleepRequest {
@@ -91,7 +103,7 @@ impl Issue for SleepRequest {
     unsafe fn issue(&mut self, block: &BlockRef, _irp: PIRP) -> NTSTATUS {
         // SAFETY: `irp` was just armed on `block` and is given to no provider: the timer's
         // DPC, or the cancel that stops the timer, completes it (its one completion).
-        unsafe { block.set_timer(self.due, TimerAction::Complete) };
+        unsafe { block.set_timer(deadline::for_set_timer(self.due), TimerAction::Complete) };
         STATUS_PENDING
     }
 

@@ -16,7 +16,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wsk::task::{TaskSet, block_on};
-use wsk::{Buf, ConnectionSocket, Error, WskClient};
+use wsk::{Buf, ConnectionSocket, Deadline, Error, WskClient};
 use wsk_host::{Rule, Session};
 
 /// Counts the allocations of the calling thread (the provider's threads are not counted).
@@ -546,4 +546,58 @@ fn unloading_with_a_timer_set_is_reported() {
     );
     // SAFETY: the timer is set and initialised.
     unsafe { wsk_sys::KeCancelTimer(&raw mut *timer) };
+}
+
+#[test]
+fn one_deadline_bounds_a_whole_exchange() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let deadline = Deadline::after(Duration::from_millis(80));
+    peer.write_all(b"first").unwrap();
+    let (first, buf) = socket
+        .receive(Buf::with_capacity(16).unwrap())
+        .deadline(deadline)
+        .wait();
+    assert!(first.unwrap() > 0, "data at hand completes before the deadline");
+    assert!(!deadline.has_passed());
+    let started = Instant::now();
+    let (second, buf) = socket.receive(buf).deadline(deadline).wait();
+    assert_eq!(second.unwrap_err(), Error::TIMED_OUT);
+    assert!(deadline.has_passed());
+    assert_eq!(deadline.remaining(), Duration::ZERO);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // A deadline already passed: the request is cancelled as soon as it is issued.
+    let (third, buf) = socket.receive(buf).deadline(deadline).wait();
+    assert_eq!(third.unwrap_err(), Error::TIMED_OUT);
+    // A sleep until it ends at once too; one in the future waits.
+    client.sleep_until(deadline).wait().unwrap();
+    let later = Deadline::after(Duration::from_millis(30));
+    let started = Instant::now();
+    client.sleep_until(later).wait().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(29));
+    assert!(later.has_passed());
+    drop(buf);
+    drop(socket);
+    client.shutdown().unwrap();
+    session.finish();
+}
+
+#[test]
+fn a_deadline_set_after_the_operation_started_has_no_effect() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let mut receive = socket.receive(Buf::with_capacity(16).unwrap());
+    assert!(poll_once(&mut receive).is_pending());
+    let receive = receive.timeout(Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(30));
+    peer.write_all(b"late").unwrap();
+    let (result, buf) = receive.wait();
+    assert_eq!(result.unwrap(), 4, "no deadline was set on the request in flight");
+    drop(buf);
+    drop(socket);
+    client.shutdown().unwrap();
+    let report = session.finish();
+    assert_eq!(report.dpcs_run, 0);
 }

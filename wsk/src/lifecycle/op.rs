@@ -9,6 +9,7 @@ use wsk_sys::*;
 
 use super::callback::require_wait_allowed;
 use super::completion::{BlockRef, TimerAction};
+use crate::deadline::{self, Deadline, DueTime};
 use crate::{Error, Result};
 
 /// A kind of WSK request an [`Op`] carries; implemented by this crate's request types only.
@@ -52,13 +53,6 @@ pub(crate) mod issue {
 }
 use issue::Issue;
 
-/// `duration` as a relative due time for `KeSetTimer`: negative, in 100 ns units, rounded up,
-/// at least one unit (so never 0, which stands for no deadline).
-pub(crate) fn relative_due_time(duration: Duration) -> i64 {
-    let units = duration.as_nanos().div_ceil(100).max(1);
-    -(i64::try_from(units).unwrap_or(i64::MAX))
-}
-
 /// The error of an operation waited for after it already handed out its output.
 const FINISHED: Error = Error::from_status(STATUS_INVALID_DEVICE_REQUEST);
 
@@ -84,8 +78,8 @@ pub struct Op<R: Request> {
     // the socket (and so the pool).
     stage: Stage,
     request: R,
-    /// The deadline, relative, in 100 ns units as `KeSetTimer` takes it (negative); 0: none.
-    deadline: i64,
+    /// The deadline, if any (0: none).
+    deadline: DueTime,
 }
 
 impl<R: Request> Op<R> {
@@ -115,7 +109,18 @@ impl<R: Request> Op<R> {
     /// it has no effect.
     pub fn timeout(mut self, timeout: Duration) -> Op<R> {
         if let Stage::NotStarted = self.stage {
-            self.deadline = relative_due_time(timeout);
+            self.deadline = deadline::relative(timeout);
+        }
+        self
+    }
+
+    /// Like [`timeout`](Op::timeout), with a point in time: one [`Deadline`] can bound
+    /// several operations (a whole exchange). The time left is taken when the operation is
+    /// issued; a deadline already passed then cancels it at once — it completes with what
+    /// the provider had at hand (data already received), or times out.
+    pub fn deadline(mut self, deadline: Deadline) -> Op<R> {
+        if let Stage::NotStarted = self.stage {
+            self.deadline = deadline.encoded();
         }
         self
     }
@@ -134,7 +139,7 @@ impl<R: Request> Op<R> {
         let irp = unsafe { block.arm() };
         if self.deadline != 0 {
             // SAFETY: armed just above, not issued yet, no timer set.
-            unsafe { block.set_timer(self.deadline, TimerAction::Cancel) };
+            unsafe { block.set_timer(deadline::for_set_timer(self.deadline), TimerAction::Cancel) };
         }
         // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
         // completion routine runs whatever the call returns (WSK completes every IRP it is
