@@ -916,6 +916,76 @@ mod tests {
         session.finish();
     }
 
+    /// Waits until every DPC taken so far has run (the teardown's `KeFlushQueuedDpcs`).
+    fn flush_dpcs() {
+        // SAFETY: PASSIVE_LEVEL (a test thread).
+        unsafe { KeFlushQueuedDpcs() };
+    }
+
+    #[test]
+    fn a_deadline_races_the_completion_and_the_drop() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        for round in 0..ROUNDS {
+            let buf = Buf::from_slice(b"held until the completion").unwrap();
+            let (block, irp) = armed(&pool, Some(buf));
+            // SAFETY: armed, not issued, no timer set.
+            unsafe { block.set_timer(-((round % 4) as i64) - 1, TimerAction::Cancel) };
+            let status = if round % 3 == 0 {
+                STATUS_SUCCESS
+            } else {
+                STATUS_CANCELLED
+            };
+            let completer = thread::spawn(move || irp.complete(status));
+            if round % 2 == 0 {
+                // The operation goes first: the in-flight and timer references keep the block.
+                drop(block);
+                completer.join().unwrap();
+            } else {
+                completer.join().unwrap();
+                assert!(block.is_done());
+                // SAFETY: done.
+                let (result, _) = unsafe { block.result() };
+                // A cancelled request whose deadline fired reports a timeout; a success stands.
+                match status {
+                    STATUS_SUCCESS => assert_eq!(result, STATUS_SUCCESS),
+                    _ => assert!(result == STATUS_CANCELLED || result == STATUS_IO_TIMEOUT),
+                }
+                drop(block);
+            }
+        }
+        flush_dpcs();
+        // Every block is idle again (the pool's drop asserts it), reused by the next round.
+        assert!(pool.blocks().count() <= 3);
+        drop(pool);
+        session.finish();
+    }
+
+    #[test]
+    fn a_sleep_cancel_races_its_expiry() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        for round in 0..ROUNDS {
+            let (block, _irp) = armed(&pool, None);
+            // SAFETY: armed, given to no provider, no timer set: the timer completes it.
+            unsafe { block.set_timer(-((round % 5) as i64) - 1, TimerAction::Complete) };
+            if round % 3 != 0 {
+                block.cancel();
+            }
+            if round % 2 == 0 {
+                assert!(block.block_until_done(None));
+                // SAFETY: done.
+                let (result, _) = unsafe { block.result() };
+                assert!(result == STATUS_SUCCESS || result == STATUS_CANCELLED);
+            }
+            drop(block);
+        }
+        flush_dpcs();
+        assert!(pool.blocks().count() <= 3);
+        drop(pool);
+        session.finish();
+    }
+
     #[test]
     fn a_cancel_races_the_completion_and_a_reuse_of_the_block() {
         let session = Session::start();
