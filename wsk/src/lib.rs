@@ -203,7 +203,7 @@ pub use op::{Op, Request};
 pub use socket::{Close, SetOption};
 pub use stream::StreamSocket;
 pub use sync::{SpinLock, SpinLockGuard};
-pub use timer::Sleep;
+pub use timer::{Sleep, Timers};
 
 /// The request types behind each [`Op`]: name them to store an operation in a struct.
 pub mod ops {

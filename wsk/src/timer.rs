@@ -25,6 +25,15 @@ use crate::shared::Shared;
 use crate::{Error, Result};
 
 impl WskClient {
+    /// A handle that makes sleeps on this client, for tasks that do not hold the client:
+    /// cheap to clone, `Send` and `Sync`. It does not keep the client registered: once the
+    /// client's teardown has begun, its sleeps fail at once with `STATUS_DEVICE_NOT_READY`.
+    pub fn timers(&self) -> Timers {
+        Timers {
+            client: self.core().clone(),
+        }
+    }
+
     /// A delay of `duration` (at least; the kernel's timer resolution, usually 1 to 15.6 ms,
     /// may add to it), counted from its first poll or [`wait`](Sleep::wait).
     ///
@@ -33,23 +42,37 @@ impl WskClient {
     /// during the teardown. Dropping it cancels its timer. IRQL <= DISPATCH_LEVEL; no
     /// allocation once the client has an idle completion block.
     pub fn sleep(&self, duration: Duration) -> Sleep {
-        Sleep {
-            op: Op::new(SleepRequest {
-                client: self.core().clone(),
-                due: deadline::relative(duration),
-            }),
-        }
+        Sleep::new(self.core(), deadline::relative(duration))
     }
 
     /// A sleep until `deadline` (see [`sleep`](WskClient::sleep)); one already passed ends
     /// at its first poll or wait, on the timer's DPC like any other.
     pub fn sleep_until(&self, deadline: Deadline) -> Sleep {
-        Sleep {
-            op: Op::new(SleepRequest {
-                client: self.core().clone(),
-                due: deadline.encoded(),
-            }),
-        }
+        Sleep::new(self.core(), deadline.encoded())
+    }
+}
+
+/// Makes sleeps on a client: see [`WskClient::timers`].
+#[derive(Clone)]
+pub struct Timers {
+    client: Shared<ClientCore>,
+}
+
+impl Timers {
+    /// [`WskClient::sleep`], on this handle's client.
+    pub fn sleep(&self, duration: Duration) -> Sleep {
+        Sleep::new(&self.client, deadline::relative(duration))
+    }
+
+    /// [`WskClient::sleep_until`], on this handle's client.
+    pub fn sleep_until(&self, deadline: Deadline) -> Sleep {
+        Sleep::new(&self.client, deadline.encoded())
+    }
+}
+
+impl core::fmt::Debug for Timers {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Timers").finish_non_exhaustive()
     }
 }
 
@@ -61,6 +84,15 @@ pub struct Sleep {
 }
 
 impl Sleep {
+    fn new(client: &Shared<ClientCore>, due: DueTime) -> Sleep {
+        Sleep {
+            op: Op::new(SleepRequest {
+                client: client.clone(),
+                due,
+            }),
+        }
+    }
+
     /// Blocks the calling thread until the delay has passed. IRQL <= APC_LEVEL and never
     /// inside a completion routine, event callback or task: there it fails at once with
     /// [`Error::IRQL_TOO_HIGH`] (and a sleep already started is cancelled).

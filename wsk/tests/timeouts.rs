@@ -559,7 +559,10 @@ fn one_deadline_bounds_a_whole_exchange() {
         .receive(Buf::with_capacity(16).unwrap())
         .deadline(deadline)
         .wait();
-    assert!(first.unwrap() > 0, "data at hand completes before the deadline");
+    assert!(
+        first.unwrap() > 0,
+        "data at hand completes before the deadline"
+    );
     assert!(!deadline.has_passed());
     let started = Instant::now();
     let (second, buf) = socket.receive(buf).deadline(deadline).wait();
@@ -594,7 +597,11 @@ fn a_deadline_set_after_the_operation_started_has_no_effect() {
     std::thread::sleep(Duration::from_millis(30));
     peer.write_all(b"late").unwrap();
     let (result, buf) = receive.wait();
-    assert_eq!(result.unwrap(), 4, "no deadline was set on the request in flight");
+    assert_eq!(
+        result.unwrap(),
+        4,
+        "no deadline was set on the request in flight"
+    );
     drop(buf);
     drop(socket);
     client.shutdown().unwrap();
