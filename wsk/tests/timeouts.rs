@@ -251,8 +251,11 @@ fn dropping_the_client_under_a_timed_operation_ends_it() {
     session.finish();
 }
 
-/// Collects what the tasks report.
-fn recorder<T: Send + 'static>() -> (Arc<Mutex<Vec<T>>>, Arc<Mutex<Vec<T>>>) {
+/// What the tasks report, in order.
+type Log<T> = Arc<Mutex<Vec<T>>>;
+
+/// A log for the tasks, and the test's handle on it.
+fn recorder<T: Send + 'static>() -> (Log<T>, Log<T>) {
     let log = Arc::new(Mutex::new(Vec::new()));
     (Arc::clone(&log), log)
 }
