@@ -20,13 +20,19 @@ use wsk_sys::*;
 use crate::irql;
 use crate::verifier::{Rule, bug_check, require_irql};
 
-/// A set timer.
+/// A set timer. The pointers keep their provenance (for Miri), the table's keys are
+/// addresses.
 struct Armed {
-    /// The DPC to run at expiry (0: none).
-    dpc: usize,
+    timer: PKTIMER,
+    /// The DPC to run at expiry (null: none).
+    dpc: PKDPC,
     /// Tells this setting from an earlier one of the same timer in the heap.
     generation: u64,
 }
+
+// SAFETY: the pointers are the driver's kernel objects, usable from any thread; the table
+// only dereferences them under the kernel's own rules (set timer, queued DPC).
+unsafe impl Send for Armed {}
 
 #[derive(Default)]
 struct Table {
@@ -59,7 +65,11 @@ fn with_table<R>(f: impl FnOnce(&mut Table) -> R) -> R {
 pub(crate) fn pending() -> (usize, usize) {
     with_table(|table| {
         (
-            table.armed.values().filter(|armed| armed.dpc != 0).count(),
+            table
+                .armed
+                .values()
+                .filter(|armed| !armed.dpc.is_null())
+                .count(),
             table.dpcs_in_flight,
         )
     })
@@ -114,16 +124,16 @@ fn expire_timers() {
             let armed = table.armed.remove(&timer).expect("checked above");
             // SAFETY: a set timer is live driver memory until it expires or is cancelled (a
             // driver that frees it while set corrupts the kernel's table on Windows too).
-            unsafe { (*(timer as *mut KTIMER)).Header.SignalState = 1 };
-            if armed.dpc != 0 {
+            unsafe { (*armed.timer).Header.SignalState = 1 };
+            if !armed.dpc.is_null() {
                 table.dpcs_in_flight += 1;
-                expired = Some(armed.dpc);
+                expired = Some(Queued(armed.dpc));
                 break;
             }
         }
-        if let Some(dpc) = expired {
+        if let Some(Queued(dpc)) = expired {
             drop(guard);
-            run_dpc(dpc as PKDPC);
+            run_dpc(dpc);
             guard = lock();
             if let Some(table) = guard.as_mut() {
                 table.dpcs_in_flight -= 1;
@@ -142,6 +152,9 @@ fn expire_timers() {
         };
     }
 }
+
+/// A DPC taken from the table, to run outside its lock.
+struct Queued(PKDPC);
 
 /// Runs a DPC's routine at DISPATCH_LEVEL, as a processor's DPC queue does.
 fn run_dpc(dpc: PKDPC) {
@@ -250,7 +263,8 @@ pub unsafe extern "system" fn KeSetTimer(
             .insert(
                 Timer as usize,
                 Armed {
-                    dpc: Dpc as usize,
+                    timer: Timer,
+                    dpc: Dpc,
                     generation,
                 },
             )

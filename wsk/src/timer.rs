@@ -136,6 +136,13 @@ impl Issue for SleepRequest {
         // SAFETY: `irp` was just armed on `block` and is given to no provider: the timer's
         // DPC, or the cancel that stops the timer, completes it (its one completion).
         unsafe { block.set_timer(deadline::for_set_timer(self.due), TimerAction::Complete) };
+        // A teardown that began before the timer was set may have passed over this block
+        // (not yet armed, or armed with no timer to stop): then it is cancelled here, else the
+        // teardown would wait for the whole delay. One that begins after this check finds the
+        // timer set (the client's lock orders the two) and cancels it itself.
+        if self.client.is_shutting_down() {
+            block.cancel();
+        }
         STATUS_PENDING
     }
 

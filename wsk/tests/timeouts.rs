@@ -611,3 +611,71 @@ fn a_deadline_set_after_the_operation_started_has_no_effect() {
     let report = session.finish();
     assert_eq!(report.dpcs_run, 0);
 }
+
+#[test]
+fn closing_the_socket_ends_a_timed_operation_at_once() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _peer) = connected(&client);
+    let mut receive = socket
+        .receive(Buf::with_capacity(64).unwrap())
+        .timeout(Duration::from_secs(60));
+    assert!(poll_once(&mut receive).is_pending());
+    let started = Instant::now();
+    socket.close().wait().unwrap();
+    let (result, buf) = within("the receive on a closed socket", move || receive.wait());
+    let error = result.unwrap_err();
+    assert_ne!(
+        error,
+        Error::TIMED_OUT,
+        "the close, not the deadline, ended it"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(buf.capacity(), 64);
+    drop(buf);
+    client.shutdown().unwrap();
+    let report = session.finish();
+    assert_eq!(report.dpcs_run, 0, "the completion stopped the timer");
+}
+
+#[test]
+fn sleeps_started_while_the_client_is_torn_down_do_not_hold_it() {
+    let session = Session::start();
+    for _ in 0..10 {
+        let client = WskClient::register(driver(&session)).unwrap();
+        let timers = client.timers();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let starter = {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut refused = 0;
+                let mut started = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut sleep = timers.sleep(Duration::from_secs(600));
+                    match poll_once(&mut sleep) {
+                        Poll::Pending => started.push(sleep),
+                        Poll::Ready(result) => {
+                            assert!(result.is_err());
+                            refused += 1;
+                        }
+                    }
+                    if started.len() > 64 {
+                        drop(started.remove(0));
+                    }
+                }
+                // Every sleep still held ends without its delay: cancelled by the teardown.
+                for sleep in started {
+                    assert!(sleep.wait().is_err());
+                }
+                refused
+            })
+        };
+        std::thread::sleep(Duration::from_millis(5));
+        within("client drop while sleeps start", move || drop(client));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        within("the sleeps after the teardown", move || {
+            starter.join().unwrap()
+        });
+    }
+    session.finish();
+}

@@ -214,6 +214,11 @@ impl ClientCore {
         Ok(())
     }
 
+    /// Whether the client's shutdown has begun (taken under the client's lock).
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.sockets.lock().shutting_down
+    }
+
     /// Closes a request opened with [`ClientCore::begin_request`].
     pub(crate) fn end_request(&self) {
         let mut list = self.sockets.lock();

@@ -599,20 +599,22 @@ fn release(ptr: NonNull<Block>) {
         return;
     }
     fence(Ordering::Acquire);
-    // SAFETY: that was the last reference: exclusive access. The IRP is not in flight (the
-    // in-flight reference is released only by the completion routine).
+    // SAFETY: that was the last reference: exclusive access to the request's fields. The
+    // IRP is not in flight (the in-flight reference is released only by the completion
+    // routine). A shared reference, not `&mut Block`: other threads may be walking the pool
+    // at this moment, reading this block's link and state (`BlockPool::take`).
     let (held, owner) = unsafe {
-        let block = &mut *ptr.as_ptr();
+        let block = ptr.as_ref();
         // A request that never reached the provider ends here.
         block.end_client_request();
-        let held = match block.held.get_mut() {
+        let held = match &mut *block.held.get() {
             Held::None => Held::None,
             held => core::mem::take(held),
         };
-        if let Owner::Client(client) = block.owner.get_mut() {
+        if let Owner::Client(client) = &*block.owner.get() {
             client.free_address_list_now(&block.address_list);
         }
-        (held, core::mem::take(block.owner.get_mut()))
+        (held, core::mem::take(&mut *block.owner.get()))
     };
     // The block goes back to its pool; what the request held (a buffer, an uncollected new
     // socket, which is closed) and the reference to the owner are dropped after, in that
