@@ -170,7 +170,9 @@ impl<R: Request> Op<R> {
     }
 
     /// Like [`wait`](Op::wait), but cancels the operation after `timeout_ms` milliseconds;
-    /// a cancelled-by-timeout operation fails with [`Error::TIMED_OUT`].
+    /// a cancelled-by-timeout operation fails with [`Error::TIMED_OUT`]. The wait's own
+    /// timeout: [`timeout`](Op::timeout) gives the request a deadline that also holds when
+    /// it is awaited.
     pub fn wait_timeout(self, timeout_ms: u32) -> <R as Issue>::Output {
         // Relative timeouts are negative, in 100 ns units.
         self.wait_for(Some(-(i64::from(timeout_ms) * 10_000)))
