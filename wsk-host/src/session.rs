@@ -429,6 +429,7 @@ fn conclude() -> (Report, Vec<Violation>) {
             format!("{work_items} work item(s) allocated and never freed"),
         ));
     }
+    crate::timer::stop_thread();
     let report = COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     (report, findings)
 }

@@ -12,7 +12,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::sync::{Condvar, Mutex, MutexGuard, Once};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wsk_sys::*;
@@ -46,12 +47,40 @@ struct Table {
     next_generation: u64,
     /// DPCs taken from the table and not yet returned (queued or running).
     dpcs_in_flight: usize,
+    /// The timer thread must return (the end of a session).
+    stopping: bool,
 }
 
 static TABLE: Mutex<Option<Table>> = Mutex::new(None);
 /// Signalled when a timer is set (the thread may have to wake sooner) and when a DPC returns.
 static CHANGED: Condvar = Condvar::new();
-static THREAD: Once = Once::new();
+/// The timer thread, started by the first `KeSetTimer` after a session's end.
+static THREAD: Mutex<Option<JoinHandle<()>>> = Mutex::new(None);
+
+fn start_thread() {
+    let mut thread = THREAD.lock().unwrap_or_else(|e| e.into_inner());
+    if thread.is_none() {
+        *thread = Some(
+            std::thread::Builder::new()
+                .name("wsk-host timers".into())
+                .spawn(expire_timers)
+                .expect("the timer thread starts"),
+        );
+    }
+}
+
+/// Ends the timer thread (at the end of a session, after its checks): a DPC running
+/// finishes first; a timer still set (a finding already) never expires. The next
+/// `KeSetTimer` starts a new thread. No thread of the host outlives the tests (Miri checks).
+pub(crate) fn stop_thread() {
+    with_table(|table| table.stopping = true);
+    CHANGED.notify_all();
+    let thread = THREAD.lock().unwrap_or_else(|e| e.into_inner()).take();
+    if let Some(thread) = thread {
+        let _ = thread.join();
+    }
+    with_table(|table| table.stopping = false);
+}
 
 fn lock() -> MutexGuard<'static, Option<Table>> {
     TABLE.lock().unwrap_or_else(|e| e.into_inner())
@@ -104,6 +133,9 @@ fn expire_timers() {
     let mut guard = lock();
     loop {
         let table = guard.get_or_insert_with(Table::default);
+        if table.stopping {
+            return;
+        }
         let now = Instant::now();
         let mut wait = None;
         let mut expired = None;
@@ -284,12 +316,7 @@ pub unsafe extern "system" fn KeSetTimer(
         (*Timer).Header.SignalState = 0;
         (*Timer).Dpc = Dpc;
     }
-    THREAD.call_once(|| {
-        std::thread::Builder::new()
-            .name("wsk-host timers".into())
-            .spawn(expire_timers)
-            .expect("the timer thread starts");
-    });
+    start_thread();
     CHANGED.notify_all();
     BOOLEAN::from(was_set)
 }
