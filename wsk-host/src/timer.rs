@@ -238,21 +238,23 @@ pub unsafe extern "system" fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TY
         return;
     }
     let set = with_table(|table| {
-        let set = table.armed.contains_key(&(Timer as usize));
+        if table.armed.contains_key(&(Timer as usize)) {
+            return true;
+        }
         table.initialised.insert(Timer as usize);
-        set
+        // SAFETY: the caller gives a writable KTIMER, not set (checked under the lock the
+        // timer thread writes it under).
+        unsafe {
+            Timer.write(KTIMER::default());
+            (*Timer).Header.Type = 8 + Type as UCHAR;
+        }
+        false
     });
     if set {
         bug_check(
             Rule::TimerInvalid,
             format!("KeInitializeTimerEx({Timer:p}) on a timer that is set"),
         );
-        return;
-    }
-    // SAFETY: the caller gives a writable KTIMER.
-    unsafe {
-        Timer.write(KTIMER::default());
-        (*Timer).Header.Type = 8 + Type as UCHAR;
     }
 }
 
@@ -288,6 +290,12 @@ pub unsafe extern "system" fn KeSetTimer(
         if !table.initialised.contains(&(Timer as usize)) {
             return None;
         }
+        // SAFETY: the caller's live timer; written under the table's lock, as the timer
+        // thread writes its state at expiry.
+        unsafe {
+            (*Timer).Header.SignalState = 0;
+            (*Timer).Dpc = Dpc;
+        }
         let generation = table.next_generation;
         table.next_generation += 1;
         let was_set = table
@@ -311,11 +319,6 @@ pub unsafe extern "system" fn KeSetTimer(
         );
         return FALSE;
     };
-    // SAFETY: the caller's live timer.
-    unsafe {
-        (*Timer).Header.SignalState = 0;
-        (*Timer).Dpc = Dpc;
-    }
     start_thread();
     CHANGED.notify_all();
     BOOLEAN::from(was_set)
