@@ -141,7 +141,9 @@ fn a_timer_left_set_is_reported_at_the_end_of_the_session() {
         rules(&findings),
         BTreeSet::from([Rule::TimerPendingAtUnload.name()])
     );
-    cancel(&mut fixture);
+    // The session's end stopped the timer thread and the next session forgets the timer;
+    // cancelling it here could race that next session. Its memory stays.
+    std::mem::forget(fixture);
 }
 
 #[test]
