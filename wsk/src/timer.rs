@@ -77,6 +77,19 @@ impl core::fmt::Debug for Timers {
 }
 
 /// A delay on a kernel timer: see [`WskClient::sleep`].
+///
+/// Its timer is the one a deadline would use: a sleep takes no deadline of its own (race it
+/// against another future instead).
+///
+/// ```compile_fail,E0599
+/// use core::time::Duration;
+/// fn bounded(client: &wsk::WskClient) -> wsk::Result<()> {
+///     client
+///         .sleep(Duration::from_secs(5))
+///         .timeout(Duration::from_secs(1)) // no such method
+///         .wait()
+/// }
+/// ```
 #[must_use = "a sleep does nothing until it is awaited or waited for"]
 #[derive(Debug)]
 pub struct Sleep {

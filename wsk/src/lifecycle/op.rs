@@ -107,6 +107,22 @@ impl<R: Request> Op<R> {
     ///
     /// Set it before the operation starts: on an operation already issued (polled before)
     /// it has no effect.
+    ///
+    /// ```no_run
+    /// use core::time::Duration;
+    /// use wsk::{Buf, ConnectionSocket, Error};
+    ///
+    /// /// The next bytes from the peer, or `None` after 5 s of silence.
+    /// async fn next_bytes(socket: &ConnectionSocket) -> wsk::Result<Option<Buf>> {
+    ///     let buf = Buf::with_capacity(4096)?;
+    ///     let (received, buf) = socket.receive(buf).timeout(Duration::from_secs(5)).await;
+    ///     match received {
+    ///         Ok(_) => Ok(Some(buf)),
+    ///         Err(Error::TIMED_OUT) => Ok(None), // the buffer is back, empty
+    ///         Err(error) => Err(error),
+    ///     }
+    /// }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Op<R> {
         if let Stage::NotStarted = self.stage {
             self.deadline = deadline::relative(timeout);
