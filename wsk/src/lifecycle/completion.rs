@@ -158,6 +158,10 @@ const TIMER_IDLE: u8 = 0;
 const TIMER_CANCELS: u8 = 1;
 /// A sleep's delay is set: its expiry completes the IRP, which no provider holds.
 const TIMER_COMPLETES: u8 = 2;
+/// A sleep's timer is being set (`KeSetTimer` in progress): a cancel now cannot stop it yet.
+const TIMER_SLEEP_SETTING: u8 = 3;
+/// A cancel came while the sleep's timer was being set: the setter carries it out.
+const TIMER_SLEEP_SETTING_CANCELLED: u8 = 4;
 
 /// What a timer does when it expires (see [`BlockRef::set_timer`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -436,20 +440,47 @@ impl BlockRef {
         timer.action = action;
         block.timed_out.store(false, Ordering::Relaxed);
         block.refs.fetch_add(1, Ordering::Relaxed);
+        // Published before the timer can expire, and before the WSK call. A deadline is
+        // cancelled through its IRP, whatever this state; a sleep is cancelled through its
+        // timer, which a cancel can stop only once `KeSetTimer` has returned: until then the
+        // state says "being set", and a cancel meanwhile is left to this thread.
         let state = match action {
             TimerAction::Cancel => TIMER_CANCELS,
-            TimerAction::Complete => TIMER_COMPLETES,
+            TimerAction::Complete => TIMER_SLEEP_SETTING,
         };
-        // Published before the timer can expire, and before the WSK call.
         block.timer_state.store(state, Ordering::Release);
+        let ktimer = &raw mut timer.ktimer;
+        let dpc = &raw mut timer.dpc;
         // SAFETY: initialised above; not set (the previous request's timer was stopped or
         // expired before that request completed).
-        unsafe {
-            KeSetTimer(
-                &raw mut timer.ktimer,
-                LARGE_INTEGER { QuadPart: due },
-                &raw mut timer.dpc,
-            );
+        unsafe { KeSetTimer(ktimer, LARGE_INTEGER { QuadPart: due }, dpc) };
+        if action == TimerAction::Complete {
+            match block.timer_state.compare_exchange(
+                TIMER_SLEEP_SETTING,
+                TIMER_COMPLETES,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {}
+                Err(TIMER_SLEEP_SETTING_CANCELLED) => {
+                    // Cancelled while being set: now that the timer is set, cancel it (unless
+                    // it already expired and its DPC completed the sleep).
+                    if block
+                        .timer_state
+                        .compare_exchange(
+                            TIMER_SLEEP_SETTING_CANCELLED,
+                            TIMER_COMPLETES,
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        )
+                        .is_ok()
+                    {
+                        cancel_if_in_flight(self.ptr);
+                    }
+                }
+                // Expired already: its DPC completed the sleep.
+                Err(_) => {}
+            }
         }
     }
 
@@ -475,26 +506,34 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
     if !block.in_flight.load(Ordering::Acquire) {
         return;
     }
-    if block.timer_state.load(Ordering::Acquire) != TIMER_COMPLETES {
-        // SAFETY: the IRP lives as long as the block, which lives as long as its pool;
-        // callers hold a reference to the block or to the pool's owner. It is armed (in
-        // flight) or has just completed and not been reused by another request: on a
-        // completed IRP the cancel only sets its flag, which the next `IoReuseIrp` clears.
-        unsafe { IoCancelIrp((*block.irp.get()).as_ptr()) };
-        return;
-    }
-    if block
-        .timer_state
-        .compare_exchange(
-            TIMER_COMPLETES,
-            TIMER_IDLE,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        )
-        .is_err()
-    {
-        // Another cancel, or the DPC's completion, got there first.
-        return;
+    let mut state = block.timer_state.load(Ordering::Acquire);
+    loop {
+        let next = match state {
+            TIMER_COMPLETES => TIMER_IDLE,
+            // `KeSetTimer` in progress: the setter cancels once it has returned.
+            TIMER_SLEEP_SETTING => TIMER_SLEEP_SETTING_CANCELLED,
+            // Already asked while being set.
+            TIMER_SLEEP_SETTING_CANCELLED => return,
+            _ => {
+                // Not a sleep (or one already completed).
+                // SAFETY: the IRP lives as long as the block, which lives as long as its
+                // pool; callers hold a reference to the block or to the pool's owner. It is
+                // armed (in flight) or has just completed and not been reused by another
+                // request: on a completed IRP the cancel only sets its flag, which the next
+                // `IoReuseIrp` clears.
+                unsafe { IoCancelIrp((*block.irp.get()).as_ptr()) };
+                return;
+            }
+        };
+        match block
+            .timer_state
+            .compare_exchange(state, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) if next == TIMER_SLEEP_SETTING_CANCELLED => return,
+            Ok(_) => break,
+            // Another cancel, the setter or the DPC's completion moved it: look again.
+            Err(actual) => state = actual,
+        }
     }
     // SAFETY: the timer was initialised when it was set; it lives in the block.
     if unsafe { KeCancelTimer(&raw mut (*block.timer.get()).ktimer) } != 0 {
@@ -984,6 +1023,39 @@ mod tests {
         }
         flush_dpcs();
         assert!(pool.blocks().count() <= 3);
+        drop(pool);
+        session.finish();
+    }
+
+    #[test]
+    fn a_cancel_while_a_sleep_is_being_set_is_not_lost() {
+        let session = Session::start();
+        let pool = Arc::new(BlockPool::new());
+        for _ in 0..ROUNDS {
+            let (block, _irp) = armed(&pool, None);
+            // The owner's teardown cancels whatever is in flight, as the timer is being set.
+            let canceller = {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || pool.cancel_in_flight())
+            };
+            // SAFETY: armed, given to no provider, no timer set; a delay far longer than the
+            // test.
+            unsafe { block.set_timer(-36_000_000_000, TimerAction::Complete) };
+            canceller.join().unwrap();
+            // A cancel that found the block armed but its timer not set yet is the teardown's
+            // shutdown check's to catch (`SleepRequest::issue`); here, cancel again as it does.
+            block.cancel();
+            assert!(
+                block.block_until_done(Some(-100_000_000)),
+                "the sleep was cancelled"
+            );
+            // SAFETY: done.
+            assert_eq!(unsafe { block.result() }.0, STATUS_CANCELLED);
+            drop(block);
+        }
+        flush_dpcs();
+        let pool = Arc::into_inner(pool).unwrap();
+        assert_eq!(pool.blocks().count(), 1);
         drop(pool);
         session.finish();
     }
