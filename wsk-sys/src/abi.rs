@@ -215,6 +215,8 @@ const _: () = {
     assert!(size_of::<wdk_sys::UNICODE_STRING>() == size_of::<own_base::UNICODE_STRING>());
     assert!(size_of::<wdk_sys::GUID>() == size_of::<own_base::GUID>());
     assert!(size_of::<wdk_sys::NTSTATUS>() == size_of::<own_base::NTSTATUS>());
+    assert!(size_of::<wdk_sys::KTIMER>() == size_of::<own_base::KTIMER>());
+    assert!(size_of::<wdk_sys::KDPC>() == size_of::<own_base::KDPC>());
 };
 
 use core::ffi::c_void;
