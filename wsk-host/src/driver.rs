@@ -153,6 +153,9 @@ impl LoadedDriver {
         // SAFETY: the driver's unload routine with its own driver object.
         unsafe { unload(self.object.as_ptr()) };
         crate::irql::set(previous);
+        // Nothing keeps a driver loaded for its timers or DPCs: its unload routine must have
+        // cancelled and flushed them.
+        crate::timer::report_pending("the return of the driver's unload routine");
         let wait = crate::session::config().work_item_wait_report;
         if !crate::workitem::wait_idle(wait)
             && crate::workitem::report_still_running("unloading the driver", wait)

@@ -212,7 +212,8 @@ pub unsafe extern "system" fn KeDelayExecutionThread(
     STATUS_SUCCESS
 }
 
-fn start() -> Instant {
+/// The origin of the emulated performance counter and interrupt time.
+pub(crate) fn start() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
     *START.get_or_init(Instant::now)
 }

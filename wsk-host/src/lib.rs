@@ -3,7 +3,8 @@
 //! `wsk-host` implements, as `extern "system"` functions with the kernel's names, every
 //! ntoskrnl and NETIO export that [`wsk_sys`] declares — IRPs and their completion through
 //! the stack locations, cancellation, MDLs, pool, events, spin locks, IRQL raising and
-//! lowering, work items run by system worker threads at PASSIVE_LEVEL, the registry — and a
+//! lowering, work items run by system worker threads at PASSIVE_LEVEL, timers whose DPCs run at
+//! DISPATCH_LEVEL on a timer thread, the registry — and a
 //! WSK provider whose dispatch tables serve listening, connection, datagram and stream sockets
 //! over real host sockets, completing requests inline or from its own thread at (emulated)
 //! DISPATCH_LEVEL as the real stack does, and delivering event callbacks.
@@ -77,6 +78,7 @@ mod rtl;
 mod session;
 mod spin_lock;
 mod thread;
+mod timer;
 mod verifier;
 mod workitem;
 

@@ -127,6 +127,10 @@ pub struct Report {
     /// `Length` bytes, inside `MaximumLength`. Windows reads the counted strings; a provider
     /// that reads them as C strings (Wine's, which ignores `Length`) reads another name.
     pub address_info_names_unterminated: u64,
+    /// DPCs of expired timers that ran (`KeSetTimer` with a DPC).
+    pub dpcs_run: u64,
+    /// `KeFlushQueuedDpcs` calls.
+    pub dpc_flushes: u64,
 }
 
 static COUNTERS: Mutex<Report> = Mutex::new(Report {
@@ -147,6 +151,8 @@ static COUNTERS: Mutex<Report> = Mutex::new(Report {
     work_items_freed: 0,
     work_items_run: 0,
     address_info_names_unterminated: 0,
+    dpcs_run: 0,
+    dpc_flushes: 0,
 });
 
 static CONFIG: Mutex<Option<ProviderConfig>> = Mutex::new(None);
@@ -334,6 +340,7 @@ fn reset() {
     crate::netio::forget();
     crate::workitem::wait_idle(Duration::from_secs(2));
     crate::workitem::forget();
+    crate::timer::forget();
     crate::provider::forget();
     faults::install(FaultPlan::default());
     *COUNTERS.lock().unwrap_or_else(|e| e.into_inner()) = Report::default();
@@ -357,6 +364,7 @@ fn conclude() -> (Report, Vec<Violation>) {
     crate::provider::wait_idle(deadline.saturating_duration_since(Instant::now()));
     crate::workitem::wait_idle(work_item_deadline.saturating_duration_since(Instant::now()));
     crate::workitem::report_still_running("the end of the session", work_item_wait);
+    crate::timer::report_pending("the end of the session");
     let mut findings: Vec<Violation> = verifier::take_recorded();
     let leak = |rule: Rule, details: String| Violation { rule, details };
     let (irps, in_flight) = crate::irp::counts();
@@ -426,6 +434,7 @@ fn conclude() -> (Report, Vec<Violation>) {
             format!("{work_items} work item(s) allocated and never freed"),
         ));
     }
+    crate::timer::stop_thread();
     let report = COUNTERS.lock().unwrap_or_else(|e| e.into_inner()).clone();
     (report, findings)
 }

@@ -96,6 +96,14 @@ pub enum Rule {
     /// on Windows that run is a DPC, and the DPC watchdog bug checks (0x133,
     /// `DPC_WATCHDOG_VIOLATION`).
     DpcWatchdogViolation,
+    /// A timer with a DPC was still set, or a DPC still queued or running, when the session
+    /// ended or the driver's unload routine returned: on Windows the DPC would run after the
+    /// driver's image and memory are gone (the driver must cancel its timers and call
+    /// `KeFlushQueuedDpcs` before it returns from its unload).
+    TimerPendingAtUnload,
+    /// A timer that `KeInitializeTimerEx` did not initialise was set or cancelled, or a set
+    /// timer was initialised again.
+    TimerInvalid,
 }
 
 impl Rule {
@@ -136,6 +144,8 @@ impl Rule {
             Rule::WorkItemReturnedAtBadIrql => "WORKER_THREAD_RETURNED_AT_BAD_IRQL",
             Rule::WorkItemStillRunning => "WORK_ITEM_STILL_RUNNING",
             Rule::DpcWatchdogViolation => "DPC_WATCHDOG_VIOLATION",
+            Rule::TimerPendingAtUnload => "TIMER_PENDING_AT_UNLOAD",
+            Rule::TimerInvalid => "TIMER_INVALID",
         }
     }
 }

@@ -157,6 +157,89 @@ typedef enum _EVENT_TYPE {
     SynchronizationEvent = 1
 } EVENT_TYPE;
 
+/* ------------------------------------------------------------------------------------------
+ * Timers and DPCs (Source: wdm.h reference "KTIMER", "KDPC", "KeInitializeTimerEx",
+ * "KeSetTimer", "KeCancelTimer", "KeInitializeDpc", "KeFlushQueuedDpcs",
+ * "KeQueryUnbiasedInterruptTime"; layout: the WDK's wdm.h for 64-bit targets, x64 and
+ * ARM64 sizes 0x40 / 0x40). Everything here is exported since Windows 2000, but
+ * KeQueryUnbiasedInterruptTime (Windows 7).
+ * ---------------------------------------------------------------------------------------- */
+
+/** Entry of a singly linked list. WDK: `SINGLE_LIST_ENTRY`. */
+typedef struct _SINGLE_LIST_ENTRY {
+    /** The next entry. WDK: `Next`. */
+    struct _SINGLE_LIST_ENTRY *Next;
+} SINGLE_LIST_ENTRY;
+
+/** A set of processors, one bit each. WDK: `KAFFINITY`. */
+typedef ULONG_PTR KAFFINITY;
+
+struct _KDPC;
+
+/** A DPC's routine: runs at DISPATCH_LEVEL with the context given to [`KeInitializeDpc`]
+ *  and, for a timer's DPC, the expiry time in the system arguments. WDK:
+ *  `PKDEFERRED_ROUTINE` (`KDEFERRED_ROUTINE`). */
+typedef void (__stdcall *PKDEFERRED_ROUTINE)(struct _KDPC *Dpc, PVOID DeferredContext,
+                                             PVOID SystemArgument1, PVOID SystemArgument2);
+
+/** Deferred procedure call object; must live in non-paged memory while it may be queued.
+ *  Opaque to drivers but for its initialisation. WDK: `KDPC`. */
+typedef struct _KDPC {
+    /** Object type. WDK: `Type` (part of an anonymous union). */
+    UCHAR Type;
+    /** Queueing importance. WDK: `Importance` (part of an anonymous union). */
+    UCHAR Importance;
+    /** Target processor. WDK: `Number` (part of an anonymous union). */
+    USHORT Number;
+    /** Link in a processor's DPC queue. WDK: `DpcListEntry`. */
+    SINGLE_LIST_ENTRY DpcListEntry;
+    /** Processors the DPC ran on. WDK: `ProcessorHistory`. */
+    KAFFINITY ProcessorHistory;
+    /** The routine. WDK: `DeferredRoutine`. */
+    PKDEFERRED_ROUTINE DeferredRoutine;
+    /** The routine's context. WDK: `DeferredContext`. */
+    PVOID DeferredContext;
+    /** First system argument. WDK: `SystemArgument1`. */
+    PVOID SystemArgument1;
+    /** Second system argument. WDK: `SystemArgument2`. */
+    PVOID SystemArgument2;
+    /** The queue the DPC is in while queued. WDK: `DpcData`. */
+    PVOID DpcData;
+} KDPC;
+/** Pointer to [`KDPC`]. WDK: `PKDPC`. */
+typedef KDPC *PKDPC;
+/** Pointer to [`KDPC`]. WDK: `PRKDPC`. */
+typedef KDPC *PRKDPC;
+
+/** Timer object; must live in non-paged memory while it is set. Opaque to drivers. WDK:
+ *  `KTIMER` (64-bit layout: the processor is not encoded in the header). */
+typedef struct _KTIMER {
+    /** Dispatcher header. WDK: `Header`. */
+    DISPATCHER_HEADER Header;
+    /** When the timer expires, in interrupt time. WDK: `DueTime` (a `ULARGE_INTEGER`). */
+    ULONGLONG DueTime;
+    /** Link in the timer table. WDK: `TimerListEntry`. */
+    LIST_ENTRY TimerListEntry;
+    /** The DPC queued at expiry. WDK: `Dpc`. */
+    struct _KDPC *Dpc;
+    /** The processor whose table holds the timer. WDK: `Processor`. */
+    USHORT Processor;
+    /** Internal. WDK: `TimerType`. */
+    USHORT TimerType;
+    /** Period in milliseconds of a periodic timer (0: one-shot). WDK: `Period`. */
+    ULONG Period;
+} KTIMER;
+/** Pointer to [`KTIMER`]. WDK: `PKTIMER`. */
+typedef KTIMER *PKTIMER;
+
+/** Kind of timer. WDK: `TIMER_TYPE`. */
+typedef enum _TIMER_TYPE {
+    /** Stays signalled once expired, until set again. WDK: `NotificationTimer`. */
+    NotificationTimer = 0,
+    /** Releases one waiter and resets itself. WDK: `SynchronizationTimer`. */
+    SynchronizationTimer = 1
+} TIMER_TYPE;
+
 /** Why a thread waits. WDK: `KWAIT_REASON`. */
 typedef enum _KWAIT_REASON {
     /** Waiting on behalf of the executive (the usual value for drivers). WDK: `Executive`. */
@@ -653,6 +736,29 @@ HANDLE __stdcall PsGetCurrentThreadId(void);
 /** Returns the performance counter and, optionally, its frequency. Any IRQL. WDK:
  *  `KeQueryPerformanceCounter`. */
 LARGE_INTEGER __stdcall KeQueryPerformanceCounter(PLARGE_INTEGER PerformanceFrequency);
+
+/** Initialises a DPC object in non-paged memory with its routine and context. IRQL any.
+ *  WDK: `KeInitializeDpc`. */
+void __stdcall KeInitializeDpc(PRKDPC Dpc, PKDEFERRED_ROUTINE DeferredRoutine,
+                               PVOID DeferredContext);
+/** Returns once every DPC queued on any processor when it was called has run. IRQL ==
+ *  PASSIVE_LEVEL (the WDK header allows APC_LEVEL). WDK: `KeFlushQueuedDpcs`. */
+void __stdcall KeFlushQueuedDpcs(void);
+/** Initialises a timer object in non-paged memory, not set. IRQL <= DISPATCH_LEVEL. WDK:
+ *  `KeInitializeTimerEx`. */
+void __stdcall KeInitializeTimerEx(PKTIMER Timer, TIMER_TYPE Type);
+/** Sets a timer to expire at `DueTime` (100 ns units; negative: relative to now, in
+ *  interrupt time; positive: absolute system time) and to queue `Dpc` then (NULL: none).
+ *  A set timer is cancelled first; returns whether it was set. IRQL <= DISPATCH_LEVEL. WDK:
+ *  `KeSetTimer`. */
+BOOLEAN __stdcall KeSetTimer(PKTIMER Timer, LARGE_INTEGER DueTime, PKDPC Dpc);
+/** Cancels a set timer; returns whether it was set (its DPC then will not be queued for
+ *  this expiry). FALSE means it had expired: its DPC is queued, running or has run. IRQL <=
+ *  DISPATCH_LEVEL. WDK: `KeCancelTimer`. */
+BOOLEAN __stdcall KeCancelTimer(PKTIMER Timer);
+/** The interrupt time, in 100 ns units, without the time the system spent asleep or
+ *  hibernating (Windows 7 and later). Any IRQL. WDK: `KeQueryUnbiasedInterruptTime`. */
+ULONGLONG __stdcall KeQueryUnbiasedInterruptTime(void);
 /** Brings the system down with a bug check code and four parameters; never returns. WDK:
  *  `KeBugCheckEx`. */
 __declspec(noreturn) void __stdcall KeBugCheckEx(ULONG BugCheckCode,

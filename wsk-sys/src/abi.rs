@@ -163,6 +163,12 @@ mod kernel_base {
         Next @ 0x00, Size @ 0x08, MdlFlags @ 0x0a, Process @ 0x10, MappedSystemVa @ 0x18,
         StartVa @ 0x20, ByteCount @ 0x28, ByteOffset @ 0x2c);
     layout!(KEVENT, size 0x18, align 8, Header.SignalState @ 0x04);
+    layout!(KDPC, size 0x40, align 8,
+        DpcListEntry @ 0x08, ProcessorHistory @ 0x10, DeferredRoutine @ 0x18,
+        DeferredContext @ 0x20, SystemArgument1 @ 0x28, SystemArgument2 @ 0x30, DpcData @ 0x38);
+    layout!(KTIMER, size 0x40, align 8,
+        Header @ 0x00, DueTime @ 0x18, TimerListEntry @ 0x20, Dpc @ 0x30, Processor @ 0x38,
+        TimerType @ 0x3a, Period @ 0x3c);
     layout!(IRP, size 0xd0, align 16,
         Type @ 0x00, Size @ 0x02, MdlAddress @ 0x08, Flags @ 0x10, AssociatedIrp @ 0x18,
         ThreadListEntry @ 0x20, IoStatus @ 0x30, RequestorMode @ 0x40, PendingReturned @ 0x41,
@@ -195,6 +201,8 @@ mod kernel_base {
     signature!(PDRIVER_CANCEL = fn(*mut DEVICE_OBJECT, *mut IRP));
     signature!(PDRIVER_UNLOAD = fn(*mut DRIVER_OBJECT));
     signature!(PIO_WORKITEM_ROUTINE_EX = fn(*mut c_void, *mut c_void, *mut IO_WORKITEM));
+    signature!(PKDEFERRED_ROUTINE = fn(*mut KDPC, *mut c_void, *mut c_void, *mut c_void));
+    const _: () = assert!(size_of::<TIMER_TYPE>() == 4 && NotificationTimer == 0);
     const _: () = assert!(size_of::<WORK_QUEUE_TYPE>() == 4 && DelayedWorkQueue == 1);
 }
 
@@ -207,6 +215,8 @@ const _: () = {
     assert!(size_of::<wdk_sys::UNICODE_STRING>() == size_of::<own_base::UNICODE_STRING>());
     assert!(size_of::<wdk_sys::GUID>() == size_of::<own_base::GUID>());
     assert!(size_of::<wdk_sys::NTSTATUS>() == size_of::<own_base::NTSTATUS>());
+    assert!(size_of::<wdk_sys::KTIMER>() == size_of::<own_base::KTIMER>());
+    assert!(size_of::<wdk_sys::KDPC>() == size_of::<own_base::KDPC>());
 };
 
 use core::ffi::c_void;

@@ -167,6 +167,7 @@ mod addr;
 mod buf;
 mod connection;
 mod datagram;
+mod deadline;
 mod dns;
 mod error;
 mod events;
@@ -183,6 +184,7 @@ mod per_thread;
 mod stream;
 mod sync;
 pub mod task;
+mod timer;
 
 use lifecycle::{client, completion, op, shared, socket};
 
@@ -191,6 +193,7 @@ pub use buf::{BUF_POOL_TAG, Buf, BufList};
 pub use client::{DriverObject, Feature, ProviderInfo, RegisterOptions, WskClient};
 pub use connection::{ConnectionSocket, SendAll, SendFlags};
 pub use datagram::DatagramSocket;
+pub use deadline::Deadline;
 pub use dns::ResolveHints;
 pub use error::{Error, ErrorKind, Result};
 pub use events::{AcceptDecision, ConnectionEvents, DatagramEvents, Incoming, ListenEvents};
@@ -203,6 +206,7 @@ pub use op::{Op, Request};
 pub use socket::{Close, SetOption};
 pub use stream::StreamSocket;
 pub use sync::{SpinLock, SpinLockGuard};
+pub use timer::{Sleep, Timers};
 
 /// The request types behind each [`Op`]: name them to store an operation in a struct.
 pub mod ops {
@@ -219,4 +223,5 @@ pub mod ops {
     pub use crate::listen::{Accept, AcceptRequest, Listen};
     pub use crate::socket::{AddressRequest, BindRequest, CreateRequest, OptionRequest};
     pub use crate::stream::{CreateStream, ListenRequest, StreamCreateRequest};
+    pub use crate::timer::SleepRequest;
 }

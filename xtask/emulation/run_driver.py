@@ -76,6 +76,30 @@ def io_free_work_item(emu, api_name, func, params):
     return 0
 
 
+KTIMER_SIZE = 0x40
+
+
+def ke_initialize_timer_ex(emu, api_name, func, params):
+    # A timer, not set. Its DPC would run only after DriverEntry returns (a sleep's or a
+    # deadline's timer), which the emulator does not reach.
+    emu.mem_write(params[0], b"\0" * KTIMER_SIZE)
+    return 0
+
+
+def ke_flush_queued_dpcs(emu, api_name, func, params):
+    # No DPC runs during DriverEntry: none is queued.
+    return 0
+
+
+UNBIASED_INTERRUPT_TIME = [0]
+
+
+def ke_query_unbiased_interrupt_time(emu, api_name, func, params):
+    # 100 ns units since boot: a clock that moves forward 1 ms per call.
+    UNBIASED_INTERRUPT_TIME[0] += 10_000
+    return UNBIASED_INTERRUPT_TIME[0]
+
+
 def ps_get_current_thread_id(emu, api_name, func, params):
     # The emulator runs DriverEntry on one thread.
     return 0x1004
@@ -147,6 +171,9 @@ HOOKS = [
     ("ntoskrnl", "IoFreeWorkItem", 1, io_free_work_item),
     ("ntoskrnl", "PsGetCurrentThreadId", 0, ps_get_current_thread_id),
     ("ntoskrnl", "__chkstk", 0, chkstk),
+    ("ntoskrnl", "KeInitializeTimerEx", 2, ke_initialize_timer_ex),
+    ("ntoskrnl", "KeFlushQueuedDpcs", 0, ke_flush_queued_dpcs),
+    ("ntoskrnl", "KeQueryUnbiasedInterruptTime", 0, ke_query_unbiased_interrupt_time),
     ("netio", "WskQueryProviderCharacteristics", 2, wsk_query_provider_characteristics),
     ("cng", "BCryptGenRandom", 4, bcrypt_gen_random),
     ("netio", "callback_WskSocket", 11, wsk_socket),

@@ -302,7 +302,7 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     let driver =
         unsafe { wsk::DriverObject::from_raw(driver) }.ok_or(wsk::Error::INVALID_PARAMETER)?;
     let client = Arc::new(WskClient::register(driver)?);
-    let timers = Arc::new(Timers::new(driver)?);
+    let timers = Arc::new(Timers::new(&client)?);
     let tasks = TaskSet::new(driver)?;
     let resolve = client.resolve(&url.host, url.port);
     let task_client = Arc::clone(&client);

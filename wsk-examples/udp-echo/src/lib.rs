@@ -193,7 +193,7 @@ fn start(driver: PDRIVER_OBJECT, registry_path: PUNICODE_STRING) -> wsk::Result<
     let driver =
         unsafe { wsk::DriverObject::from_raw(driver) }.ok_or(wsk::Error::INVALID_PARAMETER)?;
     let client = WskClient::register(driver)?;
-    let timers = Arc::new(Timers::new(driver)?);
+    let timers = Arc::new(Timers::new(&client)?);
     let running = Running {
         tasks: TaskSet::new(driver)?,
         _timers: Arc::clone(&timers),

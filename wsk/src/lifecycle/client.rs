@@ -216,6 +216,11 @@ impl ClientCore {
         Ok(())
     }
 
+    /// Whether the client's shutdown has begun (taken under the client's lock).
+    pub(crate) fn is_shutting_down(&self) -> bool {
+        self.sockets.lock().shutting_down
+    }
+
     /// Closes a request opened with [`ClientCore::begin_request`].
     pub(crate) fn end_request(&self) {
         let mut list = self.sockets.lock();
@@ -368,6 +373,11 @@ impl ClientCore {
                 core::ptr::null_mut(),
             );
         }
+        // Every request has completed, so no timer of theirs is set (each completion stops
+        // its timer or finds it expired); a deadline's or a sleep's DPC may still be running
+        // on another processor. Wait for it: nothing of this driver may run after its unload.
+        // SAFETY: PASSIVE_LEVEL (the callers' contract).
+        unsafe { KeFlushQueuedDpcs() };
         for list in self.blocks.uncollected_address_lists() {
             // SAFETY: a list left by a completed resolution, taken from its slot once; no
             // request is in flight and the NPI is still captured; PASSIVE_LEVEL.

@@ -13,11 +13,18 @@
 //!     └─ drop: teardown (PASSIVE) or work item (above)
 //!  provider ──holds── a SocketCore reference (the socket context) until WskCloseSocket completes
 //!  in-flight IRP ──holds── a Block reference until its completion routine has run
+//!  set timer (deadline, sleep) ──holds── a Block reference until stopped or its DPC has run
 //! ```
 //!
 //! - A [`completion::Block`] belongs to the pool of one owner (a socket, or the client for
 //!   socket creation and name resolution) for its whole life, and is freed with it; a request
 //!   takes an idle one (or the pool grows), and gives it back when the last reference goes.
+//! - A request's deadline ([`Op::timeout`](crate::Op::timeout)) or a sleep's delay is a
+//!   `KTIMER` and `KDPC` inside its block (no allocation). The set timer holds a block
+//!   reference, released by whoever stops it: the completion routine when its `KeCancelTimer`
+//!   succeeds, a sleep's cancel likewise, otherwise the DPC once it has run. A sleep is a
+//!   client-level request whose IRP goes to no provider: the DPC (or the cancel that stops
+//!   the timer) completes it.
 //! - A socket core is referenced by its handle, the provider (from creation until the close
 //!   completes), its operations (each request keeps its socket; the operation gives its block
 //!   back before its request goes), a block whose operation let go before the completion
@@ -29,6 +36,9 @@
 //! ```text
 //! request:  idle ─arm→ in flight ─completion routine→ done ─collected or dropped→ idle
 //!                         │ dropped: IoCancelIrp, block kept by the in-flight reference
+//!                         │ deadline: timer set before the WSK call; its DPC: IoCancelIrp,
+//!                         │   and a STATUS_CANCELLED completion becomes STATUS_IO_TIMEOUT;
+//!                         │   the completion routine stops the timer (or finds it expired)
 //! socket:   creating ─completion (success): attached to client→ open
 //!           open ─close requested (handle drop, close(), client teardown)→ closing
 //!           closing: in-flight requests cancelled, retained data revoked; WskCloseSocket
@@ -46,16 +56,20 @@
 //! | transition | IRQL |
 //! |---|---|
 //! | arm and issue a request, drop it (cancel) | <= DISPATCH_LEVEL |
+//! | set a deadline or a sleep (`KeSetTimer`), stop it (`KeCancelTimer`) | <= DISPATCH_LEVEL |
+//! | a deadline's or a sleep's DPC (cancels the IRP, or completes the sleep) | DISPATCH_LEVEL, inside a [`callback::CallbackScope`] |
 //! | completion routine, close completion, event callbacks, task polls | <= DISPATCH_LEVEL (usually DISPATCH_LEVEL; PASSIVE_LEVEL for an inline completion), inside a [`callback::CallbackScope`] |
 //! | request close, attach or link a new socket | <= DISPATCH_LEVEL |
 //! | blocking waits (`Op::wait`, `Close::wait`, `block_on`, `TaskSet::wait_idle`, registration) | <= APC_LEVEL, refused inside every callback scope |
 //! | client teardown | PASSIVE_LEVEL: inline when dropped there outside a callback scope, else a work item |
+//! | teardown's `KeFlushQueuedDpcs` (after every request has completed) | PASSIVE_LEVEL |
 //!
 //! # Can this wait forever?
 //!
 //! Only three things wait, and each waits for something that ends by itself:
 //! - a blocking wait on a request: the provider completes every IRP it is given; a dropped,
-//!   closed-over or timed-out request is cancelled first;
+//!   closed-over or timed-out request is cancelled first; a sleep is completed by its timer's
+//!   DPC, or by the cancel that stops the timer (its drop, the client's teardown);
 //! - the client teardown: it cancels every client request and closes every socket, whose
 //!   requests are cancelled by the close request, and whose retained indications it revokes;
 //!   a close is issued as soon as no provider call is in progress (a bounded call) and every
@@ -65,6 +79,13 @@
 //!   WSK cannot close a socket whose indications are not released);
 //! - `TaskSet::wait_idle`/drop: cancelled tasks drop their futures at once; a task being
 //!   polled finishes its poll.
+//!
+//! No DPC of this crate runs after the client's teardown: every timer is set with a request
+//! in flight and stopped (or found expired, its DPC then queued) by that request's
+//! completion routine; the teardown returns only once every request has completed, and
+//! then calls `KeFlushQueuedDpcs`, which waits for the DPCs still queued or running. A
+//! forgotten (`mem::forget`) timed operation or sleep changes nothing: its request is
+//! cancelled by the teardown like any other, and its completion stops its timer.
 //!
 //! Nothing waits inside a callback scope: every wait of this crate refuses there with
 //! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), whatever the IRQL — so no callback

@@ -3,11 +3,13 @@
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll};
+use core::time::Duration;
 
 use wsk_sys::*;
 
 use super::callback::require_wait_allowed;
-use super::completion::BlockRef;
+use super::completion::{BlockRef, TimerAction};
+use crate::deadline::{self, Deadline, DueTime};
 use crate::{Error, Result};
 
 /// A kind of WSK request an [`Op`] carries; implemented by this crate's request types only.
@@ -76,6 +78,8 @@ pub struct Op<R: Request> {
     // the socket (and so the pool).
     stage: Stage,
     request: R,
+    /// The deadline, if any (0: none).
+    deadline: DueTime,
 }
 
 impl<R: Request> Op<R> {
@@ -83,7 +87,58 @@ impl<R: Request> Op<R> {
         Op {
             stage: Stage::NotStarted,
             request,
+            deadline: 0,
         }
+    }
+
+    /// Gives the operation a deadline: `timeout` after it is issued (its first poll or
+    /// [`wait`](Op::wait)), a kernel timer's DPC cancels its IRP (`IoCancelIrp`), and the
+    /// operation fails with [`Error::TIMED_OUT`], handing back its buffers as any failure
+    /// does. Works the same awaited, waited for, or dropped; costs no allocation (the timer
+    /// lives in the request's completion block). IRQL <= DISPATCH_LEVEL, like every
+    /// operation.
+    ///
+    /// What "timed out" guarantees: the request was cancelled at the deadline and the
+    /// provider completed it as cancelled; nothing it moved was lost. If the provider
+    /// completed it another way — data that arrived as the timer fired, a send already
+    /// taken — that result is returned instead, as if there had been no deadline. The
+    /// deadline is counted in interrupt time and is at least `timeout` (rounded up to
+    /// 100 ns; the kernel's timer resolution, usually 1 to 15.6 ms, may add to it).
+    ///
+    /// Set it before the operation starts: on an operation already issued (polled before)
+    /// it has no effect.
+    ///
+    /// ```no_run
+    /// use core::time::Duration;
+    /// use wsk::{Buf, ConnectionSocket, Error};
+    ///
+    /// /// The next bytes from the peer, or `None` after 5 s of silence.
+    /// async fn next_bytes(socket: &ConnectionSocket) -> wsk::Result<Option<Buf>> {
+    ///     let buf = Buf::with_capacity(4096)?;
+    ///     let (received, buf) = socket.receive(buf).timeout(Duration::from_secs(5)).await;
+    ///     match received {
+    ///         Ok(_) => Ok(Some(buf)),
+    ///         Err(Error::TIMED_OUT) => Ok(None), // the buffer is back, empty
+    ///         Err(error) => Err(error),
+    ///     }
+    /// }
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Op<R> {
+        if let Stage::NotStarted = self.stage {
+            self.deadline = deadline::relative(timeout);
+        }
+        self
+    }
+
+    /// Like [`timeout`](Op::timeout), with a point in time: one [`Deadline`] can bound
+    /// several operations (a whole exchange). The time left is taken when the operation is
+    /// issued; a deadline already passed then cancels it at once — it completes with what
+    /// the provider had at hand (data already received), or times out.
+    pub fn deadline(mut self, deadline: Deadline) -> Op<R> {
+        if let Stage::NotStarted = self.stage {
+            self.deadline = deadline.encoded();
+        }
+        self
     }
 
     /// Issues the request; returns the output at once if it failed before reaching the
@@ -98,6 +153,10 @@ impl<R: Request> Op<R> {
         };
         // SAFETY: the block was just prepared and no request is in flight on it.
         let irp = unsafe { block.arm() };
+        if self.deadline != 0 {
+            // SAFETY: armed just above, not issued yet, no timer set.
+            unsafe { block.set_timer(deadline::for_set_timer(self.deadline), TimerAction::Cancel) };
+        }
         // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
         // completion routine runs whatever the call returns (WSK completes every IRP it is
         // given), so the returned status carries no extra information.
@@ -127,7 +186,9 @@ impl<R: Request> Op<R> {
     }
 
     /// Like [`wait`](Op::wait), but cancels the operation after `timeout_ms` milliseconds;
-    /// a cancelled-by-timeout operation fails with [`Error::TIMED_OUT`].
+    /// a cancelled-by-timeout operation fails with [`Error::TIMED_OUT`]. The wait's own
+    /// timeout: [`timeout`](Op::timeout) gives the request a deadline that also holds when
+    /// it is awaited.
     pub fn wait_timeout(self, timeout_ms: u32) -> <R as Issue>::Output {
         // Relative timeouts are negative, in 100 ns units.
         self.wait_for(Some(-(i64::from(timeout_ms) * 10_000)))

@@ -127,6 +127,12 @@ pub mod _EVENT_TYPE {
     pub const SynchronizationEvent: Type = 1;
 }
 pub use self::_EVENT_TYPE::Type as EVENT_TYPE;
+pub mod _TIMER_TYPE {
+    pub type Type = core::ffi::c_int;
+    pub const NotificationTimer: Type = 0;
+    pub const SynchronizationTimer: Type = 1;
+}
+pub use self::_TIMER_TYPE::Type as TIMER_TYPE;
 pub mod _KWAIT_REASON {
     pub type Type = core::ffi::c_int;
     pub const Executive: Type = 0;
@@ -403,6 +409,55 @@ pub type KEVENT = _KEVENT;
 pub type PKEVENT = *mut _KEVENT;
 pub type PRKEVENT = *mut _KEVENT;
 
+pub type KAFFINITY = ULONG_PTR;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _SINGLE_LIST_ENTRY {
+    pub Next: *mut _SINGLE_LIST_ENTRY,
+}
+pub type SINGLE_LIST_ENTRY = _SINGLE_LIST_ENTRY;
+pub type PKDEFERRED_ROUTINE = Option<
+    unsafe extern "C" fn(
+        Dpc: *mut _KDPC,
+        DeferredContext: PVOID,
+        SystemArgument1: PVOID,
+        SystemArgument2: PVOID,
+    ),
+>;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _KDPC {
+    pub __bindgen_anon_1: _KDPC__bindgen_ty_1,
+    pub DpcListEntry: SINGLE_LIST_ENTRY,
+    pub ProcessorHistory: KAFFINITY,
+    pub DeferredRoutine: PKDEFERRED_ROUTINE,
+    pub DeferredContext: PVOID,
+    pub SystemArgument1: PVOID,
+    pub SystemArgument2: PVOID,
+    pub DpcData: PVOID,
+}
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub union _KDPC__bindgen_ty_1 {
+    pub TargetInfoAsUlong: ULONG,
+}
+pub type KDPC = _KDPC;
+pub type PKDPC = *mut _KDPC;
+pub type PRKDPC = *mut _KDPC;
+#[repr(C)]
+#[derive(Copy, Clone)]
+pub struct _KTIMER {
+    pub Header: DISPATCHER_HEADER,
+    pub DueTime: ULONGLONG,
+    pub TimerListEntry: LIST_ENTRY,
+    pub Dpc: *mut _KDPC,
+    pub Processor: USHORT,
+    pub TimerType: USHORT,
+    pub Period: ULONG,
+}
+pub type KTIMER = _KTIMER;
+pub type PKTIMER = *mut _KTIMER;
+
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct _MDL {
@@ -655,6 +710,16 @@ pub mod ntddk {
         pub fn KeResetEvent(Event: PRKEVENT) -> LONG;
         pub fn KeClearEvent(Event: PRKEVENT);
         pub fn KeReadStateEvent(Event: PRKEVENT) -> LONG;
+        pub fn KeInitializeDpc(
+            Dpc: PRKDPC,
+            DeferredRoutine: PKDEFERRED_ROUTINE,
+            DeferredContext: PVOID,
+        );
+        pub fn KeFlushQueuedDpcs();
+        pub fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TYPE);
+        pub fn KeSetTimer(Timer: PKTIMER, DueTime: LARGE_INTEGER, Dpc: PKDPC) -> BOOLEAN;
+        pub fn KeCancelTimer(arg1: PKTIMER) -> BOOLEAN;
+        pub fn KeQueryUnbiasedInterruptTime() -> ULONGLONG;
         pub fn KeWaitForSingleObject(
             Object: PVOID,
             WaitReason: KWAIT_REASON,

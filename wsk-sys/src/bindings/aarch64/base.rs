@@ -698,6 +698,155 @@ pub const SynchronizationEvent: _EVENT_TYPE = 1;
 pub type _EVENT_TYPE = crate::ctypes::c_int;
 #[doc = " Kind of event. WDK: `EVENT_TYPE`."]
 pub use self::_EVENT_TYPE as EVENT_TYPE;
+#[doc = " Entry of a singly linked list. WDK: `SINGLE_LIST_ENTRY`."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _SINGLE_LIST_ENTRY {
+    #[doc = " The next entry. WDK: `Next`."]
+    pub Next: *mut _SINGLE_LIST_ENTRY,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _SINGLE_LIST_ENTRY"][::core::mem::size_of::<_SINGLE_LIST_ENTRY>() - 8usize];
+    ["Alignment of _SINGLE_LIST_ENTRY"][::core::mem::align_of::<_SINGLE_LIST_ENTRY>() - 8usize];
+    ["Offset of field: _SINGLE_LIST_ENTRY::Next"]
+        [::core::mem::offset_of!(_SINGLE_LIST_ENTRY, Next) - 0usize];
+};
+impl Default for _SINGLE_LIST_ENTRY {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[doc = " Entry of a singly linked list. WDK: `SINGLE_LIST_ENTRY`."]
+pub type SINGLE_LIST_ENTRY = _SINGLE_LIST_ENTRY;
+#[doc = " A set of processors, one bit each. WDK: `KAFFINITY`."]
+pub type KAFFINITY = ULONG_PTR;
+#[doc = " A DPC's routine: runs at DISPATCH_LEVEL with the context given to [`KeInitializeDpc`]\n  and, for a timer's DPC, the expiry time in the system arguments. WDK:\n  `PKDEFERRED_ROUTINE` (`KDEFERRED_ROUTINE`)."]
+pub type PKDEFERRED_ROUTINE = ::core::option::Option<
+    unsafe extern "system" fn(
+        Dpc: *mut _KDPC,
+        DeferredContext: PVOID,
+        SystemArgument1: PVOID,
+        SystemArgument2: PVOID,
+    ),
+>;
+#[doc = " Deferred procedure call object; must live in non-paged memory while it may be queued.\n  Opaque to drivers but for its initialisation. WDK: `KDPC`."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _KDPC {
+    #[doc = " Object type. WDK: `Type` (part of an anonymous union)."]
+    pub Type: UCHAR,
+    #[doc = " Queueing importance. WDK: `Importance` (part of an anonymous union)."]
+    pub Importance: UCHAR,
+    #[doc = " Target processor. WDK: `Number` (part of an anonymous union)."]
+    pub Number: USHORT,
+    #[doc = " Link in a processor's DPC queue. WDK: `DpcListEntry`."]
+    pub DpcListEntry: SINGLE_LIST_ENTRY,
+    #[doc = " Processors the DPC ran on. WDK: `ProcessorHistory`."]
+    pub ProcessorHistory: KAFFINITY,
+    #[doc = " The routine. WDK: `DeferredRoutine`."]
+    pub DeferredRoutine: PKDEFERRED_ROUTINE,
+    #[doc = " The routine's context. WDK: `DeferredContext`."]
+    pub DeferredContext: PVOID,
+    #[doc = " First system argument. WDK: `SystemArgument1`."]
+    pub SystemArgument1: PVOID,
+    #[doc = " Second system argument. WDK: `SystemArgument2`."]
+    pub SystemArgument2: PVOID,
+    #[doc = " The queue the DPC is in while queued. WDK: `DpcData`."]
+    pub DpcData: PVOID,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _KDPC"][::core::mem::size_of::<_KDPC>() - 64usize];
+    ["Alignment of _KDPC"][::core::mem::align_of::<_KDPC>() - 8usize];
+    ["Offset of field: _KDPC::Type"][::core::mem::offset_of!(_KDPC, Type) - 0usize];
+    ["Offset of field: _KDPC::Importance"][::core::mem::offset_of!(_KDPC, Importance) - 1usize];
+    ["Offset of field: _KDPC::Number"][::core::mem::offset_of!(_KDPC, Number) - 2usize];
+    ["Offset of field: _KDPC::DpcListEntry"][::core::mem::offset_of!(_KDPC, DpcListEntry) - 8usize];
+    ["Offset of field: _KDPC::ProcessorHistory"]
+        [::core::mem::offset_of!(_KDPC, ProcessorHistory) - 16usize];
+    ["Offset of field: _KDPC::DeferredRoutine"]
+        [::core::mem::offset_of!(_KDPC, DeferredRoutine) - 24usize];
+    ["Offset of field: _KDPC::DeferredContext"]
+        [::core::mem::offset_of!(_KDPC, DeferredContext) - 32usize];
+    ["Offset of field: _KDPC::SystemArgument1"]
+        [::core::mem::offset_of!(_KDPC, SystemArgument1) - 40usize];
+    ["Offset of field: _KDPC::SystemArgument2"]
+        [::core::mem::offset_of!(_KDPC, SystemArgument2) - 48usize];
+    ["Offset of field: _KDPC::DpcData"][::core::mem::offset_of!(_KDPC, DpcData) - 56usize];
+};
+impl Default for _KDPC {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[doc = " Deferred procedure call object; must live in non-paged memory while it may be queued.\n  Opaque to drivers but for its initialisation. WDK: `KDPC`."]
+pub type KDPC = _KDPC;
+#[doc = " Pointer to [`KDPC`]. WDK: `PKDPC`."]
+pub type PKDPC = *mut KDPC;
+#[doc = " Pointer to [`KDPC`]. WDK: `PRKDPC`."]
+pub type PRKDPC = *mut KDPC;
+#[doc = " Timer object; must live in non-paged memory while it is set. Opaque to drivers. WDK:\n  `KTIMER` (64-bit layout: the processor is not encoded in the header)."]
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct _KTIMER {
+    #[doc = " Dispatcher header. WDK: `Header`."]
+    pub Header: DISPATCHER_HEADER,
+    #[doc = " When the timer expires, in interrupt time. WDK: `DueTime` (a `ULARGE_INTEGER`)."]
+    pub DueTime: ULONGLONG,
+    #[doc = " Link in the timer table. WDK: `TimerListEntry`."]
+    pub TimerListEntry: LIST_ENTRY,
+    #[doc = " The DPC queued at expiry. WDK: `Dpc`."]
+    pub Dpc: *mut _KDPC,
+    #[doc = " The processor whose table holds the timer. WDK: `Processor`."]
+    pub Processor: USHORT,
+    #[doc = " Internal. WDK: `TimerType`."]
+    pub TimerType: USHORT,
+    #[doc = " Period in milliseconds of a periodic timer (0: one-shot). WDK: `Period`."]
+    pub Period: ULONG,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _KTIMER"][::core::mem::size_of::<_KTIMER>() - 64usize];
+    ["Alignment of _KTIMER"][::core::mem::align_of::<_KTIMER>() - 8usize];
+    ["Offset of field: _KTIMER::Header"][::core::mem::offset_of!(_KTIMER, Header) - 0usize];
+    ["Offset of field: _KTIMER::DueTime"][::core::mem::offset_of!(_KTIMER, DueTime) - 24usize];
+    ["Offset of field: _KTIMER::TimerListEntry"]
+        [::core::mem::offset_of!(_KTIMER, TimerListEntry) - 32usize];
+    ["Offset of field: _KTIMER::Dpc"][::core::mem::offset_of!(_KTIMER, Dpc) - 48usize];
+    ["Offset of field: _KTIMER::Processor"][::core::mem::offset_of!(_KTIMER, Processor) - 56usize];
+    ["Offset of field: _KTIMER::TimerType"][::core::mem::offset_of!(_KTIMER, TimerType) - 58usize];
+    ["Offset of field: _KTIMER::Period"][::core::mem::offset_of!(_KTIMER, Period) - 60usize];
+};
+impl Default for _KTIMER {
+    fn default() -> Self {
+        let mut s = ::core::mem::MaybeUninit::<Self>::uninit();
+        unsafe {
+            ::core::ptr::write_bytes(s.as_mut_ptr(), 0, 1);
+            s.assume_init()
+        }
+    }
+}
+#[doc = " Timer object; must live in non-paged memory while it is set. Opaque to drivers. WDK:\n  `KTIMER` (64-bit layout: the processor is not encoded in the header)."]
+pub type KTIMER = _KTIMER;
+#[doc = " Pointer to [`KTIMER`]. WDK: `PKTIMER`."]
+pub type PKTIMER = *mut KTIMER;
+#[doc = " Stays signalled once expired, until set again. WDK: `NotificationTimer`."]
+pub const NotificationTimer: _TIMER_TYPE = 0;
+#[doc = " Releases one waiter and resets itself. WDK: `SynchronizationTimer`."]
+pub const SynchronizationTimer: _TIMER_TYPE = 1;
+#[doc = " Kind of timer. WDK: `TIMER_TYPE`."]
+pub type _TIMER_TYPE = crate::ctypes::c_int;
+#[doc = " Kind of timer. WDK: `TIMER_TYPE`."]
+pub use self::_TIMER_TYPE as TIMER_TYPE;
 #[doc = " Waiting on behalf of the executive (the usual value for drivers). WDK: `Executive`."]
 pub const Executive: _KWAIT_REASON = 0;
 #[doc = " Waiting for a page. WDK: `FreePage`."]
@@ -1662,6 +1811,22 @@ unsafe extern "system" {
     pub fn PsGetCurrentThreadId() -> HANDLE;
     #[doc = " Returns the performance counter and, optionally, its frequency. Any IRQL. WDK:\n  `KeQueryPerformanceCounter`."]
     pub fn KeQueryPerformanceCounter(PerformanceFrequency: PLARGE_INTEGER) -> LARGE_INTEGER;
+    #[doc = " Initialises a DPC object in non-paged memory with its routine and context. IRQL any.\n  WDK: `KeInitializeDpc`."]
+    pub fn KeInitializeDpc(
+        Dpc: PRKDPC,
+        DeferredRoutine: PKDEFERRED_ROUTINE,
+        DeferredContext: PVOID,
+    );
+    #[doc = " Returns once every DPC queued on any processor when it was called has run. IRQL ==\n  PASSIVE_LEVEL (the WDK header allows APC_LEVEL). WDK: `KeFlushQueuedDpcs`."]
+    pub fn KeFlushQueuedDpcs();
+    #[doc = " Initialises a timer object in non-paged memory, not set. IRQL <= DISPATCH_LEVEL. WDK:\n  `KeInitializeTimerEx`."]
+    pub fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TYPE);
+    #[doc = " Sets a timer to expire at `DueTime` (100 ns units; negative: relative to now, in\n  interrupt time; positive: absolute system time) and to queue `Dpc` then (NULL: none).\n  A set timer is cancelled first; returns whether it was set. IRQL <= DISPATCH_LEVEL. WDK:\n  `KeSetTimer`."]
+    pub fn KeSetTimer(Timer: PKTIMER, DueTime: LARGE_INTEGER, Dpc: PKDPC) -> BOOLEAN;
+    #[doc = " Cancels a set timer; returns whether it was set (its DPC then will not be queued for\n  this expiry). FALSE means it had expired: its DPC is queued, running or has run. IRQL <=\n  DISPATCH_LEVEL. WDK: `KeCancelTimer`."]
+    pub fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN;
+    #[doc = " The interrupt time, in 100 ns units, without the time the system spent asleep or\n  hibernating (Windows 7 and later). Any IRQL. WDK: `KeQueryUnbiasedInterruptTime`."]
+    pub fn KeQueryUnbiasedInterruptTime() -> ULONGLONG;
     #[doc = " Brings the system down with a bug check code and four parameters; never returns. WDK:\n  `KeBugCheckEx`."]
     pub fn KeBugCheckEx(
         BugCheckCode: ULONG,
