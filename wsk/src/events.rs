@@ -125,6 +125,20 @@ impl Handlers {
         Handlers::with(try_box(events).map(|b| Handler::Datagram(b)))
     }
 
+    /// The slot of a socket adopted from a raw pointer: the provider calls the event
+    /// callbacks its creator registered, with its creator's context, so no handler of this
+    /// crate can ever be installed (`set_events` fails with `STATUS_INVALID_DEVICE_STATE`).
+    pub(crate) fn foreign() -> Handlers {
+        Handlers {
+            slot: AtomicPtr::new(FOREIGN.cast_mut()),
+        }
+    }
+
+    /// Whether a handler is installed (events of this crate may be enabled on the socket).
+    pub(crate) fn installed(&self) -> bool {
+        self.get().is_some()
+    }
+
     /// Fails when building the handler ran out of memory.
     pub(crate) fn check(&self) -> Result<()> {
         if self.slot.load(Ordering::Relaxed).cast_const() == FAILED {
@@ -136,7 +150,7 @@ impl Handlers {
 
     fn get(&self) -> Option<&Handler> {
         let ptr = self.slot.load(Ordering::Acquire);
-        if ptr.cast_const() == FAILED {
+        if is_marker(ptr) {
             return None;
         }
         // SAFETY: a non-null, non-marker pointer is a handler installed once and freed only
@@ -178,7 +192,7 @@ impl Handlers {
     /// runs any more), so the caller can drop it.
     pub(crate) fn take_after_close(&self) -> Option<Box<Handler>> {
         let ptr = self.slot.swap(FAILED.cast_mut(), Ordering::AcqRel);
-        if ptr.is_null() || ptr.cast_const() == FAILED {
+        if ptr.is_null() || is_marker(ptr) {
             return None;
         }
         // SAFETY: an installed handler came from `Box::into_raw`; it was taken out of the
@@ -190,7 +204,7 @@ impl Handlers {
 impl Drop for Handlers {
     fn drop(&mut self) {
         let ptr = *self.slot.get_mut();
-        if !ptr.is_null() && ptr.cast_const() != FAILED {
+        if !ptr.is_null() && !is_marker(ptr) {
             // SAFETY: an installed handler came from `Box::into_raw`; no callback runs any
             // more (the slot is dropped with the socket, after its close completed).
             drop(unsafe { Box::from_raw(ptr) });
@@ -201,6 +215,14 @@ impl Drop for Handlers {
 /// Marks a slot whose handler could not be allocated.
 static FAILED_MARKER: u8 = 0;
 const FAILED: *const Handler = (&raw const FAILED_MARKER).cast();
+/// Marks the slot of an adopted socket ([`Handlers::foreign`]).
+static FOREIGN_MARKER: u8 = 0;
+const FOREIGN: *const Handler = (&raw const FOREIGN_MARKER).cast();
+
+/// Whether a slot pointer is one of the markers rather than an installed handler.
+fn is_marker(ptr: *mut Handler) -> bool {
+    ptr.cast_const() == FAILED || ptr.cast_const() == FOREIGN
+}
 
 /// Installs `handlers` on an open socket and enables its events (`SO_WSK_EVENT_CALLBACK`).
 pub(crate) fn set_events(core: &SocketCore, handlers: Handlers) -> Result<()> {

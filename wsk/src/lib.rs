@@ -166,6 +166,7 @@ pub struct ReadmeDoctests;
 mod addr;
 mod buf;
 mod connection;
+mod control;
 mod datagram;
 mod dns;
 mod error;
@@ -177,6 +178,7 @@ pub mod irql;
 mod lifecycle;
 mod listen;
 mod per_thread;
+mod raw_socket;
 mod stream;
 mod sync;
 pub mod task;
@@ -187,6 +189,7 @@ pub use addr::AddressFamily;
 pub use buf::{BUF_POOL_TAG, Buf, BufList};
 pub use client::{DriverObject, Feature, ProviderInfo, RegisterOptions, WskClient};
 pub use connection::{ConnectionSocket, SendAll, SendFlags};
+pub use control::{Control, ControlKind, SocketOptions};
 pub use datagram::DatagramSocket;
 pub use dns::ResolveHints;
 pub use error::{Error, ErrorKind, Result};
@@ -208,6 +211,7 @@ pub mod ops {
         DisconnectRequest, Receive, ReceiveRequest, Send, SendListRequest, SendRequest,
         SendVectored, SocketConnectRequest,
     };
+    pub use crate::control::ControlRequest;
     pub use crate::datagram::{
         BindDatagram, ReceiveFrom, ReceiveFromRequest, SendMessages, SendMessagesRequest, SendTo,
         SendToRequest,

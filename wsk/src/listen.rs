@@ -38,6 +38,12 @@ impl SocketKind for ListenSocket {
     fn from_handle(handle: SocketHandle) -> Self {
         ListenSocket { handle }
     }
+    fn handle(&self) -> &SocketHandle {
+        &self.handle
+    }
+    fn into_handle(self) -> SocketHandle {
+        self.handle
+    }
 }
 
 /// The operation of [`WskClient::listen`] and [`ListenSocket::bind_with_events`].

@@ -24,9 +24,13 @@ const MAX_INDICATION: usize = 65_536;
 /// An event to deliver.
 pub(crate) enum Event {
     Receive(Vec<u8>),
-    Disconnect { abortive: bool },
+    Disconnect {
+        abortive: bool,
+    },
     Accept(Arc<HostSocket>, SocketAddr, SocketAddr),
     ReceiveFrom(Vec<u8>, SocketAddr),
+    /// The ideal send backlog (the host socket's send buffer size), in bytes.
+    SendBacklog(usize),
 }
 
 /// Decides the next event of a socket, taking its data out of the host socket (or the
@@ -50,6 +54,14 @@ pub(crate) fn next_event(socket: &Arc<HostSocket>, state: &mut State) -> Option<
 }
 
 fn connection_event(state: &mut State) -> Option<Event> {
+    if state.send_backlog_due && state.events & WSK_EVENT_SEND_BACKLOG != 0 {
+        state.send_backlog_due = false;
+        if let Io::Stream(stream) = &state.io {
+            if let Ok(ideal) = socket2::SockRef::from(&*stream).send_buffer_size() {
+                return Some(Event::SendBacklog(ideal));
+            }
+        }
+    }
     if !state.receives.is_empty() {
         return None;
     }
@@ -212,6 +224,14 @@ pub(crate) fn deliver(socket: &Arc<HostSocket>, event: Event) {
         }
         Event::ReceiveFrom(data, source) => {
             deliver_datagram(socket, context, dispatch, data, source)
+        }
+        Event::SendBacklog(ideal) => {
+            // SAFETY: as for the disconnect event.
+            let table = unsafe { connection_table(socket.category, dispatch) };
+            if let Some(callback) = table.and_then(|t| t.WskSendBacklogEvent) {
+                // SAFETY: the client's callback with its context.
+                unsafe { callback(context, ideal as SIZE_T) };
+            }
         }
     });
 }

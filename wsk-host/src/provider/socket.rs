@@ -137,6 +137,11 @@ pub(crate) struct State {
     pub(crate) retained: HashSet<usize>,
     /// `SIO_WSK_SET_REMOTE_ADDRESS` of a datagram socket.
     pub(crate) fixed_remote: Option<SocketAddr>,
+    /// `SIO_WSK_SET_TCP_SILENT_MODE` of a connection: nothing more is sent.
+    pub(crate) silent: bool,
+    /// The ideal send backlog changed (send-backlog events enabled, send buffer resized):
+    /// a send-backlog event is due.
+    pub(crate) send_backlog_due: bool,
 }
 
 /// A provider socket. `wsk` comes first: a `PWSK_SOCKET` is a pointer to the `HostSocket`.
@@ -235,6 +240,8 @@ impl HostSocket {
                 sent_total: 0,
                 retained: HashSet::new(),
                 fixed_remote: None,
+                silent: false,
+                send_backlog_due: false,
             }),
         });
         super::add_socket(&socket);
@@ -816,6 +823,10 @@ fn send(
     total: usize,
     disconnecting: bool,
 ) -> Outcome {
+    if state.silent {
+        // Silent mode: the connection sends nothing more; only closing is left.
+        return Outcome::Done(STATUS_INVALID_DEVICE_STATE, 0);
+    }
     let Io::Stream(stream) = &mut state.io else {
         return Outcome::Done(STATUS_CONNECTION_INVALID, 0);
     };

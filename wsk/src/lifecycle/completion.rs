@@ -49,6 +49,10 @@ pub(crate) enum Held {
     /// (so the client's shutdown closes it even if nobody collects it), closed when dropped
     /// uncollected.
     NewSocket(NewSocket),
+    /// The input then the output of a socket or client control (`WskControlSocket`,
+    /// `WskControlClient`) or a reverse lookup (`WskGetNameInfo`): the provider reads and
+    /// writes it until the completion.
+    Bytes(Vec<u8>),
     /// A name resolution: the UTF-16 names the provider reads. The result list goes to
     /// [`Block::address_list`] at completion.
     Resolution {
