@@ -219,6 +219,12 @@ impl Session {
         }
     }
 
+    /// Tells the provider that the list of transports changed: every pending
+    /// `WSK_TRANSPORT_LIST_CHANGE` request completes with `STATUS_SUCCESS`.
+    pub fn change_transports(&self) {
+        crate::provider::transports_changed();
+    }
+
     /// Replaces the fault plan (and resets its call counters).
     pub fn set_faults(&self, plan: FaultPlan) {
         faults::install(plan);

@@ -165,6 +165,7 @@ pub struct ReadmeDoctests;
 
 mod addr;
 mod buf;
+mod client_control;
 mod connection;
 mod control;
 mod datagram;
@@ -188,6 +189,7 @@ use lifecycle::{client, completion, op, shared, socket};
 pub use addr::AddressFamily;
 pub use buf::{BUF_POOL_TAG, Buf, BufList};
 pub use client::{DriverObject, Feature, ProviderInfo, RegisterOptions, WskClient};
+pub use client_control::{NameInfo, NameInfoFlags, Transport};
 pub use connection::{ConnectionSocket, SendAll, SendFlags};
 pub use control::{Control, ControlKind, SocketOptions};
 pub use datagram::DatagramSocket;
@@ -206,6 +208,9 @@ pub use sync::{SpinLock, SpinLockGuard};
 
 /// The request types behind each [`Op`]: name them to store an operation in a struct.
 pub mod ops {
+    pub use crate::client_control::{
+        NameInfoRequest, NameOf, TransportChangeRequest, TransportListChange,
+    };
     pub use crate::connection::{
         Address, Bind, Connect, ConnectRequest, ConnectTo, CreateConnection, Disconnect,
         DisconnectRequest, Receive, ReceiveRequest, Send, SendListRequest, SendRequest,

@@ -217,6 +217,11 @@ pub(crate) fn outstanding_address_info() -> usize {
     client_calls::outstanding_address_info()
 }
 
+/// The transports changed: pending `WSK_TRANSPORT_LIST_CHANGE` requests complete.
+pub(crate) fn transports_changed() {
+    client_calls::transports_changed();
+}
+
 /// Forgets every socket and address list (a new session).
 pub(crate) fn forget() {
     *sockets() = None;
