@@ -462,6 +462,12 @@ pub trait SocketOptions: sealed::Sealed {
         broadcast, set_broadcast, bool, SOL_SOCKET, SO_BROADCAST
     );
     typed_option!(
+        /// Conditional accept (`SOL_SOCKET`, `SO_CONDITIONAL_ACCEPT`), before binding:
+        /// listening sockets whose handler inspects each connection
+        /// ([`ListenEvents::on_inspect`](crate::ListenEvents::on_inspect)).
+        conditional_accept, set_conditional_accept, bool, SOL_SOCKET, SO_CONDITIONAL_ACCEPT
+    );
+    typed_option!(
         /// The Nagle algorithm off (`IPPROTO_TCP`, `TCP_NODELAY`): connection and stream
         /// sockets.
         no_delay, set_no_delay, bool, IPPROTO_TCP, TCP_NODELAY
@@ -577,13 +583,15 @@ fn decode_size(bytes: Vec<u8>) -> Result<usize> {
     Ok(SIZE_T::from_ne_bytes(raw) as usize)
 }
 
-fn decode_inspect_id(bytes: Vec<u8>) -> Result<WSK_INSPECT_ID> {
+fn decode_inspect_id(bytes: Vec<u8>) -> Result<crate::InspectId> {
     const SIZE: usize = core::mem::size_of::<WSK_INSPECT_ID>();
     if bytes.len() < SIZE {
         return Err(Error::INVALID_BUFFER_SIZE);
     }
-    // SAFETY: WSK_INSPECT_ID is plain data (two pointer-sized integers), any bytes valid.
-    Ok(unsafe { bytes.as_ptr().cast::<WSK_INSPECT_ID>().read_unaligned() })
+    // SAFETY: WSK_INSPECT_ID is plain integers, any bytes valid; the padding is not read
+    // as a field.
+    let raw = unsafe { bytes.as_ptr().cast::<WSK_INSPECT_ID>().read_unaligned() };
+    Ok(crate::InspectId::from_raw(&raw))
 }
 
 fn ioctl<T>(
@@ -659,7 +667,7 @@ impl ConnectionSocket {
 
     /// The inspect identifier of a connection accepted on a conditional-accept listening
     /// socket (`SIO_WSK_QUERY_INSPECT_ID`). IRQL <= DISPATCH_LEVEL.
-    pub fn inspect_id(&self) -> Control<WSK_INSPECT_ID> {
+    pub fn inspect_id(&self) -> Control<crate::InspectId> {
         ioctl(
             self.socket_core(),
             SIO_WSK_QUERY_INSPECT_ID,

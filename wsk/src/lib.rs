@@ -174,6 +174,7 @@ mod error;
 mod events;
 mod heap;
 mod indication;
+mod inspect;
 mod irp;
 pub mod irql;
 mod lifecycle;
@@ -199,6 +200,7 @@ pub use events::{AcceptDecision, ConnectionEvents, DatagramEvents, Incoming, Lis
 pub use indication::{
     Datagram, ReceiveDecision, ReceivedData, ReceivedDatagrams, RetainedData, RetainedView,
 };
+pub use inspect::{InspectDecision, InspectId, Inspection, PendedInspection};
 pub use irp::Irp;
 pub use listen::{Bound, ListenSocket};
 pub use op::{Op, Request};
@@ -222,6 +224,7 @@ pub mod ops {
         SendToRequest,
     };
     pub use crate::dns::{Resolve, ResolveRequest};
+    pub use crate::inspect::{InspectComplete, InspectCompleteRequest};
     pub use crate::listen::{Accept, AcceptRequest, Listen};
     pub use crate::socket::{AddressRequest, BindRequest, CreateRequest, OptionRequest};
     pub use crate::stream::{CreateStream, ListenRequest, StreamCreateRequest};

@@ -226,6 +226,13 @@ fn set_option(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
                 }
                 (SOL_SOCKET, SO_KEEPALIVE) => with_socket(host, |s| s.set_keepalive(value != 0)),
                 (SOL_SOCKET, SO_BROADCAST) => with_socket(host, |s| s.set_broadcast(value != 0)),
+                (SOL_SOCKET, SO_CONDITIONAL_ACCEPT) => {
+                    if !matches!(host.category, Category::Listen | Category::Stream) {
+                        return STATUS_INVALID_PARAMETER;
+                    }
+                    host.lock().conditional = value != 0;
+                    Ok(())
+                }
                 (SOL_SOCKET, SO_OOBINLINE) => {
                     with_socket(host, |s| s.set_out_of_band_inline(value != 0))
                 }
@@ -317,6 +324,7 @@ fn get_option(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
         }
         (SOL_SOCKET, SO_KEEPALIVE) => with_socket(host, |s| s.keepalive()).map(u32::from),
         (SOL_SOCKET, SO_BROADCAST) => with_socket(host, |s| s.broadcast()).map(u32::from),
+        (SOL_SOCKET, SO_CONDITIONAL_ACCEPT) => Ok(u32::from(host.lock().conditional)),
         (SOL_SOCKET, SO_OOBINLINE) => with_socket(host, |s| s.out_of_band_inline()).map(u32::from),
         (SOL_SOCKET, SO_RCVBUF) => with_socket(host, |s| s.recv_buffer_size()).map(|v| v as u32),
         (SOL_SOCKET, SO_SNDBUF) => with_socket(host, |s| s.send_buffer_size()).map(|v| v as u32),
@@ -397,9 +405,18 @@ fn ioctl(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
             state.silent = true;
             (STATUS_SUCCESS, 0)
         }
-        // Conditional accept is not modelled (see `inspect_complete`): no connection was
-        // accepted through an inspection, so none has an inspect ID.
-        SIO_WSK_QUERY_INSPECT_ID => (STATUS_INVALID_DEVICE_STATE, 0),
+        SIO_WSK_QUERY_INSPECT_ID => match host.lock().inspect_id {
+            Some(id) => {
+                // WSK_INSPECT_ID: Key, SerialNumber, then padding (written as zeros).
+                let mut bytes = [0u8; std::mem::size_of::<WSK_INSPECT_ID>()];
+                let key = id.Key.to_ne_bytes();
+                bytes[..key.len()].copy_from_slice(&key);
+                bytes[key.len()..key.len() + 4].copy_from_slice(&id.SerialNumber.to_ne_bytes());
+                output(request, &bytes)
+            }
+            // Not accepted through an inspection.
+            None => (STATUS_INVALID_DEVICE_STATE, 0),
+        },
         _ => (STATUS_NOT_SUPPORTED, 0),
     }
 }

@@ -237,14 +237,15 @@ unsafe extern "system" fn accept(
 
 unsafe extern "system" fn inspect_complete(
     ListenSocket: PWSK_SOCKET,
-    _InspectID: PWSK_INSPECT_ID,
-    _Action: WSK_INSPECT_ACTION,
+    InspectID: PWSK_INSPECT_ID,
+    Action: WSK_INSPECT_ACTION,
     Irp: PIRP,
 ) -> NTSTATUS {
-    // Conditional accept (SO_CONDITIONAL_ACCEPT) is not modelled: no inspect ID is ever
-    // handed out, so no call can be valid.
     match start("WskInspectComplete", ListenSocket, Irp, &[Category::Listen]) {
-        Ok(_) => finish(Irp, STATUS_INVALID_PARAMETER, 0, Delivery::Inline),
+        Ok(host) => {
+            let status = super::inspect::complete(&host, InspectID, Action);
+            finish(Irp, status, 0, Delivery::Inline)
+        }
         Err(status) => status,
     }
 }

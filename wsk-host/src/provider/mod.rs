@@ -11,6 +11,7 @@ mod client_calls;
 mod control;
 pub(crate) mod dispatch;
 mod indication;
+mod inspect;
 mod reactor;
 pub(crate) mod socket;
 

@@ -142,6 +142,14 @@ pub(crate) struct State {
     /// The ideal send backlog changed (send-backlog events enabled, send buffer resized):
     /// a send-backlog event is due.
     pub(crate) send_backlog_due: bool,
+    /// `SO_CONDITIONAL_ACCEPT` of a listening socket.
+    pub(crate) conditional: bool,
+    /// Connections of a conditional-accept listener waiting for the client's inspection.
+    pub(crate) inspecting: Vec<super::inspect::Inspecting>,
+    /// Connections of a conditional-accept listener the inspection accepted.
+    pub(crate) admitted: VecDeque<super::inspect::Admitted>,
+    /// The inspect ID of a connection accepted through an inspection.
+    pub(crate) inspect_id: Option<WSK_INSPECT_ID>,
 }
 
 /// A provider socket. `wsk` comes first: a `PWSK_SOCKET` is a pointer to the `HostSocket`.
@@ -242,6 +250,10 @@ impl HostSocket {
                 fixed_remote: None,
                 silent: false,
                 send_backlog_due: false,
+                conditional: false,
+                inspecting: Vec::new(),
+                admitted: VecDeque::new(),
+                inspect_id: None,
             }),
         });
         super::add_socket(&socket);
@@ -419,6 +431,7 @@ impl HostSocket {
         Self::unwatch(&mut state);
         state.io = Io::Gone;
         state.buffered.clear();
+        super::inspect::abandon_all(&mut state);
         let now = state.callbacks == 0;
         if !now {
             state.close_irp = Some(irp);
@@ -981,8 +994,17 @@ fn accept(
     let Io::Listener(host) = &mut state.io else {
         return Outcome::Done(STATUS_INVALID_DEVICE_STATE, 0);
     };
-    match host.accept() {
-        Ok((stream, peer)) => {
+    let next = if state.conditional {
+        // Only connections the client's inspection accepted.
+        match state.admitted.pop_front() {
+            Some(admitted) => Ok((admitted.stream, admitted.peer, Some(admitted.id))),
+            None => Err(std::io::Error::from(ErrorKind::WouldBlock)),
+        }
+    } else {
+        host.accept().map(|(stream, peer)| (stream, peer, None))
+    };
+    match next {
+        Ok((stream, peer, inspect_id)) => {
             let local_addr = stream.local_addr().ok();
             let socket = HostSocket::new(
                 Category::Connection,
@@ -994,6 +1016,7 @@ fn accept(
             );
             {
                 let mut accepted = socket.lock();
+                accepted.inspect_id = inspect_id;
                 socket.watch(&mut accepted);
             }
             // SAFETY: non-null address pointers are the client's, large enough for the family.

@@ -90,6 +90,8 @@ pub(crate) struct Scratch {
     pub(crate) service_name: UNICODE_STRING,
     pub(crate) hints: ADDRINFOEXW,
     pub(crate) result: PADDRINFOEXW,
+    /// The inspect ID of `WskInspectComplete`.
+    pub(crate) inspect_id: WSK_INSPECT_ID,
 }
 
 impl Scratch {
@@ -106,6 +108,7 @@ impl Scratch {
             service_name: UNICODE_STRING::default(),
             hints: ADDRINFOEXW::default(),
             result: core::ptr::null_mut(),
+            inspect_id: WSK_INSPECT_ID::default(),
         }
     }
 }

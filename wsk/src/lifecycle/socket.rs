@@ -676,7 +676,13 @@ impl Issue for BindRequest {
         status: NTSTATUS,
         _information: usize,
     ) -> Self::Output {
-        Error::check(status)
+        Error::check(status)?;
+        // Listening and datagram sockets may have events once bound: those of a handler
+        // given at creation are enabled now.
+        match self.core.category {
+            Category::Listen | Category::Datagram => crate::events::enable_installed(&self.core),
+            Category::Connection | Category::Stream => Ok(()),
+        }
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
