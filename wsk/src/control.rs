@@ -343,7 +343,27 @@ fn get_typed<V: OptionValue>(core: &Shared<SocketCore>, id: (ULONG, ULONG)) -> C
 /// Each method returns an operation ([`Control`]) that may be issued at IRQL <=
 /// DISPATCH_LEVEL; await it, or `wait()` for it at IRQL <= APC_LEVEL. Which options a kind
 /// takes is the transport's: listed for each setter, and the others fail with the
-/// provider's status. The trait is sealed.
+/// provider's status.
+///
+/// ```no_run
+/// use wsk::{ConnectionSocket, SocketOptions};
+///
+/// /// Keep-alive after 60 s idle, then every 10 s; read back what the transport took.
+/// fn tune(socket: &ConnectionSocket) -> wsk::Result<u32> {
+///     SocketOptions::set_keep_alive(socket, true).wait()?;
+///     socket.set_keep_alive_time(60).wait()?;
+///     SocketOptions::set_keep_alive_interval(socket, 10).wait()?;
+///     socket.keep_alive_time().wait()
+/// }
+/// ```
+///
+/// The trait is sealed: its methods reach the crate's socket machinery, so only the
+/// crate's socket kinds implement it.
+///
+/// ```compile_fail,E0277
+/// struct Mine;
+/// impl wsk::SocketOptions for Mine {}
+/// ```
 pub trait SocketOptions: sealed::Sealed {
     /// Sets an option of any size (`WskSetOption`): `value` is copied into the request.
     /// Options whose value holds a pointer (`SO_WSK_SECURITY`, `SO_WSK_EVENT_CALLBACK`) are

@@ -167,6 +167,7 @@ mod addr;
 mod buf;
 mod client_control;
 mod connection;
+mod connection_ex;
 mod control;
 mod datagram;
 mod dns;
@@ -192,6 +193,7 @@ pub use buf::{BUF_POOL_TAG, Buf, BufList};
 pub use client::{DriverObject, Feature, ProviderInfo, RegisterOptions, WskClient};
 pub use client_control::{NameInfo, NameInfoFlags, Transport};
 pub use connection::{ConnectionSocket, SendAll, SendFlags};
+pub use connection_ex::ReceivedWithControl;
 pub use control::{Control, ControlKind, SocketOptions};
 pub use datagram::DatagramSocket;
 pub use dns::ResolveHints;
@@ -217,6 +219,10 @@ pub mod ops {
         Address, Bind, Connect, ConnectRequest, ConnectTo, CreateConnection, Disconnect,
         DisconnectRequest, Receive, ReceiveRequest, Send, SendListRequest, SendRequest,
         SendVectored, SocketConnectRequest,
+    };
+    pub use crate::connection_ex::{
+        ConnectExRequest, ConnectSending, ReceiveExRequest, ReceiveWithControl, SendExRequest,
+        SendWithControl,
     };
     pub use crate::control::ControlRequest;
     pub use crate::datagram::{

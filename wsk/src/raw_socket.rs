@@ -112,6 +112,15 @@ macro_rules! raw_socket_methods {
             /// installed, a request in flight (a dropped one whose completion has not run
             /// counts), or retained indications. IRQL <= DISPATCH_LEVEL.
             ///
+            /// Giving a socket up is `unsafe`: a raw socket nobody closes would hang the
+            /// driver's unload.
+            ///
+            /// ```compile_fail,E0133
+            #[doc = concat!("fn give_up(socket: wsk::", stringify!($kind), ") {")]
+            ///     let _ = socket.into_raw();
+            /// }
+            /// ```
+            ///
             /// # Safety
             /// The caller must close the socket before the client that created (or adopted)
             /// it is dropped: `WskDeregister`, in the client's teardown, waits until every

@@ -110,7 +110,8 @@ fn peer_sees_reset(peer: &mut TcpStream) -> bool {
     let mut byte = [0u8; 1];
     match peer.read(&mut byte) {
         Err(error) => error.kind() == IoErrorKind::ConnectionReset,
-        Ok(_) => false,
+        // Data or a graceful end: not a reset.
+        Ok(_count) => false,
     }
 }
 

@@ -337,21 +337,31 @@ unsafe extern "system" fn connect_ex(
     Socket: PWSK_SOCKET,
     RemoteAddress: PSOCKADDR,
     Buffer: PWSK_BUF,
-    Flags: ULONG,
+    _Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
     // SAFETY: the client's buffer descriptor.
-    if let Some(buffer) = unsafe { Buffer.as_ref() } {
-        if buffer.Length > 65_535 {
+    let data = match unsafe { Buffer.as_ref() } {
+        Some(buffer) if buffer.Length > 65_535 => {
             return fail(Irp, "WskConnectEx", STATUS_INVALID_BUFFER_SIZE);
         }
-        if buffer.Length > 0 {
-            // Data with the connect is not modelled: refuse rather than drop it.
-            return fail(Irp, "WskConnectEx", STATUS_NOT_SUPPORTED);
+        // SAFETY: a buffer descriptor of the client's, read now (the data is copied).
+        Some(buffer) if buffer.Length > 0 => unsafe { super::socket::gather(buffer) },
+        _ => Vec::new(),
+    };
+    let host = match start("WskConnectEx", Socket, Irp, CONNECTED) {
+        Ok(host) => host,
+        Err(status) => return status,
+    };
+    // SAFETY: the client's address.
+    match unsafe { destination(RemoteAddress) } {
+        Ok(remote) => {
+            // Sent as soon as the connection is established, before it completes.
+            host.lock().connect_data = data;
+            begin_connect(&host, remote, Irp, false)
         }
+        Err(status) => finish(Irp, status, 0, Delivery::Inline),
     }
-    // SAFETY: forwarded.
-    unsafe { connect(Socket, RemoteAddress, Flags, Irp) }
 }
 
 unsafe extern "system" fn local_address(

@@ -72,7 +72,7 @@ fn connection_event(state: &mut State) -> Option<Event> {
     if state.send_backlog_due && state.events & WSK_EVENT_SEND_BACKLOG != 0 {
         state.send_backlog_due = false;
         if let Io::Stream(stream) = &state.io {
-            if let Ok(ideal) = socket2::SockRef::from(&*stream).send_buffer_size() {
+            if let Ok(ideal) = socket2::SockRef::from(stream).send_buffer_size() {
                 return Some(Event::SendBacklog(ideal));
             }
         }

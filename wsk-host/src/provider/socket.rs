@@ -150,6 +150,8 @@ pub(crate) struct State {
     pub(crate) admitted: VecDeque<super::inspect::Admitted>,
     /// The inspect ID of a connection accepted through an inspection.
     pub(crate) inspect_id: Option<WSK_INSPECT_ID>,
+    /// `WskConnectEx`'s data, sent once the connection is established.
+    pub(crate) connect_data: Vec<u8>,
 }
 
 /// A provider socket. `wsk` comes first: a `PWSK_SOCKET` is a pointer to the `HostSocket`.
@@ -254,6 +256,7 @@ impl HostSocket {
                 inspecting: Vec::new(),
                 admitted: VecDeque::new(),
                 inspect_id: None,
+                connect_data: Vec::new(),
             }),
         });
         super::add_socket(&socket);
@@ -1035,6 +1038,33 @@ fn accept(
     }
 }
 
+/// Sends `WskConnectEx`'s data on a connection just established. The host's new connection
+/// takes it at once (it is at most 64 KiB, within a fresh loopback connection's buffers);
+/// what it cannot take fails the connect rather than being dropped.
+fn send_connect_data(state: &mut State, data: &[u8]) -> Result<(), NTSTATUS> {
+    let Io::Stream(stream) = &mut state.io else {
+        return Err(STATUS_CONNECTION_INVALID);
+    };
+    let mut sent = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sent < data.len() {
+        match stream.write(&data[sent..]) {
+            Ok(count) => sent += count,
+            Err(error)
+                if (error.kind() == ErrorKind::WouldBlock
+                    || error.kind() == ErrorKind::Interrupted)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            Err(error) => return Err(status_of_io(&error)),
+        }
+    }
+    count(|c| c.bytes_sent += sent as u64);
+    state.sent_total += sent as u64;
+    Ok(())
+}
+
 fn connect_result(
     socket: &Arc<HostSocket>,
     state: &mut State,
@@ -1069,6 +1099,12 @@ fn connect_result(
                 unreachable!()
             };
             state.io = Io::Stream(stream);
+            if !state.connect_data.is_empty() {
+                let data = std::mem::take(&mut state.connect_data);
+                if let Err(status) = send_connect_data(state, &data) {
+                    return Outcome::Done(status, 0);
+                }
+            }
             Outcome::Done(
                 STATUS_SUCCESS,
                 if information_is_socket {

@@ -53,6 +53,8 @@ pub(crate) enum Held {
     /// `WskControlClient`) or a reverse lookup (`WskGetNameInfo`): the provider reads and
     /// writes it until the completion.
     Bytes(Vec<u8>),
+    /// A data buffer and control information (`WskSendEx`, `WskReceiveEx`).
+    BufAndBytes(Buf, Vec<u8>),
     /// A name resolution: the UTF-16 names the provider reads. The result list goes to
     /// [`Block::address_list`] at completion.
     Resolution {
