@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::task::{Context, Waker};
 
 use wsk::{AddressFamily, Buf, ConnectionSocket, DatagramSocket, ErrorKind, WskClient};
-use wsk_host::{Rule, Session};
+use wsk_host::{FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
 fn driver(session: &Session) -> wsk::DriverObject {
@@ -239,6 +239,42 @@ fn an_adopted_socket_takes_no_handler_of_this_crate() {
     let error = connection.set_events(Quiet).unwrap_err();
     assert_eq!(error.status(), STATUS_INVALID_DEVICE_STATE);
     drop((datagram, connection));
+    client.shutdown().unwrap();
+    session.finish();
+}
+
+#[test]
+fn out_of_irps_a_raw_socket_stays_the_callers_and_options_fail_cleanly() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (_listener, remote) = peer();
+    let socket = client.connect(remote).wait().unwrap();
+    // SAFETY: adopted back below.
+    let raw = unsafe { socket.into_raw() }.map_err(|(e, _)| e).unwrap();
+
+    session.set_faults(FaultPlan::new(7).fail_irp_allocation(Nth::Every(1)));
+    // The core's close IRP cannot be had: nothing is adopted.
+    // SAFETY: the connection socket just given up, of this client, idle.
+    let error = unsafe { ConnectionSocket::from_raw(&client, raw, AddressFamily::V4) }.unwrap_err();
+    assert_eq!(error, wsk::Error::INSUFFICIENT_RESOURCES);
+    assert_eq!(client.open_sockets(), 0, "still the caller's");
+    session.set_faults(FaultPlan::new(7));
+
+    // SAFETY: as above; the failed attempt changed nothing.
+    let socket = unsafe { ConnectionSocket::from_raw(&client, raw, AddressFamily::V4) }.unwrap();
+    session.set_faults(FaultPlan::new(7).fail_irp_allocation(Nth::Every(1)));
+    // A request that needs a new IRP fails with the error, not a crash.
+    // The adopted socket has no idle IRP yet: every request needs a new one.
+    let results = [
+        wsk::SocketOptions::keep_alive(&socket).wait().err(),
+        wsk::SocketOptions::option_bytes(&socket, 0xffff, 0x1001, 64)
+            .wait()
+            .err(),
+    ];
+    session.set_faults(FaultPlan::new(7));
+    assert_eq!(results, [Some(wsk::Error::INSUFFICIENT_RESOURCES); 2]);
+    wsk::SocketOptions::keep_alive(&socket).wait().unwrap();
+    drop(socket);
     client.shutdown().unwrap();
     session.finish();
 }
