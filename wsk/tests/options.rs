@@ -159,7 +159,7 @@ fn datagram_options_read_back_what_was_set() {
 }
 
 #[test]
-fn multicast_join_delivers_group_datagrams() {
+fn multicast_join_and_leave_reach_the_transport() {
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
     let socket = client
@@ -248,6 +248,63 @@ fn options_of_a_closed_socket_fail_cleanly() {
     let pending = socket.keep_alive();
     socket.close().wait().unwrap();
     assert_eq!(pending.wait().unwrap_err().kind(), ErrorKind::SocketClosed);
+    client.shutdown().unwrap();
+    session.finish();
+}
+
+#[test]
+fn options_set_through_wsk_reach_the_host_socket() {
+    // Read back on the host socket itself, not through the provider's WskGetOption.
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _listener) = connected(&client, false);
+    let raw = socket.as_raw();
+    socket.set_no_delay(true).wait().unwrap();
+    socket.set_ttl(23).wait().unwrap();
+    socket.set_tos(0x20).wait().unwrap();
+    SocketOptions::set_keep_alive(&socket, true).wait().unwrap();
+    socket.set_keep_alive_retries(6).wait().unwrap();
+    SocketOptions::set_linger(&socket, Some(3)).wait().unwrap();
+    let seen = session
+        .with_host_socket(raw, |s| {
+            (
+                s.tcp_nodelay().unwrap(),
+                s.ttl_v4().unwrap(),
+                s.tos_v4().unwrap(),
+                s.keepalive().unwrap(),
+                s.tcp_keepalive_retries().unwrap(),
+                s.linger().unwrap(),
+            )
+        })
+        .expect("an open socket");
+    assert_eq!(
+        seen,
+        (
+            true,
+            23,
+            0x20,
+            true,
+            6,
+            Some(std::time::Duration::from_secs(3))
+        )
+    );
+
+    let datagram = client
+        .bind_datagram(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .wait()
+        .unwrap();
+    datagram.set_multicast_ttl_v4(9).wait().unwrap();
+    datagram.set_multicast_loop_v4(false).wait().unwrap();
+    let seen = session
+        .with_host_socket(datagram.as_raw(), |s| {
+            (
+                s.multicast_ttl_v4().unwrap(),
+                s.multicast_loop_v4().unwrap(),
+            )
+        })
+        .unwrap();
+    assert_eq!(seen, (9, false));
+    drop((socket, datagram));
     client.shutdown().unwrap();
     session.finish();
 }

@@ -149,6 +149,23 @@ fn with_socket<R>(
     result.map_err(|e| super::status_of_io(&e))
 }
 
+/// Runs `f` on the host socket behind an open provider socket (for tests that check what an
+/// option did to the real socket); `None` for an unknown or closed socket.
+pub(crate) fn inspect_host_socket<R>(
+    socket: PWSK_SOCKET,
+    f: impl FnOnce(SockRef<'_>) -> R,
+) -> Option<R> {
+    let host = super::socket_by_address(socket as usize)?;
+    let state = host.lock();
+    Some(match &state.io {
+        Io::Unbound(s) | Io::Bound(s) => f(SockRef::from(s)),
+        Io::Connecting(s) | Io::Stream(s) => f(SockRef::from(s)),
+        Io::Listener(l) => f(SockRef::from(l)),
+        Io::Datagram(d) => f(SockRef::from(d)),
+        Io::Gone => return None,
+    })
+}
+
 // Option names of ws2ipdef.h that wsk-sys does not carry.
 const IP_TOS: ULONG = 3;
 const IP_MULTICAST_TTL: ULONG = 10;

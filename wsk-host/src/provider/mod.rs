@@ -218,6 +218,14 @@ pub(crate) fn outstanding_address_info() -> usize {
     client_calls::outstanding_address_info()
 }
 
+/// Runs `f` on the host socket behind a provider socket; see `Session::with_host_socket`.
+pub(crate) fn with_host_socket<R>(
+    socket: PWSK_SOCKET,
+    f: impl FnOnce(socket2::SockRef<'_>) -> R,
+) -> Option<R> {
+    control::inspect_host_socket(socket, f)
+}
+
 /// The transports changed: pending `WSK_TRANSPORT_LIST_CHANGE` requests complete.
 pub(crate) fn transports_changed() {
     client_calls::transports_changed();
