@@ -140,6 +140,14 @@ impl<T> Issue for ControlRequest<T> {
             .buffer
             .take()
             .unwrap_or(Err(Error::INVALID_PARAMETER))?;
+        if self.kind == ControlKind::SetOption
+            && (self.level, self.code) == (SOL_SOCKET, SO_CONDITIONAL_ACCEPT)
+        {
+            // From now on the provider may call the inspect and abort callbacks with this
+            // socket's core as context, handler or not (even if the request fails: the
+            // record only ever makes `into_raw` refuse).
+            self.core.arm_callbacks();
+        }
         let mut block = BlockRef::for_socket(&self.core)?;
         // SAFETY: nothing in flight on a fresh block.
         unsafe { *block.held() = Held::Bytes(buffer) };

@@ -15,7 +15,8 @@
 //! - `into_raw` gives the socket up: unlinked from its client, never called or closed by
 //!   this crate again. The caller closes it with `WskCloseSocket` and an IRP of its own. It
 //!   is refused (the socket handed back) while anything of this crate still uses the socket:
-//!   a handler installed (its callbacks would have nobody to run them), a request in flight
+//!   a handler installed (its callbacks would have nobody to run them), conditional accept
+//!   asked for (the provider calls the inspect callbacks without one), a request in flight
 //!   (including one dropped whose completion has not run), retained indications, a close
 //!   requested (by the client's teardown, for instance).
 //!
@@ -109,8 +110,10 @@ macro_rules! raw_socket_methods {
             /// Refused — the socket handed back with the error — while this crate still
             /// uses it: [`Error::SOCKET_CLOSED`] once its close was requested (by the
             /// client's teardown, say), `STATUS_INVALID_DEVICE_STATE` with an event handler
-            /// installed, a request in flight (a dropped one whose completion has not run
-            /// counts), or retained indications. IRQL <= DISPATCH_LEVEL.
+            /// installed, conditional accept ever asked for (`SO_CONDITIONAL_ACCEPT`: the
+            /// provider may call the socket's inspect callbacks), a request in flight (a
+            /// dropped one whose completion has not run counts), or retained indications.
+            /// IRQL <= DISPATCH_LEVEL.
             ///
             /// Giving a socket up is `unsafe`: a raw socket nobody closes would hang the
             /// driver's unload.
@@ -127,8 +130,10 @@ macro_rules! raw_socket_methods {
             /// socket of the registration is closed, so a socket given up and never closed
             /// hangs the driver's unload. No static event callbacks may be set on the client
             /// (`WSK_SET_STATIC_EVENT_CALLBACKS` through
-            /// [`WskClient::control_client`](crate::WskClient::control_client)): the provider
-            /// would call this crate's callbacks with the context this frees.
+            /// [`WskClient::control_client`](crate::WskClient::control_client)), nor events
+            /// enabled through [`SocketOptions::control`](crate::SocketOptions::control) or
+            /// through `as_raw`: the provider would call this crate's callbacks with the
+            /// context this frees.
             pub unsafe fn into_raw(self) -> core::result::Result<PWSK_SOCKET, (Error, $kind)> {
                 into_raw_of(self)
             }

@@ -200,7 +200,31 @@ fn into_raw_is_refused_while_the_crate_still_uses_the_socket() {
     assert_eq!(error.status(), STATUS_INVALID_DEVICE_STATE);
     assert!(!socket.as_raw().is_null(), "handed back whole");
     drop(socket);
-    drop(listener);
+
+    // Conditional accept asked for, without a handler: the provider calls the socket's
+    // inspect callback with its core as context, so the core is never given up.
+    let listen = wsk::ListenSocket::create(&client, AddressFamily::V4)
+        .wait()
+        .unwrap();
+    wsk::SocketOptions::set_conditional_accept(&listen, true)
+        .wait()
+        .unwrap();
+    // SAFETY: refused, so nothing is given up.
+    let (error, listen) = unsafe { listen.into_raw() }.unwrap_err();
+    assert_eq!(error.status(), STATUS_INVALID_DEVICE_STATE);
+    listen
+        .bind_to("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    // Its connections are inspected by this crate, which rejects them (no handler).
+    let address = listen.local_addr().wait().unwrap();
+    let mut rejected = std::net::TcpStream::connect(address).unwrap();
+    rejected
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(rejected.read(&mut byte).is_err(), "reset");
+    drop((listen, listener));
     client.shutdown().unwrap();
     session.finish();
 }

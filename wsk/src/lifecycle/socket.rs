@@ -134,6 +134,10 @@ pub(crate) struct SocketCore {
     closed_event: UnsafeCell<KEVENT>,
     closed_waker: AtomicWaker,
     pub(crate) handlers: Handlers,
+    /// Set once something asked the provider to call this socket's callbacks without an
+    /// installed handler's `SO_WSK_EVENT_CALLBACK` (conditional accept): the provider may
+    /// then call them with this core as context, so the core may never be given up.
+    callbacks_armed: AtomicBool,
     retained: RetainedLock,
     pub(crate) links: UnsafeCell<Links>,
 }
@@ -169,6 +173,7 @@ impl SocketCore {
             closed_event: UnsafeCell::new(KEVENT::default()),
             closed_waker: AtomicWaker::new(),
             handlers,
+            callbacks_armed: AtomicBool::new(false),
             retained: RetainedLock::new(RetainedList::new()),
             links: UnsafeCell::new(Links {
                 prev: core::ptr::null(),
@@ -248,7 +253,8 @@ impl SocketCore {
     }
 
     /// Gives the provider's socket up: unlinked from its client, never closed by this crate.
-    /// Succeeds only for an open socket with no handler, no close requested, no provider
+    /// Succeeds only for an open socket with no handler, no callbacks armed otherwise
+    /// (conditional accept), no close requested, no provider
     /// call in progress and no other reference than `core` and the provider's (no request
     /// in flight, no retained indication, no borrowed view): the caller then drops `core`
     /// and the provider's reference with [`release_context`], freeing the core. Nothing
@@ -257,7 +263,10 @@ impl SocketCore {
         if core.raw.load(Ordering::Acquire).is_null() {
             return Err(Error::SOCKET_CLOSED);
         }
-        if core.handlers.installed() || core.ref_count() != 2 {
+        if core.handlers.installed()
+            || core.callbacks_armed.load(Ordering::Acquire)
+            || core.ref_count() != 2
+        {
             return Err(Error::from_status(STATUS_INVALID_DEVICE_STATE));
         }
         // Claims the close for good: no user, no close requested; from now on nothing of
@@ -274,6 +283,12 @@ impl SocketCore {
         let socket = core.raw.swap(core::ptr::null_mut(), Ordering::AcqRel);
         core.mark_closed(STATUS_SUCCESS);
         Ok(socket)
+    }
+
+    /// Records that the provider may call this socket's event callbacks whatever its handler
+    /// (set before the request that arms them is issued). IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn arm_callbacks(&self) {
+        self.callbacks_armed.store(true, Ordering::Release);
     }
 
     /// Takes a hold that keeps the socket open (retained data); `Err` once closing. Release
