@@ -1,5 +1,5 @@
-//! Event-callback mode: safe handlers for the provider's receive, disconnect, accept and
-//! receive-from events.
+//! Event-callback mode: safe handlers for the provider's receive, disconnect, send-backlog,
+//! accept, inspect and abort (conditional accept, see `inspect`) and receive-from events.
 //!
 //! Handlers are trait objects stored with the socket. They run at IRQL <= DISPATCH_LEVEL
 //! (usually DISPATCH_LEVEL), possibly on several processors at once: they must not wait —
