@@ -308,3 +308,45 @@ fn options_set_through_wsk_reach_the_host_socket() {
     client.shutdown().unwrap();
     session.finish();
 }
+
+#[test]
+fn option_requests_in_flight_dropped_forgotten_and_outlived_by_the_client() {
+    use std::future::Future;
+    use std::task::{Context, Waker};
+    use wsk_host::{FaultPlan, Rule};
+
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _listener) = connected(&client, false);
+    session.set_faults(FaultPlan::new(3).delay_completions(std::time::Duration::from_millis(100)));
+    let mut cx = Context::from_waker(Waker::noop());
+
+    // Dropped in flight: its buffer stays with the block until the completion.
+    let mut dropped = Box::pin(socket.option_bytes(SOL_SOCKET, SO_RCVBUF, 4096));
+    assert!(dropped.as_mut().poll(&mut cx).is_pending());
+    drop(dropped);
+
+    // Waited for: completes after the delay with the value.
+    assert!(socket.receive_buffer_size().wait().unwrap() > 0);
+
+    // Forgotten in flight, and the client dropped with one in flight: the teardown waits
+    // for the completions (the provider completes every IRP), nothing hangs.
+    let mut forgotten = Box::pin(socket.keep_alive());
+    assert!(forgotten.as_mut().poll(&mut cx).is_pending());
+    std::mem::forget(forgotten);
+    let mut outlived = Box::pin(SocketOptions::set_linger(&socket, Some(1)));
+    assert!(outlived.as_mut().poll(&mut cx).is_pending());
+    drop(socket);
+    drop(client);
+    drop(outlived);
+    let (_, findings) = session.conclude();
+    // Exactly what the forgotten operation owned: its completion block (an IRP) and the
+    // memory behind it.
+    for finding in &findings {
+        assert!(
+            matches!(finding.rule, Rule::IrpLeaked | Rule::PoolLeaked),
+            "unexpected finding: {finding:?}"
+        );
+    }
+    assert!(findings.iter().any(|f| f.rule == Rule::IrpLeaked));
+}

@@ -731,5 +731,12 @@ unsafe extern "system" fn control_socket(
         Err(status) => return status,
     };
     let (status, returned) = super::control::control(&host, &request, false);
+    if crate::faults::completion_delay().is_some() {
+        // Delayed completions (fault plan): the control is done, its IRP completes later
+        // from the provider's thread, so the request is in flight meanwhile.
+        // SAFETY: the IRP is this request's; it is completed once, later.
+        unsafe { IoMarkIrpPending(Irp) };
+        return finish(Irp, status, returned, Delivery::Pending);
+    }
     finish(Irp, status, returned, Delivery::Inline)
 }
