@@ -302,3 +302,39 @@ fn out_of_irps_a_raw_socket_stays_the_callers_and_options_fail_cleanly() {
     client.shutdown().unwrap();
     session.finish();
 }
+
+#[test]
+fn a_socket_given_up_and_closed_late_holds_the_deregistration_until_its_close() {
+    // What into_raw's safety contract is about: the client's teardown cannot close a socket
+    // given up, so WskDeregister waits for its owner's close (the verifier reports the
+    // wait), and ends as soon as it comes.
+    let session = Session::with_config(wsk_host::ProviderConfig {
+        deregister_wait_report: std::time::Duration::from_millis(200),
+        ..wsk_host::ProviderConfig::default()
+    });
+    let client = WskClient::register(driver(&session)).unwrap();
+    let datagram = client
+        .bind_datagram(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .wait()
+        .unwrap();
+    // SAFETY: closed below while the teardown waits (the test breaks the contract's order
+    // on purpose, to see what it protects against).
+    let raw = unsafe { datagram.into_raw() }.map_err(|(e, _)| e).unwrap();
+    let raw_address = raw as usize;
+    let teardown = std::thread::spawn(move || drop(client));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(
+        !teardown.is_finished(),
+        "WskDeregister waits for the socket"
+    );
+    assert_eq!(close_raw(raw_address as PWSK_SOCKET), STATUS_SUCCESS);
+    teardown.join().unwrap();
+    let (_, findings) = session.conclude();
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.rule == Rule::DeregisterWithOpenSockets),
+        "{findings:?}"
+    );
+    assert!(!findings.is_empty(), "the wait is reported");
+}
