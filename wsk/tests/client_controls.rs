@@ -165,3 +165,28 @@ fn reverse_lookup_of_loopback_and_numeric_addresses() {
     client.shutdown().unwrap();
     session.finish();
 }
+
+#[test]
+fn client_controls_refuse_above_passive_level() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let lock = wsk::SpinLock::new(());
+    {
+        // Holding a spin lock: DISPATCH_LEVEL.
+        let _guard = lock.lock();
+        assert_eq!(client.transports().unwrap_err(), wsk::Error::IRQL_TOO_HIGH);
+        // SAFETY: refused before the provider is called.
+        let error = unsafe { client.control_client(WSK_TDI_BEHAVIOR, &[], 0) }.unwrap_err();
+        assert_eq!(error, wsk::Error::IRQL_TOO_HIGH);
+        // Issued (polled) at DISPATCH_LEVEL, the reverse lookup refuses too.
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut lookup =
+            Box::pin(client.name_of("127.0.0.1:1".parse().unwrap(), NameInfoFlags::default()));
+        match lookup.as_mut().poll(&mut cx) {
+            Poll::Ready(result) => assert_eq!(result.unwrap_err(), wsk::Error::IRQL_TOO_HIGH),
+            Poll::Pending => panic!("a reverse lookup was issued at DISPATCH_LEVEL"),
+        }
+    }
+    client.shutdown().unwrap();
+    session.finish();
+}
