@@ -10,9 +10,10 @@
 //! pended inspection rejects its connection.
 
 use alloc::vec::Vec;
+use core::cell::Cell;
 use core::marker::PhantomData;
 use core::net::SocketAddr;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use wsk_sys::*;
 
@@ -53,11 +54,23 @@ impl InspectId {
     }
 }
 
+/// Where a pended inspection stands with the provider.
+const IN_CALLBACK: u8 = 0;
+/// The callback returned `WskInspectPend`: `WskInspectComplete` decides.
+const WITH_PROVIDER: u8 = 1;
+/// Decided (accept) before the callback returned: the callback returns the decision itself.
+const DECIDED_ACCEPT: u8 = 2;
+/// Decided (reject, or dropped) before the callback returned.
+const DECIDED_REJECT: u8 = 3;
+
 /// A pended inspection's shared state: settled once, by its completion, its drop, or the
-/// provider's abort.
+/// provider's abort; and whether its callback has returned yet (`WskInspectComplete` is only
+/// valid once the provider has the pend: a completion requested earlier, from the callback
+/// itself, becomes the callback's answer instead).
 pub(crate) struct Pended {
     id: InspectId,
     settled: AtomicBool,
+    phase: AtomicU8,
 }
 
 /// The pended inspections of a listening socket (kept with its handler), so that an abort
@@ -77,6 +90,7 @@ impl PendedList {
         let pended = Shared::try_new(Pended {
             id,
             settled: AtomicBool::new(false),
+            phase: AtomicU8::new(IN_CALLBACK),
         })?;
         let mut list = self.list.lock();
         list.try_reserve(1)
@@ -96,6 +110,8 @@ impl PendedList {
 pub struct Inspection<'a> {
     listener: &'a SocketCore,
     pended: &'a PendedList,
+    /// The pended inspection made in this callback, for the trampoline.
+    made: &'a Cell<Option<Shared<Pended>>>,
     local: PSOCKADDR,
     remote: PSOCKADDR,
     id: InspectId,
@@ -173,8 +189,10 @@ impl<'a> Inspection<'a> {
         InspectDecision::new(WskInspectReject)
     }
 
-    /// Decides later (`WskInspectPend`): complete the returned [`PendedInspection`] once the
-    /// callback has returned this decision. When memory is short or the listener is
+    /// Decides later (`WskInspectPend`) with the returned [`PendedInspection`]. Completed
+    /// (or dropped) before this callback returns — from a task it spawned, say — the
+    /// decision becomes this callback's answer, with no `WskInspectComplete` (which is only
+    /// valid once the provider has the pend). When memory is short or the listener is
     /// closing, the connection is rejected instead and the error returned with that
     /// decision.
     pub fn pend(self) -> (Result<PendedInspection>, InspectDecision<'a>) {
@@ -182,13 +200,16 @@ impl<'a> Inspection<'a> {
             return (Err(Error::SOCKET_CLOSED), self.reject());
         }
         match self.pended.add(self.id) {
-            Ok(pended) => (
-                Ok(PendedInspection {
-                    listener: self.listener.to_shared(),
-                    pended: Some(pended),
-                }),
-                InspectDecision::new(WskInspectPend),
-            ),
+            Ok(pended) => {
+                self.made.set(Some(pended.clone()));
+                (
+                    Ok(PendedInspection {
+                        listener: self.listener.to_shared(),
+                        pended: Some(pended),
+                    }),
+                    InspectDecision::new(WskInspectPend),
+                )
+            }
             Err(error) => (Err(error), self.reject()),
         }
     }
@@ -233,6 +254,7 @@ impl PendedInspection {
             listener: self.listener.clone(),
             pended: self.pended.take(),
             action,
+            decided_in_callback: false,
         }
     }
 }
@@ -269,6 +291,8 @@ pub struct InspectCompleteRequest {
     listener: Shared<SocketCore>,
     pended: Option<Shared<Pended>>,
     action: WSK_INSPECT_ACTION,
+    /// Decided before the inspect callback returned: its answer, no WSK call.
+    decided_in_callback: bool,
 }
 
 impl Issue for InspectCompleteRequest {
@@ -282,6 +306,20 @@ impl Issue for InspectCompleteRequest {
         }
         if let Some((_, list)) = listen_handler(&self.listener) {
             let _ = list.remove(pended.id);
+        }
+        let decided = if self.action == WskInspectAccept {
+            DECIDED_ACCEPT
+        } else {
+            DECIDED_REJECT
+        };
+        if pended
+            .phase
+            .compare_exchange(IN_CALLBACK, decided, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // The callback has not returned: it answers with this decision.
+            self.decided_in_callback = true;
+            return Err(Error::CANCELLED);
         }
         if self.listener.close_requested() {
             return Err(Error::SOCKET_CLOSED);
@@ -319,7 +357,11 @@ impl Issue for InspectCompleteRequest {
     }
 
     fn fail(&mut self, error: Error) -> Result<()> {
-        Err(error)
+        if self.decided_in_callback {
+            Ok(())
+        } else {
+            Err(error)
+        }
     }
 }
 
@@ -343,15 +385,31 @@ pub(crate) unsafe extern "system" fn inspect_event(
     let Some(id) = (unsafe { id.as_ref() }) else {
         return WskInspectReject;
     };
+    let made = Cell::new(None);
     let inspection = Inspection {
         listener: core,
         pended,
+        made: &made,
         local,
         remote,
         id: InspectId::from_raw(id),
         _brand: PhantomData,
     };
-    handler.on_inspect(inspection).action
+    let action = handler.on_inspect(inspection).action;
+    let Some(pended) = made.take().filter(|_| action == WskInspectPend) else {
+        return action;
+    };
+    match pended.phase.compare_exchange(
+        IN_CALLBACK,
+        WITH_PROVIDER,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    ) {
+        Ok(_) => WskInspectPend,
+        // Completed or dropped before the callback returned: that decision stands.
+        Err(DECIDED_ACCEPT) => WskInspectAccept,
+        Err(_) => WskInspectReject,
+    }
 }
 
 /// `WskAbortEvent`.

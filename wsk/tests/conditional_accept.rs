@@ -24,6 +24,10 @@ enum Policy {
     Accept,
     Reject,
     Pend,
+    /// Pends, then decides before the callback returns (drops or completes the pended
+    /// inspection from the callback itself).
+    PendThenDrop,
+    PendThenAccept,
 }
 
 #[derive(Default)]
@@ -64,6 +68,22 @@ impl wsk::ListenEvents for Inspector {
             Policy::Pend => {
                 let (pended, decision) = inspection.pend();
                 seen.pended.push(pended.unwrap());
+                decision
+            }
+            Policy::PendThenDrop => {
+                let (pended, decision) = inspection.pend();
+                drop(pended.unwrap());
+                decision
+            }
+            Policy::PendThenAccept => {
+                let (pended, decision) = inspection.pend();
+                // Polled here, inside the callback, as a task spawned here would be.
+                let mut accept = Box::pin(pended.unwrap().accept());
+                let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                assert!(matches!(
+                    std::future::Future::poll(accept.as_mut(), &mut cx),
+                    std::task::Poll::Ready(Ok(()))
+                ));
                 decision
             }
         }
@@ -265,6 +285,26 @@ fn a_peer_gone_during_a_pended_inspection_aborts_it() {
         ErrorKind::ConnectionAborted
     );
     drop(listener);
+    client.shutdown().unwrap();
+    session.finish();
+}
+
+#[test]
+fn a_pended_inspection_decided_inside_its_callback_answers_the_callback() {
+    // No WskInspectComplete before the provider has the pend (the host's verifier reports
+    // one): the decision becomes the callback's answer.
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (dropping, local, seen) = conditional_listener(&client, Policy::PendThenDrop);
+    let mut peer = TcpStream::connect(local).unwrap();
+    assert!(peer_sees_reset(&mut peer));
+    assert!(seen.lock().unwrap().accepted.is_empty());
+
+    let (accepting, local, seen) = conditional_listener(&client, Policy::PendThenAccept);
+    let _peer = TcpStream::connect(local).unwrap();
+    until("the accept", || seen.lock().unwrap().accepted.len() == 1);
+    drop((dropping, accepting));
+    seen.lock().unwrap().accepted.clear();
     client.shutdown().unwrap();
     session.finish();
 }

@@ -25,6 +25,8 @@ pub(crate) struct Inspecting {
     pub(crate) serial: u32,
     pub(crate) stream: mio::net::TcpStream,
     pub(crate) peer: SocketAddr,
+    /// Its `WskInspectEvent` has returned `WskInspectPend`: `WskInspectComplete` may come.
+    pub(crate) pended: bool,
 }
 
 /// A connection the client's inspection accepted, waiting for `WskAccept` or an accept
@@ -73,6 +75,7 @@ pub(crate) fn next_event(socket: &HostSocket, state: &mut State) -> Option<Event
         serial,
         stream,
         peer,
+        pended: false,
     });
     Some(Event::Inspect {
         serial,
@@ -224,7 +227,12 @@ pub(crate) fn deliver_inspect(
         WskInspectReject => {
             settle(listener, serial, false);
         }
-        WskInspectPend => {}
+        WskInspectPend => {
+            let mut state = listener.lock();
+            if let Some(inspecting) = state.inspecting.iter_mut().find(|i| i.serial == serial) {
+                inspecting.pended = true;
+            }
+        }
         other => {
             bug_check(
                 Rule::InvalidParameter,
@@ -253,6 +261,18 @@ pub(crate) fn complete(
         WskInspectReject => false,
         _ => return STATUS_INVALID_PARAMETER,
     };
+    let early = listener
+        .lock()
+        .inspecting
+        .iter()
+        .any(|i| i.serial == id.SerialNumber && !i.pended);
+    if early {
+        bug_check(
+            Rule::InvalidParameter,
+            "WskInspectComplete before its WskInspectEvent returned WskInspectPend",
+        );
+        return STATUS_INVALID_PARAMETER;
+    }
     if settle(listener, id.SerialNumber, accept) {
         STATUS_SUCCESS
     } else {
