@@ -209,8 +209,14 @@ fn into_raw_is_refused_while_the_crate_still_uses_the_socket() {
     wsk::SocketOptions::set_conditional_accept(&listen, true)
         .wait()
         .unwrap();
-    // SAFETY: refused, so nothing is given up.
-    let (error, listen) = unsafe { listen.into_raw() }.unwrap_err();
+    // SAFETY: refused; were it not, the socket given up is closed at once.
+    let (error, listen) = match unsafe { listen.into_raw() } {
+        Err(refused) => refused,
+        Ok(raw) => {
+            close_raw(raw);
+            panic!("a socket with conditional accept was given up");
+        }
+    };
     assert_eq!(error.status(), STATUS_INVALID_DEVICE_STATE);
     listen
         .bind_to("127.0.0.1:0".parse().unwrap())
