@@ -230,6 +230,25 @@ impl Session {
         }
     }
 
+    /// Runs `f` on the host socket behind the provider socket `socket` (a `PWSK_SOCKET` this
+    /// session's provider created), to check what an option or control did to the real
+    /// socket, independently of the provider's `WskGetOption`. `None` when `socket` is
+    /// unknown or closed. The socket's lock is held while `f` runs: `f` must not call the
+    /// provider.
+    pub fn with_host_socket<R>(
+        &self,
+        socket: wsk_sys::PWSK_SOCKET,
+        f: impl FnOnce(socket2::SockRef<'_>) -> R,
+    ) -> Option<R> {
+        crate::provider::with_host_socket(socket, f)
+    }
+
+    /// Tells the provider that the list of transports changed: every pending
+    /// `WSK_TRANSPORT_LIST_CHANGE` request completes with `STATUS_SUCCESS`.
+    pub fn change_transports(&self) {
+        crate::provider::transports_changed();
+    }
+
     /// Replaces the fault plan (and resets its call counters).
     pub fn set_faults(&self, plan: FaultPlan) {
         faults::install(plan);

@@ -97,6 +97,19 @@ impl RawAddr {
     }
 
     /// Pointer for WSK calls.
+    /// The address's bytes as the provider reads them (`SOCKADDR_IN` or `SOCKADDR_IN6`,
+    /// in a `SOCKADDR_INET`).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        // SAFETY: SOCKADDR_INET is plain data with no padding the provider could not read:
+        // every byte of it is initialised (built from zeroed memory).
+        unsafe {
+            core::slice::from_raw_parts(
+                core::ptr::from_ref(&self.0).cast::<u8>(),
+                core::mem::size_of::<SOCKADDR_INET>(),
+            )
+        }
+    }
+
     pub(crate) fn as_mut_ptr(&mut self) -> PSOCKADDR {
         core::ptr::from_mut(&mut self.0).cast()
     }

@@ -41,6 +41,12 @@ impl SocketKind for ConnectionSocket {
     fn from_handle(handle: SocketHandle) -> Self {
         ConnectionSocket { handle }
     }
+    fn handle(&self) -> &SocketHandle {
+        &self.handle
+    }
+    fn into_handle(self) -> SocketHandle {
+        self.handle
+    }
 }
 
 /// Flags of a send.

@@ -34,6 +34,12 @@ impl SocketKind for DatagramSocket {
     fn from_handle(handle: SocketHandle) -> Self {
         DatagramSocket { handle }
     }
+    fn handle(&self) -> &SocketHandle {
+        &self.handle
+    }
+    fn into_handle(self) -> SocketHandle {
+        self.handle
+    }
 }
 
 impl HasCore for DatagramSocket {

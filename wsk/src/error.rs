@@ -18,6 +18,9 @@ pub type Result<T, E = Error> = core::result::Result<T, E>;
 pub struct Error {
     status: NTSTATUS,
     kind: ErrorKind,
+    /// The buffer size the request needed, when a buffer was too small and the size is
+    /// known (0: not known, or not that kind of failure).
+    needed: u32,
 }
 
 /// What went wrong, independent of the exact status code.
@@ -102,6 +105,7 @@ impl Error {
     pub const IRQL_TOO_HIGH: Error = Error {
         status: STATUS_INVALID_DEVICE_STATE,
         kind: ErrorKind::IrqlTooHigh,
+        needed: 0,
     };
 
     /// The error for a failure status, classified by its value.
@@ -110,6 +114,35 @@ impl Error {
         Error {
             status,
             kind: kind_of(status),
+            needed: 0,
+        }
+    }
+
+    /// `STATUS_BUFFER_TOO_SMALL` for a buffer that needed `needed` bytes (kind
+    /// [`ErrorKind::InvalidBufferSize`]); read the size back with [`Error::needed_size`].
+    #[must_use]
+    pub const fn buffer_too_small(needed: usize) -> Error {
+        Error {
+            status: STATUS_BUFFER_TOO_SMALL,
+            kind: ErrorKind::InvalidBufferSize,
+            needed: if needed > u32::MAX as usize {
+                u32::MAX
+            } else {
+                needed as u32
+            },
+        }
+    }
+
+    /// The size in bytes an output buffer needed, for an error of kind
+    /// [`ErrorKind::InvalidBufferSize`] whose request reported it (a socket option or
+    /// control read into too small a buffer, when the provider or this crate knows the
+    /// size); `None` otherwise.
+    #[must_use]
+    pub const fn needed_size(&self) -> Option<usize> {
+        if self.needed == 0 {
+            None
+        } else {
+            Some(self.needed as usize)
         }
     }
 
@@ -238,6 +271,7 @@ impl fmt::Debug for Error {
             .field("status", &format_args!("{:#010X}", self.status as u32))
             .field("name", &self.status_name().unwrap_or("?"))
             .field("kind", &self.kind)
+            .field("needed_size", &self.needed_size())
             .finish()
     }
 }
@@ -245,8 +279,12 @@ impl fmt::Debug for Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.status_name() {
-            Some(name) => write!(f, "{name} ({:#010X}, {:?})", self.status as u32, self.kind),
-            None => write!(f, "NTSTATUS {:#010X} ({:?})", self.status as u32, self.kind),
+            Some(name) => write!(f, "{name} ({:#010X}, {:?})", self.status as u32, self.kind)?,
+            None => write!(f, "NTSTATUS {:#010X} ({:?})", self.status as u32, self.kind)?,
+        }
+        match self.needed_size() {
+            Some(needed) => write!(f, ", {needed} bytes needed"),
+            None => Ok(()),
         }
     }
 }

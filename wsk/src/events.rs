@@ -1,5 +1,5 @@
-//! Event-callback mode: safe handlers for the provider's receive, disconnect, accept and
-//! receive-from events.
+//! Event-callback mode: safe handlers for the provider's receive, disconnect, send-backlog,
+//! accept, inspect and abort (conditional accept, see `inspect`) and receive-from events.
 //!
 //! Handlers are trait objects stored with the socket. They run at IRQL <= DISPATCH_LEVEL
 //! (usually DISPATCH_LEVEL), possibly on several processors at once: they must not wait —
@@ -26,6 +26,7 @@ use crate::addr::from_sockaddr;
 use crate::connection::ConnectionSocket;
 use crate::heap::try_box;
 use crate::indication::{Brand, ReceiveDecision, ReceivedData, ReceivedDatagrams};
+use crate::inspect::{InspectDecision, InspectId, Inspection, PendedList};
 use crate::lifecycle::callback::CallbackScope;
 use crate::shared::Shared;
 use crate::socket::{BorrowedSocket, Category, SocketCore, context_of, core_of, enable_events};
@@ -58,6 +59,25 @@ pub trait ListenEvents: Send + Sync + 'static {
 
     /// The listening socket stopped working (the provider indicated no socket); close it.
     fn on_listen_failed(&self) {}
+
+    /// Conditional accept only (a socket made with [`ListenSocket::create_with_events`]
+    /// and `set_conditional_accept(true)` before binding): a connection arrived and waits
+    /// for this decision before it can be accepted (`WskInspectEvent`). Let it through
+    /// with [`Inspection::accept`], refuse it with [`Inspection::reject`] (the peer sees a
+    /// reset), or decide later with [`Inspection::pend`]. The default lets every
+    /// connection through.
+    ///
+    /// [`ListenSocket::create_with_events`]: crate::ListenSocket::create_with_events
+    fn on_inspect<'a>(&self, inspection: Inspection<'a>) -> InspectDecision<'a> {
+        inspection.accept()
+    }
+
+    /// Conditional accept only: the connection `id` went away while it was inspected or
+    /// waited to be accepted (`WskAbortEvent`). A
+    /// [`PendedInspection`](crate::PendedInspection) of it now fails to complete.
+    fn on_inspect_abort(&self, id: InspectId) {
+        let _ = id;
+    }
 }
 
 /// Event handler of a datagram socket. Runs at IRQL <= DISPATCH_LEVEL.
@@ -71,7 +91,7 @@ pub trait DatagramEvents: Send + Sync + 'static {
 /// The handler stored with a socket.
 pub(crate) enum Handler {
     Connection(Box<dyn ConnectionEvents>),
-    Listen(Box<dyn ListenEvents>),
+    Listen(Box<dyn ListenEvents>, PendedList),
     Datagram(Box<dyn DatagramEvents>),
 }
 
@@ -81,7 +101,7 @@ impl Handler {
             Handler::Connection(_) => {
                 WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG
             }
-            Handler::Listen(_) => WSK_EVENT_ACCEPT,
+            Handler::Listen(..) => WSK_EVENT_ACCEPT,
             Handler::Datagram(_) => WSK_EVENT_RECEIVE_FROM,
         }
     }
@@ -118,11 +138,25 @@ impl Handlers {
     }
 
     pub(crate) fn listen(events: impl ListenEvents) -> Handlers {
-        Handlers::with(try_box(events).map(|b| Handler::Listen(b)))
+        Handlers::with(try_box(events).map(|b| Handler::Listen(b, PendedList::new())))
     }
 
     pub(crate) fn datagram(events: impl DatagramEvents) -> Handlers {
         Handlers::with(try_box(events).map(|b| Handler::Datagram(b)))
+    }
+
+    /// The slot of a socket adopted from a raw pointer: the provider calls the event
+    /// callbacks its creator registered, with its creator's context, so no handler of this
+    /// crate can ever be installed (`set_events` fails with `STATUS_INVALID_DEVICE_STATE`).
+    pub(crate) fn foreign() -> Handlers {
+        Handlers {
+            slot: AtomicPtr::new(FOREIGN.cast_mut()),
+        }
+    }
+
+    /// Whether a handler is installed (events of this crate may be enabled on the socket).
+    pub(crate) fn installed(&self) -> bool {
+        self.get().is_some()
     }
 
     /// Fails when building the handler ran out of memory.
@@ -136,7 +170,7 @@ impl Handlers {
 
     fn get(&self) -> Option<&Handler> {
         let ptr = self.slot.load(Ordering::Acquire);
-        if ptr.cast_const() == FAILED {
+        if is_marker(ptr) {
             return None;
         }
         // SAFETY: a non-null, non-marker pointer is a handler installed once and freed only
@@ -178,7 +212,7 @@ impl Handlers {
     /// runs any more), so the caller can drop it.
     pub(crate) fn take_after_close(&self) -> Option<Box<Handler>> {
         let ptr = self.slot.swap(FAILED.cast_mut(), Ordering::AcqRel);
-        if ptr.is_null() || ptr.cast_const() == FAILED {
+        if ptr.is_null() || is_marker(ptr) {
             return None;
         }
         // SAFETY: an installed handler came from `Box::into_raw`; it was taken out of the
@@ -190,7 +224,7 @@ impl Handlers {
 impl Drop for Handlers {
     fn drop(&mut self) {
         let ptr = *self.slot.get_mut();
-        if !ptr.is_null() && ptr.cast_const() != FAILED {
+        if !ptr.is_null() && !is_marker(ptr) {
             // SAFETY: an installed handler came from `Box::into_raw`; no callback runs any
             // more (the slot is dropped with the socket, after its close completed).
             drop(unsafe { Box::from_raw(ptr) });
@@ -201,6 +235,14 @@ impl Drop for Handlers {
 /// Marks a slot whose handler could not be allocated.
 static FAILED_MARKER: u8 = 0;
 const FAILED: *const Handler = (&raw const FAILED_MARKER).cast();
+/// Marks the slot of an adopted socket ([`Handlers::foreign`]).
+static FOREIGN_MARKER: u8 = 0;
+const FOREIGN: *const Handler = (&raw const FOREIGN_MARKER).cast();
+
+/// Whether a slot pointer is one of the markers rather than an installed handler.
+fn is_marker(ptr: *mut Handler) -> bool {
+    ptr.cast_const() == FAILED || ptr.cast_const() == FOREIGN
+}
 
 /// Installs `handlers` on an open socket and enables its events (`SO_WSK_EVENT_CALLBACK`).
 pub(crate) fn set_events(core: &SocketCore, handlers: Handlers) -> Result<()> {
@@ -336,8 +378,8 @@ static CONNECTION_DISPATCH: WSK_CLIENT_CONNECTION_DISPATCH = WSK_CLIENT_CONNECTI
 
 static LISTEN_DISPATCH: WSK_CLIENT_LISTEN_DISPATCH = WSK_CLIENT_LISTEN_DISPATCH {
     WskAcceptEvent: Some(accept_event),
-    WskInspectEvent: None,
-    WskAbortEvent: None,
+    WskInspectEvent: Some(crate::inspect::inspect_event),
+    WskAbortEvent: Some(crate::inspect::abort_event),
 };
 
 static DATAGRAM_DISPATCH: WSK_CLIENT_DATAGRAM_DISPATCH = WSK_CLIENT_DATAGRAM_DISPATCH {
@@ -355,6 +397,14 @@ static STREAM_DISPATCH: StreamDispatch = StreamDispatch(WSK_CLIENT_STREAM_DISPAT
     Listen: &raw const LISTEN_DISPATCH,
     Connect: &raw const CONNECTION_DISPATCH,
 });
+
+/// The listen handler of a socket and its pended inspections.
+pub(crate) fn listen_handler(core: &SocketCore) -> Option<(&dyn ListenEvents, &PendedList)> {
+    match core.handlers.get() {
+        Some(Handler::Listen(handler, pended)) => Some((handler.as_ref(), pended)),
+        _ => None,
+    }
+}
 
 fn connection_handler(core: &SocketCore) -> Option<&dyn ConnectionEvents> {
     match core.handlers.get() {
@@ -434,7 +484,7 @@ unsafe extern "system" fn accept_event(
     let _scope = CallbackScope::enter();
     // SAFETY: as in `receive_event`.
     let core = unsafe { core_of(context) };
-    let Some(Handler::Listen(handler)) = core.handlers.get() else {
+    let Some((handler, _)) = listen_handler(core) else {
         return STATUS_REQUEST_NOT_ACCEPTED;
     };
     if socket.is_null() {

@@ -83,7 +83,7 @@
 //! |---|---|
 //! | no memory the provider may read or write is freed or touched before the completion | ownership: [`Buf`]/[`BufList`] are moved into the operation and handed back with its result; the completion block that holds them is reference-counted, and the in-flight IRP holds a reference until its completion routine has run, whatever is dropped when |
 //! | indicated data is read only while the provider lends it | lifetimes: slices from [`ReceivedData`]/[`ReceivedDatagrams`] borrow them and end when the decision is made; [`RetainedData`] is read through views that the indications cannot be released under; closing the socket revokes it (released at once, or when its views are dropped); one dropped inside its own callback turns the decision into a consumption instead of releasing early |
-//! | a callback returns only its own decision | branding: [`ReceiveDecision<'a>`] and [`AcceptDecision<'a>`] carry the invariant lifetime of their callback |
+//! | a callback returns only its own decision | branding: [`ReceiveDecision<'a>`], [`AcceptDecision<'a>`] and [`InspectDecision<'a>`] carry the invariant lifetime of their callback |
 //! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines, event callbacks and task polls run in a callback scope where every wait refuses the same way, whatever the IRQL the provider called them at (PASSIVE_LEVEL for an inline completion); a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await` |
 //! | no IRP, MDL, pool block, socket or registration leaks | every IRP lives in a completion block owned by a socket or the client and freed with it; sockets close when dropped; the client's teardown cancels its requests, closes its sockets, frees uncollected results, releases the NPI and deregisters, once |
 //! | unload does not hang | the teardown waits only for requests it has cancelled and closes it has issued (a close revokes the socket's retained data, and waits only for a [`RetainedView`] open at that moment); its handler is dropped when the close completes, so what a handler owns cannot keep its socket alive; dropped above PASSIVE_LEVEL it runs in a work item of the driver (`IoQueueWorkItemEx`), which keeps the driver loaded until it is done |
@@ -145,6 +145,20 @@
 //! are never read: the operations that need them fail
 //! with [`Error::NOT_SUPPORTED`]. See [`WskClient::supports`].
 //!
+//! # Options, controls and raw sockets
+//!
+//! [`SocketOptions`] gives every socket kind its options (typed, or as bytes of any size) and
+//! any `WskControlSocket` request; the `SIO_WSK_*` controls with a payload are methods of the
+//! kinds they apply to. [`WskClient::transports`], [`WskClient::transport_list_change`] and
+//! [`WskClient::control_client`] reach `WskControlClient`; [`WskClient::name_of`],
+//! `WskGetNameInfo`. Conditional accept goes through [`ListenEvents::on_inspect`].
+//!
+//! To mix with C components, every kind has `as_raw` (lends the `PWSK_SOCKET`), `unsafe
+//! from_raw` (adopts a socket created through the same client into its socket list, so the
+//! teardown closes it) and `unsafe into_raw` (gives an idle socket up: the caller then owns its
+//! close, which must come before the client is dropped, or `WskDeregister` waits for good).
+//! The crate README maps every WSK function to the API that reaches it.
+//!
 //! # Testing without Windows
 //!
 //! The `host` feature builds the crate for user mode against `wsk-host`, an implementation of
@@ -165,7 +179,10 @@ pub struct ReadmeDoctests;
 
 mod addr;
 mod buf;
+mod client_control;
 mod connection;
+mod connection_ex;
+mod control;
 mod datagram;
 mod deadline;
 mod dns;
@@ -176,11 +193,13 @@ mod indication;
 #[cfg(feature = "embedded-io-async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "embedded-io-async")))]
 pub mod io;
+mod inspect;
 mod irp;
 pub mod irql;
 mod lifecycle;
 mod listen;
 mod per_thread;
+mod raw_socket;
 mod stream;
 mod sync;
 pub mod task;
@@ -191,7 +210,10 @@ use lifecycle::{client, completion, op, shared, socket};
 pub use addr::AddressFamily;
 pub use buf::{BUF_POOL_TAG, Buf, BufList};
 pub use client::{DriverObject, Feature, ProviderInfo, RegisterOptions, WskClient};
+pub use client_control::{NameInfo, NameInfoFlags, Transport};
 pub use connection::{ConnectionSocket, SendAll, SendFlags};
+pub use connection_ex::ReceivedWithControl;
+pub use control::{Control, ControlKind, SocketOptions};
 pub use datagram::DatagramSocket;
 pub use deadline::Deadline;
 pub use dns::ResolveHints;
@@ -200,6 +222,7 @@ pub use events::{AcceptDecision, ConnectionEvents, DatagramEvents, Incoming, Lis
 pub use indication::{
     Datagram, ReceiveDecision, ReceivedData, ReceivedDatagrams, RetainedData, RetainedView,
 };
+pub use inspect::{InspectDecision, InspectId, Inspection, PendedInspection};
 pub use irp::Irp;
 pub use listen::{Bound, ListenSocket};
 pub use op::{Op, Request};
@@ -210,16 +233,25 @@ pub use timer::{Sleep, Timers};
 
 /// The request types behind each [`Op`]: name them to store an operation in a struct.
 pub mod ops {
+    pub use crate::client_control::{
+        NameInfoRequest, NameOf, TransportChangeRequest, TransportListChange,
+    };
     pub use crate::connection::{
         Address, Bind, Connect, ConnectRequest, ConnectTo, CreateConnection, Disconnect,
         DisconnectRequest, Receive, ReceiveRequest, Send, SendListRequest, SendRequest,
         SendVectored, SocketConnectRequest,
     };
+    pub use crate::connection_ex::{
+        ConnectExRequest, ConnectSending, ReceiveExRequest, ReceiveWithControl, SendExRequest,
+        SendWithControl,
+    };
+    pub use crate::control::ControlRequest;
     pub use crate::datagram::{
         BindDatagram, ReceiveFrom, ReceiveFromRequest, SendMessages, SendMessagesRequest, SendTo,
         SendToRequest,
     };
     pub use crate::dns::{Resolve, ResolveRequest};
+    pub use crate::inspect::{InspectComplete, InspectCompleteRequest};
     pub use crate::listen::{Accept, AcceptRequest, Listen};
     pub use crate::socket::{AddressRequest, BindRequest, CreateRequest, OptionRequest};
     pub use crate::stream::{CreateStream, ListenRequest, StreamCreateRequest};

@@ -12,7 +12,7 @@ use crate::addr::{AddressFamily, RawAddr};
 use crate::client::{ClientCore, WskClient};
 use crate::completion::{BlockRef, Held};
 use crate::connection::ConnectionSocket;
-use crate::events::{Handlers, ListenEvents, enable_installed};
+use crate::events::{Handlers, ListenEvents};
 use crate::op::Op;
 use crate::op::issue::Issue;
 use crate::shared::Shared;
@@ -37,6 +37,12 @@ impl SocketKind for ListenSocket {
     const CATEGORY: Category = Category::Listen;
     fn from_handle(handle: SocketHandle) -> Self {
         ListenSocket { handle }
+    }
+    fn handle(&self) -> &SocketHandle {
+        &self.handle
+    }
+    fn into_handle(self) -> SocketHandle {
+        self.handle
     }
 }
 
@@ -67,7 +73,26 @@ impl ListenSocket {
         Op::new(CreateRequest::new(client.core(), family, Handlers::none()))
     }
 
-    /// Binds the socket, which starts listening (`WskBind`). IRQL <= DISPATCH_LEVEL.
+    /// Creates an unbound listening socket whose incoming connections go to `events`
+    /// (`WskSocket`): set options first — [`set_conditional_accept`] to have `events`
+    /// inspect each connection ([`ListenEvents::on_inspect`]) — then
+    /// [`bind_to`](Self::bind_to), which enables the events. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// [`set_conditional_accept`]: crate::SocketOptions::set_conditional_accept
+    pub fn create_with_events(
+        client: &WskClient,
+        family: AddressFamily,
+        events: impl ListenEvents,
+    ) -> Op<CreateRequest<ListenSocket>> {
+        Op::new(CreateRequest::new(
+            client.core(),
+            family,
+            Handlers::listen(events),
+        ))
+    }
+
+    /// Binds the socket, which starts listening (`WskBind`); the events of a handler given
+    /// at creation are enabled once bound. IRQL <= DISPATCH_LEVEL.
     pub fn bind_to(&self, local: SocketAddr) -> Op<BindRequest> {
         Op::new(BindRequest {
             core: self.handle.core.clone(),
@@ -262,8 +287,8 @@ impl<K: SocketKind + HasCore> Bound<K> {
             self.bind = Some((socket, bind));
         }
         let (socket, bind) = self.bind.take().expect("waited for after it finished");
+        // The bind enables the events of a handler given at creation.
         bind.wait()?;
-        enable_installed(socket.socket_core())?;
         Ok(socket)
     }
 }
@@ -295,11 +320,7 @@ impl<K: SocketKind + HasCore> Future for Bound<K> {
             Poll::Pending => Poll::Pending,
             Poll::Ready(result) => {
                 let (socket, _) = this.bind.take().expect("present");
-                Poll::Ready(
-                    result
-                        .and_then(|()| enable_installed(socket.socket_core()))
-                        .map(|()| socket),
-                )
+                Poll::Ready(result.map(|()| socket))
             }
         }
     }

@@ -36,6 +36,12 @@ impl SocketKind for StreamSocket {
     fn from_handle(handle: SocketHandle) -> Self {
         StreamSocket { handle }
     }
+    fn handle(&self) -> &SocketHandle {
+        &self.handle
+    }
+    fn into_handle(self) -> SocketHandle {
+        self.handle
+    }
 }
 
 /// The operation of [`StreamSocket::create`].

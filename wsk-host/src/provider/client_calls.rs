@@ -32,6 +32,8 @@ pub(crate) fn outstanding_address_info() -> usize {
 
 pub(crate) fn forget_address_info() {
     *ADDRESS_LISTS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *CACHED_SDS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    *TRANSPORT_CHANGES.lock().unwrap_or_else(|e| e.into_inner()) = None;
     *RESOLUTIONS.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
 
@@ -253,6 +255,74 @@ pub(crate) unsafe extern "system" fn control_client(
                 (STATUS_SUCCESS, needed)
             }
         }
+        WSK_TRANSPORT_LIST_CHANGE => {
+            if Irp.is_null() {
+                bug_check(
+                    Rule::InvalidParameter,
+                    "WSK_TRANSPORT_LIST_CHANGE needs an IRP",
+                );
+                return STATUS_INVALID_PARAMETER;
+            }
+            if !irp::begin_request(Irp, "WskControlClient") {
+                return STATUS_INVALID_PARAMETER;
+            }
+            return pend_transport_change(Irp);
+        }
+        WSK_CACHE_SD => {
+            let pointer = std::mem::size_of::<PVOID>();
+            if InputBuffer.is_null()
+                || (InputSize as usize) < pointer
+                || OutputBuffer.is_null()
+                || (OutputSize as usize) < pointer
+            {
+                (STATUS_INVALID_PARAMETER, 0)
+            } else {
+                // SAFETY: the client's input holds a security descriptor pointer.
+                let descriptor = unsafe { InputBuffer.cast::<PVOID>().read_unaligned() };
+                if descriptor.is_null() {
+                    (STATUS_INVALID_PARAMETER, 0)
+                } else {
+                    // The cached copy: a pool block of the provider's, released by
+                    // WSK_RELEASE_SD (a leak shows in the pool accounting).
+                    let cached = pool::allocate_internal(CACHED_SD_SIZE, CACHED_SD_TAG);
+                    CACHED_SDS
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert_with(HashSet::new)
+                        .insert(cached as usize);
+                    // SAFETY: the client's output holds a pointer.
+                    unsafe { OutputBuffer.cast::<PVOID>().write_unaligned(cached.cast()) };
+                    (STATUS_SUCCESS, pointer)
+                }
+            }
+        }
+        WSK_RELEASE_SD => {
+            if InputBuffer.is_null() || (InputSize as usize) < std::mem::size_of::<PVOID>() {
+                (STATUS_INVALID_PARAMETER, 0)
+            } else {
+                // SAFETY: the client's input holds the cached descriptor's pointer.
+                let cached = unsafe { InputBuffer.cast::<PVOID>().read_unaligned() } as usize;
+                let known = CACHED_SDS
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                    .is_some_and(|set| set.remove(&cached));
+                if known {
+                    pool::free(cached as *mut u8, CACHED_SD_TAG);
+                    (STATUS_SUCCESS, 0)
+                } else {
+                    bug_check(
+                        Rule::InvalidParameter,
+                        format!(
+                            "WSK_RELEASE_SD({cached:#x}): not a cached descriptor, or released twice"
+                        ),
+                    );
+                    (STATUS_INVALID_PARAMETER, 0)
+                }
+            }
+        }
+        // The host has no TDI transports.
+        WSK_TDI_DEVICENAME_MAPPING | WSK_TDI_BEHAVIOR => (STATUS_NOT_SUPPORTED, 0),
         _ => (STATUS_NOT_SUPPORTED, 0),
     };
     if !OutputSizeReturned.is_null() {
@@ -263,6 +333,73 @@ pub(crate) unsafe extern "system" fn control_client(
         return finish(Irp, status, returned, Delivery::Inline);
     }
     status
+}
+
+/// Pool tag and size of the provider's cached security descriptors (`WskS`).
+const CACHED_SD_TAG: ULONG = u32::from_le_bytes(*b"WskS");
+const CACHED_SD_SIZE: usize = 20;
+
+/// Security descriptors cached by `WSK_CACHE_SD` and not yet released.
+static CACHED_SDS: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+/// `WSK_TRANSPORT_LIST_CHANGE` requests pending until the transports change
+/// ([`transports_changed`]) or they are cancelled, by IRP.
+static TRANSPORT_CHANGES: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+fn take_transport_change(irp: usize) -> bool {
+    TRANSPORT_CHANGES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .is_some_and(|pending| pending.remove(&irp))
+}
+
+fn pend_transport_change(irp: PIRP) -> NTSTATUS {
+    TRANSPORT_CHANGES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(irp as usize);
+    // SAFETY: the IRP is owned by this request; its cancel routine is set once the request
+    // is recorded as pending.
+    unsafe {
+        IoMarkIrpPending(irp);
+        IoSetCancelRoutine(irp, Some(cancel_transport_change));
+        if (*irp).Cancel != 0
+            && IoSetCancelRoutine(irp, None).is_some()
+            && take_transport_change(irp as usize)
+        {
+            crate::session::count(|c| c.cancelled += 1);
+            finish(irp, STATUS_CANCELLED, 0, Delivery::Pending);
+        }
+    }
+    STATUS_PENDING
+}
+
+unsafe extern "system" fn cancel_transport_change(_device: PDEVICE_OBJECT, irp: PIRP) {
+    // SAFETY: called by IoCancelIrp with the cancel spin lock held.
+    unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
+    if take_transport_change(irp as usize) {
+        crate::session::count(|c| c.cancelled += 1);
+        finish(irp, STATUS_CANCELLED, 0, Delivery::Pending);
+    }
+}
+
+/// The transports changed: completes every pending `WSK_TRANSPORT_LIST_CHANGE`.
+pub(crate) fn transports_changed() {
+    let pending: Vec<usize> = TRANSPORT_CHANGES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_mut()
+        .map(|set| set.drain().collect())
+        .unwrap_or_default();
+    for irp in pending {
+        // SAFETY: taken from the pending requests: this call completes it; a cancel routine
+        // that runs now finds nothing to do.
+        unsafe { IoSetCancelRoutine(irp as PIRP, None) };
+        let _run = super::reactor::DispatchRun::begin("a transport list change");
+        finish(irp as PIRP, STATUS_SUCCESS, 0, Delivery::Pending);
+    }
 }
 
 /// # Safety

@@ -113,6 +113,10 @@ fn event_callback(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
         if control.EventMask & WSK_EVENT_DISABLE != 0 {
             state.events &= !mask;
         } else {
+            if mask & WSK_EVENT_SEND_BACKLOG != 0 && state.events & WSK_EVENT_SEND_BACKLOG == 0 {
+                // As on Windows, the first send-backlog event follows its enabling.
+                state.send_backlog_due = true;
+            }
             state.events |= mask;
         }
     }
@@ -145,17 +149,83 @@ fn with_socket<R>(
     result.map_err(|e| super::status_of_io(&e))
 }
 
+/// Runs `f` on the host socket behind an open provider socket (for tests that check what an
+/// option did to the real socket); `None` for an unknown or closed socket.
+pub(crate) fn inspect_host_socket<R>(
+    socket: PWSK_SOCKET,
+    f: impl FnOnce(SockRef<'_>) -> R,
+) -> Option<R> {
+    let host = super::socket_by_address(socket as usize)?;
+    let state = host.lock();
+    Some(match &state.io {
+        Io::Unbound(s) | Io::Bound(s) => f(SockRef::from(s)),
+        Io::Connecting(s) | Io::Stream(s) => f(SockRef::from(s)),
+        Io::Listener(l) => f(SockRef::from(l)),
+        Io::Datagram(d) => f(SockRef::from(d)),
+        Io::Gone => return None,
+    })
+}
+
+// Option names of ws2ipdef.h that wsk-sys does not carry.
+const IP_TOS: ULONG = 3;
+const IP_MULTICAST_TTL: ULONG = 10;
+const IP_MULTICAST_LOOP: ULONG = 11;
+const IP_ADD_MEMBERSHIP: ULONG = 12;
+const IP_DROP_MEMBERSHIP: ULONG = 13;
+const IPV6_MULTICAST_HOPS: ULONG = 10;
+const IPV6_MULTICAST_LOOP: ULONG = 11;
+const IPV6_ADD_MEMBERSHIP: ULONG = 12;
+const IPV6_DROP_MEMBERSHIP: ULONG = 13;
+
+impl Request {
+    /// The client's input bytes.
+    fn input_bytes(&self) -> &[u8] {
+        if self.input.0.is_null() || self.input.1 == 0 {
+            return &[];
+        }
+        // SAFETY: the client's input buffer of `input.1` bytes, read during the call.
+        unsafe { std::slice::from_raw_parts(self.input.0.cast::<u8>(), self.input.1) }
+    }
+}
+
 fn set_option(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
+    let input = request.input_bytes();
     let result = match (request.level, request.code) {
+        (SOL_SOCKET, SO_WSK_SECURITY) => return STATUS_NOT_SUPPORTED,
         (SOL_SOCKET, SO_LINGER) => {
-            if request.input.0.is_null() || request.input.1 < 4 {
+            if input.len() < 4 {
                 return STATUS_INVALID_PARAMETER;
             }
-            // SAFETY: the client's LINGER.
-            let linger = unsafe { request.input.0.cast::<LINGER>().read_unaligned() };
-            let value = (linger.l_onoff != 0)
-                .then(|| std::time::Duration::from_secs(linger.l_linger.into()));
+            let on = u16::from_ne_bytes([input[0], input[1]]);
+            let seconds = u16::from_ne_bytes([input[2], input[3]]);
+            let value = (on != 0).then(|| std::time::Duration::from_secs(seconds.into()));
             with_socket(host, |s| s.set_linger(value))
+        }
+        (IPPROTO_IP, IP_ADD_MEMBERSHIP | IP_DROP_MEMBERSHIP) => {
+            if input.len() < 8 {
+                return STATUS_INVALID_PARAMETER;
+            }
+            let group = std::net::Ipv4Addr::new(input[0], input[1], input[2], input[3]);
+            let interface = std::net::Ipv4Addr::new(input[4], input[5], input[6], input[7]);
+            if request.code == IP_ADD_MEMBERSHIP {
+                with_socket(host, |s| s.join_multicast_v4(&group, &interface))
+            } else {
+                with_socket(host, |s| s.leave_multicast_v4(&group, &interface))
+            }
+        }
+        (IPPROTO_IPV6, IPV6_ADD_MEMBERSHIP | IPV6_DROP_MEMBERSHIP) => {
+            if input.len() < 20 {
+                return STATUS_INVALID_PARAMETER;
+            }
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(&input[..16]);
+            let group = std::net::Ipv6Addr::from(octets);
+            let interface = u32::from_ne_bytes([input[16], input[17], input[18], input[19]]);
+            if request.code == IPV6_ADD_MEMBERSHIP {
+                with_socket(host, |s| s.join_multicast_v6(&group, interface))
+            } else {
+                with_socket(host, |s| s.leave_multicast_v6(&group, interface))
+            }
         }
         (level, code) => {
             let Some(value) = request.input_u32() else {
@@ -173,11 +243,27 @@ fn set_option(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
                 }
                 (SOL_SOCKET, SO_KEEPALIVE) => with_socket(host, |s| s.set_keepalive(value != 0)),
                 (SOL_SOCKET, SO_BROADCAST) => with_socket(host, |s| s.set_broadcast(value != 0)),
+                (SOL_SOCKET, SO_CONDITIONAL_ACCEPT) => {
+                    if !matches!(host.category, Category::Listen | Category::Stream) {
+                        return STATUS_INVALID_PARAMETER;
+                    }
+                    host.lock().conditional = value != 0;
+                    Ok(())
+                }
+                (SOL_SOCKET, SO_OOBINLINE) => {
+                    with_socket(host, |s| s.set_out_of_band_inline(value != 0))
+                }
                 (SOL_SOCKET, SO_RCVBUF) => {
                     with_socket(host, |s| s.set_recv_buffer_size(value as usize))
                 }
                 (SOL_SOCKET, SO_SNDBUF) => {
-                    with_socket(host, |s| s.set_send_buffer_size(value as usize))
+                    let result = with_socket(host, |s| s.set_send_buffer_size(value as usize));
+                    if result.is_ok() {
+                        // The ideal send backlog follows the send buffer.
+                        host.lock().send_backlog_due = true;
+                        reactor().kick(Arc::clone(host));
+                    }
+                    result
                 }
                 (IPPROTO_TCP, TCP_NODELAY) => with_socket(host, |s| s.set_tcp_nodelay(value != 0)),
                 (IPPROTO_TCP, TCP_KEEPALIVE) => keepalive(host, |k| {
@@ -186,8 +272,25 @@ fn set_option(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
                 (IPPROTO_TCP, TCP_KEEPINTVL) => keepalive(host, |k| {
                     k.with_interval(std::time::Duration::from_secs(value.into()))
                 }),
+                (IPPROTO_TCP, TCP_KEEPCNT) => keepalive(host, |k| k.with_retries(value)),
                 (IPPROTO_IPV6, IPV6_V6ONLY) => with_socket(host, |s| s.set_only_v6(value != 0)),
+                (IPPROTO_IPV6, IPV6_UNICAST_HOPS) => {
+                    with_socket(host, |s| s.set_unicast_hops_v6(value))
+                }
+                (IPPROTO_IPV6, IPV6_MULTICAST_HOPS) => {
+                    with_socket(host, |s| s.set_multicast_hops_v6(value))
+                }
+                (IPPROTO_IPV6, IPV6_MULTICAST_LOOP) => {
+                    with_socket(host, |s| s.set_multicast_loop_v6(value != 0))
+                }
                 (IPPROTO_IP, IP_TTL) => with_socket(host, |s| s.set_ttl_v4(value)),
+                (IPPROTO_IP, IP_TOS) => with_socket(host, |s| s.set_tos_v4(value)),
+                (IPPROTO_IP, IP_MULTICAST_TTL) => {
+                    with_socket(host, |s| s.set_multicast_ttl_v4(value))
+                }
+                (IPPROTO_IP, IP_MULTICAST_LOOP) => {
+                    with_socket(host, |s| s.set_multicast_loop_v4(value != 0))
+                }
                 _ => return STATUS_NOT_SUPPORTED,
             }
         }
@@ -207,11 +310,39 @@ fn keepalive(
     })
 }
 
+/// Writes an option's or control's output; a buffer too small fails with
+/// `STATUS_BUFFER_TOO_SMALL` and the size needed as the returned count (what the client's
+/// `IoStatus.Information` carries).
+fn output(request: &Request, bytes: &[u8]) -> (NTSTATUS, usize) {
+    match request.write_output(bytes) {
+        Some(written) => (STATUS_SUCCESS, written),
+        None => (STATUS_BUFFER_TOO_SMALL, bytes.len()),
+    }
+}
+
 fn get_option(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
+    if (request.level, request.code) == (SOL_SOCKET, SO_LINGER) {
+        return match with_socket(host, |s| s.linger()) {
+            Ok(linger) => {
+                let mut bytes = [0u8; 4];
+                bytes[..2].copy_from_slice(&u16::from(linger.is_some()).to_ne_bytes());
+                let seconds = linger.map_or(0, |d| d.as_secs().min(u16::MAX.into()) as u16);
+                bytes[2..].copy_from_slice(&seconds.to_ne_bytes());
+                output(request, &bytes)
+            }
+            Err(status) => (status, 0),
+        };
+    }
+    let secs = |d: std::time::Duration| d.as_secs().min(u32::MAX.into()) as u32;
     let value: Result<u32, NTSTATUS> = match (request.level, request.code) {
         (SOL_SOCKET, SO_REUSEADDR) => with_socket(host, |s| s.reuse_address()).map(u32::from),
+        (SOL_SOCKET, SO_EXCLUSIVEADDRUSE) => {
+            with_socket(host, |s| s.reuse_address()).map(|r| u32::from(!r))
+        }
         (SOL_SOCKET, SO_KEEPALIVE) => with_socket(host, |s| s.keepalive()).map(u32::from),
         (SOL_SOCKET, SO_BROADCAST) => with_socket(host, |s| s.broadcast()).map(u32::from),
+        (SOL_SOCKET, SO_CONDITIONAL_ACCEPT) => Ok(u32::from(host.lock().conditional)),
+        (SOL_SOCKET, SO_OOBINLINE) => with_socket(host, |s| s.out_of_band_inline()).map(u32::from),
         (SOL_SOCKET, SO_RCVBUF) => with_socket(host, |s| s.recv_buffer_size()).map(|v| v as u32),
         (SOL_SOCKET, SO_SNDBUF) => with_socket(host, |s| s.send_buffer_size()).map(|v| v as u32),
         (SOL_SOCKET, SO_TYPE) => Ok(u32::from(if host.category == Category::Datagram {
@@ -222,34 +353,53 @@ fn get_option(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
         (SOL_SOCKET, SO_ERROR) => with_socket(host, |s| s.take_error())
             .map(|e| e.map_or(0, |e| e.raw_os_error().unwrap_or(1) as u32)),
         (IPPROTO_TCP, TCP_NODELAY) => with_socket(host, |s| s.tcp_nodelay()).map(u32::from),
+        (IPPROTO_TCP, TCP_KEEPALIVE) => with_socket(host, |s| s.tcp_keepalive_time()).map(secs),
+        (IPPROTO_TCP, TCP_KEEPINTVL) => with_socket(host, |s| s.tcp_keepalive_interval()).map(secs),
+        (IPPROTO_TCP, TCP_KEEPCNT) => with_socket(host, |s| s.tcp_keepalive_retries()),
         (IPPROTO_IPV6, IPV6_V6ONLY) => with_socket(host, |s| s.only_v6()).map(u32::from),
+        (IPPROTO_IPV6, IPV6_UNICAST_HOPS) => with_socket(host, |s| s.unicast_hops_v6()),
+        (IPPROTO_IPV6, IPV6_MULTICAST_HOPS) => with_socket(host, |s| s.multicast_hops_v6()),
+        (IPPROTO_IPV6, IPV6_MULTICAST_LOOP) => {
+            with_socket(host, |s| s.multicast_loop_v6()).map(u32::from)
+        }
         (IPPROTO_IP, IP_TTL) => with_socket(host, |s| s.ttl_v4()),
+        (IPPROTO_IP, IP_TOS) => with_socket(host, |s| s.tos_v4()),
+        (IPPROTO_IP, IP_MULTICAST_TTL) => with_socket(host, |s| s.multicast_ttl_v4()),
+        (IPPROTO_IP, IP_MULTICAST_LOOP) => {
+            with_socket(host, |s| s.multicast_loop_v4()).map(u32::from)
+        }
         _ => Err(STATUS_NOT_SUPPORTED),
     };
     match value {
-        Ok(value) => match request.write_output(&value.to_ne_bytes()) {
-            Some(written) => (STATUS_SUCCESS, written),
-            None => (STATUS_BUFFER_TOO_SMALL, 0),
-        },
+        Ok(value) => output(request, &value.to_ne_bytes()),
         Err(status) => (status, 0),
     }
 }
 
 fn ioctl(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
+    let size_of = |value: usize| (value as SIZE_T).to_ne_bytes();
     match request.code {
         SIO_WSK_QUERY_RECEIVE_BACKLOG => {
-            let buffered = host.lock().buffered.len() as u64;
-            match request.write_output(&buffered.to_ne_bytes()) {
-                Some(written) => (STATUS_SUCCESS, written),
-                None => (STATUS_BUFFER_TOO_SMALL, 0),
-            }
+            let backlog = match host.category {
+                // The host's datagram queue is the OS socket's: the next datagram's size
+                // (what a peek reports) stands for the backlog.
+                Category::Datagram => {
+                    let state = host.lock();
+                    match &state.io {
+                        Io::Datagram(d) => {
+                            let mut probe = vec![std::mem::MaybeUninit::<u8>::uninit(); 65_536];
+                            SockRef::from(d).peek_from(&mut probe).map_or(0, |(n, _)| n)
+                        }
+                        _ => 0,
+                    }
+                }
+                _ => host.lock().buffered.len(),
+            };
+            output(request, &size_of(backlog))
         }
-        SIO_WSK_QUERY_IDEAL_SEND_BACKLOG => {
-            let ideal = with_socket(host, |s| s.send_buffer_size()).unwrap_or(65_536) as u64;
-            match request.write_output(&ideal.to_ne_bytes()) {
-                Some(written) => (STATUS_SUCCESS, written),
-                None => (STATUS_BUFFER_TOO_SMALL, 0),
-            }
+        SIO_WSK_QUERY_IDEAL_SEND_BACKLOG if host.category != Category::Datagram => {
+            let ideal = with_socket(host, |s| s.send_buffer_size()).unwrap_or(65_536);
+            output(request, &size_of(ideal))
         }
         SIO_WSK_SET_REMOTE_ADDRESS | SIO_WSK_SET_SENDTO_ADDRESS
             if host.category == Category::Datagram =>
@@ -263,6 +413,27 @@ fn ioctl(host: &Arc<HostSocket>, request: &Request) -> (NTSTATUS, usize) {
                 Err(status) => (status, 0),
             }
         }
+        SIO_WSK_SET_TCP_SILENT_MODE if host.category != Category::Datagram => {
+            let mut state = host.lock();
+            if !matches!(state.io, Io::Stream(_)) || !state.sends.is_empty() {
+                // Silent mode needs a connected socket with no send in progress.
+                return (STATUS_INVALID_DEVICE_STATE, 0);
+            }
+            state.silent = true;
+            (STATUS_SUCCESS, 0)
+        }
+        SIO_WSK_QUERY_INSPECT_ID => match host.lock().inspect_id {
+            Some(id) => {
+                // WSK_INSPECT_ID: Key, SerialNumber, then padding (written as zeros).
+                let mut bytes = [0u8; std::mem::size_of::<WSK_INSPECT_ID>()];
+                let key = id.Key.to_ne_bytes();
+                bytes[..key.len()].copy_from_slice(&key);
+                bytes[key.len()..key.len() + 4].copy_from_slice(&id.SerialNumber.to_ne_bytes());
+                output(request, &bytes)
+            }
+            // Not accepted through an inspection.
+            None => (STATUS_INVALID_DEVICE_STATE, 0),
+        },
         _ => (STATUS_NOT_SUPPORTED, 0),
     }
 }

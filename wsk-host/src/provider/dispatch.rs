@@ -237,14 +237,15 @@ unsafe extern "system" fn accept(
 
 unsafe extern "system" fn inspect_complete(
     ListenSocket: PWSK_SOCKET,
-    _InspectID: PWSK_INSPECT_ID,
-    _Action: WSK_INSPECT_ACTION,
+    InspectID: PWSK_INSPECT_ID,
+    Action: WSK_INSPECT_ACTION,
     Irp: PIRP,
 ) -> NTSTATUS {
-    // Conditional accept (SO_CONDITIONAL_ACCEPT) is not modelled: no inspect ID is ever
-    // handed out, so no call can be valid.
     match start("WskInspectComplete", ListenSocket, Irp, &[Category::Listen]) {
-        Ok(_) => finish(Irp, STATUS_INVALID_PARAMETER, 0, Delivery::Inline),
+        Ok(host) => {
+            let status = super::inspect::complete(&host, InspectID, Action);
+            finish(Irp, status, 0, Delivery::Inline)
+        }
         Err(status) => status,
     }
 }
@@ -336,21 +337,31 @@ unsafe extern "system" fn connect_ex(
     Socket: PWSK_SOCKET,
     RemoteAddress: PSOCKADDR,
     Buffer: PWSK_BUF,
-    Flags: ULONG,
+    _Flags: ULONG,
     Irp: PIRP,
 ) -> NTSTATUS {
     // SAFETY: the client's buffer descriptor.
-    if let Some(buffer) = unsafe { Buffer.as_ref() } {
-        if buffer.Length > 65_535 {
+    let data = match unsafe { Buffer.as_ref() } {
+        Some(buffer) if buffer.Length > 65_535 => {
             return fail(Irp, "WskConnectEx", STATUS_INVALID_BUFFER_SIZE);
         }
-        if buffer.Length > 0 {
-            // Data with the connect is not modelled: refuse rather than drop it.
-            return fail(Irp, "WskConnectEx", STATUS_NOT_SUPPORTED);
+        // SAFETY: a buffer descriptor of the client's, read now (the data is copied).
+        Some(buffer) if buffer.Length > 0 => unsafe { super::socket::gather(buffer) },
+        _ => Vec::new(),
+    };
+    let host = match start("WskConnectEx", Socket, Irp, CONNECTED) {
+        Ok(host) => host,
+        Err(status) => return status,
+    };
+    // SAFETY: the client's address.
+    match unsafe { destination(RemoteAddress) } {
+        Ok(remote) => {
+            // Sent as soon as the connection is established, before it completes.
+            host.lock().connect_data = data;
+            begin_connect(&host, remote, Irp, false)
         }
+        Err(status) => finish(Irp, status, 0, Delivery::Inline),
     }
-    // SAFETY: forwarded.
-    unsafe { connect(Socket, RemoteAddress, Flags, Irp) }
 }
 
 unsafe extern "system" fn local_address(
@@ -720,5 +731,12 @@ unsafe extern "system" fn control_socket(
         Err(status) => return status,
     };
     let (status, returned) = super::control::control(&host, &request, false);
+    if crate::faults::completion_delay().is_some() {
+        // Delayed completions (fault plan): the control is done, its IRP completes later
+        // from the provider's thread, so the request is in flight meanwhile.
+        // SAFETY: the IRP is this request's; it is completed once, later.
+        unsafe { IoMarkIrpPending(Irp) };
+        return finish(Irp, status, returned, Delivery::Pending);
+    }
     finish(Irp, status, returned, Delivery::Inline)
 }

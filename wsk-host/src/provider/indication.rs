@@ -24,9 +24,23 @@ const MAX_INDICATION: usize = 65_536;
 /// An event to deliver.
 pub(crate) enum Event {
     Receive(Vec<u8>),
-    Disconnect { abortive: bool },
+    Disconnect {
+        abortive: bool,
+    },
     Accept(Arc<HostSocket>, SocketAddr, SocketAddr),
     ReceiveFrom(Vec<u8>, SocketAddr),
+    /// The ideal send backlog (the host socket's send buffer size), in bytes.
+    SendBacklog(usize),
+    /// A connection to inspect (conditional accept).
+    Inspect {
+        serial: u32,
+        local: SocketAddr,
+        peer: SocketAddr,
+    },
+    /// An inspected connection went away (conditional accept).
+    Abort {
+        serial: u32,
+    },
 }
 
 /// Decides the next event of a socket, taking its data out of the host socket (or the
@@ -42,6 +56,11 @@ pub(crate) fn next_event(socket: &Arc<HostSocket>, state: &mut State) -> Option<
             connection_event(state)
         }
         Category::Listen | Category::Stream if matches!(state.io, Io::Listener(_)) => {
+            if state.conditional {
+                if let Some(event) = super::inspect::next_event(socket, state) {
+                    return Some(event);
+                }
+            }
             accept_event(socket, state)
         }
         Category::Datagram => datagram_event(state),
@@ -50,6 +69,14 @@ pub(crate) fn next_event(socket: &Arc<HostSocket>, state: &mut State) -> Option<
 }
 
 fn connection_event(state: &mut State) -> Option<Event> {
+    if state.send_backlog_due && state.events & WSK_EVENT_SEND_BACKLOG != 0 {
+        state.send_backlog_due = false;
+        if let Io::Stream(stream) = &state.io {
+            if let Ok(ideal) = socket2::SockRef::from(stream).send_buffer_size() {
+                return Some(Event::SendBacklog(ideal));
+            }
+        }
+    }
     if !state.receives.is_empty() {
         return None;
     }
@@ -119,7 +146,13 @@ fn accept_event(socket: &Arc<HostSocket>, state: &mut State) -> Option<Event> {
     let Io::Listener(listener) = &mut state.io else {
         return None;
     };
-    let (stream, peer) = listener.accept().ok()?;
+    let (stream, peer, inspect_id) = if state.conditional {
+        let admitted = state.admitted.pop_front()?;
+        (admitted.stream, admitted.peer, Some(admitted.id))
+    } else {
+        let (stream, peer) = listener.accept().ok()?;
+        (stream, peer, None)
+    };
     let local = stream.local_addr().ok()?;
     let accepted = HostSocket::new(
         Category::Connection,
@@ -129,6 +162,7 @@ fn accept_event(socket: &Arc<HostSocket>, state: &mut State) -> Option<Event> {
         std::ptr::null_mut(),
         std::ptr::null(),
     );
+    accepted.lock().inspect_id = inspect_id;
     Some(Event::Accept(accepted, local, peer))
 }
 
@@ -212,6 +246,20 @@ pub(crate) fn deliver(socket: &Arc<HostSocket>, event: Event) {
         }
         Event::ReceiveFrom(data, source) => {
             deliver_datagram(socket, context, dispatch, data, source)
+        }
+        Event::Inspect {
+            serial,
+            local,
+            peer,
+        } => super::inspect::deliver_inspect(socket, context, dispatch, serial, local, peer),
+        Event::Abort { serial } => super::inspect::deliver_abort(socket, context, dispatch, serial),
+        Event::SendBacklog(ideal) => {
+            // SAFETY: as for the disconnect event.
+            let table = unsafe { connection_table(socket.category, dispatch) };
+            if let Some(callback) = table.and_then(|t| t.WskSendBacklogEvent) {
+                // SAFETY: the client's callback with its context.
+                unsafe { callback(context, ideal as SIZE_T) };
+            }
         }
     });
 }

@@ -11,6 +11,7 @@ mod client_calls;
 mod control;
 pub(crate) mod dispatch;
 mod indication;
+mod inspect;
 mod reactor;
 pub(crate) mod socket;
 
@@ -215,6 +216,19 @@ pub(crate) fn queued_requests() -> usize {
 
 pub(crate) fn outstanding_address_info() -> usize {
     client_calls::outstanding_address_info()
+}
+
+/// Runs `f` on the host socket behind a provider socket; see `Session::with_host_socket`.
+pub(crate) fn with_host_socket<R>(
+    socket: PWSK_SOCKET,
+    f: impl FnOnce(socket2::SockRef<'_>) -> R,
+) -> Option<R> {
+    control::inspect_host_socket(socket, f)
+}
+
+/// The transports changed: pending `WSK_TRANSPORT_LIST_CHANGE` requests complete.
+pub(crate) fn transports_changed() {
+    client_calls::transports_changed();
 }
 
 /// Forgets every socket and address list (a new session).

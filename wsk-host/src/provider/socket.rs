@@ -137,6 +137,21 @@ pub(crate) struct State {
     pub(crate) retained: HashSet<usize>,
     /// `SIO_WSK_SET_REMOTE_ADDRESS` of a datagram socket.
     pub(crate) fixed_remote: Option<SocketAddr>,
+    /// `SIO_WSK_SET_TCP_SILENT_MODE` of a connection: nothing more is sent.
+    pub(crate) silent: bool,
+    /// The ideal send backlog changed (send-backlog events enabled, send buffer resized):
+    /// a send-backlog event is due.
+    pub(crate) send_backlog_due: bool,
+    /// `SO_CONDITIONAL_ACCEPT` of a listening socket.
+    pub(crate) conditional: bool,
+    /// Connections of a conditional-accept listener waiting for the client's inspection.
+    pub(crate) inspecting: Vec<super::inspect::Inspecting>,
+    /// Connections of a conditional-accept listener the inspection accepted.
+    pub(crate) admitted: VecDeque<super::inspect::Admitted>,
+    /// The inspect ID of a connection accepted through an inspection.
+    pub(crate) inspect_id: Option<WSK_INSPECT_ID>,
+    /// `WskConnectEx`'s data, sent once the connection is established.
+    pub(crate) connect_data: Vec<u8>,
 }
 
 /// A provider socket. `wsk` comes first: a `PWSK_SOCKET` is a pointer to the `HostSocket`.
@@ -235,6 +250,13 @@ impl HostSocket {
                 sent_total: 0,
                 retained: HashSet::new(),
                 fixed_remote: None,
+                silent: false,
+                send_backlog_due: false,
+                conditional: false,
+                inspecting: Vec::new(),
+                admitted: VecDeque::new(),
+                inspect_id: None,
+                connect_data: Vec::new(),
             }),
         });
         super::add_socket(&socket);
@@ -412,6 +434,7 @@ impl HostSocket {
         Self::unwatch(&mut state);
         state.io = Io::Gone;
         state.buffered.clear();
+        super::inspect::abandon_all(&mut state);
         let now = state.callbacks == 0;
         if !now {
             state.close_irp = Some(irp);
@@ -816,6 +839,10 @@ fn send(
     total: usize,
     disconnecting: bool,
 ) -> Outcome {
+    if state.silent {
+        // Silent mode: the connection sends nothing more; only closing is left.
+        return Outcome::Done(STATUS_INVALID_DEVICE_STATE, 0);
+    }
     let Io::Stream(stream) = &mut state.io else {
         return Outcome::Done(STATUS_CONNECTION_INVALID, 0);
     };
@@ -970,8 +997,17 @@ fn accept(
     let Io::Listener(host) = &mut state.io else {
         return Outcome::Done(STATUS_INVALID_DEVICE_STATE, 0);
     };
-    match host.accept() {
-        Ok((stream, peer)) => {
+    let next = if state.conditional {
+        // Only connections the client's inspection accepted.
+        match state.admitted.pop_front() {
+            Some(admitted) => Ok((admitted.stream, admitted.peer, Some(admitted.id))),
+            None => Err(std::io::Error::from(ErrorKind::WouldBlock)),
+        }
+    } else {
+        host.accept().map(|(stream, peer)| (stream, peer, None))
+    };
+    match next {
+        Ok((stream, peer, inspect_id)) => {
             let local_addr = stream.local_addr().ok();
             let socket = HostSocket::new(
                 Category::Connection,
@@ -983,6 +1019,7 @@ fn accept(
             );
             {
                 let mut accepted = socket.lock();
+                accepted.inspect_id = inspect_id;
                 socket.watch(&mut accepted);
             }
             // SAFETY: non-null address pointers are the client's, large enough for the family.
@@ -999,6 +1036,33 @@ fn accept(
         Err(error) if error.kind() == ErrorKind::WouldBlock => Outcome::Waiting,
         Err(error) => Outcome::Done(status_of_io(&error), 0),
     }
+}
+
+/// Sends `WskConnectEx`'s data on a connection just established. The host's new connection
+/// takes it at once (it is at most 64 KiB, within a fresh loopback connection's buffers);
+/// what it cannot take fails the connect rather than being dropped.
+fn send_connect_data(state: &mut State, data: &[u8]) -> Result<(), NTSTATUS> {
+    let Io::Stream(stream) = &mut state.io else {
+        return Err(STATUS_CONNECTION_INVALID);
+    };
+    let mut sent = 0;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while sent < data.len() {
+        match stream.write(&data[sent..]) {
+            Ok(count) => sent += count,
+            Err(error)
+                if (error.kind() == ErrorKind::WouldBlock
+                    || error.kind() == ErrorKind::Interrupted)
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::yield_now();
+            }
+            Err(error) => return Err(status_of_io(&error)),
+        }
+    }
+    count(|c| c.bytes_sent += sent as u64);
+    state.sent_total += sent as u64;
+    Ok(())
 }
 
 fn connect_result(
@@ -1035,6 +1099,12 @@ fn connect_result(
                 unreachable!()
             };
             state.io = Io::Stream(stream);
+            if !state.connect_data.is_empty() {
+                let data = std::mem::take(&mut state.connect_data);
+                if let Err(status) = send_connect_data(state, &data) {
+                    return Outcome::Done(status, 0);
+                }
+            }
             Outcome::Done(
                 STATUS_SUCCESS,
                 if information_is_socket {

@@ -51,6 +51,12 @@ pub(crate) enum Held {
     /// (so the client's shutdown closes it even if nobody collects it), closed when dropped
     /// uncollected.
     NewSocket(NewSocket),
+    /// The input then the output of a socket or client control (`WskControlSocket`,
+    /// `WskControlClient`) or a reverse lookup (`WskGetNameInfo`): the provider reads and
+    /// writes it until the completion.
+    Bytes(Vec<u8>),
+    /// A data buffer and control information (`WskSendEx`, `WskReceiveEx`).
+    BufAndBytes(Buf, Vec<u8>),
     /// A name resolution: the UTF-16 names the provider reads. The result list goes to
     /// [`Block::address_list`] at completion.
     Resolution {
@@ -88,6 +94,8 @@ pub(crate) struct Scratch {
     pub(crate) service_name: UNICODE_STRING,
     pub(crate) hints: ADDRINFOEXW,
     pub(crate) result: PADDRINFOEXW,
+    /// The inspect ID of `WskInspectComplete`.
+    pub(crate) inspect_id: WSK_INSPECT_ID,
 }
 
 impl Scratch {
@@ -104,6 +112,7 @@ impl Scratch {
             service_name: UNICODE_STRING::default(),
             hints: ADDRINFOEXW::default(),
             result: core::ptr::null_mut(),
+            inspect_id: WSK_INSPECT_ID::default(),
         }
     }
 }

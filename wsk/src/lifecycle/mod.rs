@@ -28,7 +28,9 @@
 //! - A socket core is referenced by its handle, the provider (from creation until the close
 //!   completes), its operations (each request keeps its socket; the operation gives its block
 //!   back before its request goes), a block whose operation let go before the completion
-//!   routine did, and retained data; a client core by the client handle, every socket core
+//!   routine did, retained data, and a pended inspection of a listening socket
+//!   (`PendedInspection`, which holds the core's memory, never the socket: once the close is
+//!   requested it makes no WSK call); a client core by the client handle, every socket core
 //!   and every client-level request.
 //!
 //! # States and transitions
@@ -40,6 +42,10 @@
 //!                         │   and a STATUS_CANCELLED completion becomes STATUS_IO_TIMEOUT;
 //!                         │   the completion routine stops the timer (or finds it expired)
 //! socket:   creating ─completion (success): attached to client→ open
+//!           adopted (`from_raw`: a reference stands for the provider's) ─attached→ open
+//!           open ─`into_raw` (no user, no handler, no callbacks armed, no reference but the
+//!                handle's and the provider's)→ detached: close claimed, unlinked, core
+//!                freed; the caller owns the socket's `WskCloseSocket`
 //!           open ─close requested (handle drop, close(), client teardown)→ closing
 //!           closing: in-flight requests cancelled, retained data revoked; WskCloseSocket
 //!                    issued once the gate is empty (no provider call in progress, no
@@ -59,7 +65,7 @@
 //! | set a deadline or a sleep (`KeSetTimer`), stop it (`KeCancelTimer`) | <= DISPATCH_LEVEL |
 //! | a deadline's or a sleep's DPC (cancels the IRP, or completes the sleep) | DISPATCH_LEVEL, inside a [`callback::CallbackScope`] |
 //! | completion routine, close completion, event callbacks, task polls | <= DISPATCH_LEVEL (usually DISPATCH_LEVEL; PASSIVE_LEVEL for an inline completion), inside a [`callback::CallbackScope`] |
-//! | request close, attach or link a new socket | <= DISPATCH_LEVEL |
+//! | request close, attach or link a new socket, adopt (`from_raw`) or detach (`into_raw`) | <= DISPATCH_LEVEL |
 //! | blocking waits (`Op::wait`, `Close::wait`, `block_on`, `TaskSet::wait_idle`, registration) | <= APC_LEVEL, refused inside every callback scope |
 //! | client teardown | PASSIVE_LEVEL: inline when dropped there outside a callback scope, else a work item |
 //! | teardown's `KeFlushQueuedDpcs` (after every request has completed) | PASSIVE_LEVEL |

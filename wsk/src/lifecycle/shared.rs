@@ -59,6 +59,13 @@ impl<T> Shared<T> {
         unsafe { core::ptr::addr_of!((*self.ptr.as_ptr()).value) }
     }
 
+    /// The number of references to the value now. Meaningful only where no other thread can
+    /// add one concurrently (only fewer, as other references go).
+    pub(crate) fn ref_count(&self) -> usize {
+        // SAFETY: the box is live while `self` is.
+        unsafe { (*self.ptr.as_ptr()).refs.load(Ordering::Acquire) }
+    }
+
     /// Takes back a reference given up with [`Shared::into_raw`].
     ///
     /// # Safety

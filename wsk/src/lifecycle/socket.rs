@@ -136,6 +136,10 @@ pub(crate) struct SocketCore {
     closed_event: UnsafeCell<KEVENT>,
     closed_waker: AtomicWaker,
     pub(crate) handlers: Handlers,
+    /// Set once something asked the provider to call this socket's callbacks without an
+    /// installed handler's `SO_WSK_EVENT_CALLBACK` (conditional accept): the provider may
+    /// then call them with this core as context, so the core may never be given up.
+    callbacks_armed: AtomicBool,
     retained: RetainedLock,
     pub(crate) links: UnsafeCell<Links>,
 }
@@ -171,6 +175,7 @@ impl SocketCore {
             closed_event: UnsafeCell::new(KEVENT::default()),
             closed_waker: AtomicWaker::new(),
             handlers,
+            callbacks_armed: AtomicBool::new(false),
             retained: RetainedLock::new(RetainedList::new()),
             links: UnsafeCell::new(Links {
                 prev: core::ptr::null(),
@@ -220,6 +225,72 @@ impl SocketCore {
             // The client is shutting down: the new socket is closed at once.
             core.request_close();
         }
+    }
+
+    /// Adopts a socket the provider created outside this crate (through the same client
+    /// registration): a core with no handler of this crate's (the provider calls its
+    /// creator's event callbacks with its creator's context), attached to its client like a
+    /// created socket. A reference made here stands for the provider's, which the close's
+    /// completion releases. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// # Safety
+    /// `socket` must be an open socket of `category` created through `client`'s
+    /// registration, owned by nobody else (no other party closes it or calls it), with no
+    /// request in flight.
+    pub(crate) unsafe fn adopt(
+        client: &Shared<ClientCore>,
+        category: Category,
+        family: AddressFamily,
+        socket: PWSK_SOCKET,
+    ) -> Result<Shared<SocketCore>> {
+        if socket.is_null() {
+            return Err(Error::INVALID_PARAMETER);
+        }
+        let core = SocketCore::new(client, category, family, Handlers::foreign())?;
+        // The provider's reference, released by `close_complete`.
+        let _provider = context_of(&core);
+        // SAFETY: forwarded from the caller; the reference above stands for the provider's.
+        unsafe { SocketCore::attach(&core, socket) };
+        Ok(core)
+    }
+
+    /// Gives the provider's socket up: unlinked from its client, never closed by this crate.
+    /// Succeeds only for an open socket with no handler, no callbacks armed otherwise
+    /// (conditional accept), no close requested, no provider
+    /// call in progress and no other reference than `core` and the provider's (no request
+    /// in flight, no retained indication, no borrowed view): the caller then drops `core`
+    /// and the provider's reference with [`release_context`], freeing the core. Nothing
+    /// changes on failure. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn detach(core: &Shared<SocketCore>) -> Result<PWSK_SOCKET> {
+        if core.raw.load(Ordering::Acquire).is_null() {
+            return Err(Error::SOCKET_CLOSED);
+        }
+        if core.handlers.installed()
+            || core.callbacks_armed.load(Ordering::Acquire)
+            || core.ref_count() != 2
+        {
+            return Err(Error::from_status(STATUS_INVALID_DEVICE_STATE));
+        }
+        // Claims the close for good: no user, no close requested; from now on nothing of
+        // this crate calls the socket (the client's teardown finds its close requested).
+        if core
+            .gate
+            .state
+            .compare_exchange(0, CLOSE_REQUESTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return Err(Error::from_status(STATUS_INVALID_DEVICE_STATE));
+        }
+        core.client.unlink(core);
+        let socket = core.raw.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        core.mark_closed(STATUS_SUCCESS);
+        Ok(socket)
+    }
+
+    /// Records that the provider may call this socket's event callbacks whatever its handler
+    /// (set before the request that arms them is issued). IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn arm_callbacks(&self) {
+        self.callbacks_armed.store(true, Ordering::Release);
     }
 
     /// Takes a hold that keeps the socket open (retained data); `Err` once closing. Release
@@ -622,7 +693,13 @@ impl Issue for BindRequest {
         status: NTSTATUS,
         _information: usize,
     ) -> Self::Output {
-        Error::check(status)
+        Error::check(status)?;
+        // Listening and datagram sockets may have events once bound: those of a handler
+        // given at creation are enabled now.
+        match self.core.category {
+            Category::Listen | Category::Datagram => crate::events::enable_installed(&self.core),
+            Category::Connection | Category::Stream => Ok(()),
+        }
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
@@ -830,6 +907,10 @@ pub(crate) trait SocketKind: Sized {
     const CATEGORY: Category;
     /// Wraps the handle of a socket of this kind.
     fn from_handle(handle: SocketHandle) -> Self;
+    /// The handle of the socket.
+    fn handle(&self) -> &SocketHandle;
+    /// Unwraps the handle (which still closes the socket when dropped).
+    fn into_handle(self) -> SocketHandle;
 }
 
 /// The socket type and protocol of a category (`SOCK_STREAM`/TCP or `SOCK_DGRAM`/UDP).
