@@ -755,7 +755,7 @@ BOOLEAN __stdcall KeSetTimer(PKTIMER Timer, LARGE_INTEGER DueTime, PKDPC Dpc);
 /** Cancels a set timer; returns whether it was set (its DPC then will not be queued for
  *  this expiry). FALSE means it had expired: its DPC is queued, running or has run. IRQL <=
  *  DISPATCH_LEVEL. WDK: `KeCancelTimer`. */
-BOOLEAN __stdcall KeCancelTimer(PKTIMER Timer);
+BOOLEAN __stdcall KeCancelTimer(PKTIMER); /* unnamed in the WDK's wdm.h */
 /** The interrupt time, in 100 ns units, without the time the system spent asleep or
  *  hibernating (Windows 7 and later). Any IRQL. WDK: `KeQueryUnbiasedInterruptTime`. */
 ULONGLONG __stdcall KeQueryUnbiasedInterruptTime(void);

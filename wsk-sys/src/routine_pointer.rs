@@ -83,3 +83,35 @@ macro_rules! io_workitem_routine_ex {
         ::core::option::Option::Some(forward)
     }};
 }
+
+/// The [`PKDEFERRED_ROUTINE`](crate::PKDEFERRED_ROUTINE) of a function
+/// `unsafe extern "system" fn(PKDPC, PVOID, PVOID, PVOID)`, a DPC's routine (see the
+/// [module](crate::routine_pointer)).
+#[cfg(not(all(windows, feature = "wdk-sys")))]
+#[macro_export]
+macro_rules! deferred_routine {
+    ($routine:path) => {
+        ::core::option::Option::Some($routine)
+    };
+}
+
+/// The [`PKDEFERRED_ROUTINE`](crate::PKDEFERRED_ROUTINE) of a function
+/// `unsafe extern "system" fn(PKDPC, PVOID, PVOID, PVOID)`, a DPC's routine (see the
+/// [module](crate::routine_pointer)).
+#[cfg(all(windows, feature = "wdk-sys"))]
+#[macro_export]
+macro_rules! deferred_routine {
+    ($routine:path) => {{
+        unsafe extern "C" fn forward(
+            dpc: $crate::PKDPC,
+            deferred_context: $crate::PVOID,
+            system_argument1: $crate::PVOID,
+            system_argument2: $crate::PVOID,
+        ) {
+            // SAFETY: the kernel calls this with the arguments it calls a DPC routine with,
+            // which are forwarded unchanged to the routine.
+            unsafe { $routine(dpc, deferred_context, system_argument1, system_argument2) }
+        }
+        ::core::option::Option::Some(forward)
+    }};
+}

@@ -190,10 +190,10 @@ mod error;
 mod events;
 mod heap;
 mod indication;
+mod inspect;
 #[cfg(feature = "embedded-io-async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "embedded-io-async")))]
 pub mod io;
-mod inspect;
 mod irp;
 pub mod irql;
 mod lifecycle;

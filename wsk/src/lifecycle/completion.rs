@@ -442,7 +442,7 @@ impl BlockRef {
                 KeInitializeTimerEx(&raw mut timer.ktimer, NotificationTimer);
                 KeInitializeDpc(
                     &raw mut timer.dpc,
-                    Some(timer_expired),
+                    wsk_sys::deferred_routine!(timer_expired),
                     self.ptr.as_ptr().cast(),
                 );
             }

@@ -652,6 +652,10 @@ zeroed_default!(
     _IO_STACK_LOCATION__bindgen_ty_1__bindgen_ty_1,
     _IO_STACK_LOCATION,
     _OBJECT_ATTRIBUTES,
+    _SINGLE_LIST_ENTRY,
+    _KDPC__bindgen_ty_1,
+    _KDPC,
+    _KTIMER,
 );
 
 pub mod ntddk {

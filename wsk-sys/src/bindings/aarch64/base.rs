@@ -1824,7 +1824,7 @@ unsafe extern "system" {
     #[doc = " Sets a timer to expire at `DueTime` (100 ns units; negative: relative to now, in\n  interrupt time; positive: absolute system time) and to queue `Dpc` then (NULL: none).\n  A set timer is cancelled first; returns whether it was set. IRQL <= DISPATCH_LEVEL. WDK:\n  `KeSetTimer`."]
     pub fn KeSetTimer(Timer: PKTIMER, DueTime: LARGE_INTEGER, Dpc: PKDPC) -> BOOLEAN;
     #[doc = " Cancels a set timer; returns whether it was set (its DPC then will not be queued for\n  this expiry). FALSE means it had expired: its DPC is queued, running or has run. IRQL <=\n  DISPATCH_LEVEL. WDK: `KeCancelTimer`."]
-    pub fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN;
+    pub fn KeCancelTimer(arg1: PKTIMER) -> BOOLEAN;
     #[doc = " The interrupt time, in 100 ns units, without the time the system spent asleep or\n  hibernating (Windows 7 and later). Any IRQL. WDK: `KeQueryUnbiasedInterruptTime`."]
     pub fn KeQueryUnbiasedInterruptTime() -> ULONGLONG;
     #[doc = " Brings the system down with a bug check code and four parameters; never returns. WDK:\n  `KeBugCheckEx`."]
