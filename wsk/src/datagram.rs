@@ -9,6 +9,8 @@ use crate::buf::{Buf, BufList};
 use crate::client::{Feature, WskClient};
 use crate::completion::{BlockRef, Held};
 use crate::events::{DatagramEvents, Handlers};
+use crate::held_buf::HeldBuf;
+use crate::io_buf::{IoBuf, IoBufMut, wsk_buf_of_datagram, wsk_buf_of_spare};
 use crate::listen::{Bound, HasCore};
 use crate::op::Op;
 use crate::op::issue::Issue;
@@ -45,10 +47,10 @@ impl HasCore for DatagramSocket {
 /// The operation of [`WskClient::bind_datagram`].
 pub type BindDatagram = Bound<DatagramSocket>;
 /// The operation of [`DatagramSocket::send_to`]: yields the bytes sent and the buffer.
-pub type SendTo = Op<SendToRequest>;
+pub type SendTo<B = Buf> = Op<SendToRequest<B>>;
 /// The operation of [`DatagramSocket::receive_from`]: yields the bytes received, the source
 /// and the buffer.
-pub type ReceiveFrom = Op<ReceiveFromRequest>;
+pub type ReceiveFrom<B = Buf> = Op<ReceiveFromRequest<B>>;
 /// The operation of [`DatagramSocket::send_messages`].
 pub type SendMessages = Op<SendMessagesRequest>;
 
@@ -75,7 +77,9 @@ impl DatagramSocket {
     /// sends an empty datagram (valid in UDP); the memoryless stand-in an abandoned operation
     /// hands back fails with [`Error::INVALID_BUFFER_SIZE`], an address of the other family
     /// with [`Error::ADDRESS_FAMILY_MISMATCH`].
-    pub fn send_to(&self, buf: Buf, remote: SocketAddr) -> SendTo {
+    ///
+    /// The buffer is any [`IoBuf`]: its data bytes are the datagram.
+    pub fn send_to<B: IoBuf>(&self, buf: B, remote: SocketAddr) -> SendTo<B> {
         Op::new(SendToRequest {
             core: self.core().clone(),
             buf: Some(buf),
@@ -95,7 +99,9 @@ impl DatagramSocket {
 
     /// Receives one datagram into the buffer's spare capacity (`WskReceiveFrom`). Yields its
     /// length and source; a datagram longer than the spare capacity is truncated.
-    pub fn receive_from(&self, buf: Buf) -> ReceiveFrom {
+    ///
+    /// The buffer is any [`IoBufMut`]: the datagram is written after its data bytes.
+    pub fn receive_from<B: IoBufMut>(&self, buf: B) -> ReceiveFrom<B> {
         Op::new(ReceiveFromRequest {
             core: self.core().clone(),
             buf: Some(buf),
@@ -142,28 +148,29 @@ unsafe fn table(socket: PWSK_SOCKET) -> &'static WSK_PROVIDER_DATAGRAM_DISPATCH 
 }
 
 /// `WskSendTo`.
-pub struct SendToRequest {
+pub struct SendToRequest<B = Buf> {
     core: Shared<SocketCore>,
-    buf: Option<Buf>,
+    buf: Option<B>,
     remote: SocketAddr,
 }
 
-impl Issue for SendToRequest {
-    type Output = (Result<usize>, Buf);
+impl<B: IoBuf> Issue for SendToRequest<B> {
+    type Output = (Result<usize>, B);
 
     fn start(&mut self) -> Result<BlockRef> {
         require_family(&self.remote, self.core.family)?;
-        if self.buf.as_ref().is_none_or(|b| b.capacity() == 0) {
-            return Err(Error::INVALID_BUFFER_SIZE);
-        }
+        let wsk_buf = match self.buf.as_ref() {
+            Some(buf) => wsk_buf_of_datagram(buf)?,
+            None => return Err(Error::INVALID_BUFFER_SIZE),
+        };
         let mut block = BlockRef::for_socket(&self.core)?;
         let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
-            scratch.wsk_buf = buf.wsk_buf_of_data(0);
+            scratch.wsk_buf = wsk_buf;
             scratch.remote = RawAddr::from_socket_addr(&self.remote);
-            *block.held() = Held::Buf(buf);
+            *block.held() = Held::Io(HeldBuf::new(buf));
         }
         Ok(block)
     }
@@ -190,14 +197,15 @@ impl Issue for SendToRequest {
     ) -> Self::Output {
         // SAFETY: done: the buffer is ours again.
         let buf = match core::mem::take(unsafe { block.held() }) {
-            Held::Buf(buf) => buf,
+            // SAFETY: stored as a `B` by `start`.
+            Held::Io(held) => unsafe { held.take::<B>() },
             _ => unreachable!("a send holds its buffer"),
         };
         (Error::check(status).map(|()| information), buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
+        (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
     }
 }
 
@@ -267,28 +275,29 @@ impl Issue for SendMessagesRequest {
 }
 
 /// `WskReceiveFrom`.
-pub struct ReceiveFromRequest {
+pub struct ReceiveFromRequest<B = Buf> {
     core: Shared<SocketCore>,
-    buf: Option<Buf>,
+    buf: Option<B>,
 }
 
-impl Issue for ReceiveFromRequest {
-    type Output = (Result<(usize, SocketAddr)>, Buf);
+impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
+    type Output = (Result<(usize, SocketAddr)>, B);
 
     fn start(&mut self) -> Result<BlockRef> {
-        if self.buf.as_ref().is_none_or(|b| b.spare_capacity() == 0) {
-            return Err(Error::INVALID_BUFFER_SIZE);
-        }
+        let wsk_buf = match self.buf.as_ref() {
+            Some(buf) => wsk_buf_of_spare(buf, usize::MAX)?,
+            None => return Err(Error::INVALID_BUFFER_SIZE),
+        };
         let mut block = BlockRef::for_socket(&self.core)?;
         let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
-            scratch.wsk_buf = buf.wsk_buf_of_spare(usize::MAX);
+            scratch.wsk_buf = wsk_buf;
             scratch.remote = RawAddr::empty();
             scratch.control_length = 0;
             scratch.control_flags = 0;
-            *block.held() = Held::Buf(buf);
+            *block.held() = Held::Io(HeldBuf::new(buf));
         }
         Ok(block)
     }
@@ -328,21 +337,23 @@ impl Issue for ReceiveFromRequest {
             let scratch = block.scratch();
             let (wanted, remote) = (scratch.wsk_buf.Length as usize, scratch.remote);
             match core::mem::take(block.held()) {
-                Held::Buf(buf) => (buf, wanted, remote),
+                // Stored as a `B` by `start`.
+                Held::Io(held) => (held.take::<B>(), wanted, remote),
                 _ => unreachable!("a receive holds its buffer"),
             }
         };
         let result = Error::check(status).and_then(|()| {
             let received = information.min(wanted);
+            let filled = buf.bytes_init() + received;
             // SAFETY: see above.
-            unsafe { buf.commit_received(received) };
+            unsafe { buf.set_init(filled) };
             Ok((received, remote.to_socket_addr()?))
         });
         (result, buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
+        (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
     }
 }
 

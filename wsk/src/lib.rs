@@ -165,6 +165,7 @@ pub struct ReadmeDoctests;
 
 mod addr;
 mod buf;
+mod caller_irp;
 mod connection;
 mod datagram;
 mod dns;
@@ -172,16 +173,18 @@ mod error;
 mod events;
 mod heap;
 mod indication;
+mod io_buf;
 mod irp;
 pub mod irql;
 mod lifecycle;
 mod listen;
+mod mdl_chain;
 mod per_thread;
 mod stream;
 mod sync;
 pub mod task;
 
-use lifecycle::{client, completion, op, shared, socket};
+use lifecycle::{client, completion, held_buf, op, shared, socket};
 
 pub use addr::AddressFamily;
 pub use buf::{BUF_POOL_TAG, Buf, BufList};
@@ -194,8 +197,10 @@ pub use events::{AcceptDecision, ConnectionEvents, DatagramEvents, Incoming, Lis
 pub use indication::{
     Datagram, ReceiveDecision, ReceivedData, ReceivedDatagrams, RetainedData, RetainedView,
 };
+pub use io_buf::{IoBuf, IoBufMut, Slice};
 pub use irp::Irp;
 pub use listen::{Bound, ListenSocket};
+pub use mdl_chain::MdlChain;
 pub use op::{Op, Request};
 pub use socket::{Close, SetOption};
 pub use stream::StreamSocket;
@@ -203,6 +208,7 @@ pub use sync::{SpinLock, SpinLockGuard};
 
 /// The request types behind each [`Op`]: name them to store an operation in a struct.
 pub mod ops {
+    pub use crate::caller_irp::WithIrp;
     pub use crate::connection::{
         Address, Bind, Connect, ConnectRequest, ConnectTo, CreateConnection, Disconnect,
         DisconnectRequest, Receive, ReceiveRequest, Send, SendListRequest, SendRequest,

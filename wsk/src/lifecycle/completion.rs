@@ -26,6 +26,7 @@ use wsk_sys::*;
 
 use super::callback::CallbackScope;
 use super::client::ClientCore;
+use super::held_buf::HeldBuf;
 use super::shared::Shared;
 use super::socket::{NewSocket, SocketCore};
 use crate::Result;
@@ -45,6 +46,9 @@ pub(crate) enum Held {
     Buf(Buf),
     /// Several buffers (vectored send, send-messages).
     List(BufList),
+    /// A buffer of any [`IoBuf`](crate::IoBuf) type, stored inline (generic sends and
+    /// receives): taken back as its type by the request that stored it.
+    Io(HeldBuf),
     /// A socket being created or accepted: attached to its client by the completion routine
     /// (so the client's shutdown closes it even if nobody collects it), closed when dropped
     /// uncollected.
@@ -129,6 +133,10 @@ pub(crate) struct Block {
     waker: AtomicWaker,
     event: UnsafeCell<KEVENT>,
     irp: UnsafeCell<Irp>,
+    /// The block's own IRP while a caller's IRP is installed in `irp` for one request
+    /// ([`BlockRef::install_irp`]); put back when the request is collected, or when the block
+    /// is released (dropping the caller's IRP, whose operation was abandoned).
+    parked_irp: UnsafeCell<Option<Irp>>,
     status: UnsafeCell<NTSTATUS>,
     information: UnsafeCell<usize>,
     pub(crate) scratch: UnsafeCell<Scratch>,
@@ -260,6 +268,32 @@ impl BlockRef {
         }
     }
 
+    /// Installs a caller's IRP for the next request on this block, parking the block's own;
+    /// [`BlockRef::restore_irp`] puts it back. The caller's IRP then goes through `arm` and
+    /// cancellation exactly as the block's own would.
+    ///
+    /// # Safety
+    /// No request may be in flight on this block, and no caller's IRP installed already.
+    pub(crate) unsafe fn install_irp(&mut self, irp: Irp) {
+        let block = self.get();
+        // SAFETY: exclusive access (no request in flight).
+        unsafe {
+            debug_assert!((*block.parked_irp.get()).is_none());
+            let own = core::mem::replace(&mut *block.irp.get(), irp);
+            *block.parked_irp.get() = Some(own);
+        }
+    }
+
+    /// Puts the block's own IRP back and returns the caller's one installed by
+    /// [`BlockRef::install_irp`] (`None` if none was).
+    ///
+    /// # Safety
+    /// No request may be in flight on this block, or it must be done.
+    pub(crate) unsafe fn restore_irp(&mut self) -> Option<Irp> {
+        // SAFETY: forwarded exclusivity.
+        unsafe { self.get().restore_irp() }
+    }
+
     /// Takes the name-resolution result the completion left, if nobody freed it.
     pub(crate) fn take_address_list(&self) -> PADDRINFOEXW {
         self.get()
@@ -378,6 +412,18 @@ impl BlockRef {
 }
 
 impl Block {
+    /// See [`BlockRef::restore_irp`].
+    ///
+    /// # Safety
+    /// Exclusive access to the IRP fields: no request in flight, or it is done.
+    unsafe fn restore_irp(&self) -> Option<Irp> {
+        // SAFETY: forwarded exclusivity.
+        unsafe {
+            let own = (*self.parked_irp.get()).take()?;
+            Some(core::mem::replace(&mut *self.irp.get(), own))
+        }
+    }
+
     /// `IoCancelIrp` on the block's IRP while a request is in flight. IRQL <= DISPATCH_LEVEL.
     fn cancel_if_in_flight(&self) {
         if self.in_flight.load(Ordering::Acquire) {
@@ -428,10 +474,13 @@ fn release(ptr: NonNull<Block>) {
     fence(Ordering::Acquire);
     // SAFETY: that was the last reference: exclusive access. The IRP is not in flight (the
     // in-flight reference is released only by the completion routine).
-    let (held, owner) = unsafe {
+    let (held, caller_irp, owner) = unsafe {
         let block = &mut *ptr.as_ptr();
         // A request that never reached the provider ends here.
         block.end_client_request();
+        // A caller's IRP nobody collected (its operation was abandoned) goes with the rest of
+        // what the request held; the block gets its own back before it is idle again.
+        let caller_irp = block.restore_irp();
         let held = match block.held.get_mut() {
             Held::None => Held::None,
             held => core::mem::take(held),
@@ -439,7 +488,7 @@ fn release(ptr: NonNull<Block>) {
         if let Owner::Client(client) = block.owner.get_mut() {
             client.free_address_list_now(&block.address_list);
         }
-        (held, core::mem::take(block.owner.get_mut()))
+        (held, caller_irp, core::mem::take(block.owner.get_mut()))
     };
     // The block goes back to its pool; what the request held (a buffer, an uncollected new
     // socket, which is closed) and the reference to the owner are dropped after, in that
@@ -449,6 +498,7 @@ fn release(ptr: NonNull<Block>) {
         .pool_state
         .store(IDLE, Ordering::Release);
     drop(held);
+    drop(caller_irp);
     drop(owner);
 }
 
@@ -570,6 +620,7 @@ impl BlockPool {
             waker: AtomicWaker::new(),
             event: UnsafeCell::new(KEVENT::default()),
             irp: UnsafeCell::new(irp),
+            parked_irp: UnsafeCell::new(None),
             status: UnsafeCell::new(STATUS_PENDING),
             information: UnsafeCell::new(0),
             scratch: UnsafeCell::new(Scratch::new()),

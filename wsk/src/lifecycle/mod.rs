@@ -74,6 +74,7 @@
 pub(crate) mod callback;
 pub(crate) mod client;
 pub(crate) mod completion;
+pub(crate) mod held_buf;
 pub(crate) mod op;
 pub(crate) mod retention;
 pub(crate) mod shared;
