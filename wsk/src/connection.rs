@@ -459,17 +459,8 @@ impl<B: IoBuf> Issue for SendRequest<B> {
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        let (category, flags) = (self.core.category, self.flags);
-        // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
-        unsafe {
-            let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
-            self.core.call(irp, |socket| {
-                let send = table_of(socket, category)
-                    .send
-                    .expect("connection sockets have WskSend");
-                send(socket, wsk_buf, flags, irp)
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_send(&self.core, self.flags, block, irp) }
     }
 
     fn finish(
@@ -478,17 +469,38 @@ impl<B: IoBuf> Issue for SendRequest<B> {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: the buffer is ours again.
-        let buf = match core::mem::take(unsafe { block.held() }) {
-            // SAFETY: stored as a `B` by `start`.
-            Held::Io(held) => unsafe { held.take::<B>() },
-            _ => unreachable!("a send holds its buffer"),
-        };
+        // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
+        let buf = unsafe { block.held().take_io::<B>() }.expect("a send holds its buffer");
         (Error::check(status).map(|()| information), buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
         (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
+    }
+}
+
+/// `WskSend` of the `WSK_BUF` in the block's scratch fields: the part of a request that does not
+/// depend on the buffer type, compiled once in this crate (the generic part stays small).
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch `WSK_BUF` and held
+/// buffer live until the completion.
+unsafe fn issue_send(
+    core: &Shared<SocketCore>,
+    flags: ULONG,
+    block: &BlockRef,
+    irp: PIRP,
+) -> NTSTATUS {
+    let category = core.category;
+    // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
+    unsafe {
+        let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
+        core.call(irp, |socket| {
+            let send = table_of(socket, category)
+                .send
+                .expect("connection sockets have WskSend");
+            send(socket, wsk_buf, flags, irp)
+        })
     }
 }
 
@@ -589,17 +601,8 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        let (category, flags) = (self.core.category, self.flags);
-        // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
-        unsafe {
-            let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
-            self.core.call(irp, |socket| {
-                let receive = table_of(socket, category)
-                    .receive
-                    .expect("connection sockets have WskReceive");
-                receive(socket, wsk_buf, flags, irp)
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_receive(&self.core, self.flags, block, irp) }
     }
 
     fn finish(
@@ -612,11 +615,9 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
         // the start of its spare capacity (the WSK_BUF described exactly that range).
         let (mut buf, wanted) = unsafe {
             let wanted = block.scratch().wsk_buf.Length as usize;
-            match core::mem::take(block.held()) {
-                // Stored as a `B` by `start`.
-                Held::Io(held) => (held.take::<B>(), wanted),
-                _ => unreachable!("a receive holds its buffer"),
-            }
+            // Stored as a `B` by `start`.
+            let buf = block.held().take_io::<B>();
+            (buf.expect("a receive holds its buffer"), wanted)
         };
         let received = information.min(wanted);
         if NT_SUCCESS(status) {
@@ -636,6 +637,31 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
 
     fn fail(&mut self, error: Error) -> Self::Output {
         (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
+    }
+}
+
+/// `WskReceive` of the `WSK_BUF` in the block's scratch fields: the part of a request that does not
+/// depend on the buffer type, compiled once in this crate (the generic part stays small).
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch `WSK_BUF` and held
+/// buffer live until the completion.
+unsafe fn issue_receive(
+    core: &Shared<SocketCore>,
+    flags: ULONG,
+    block: &BlockRef,
+    irp: PIRP,
+) -> NTSTATUS {
+    let category = core.category;
+    // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
+    unsafe {
+        let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
+        core.call(irp, |socket| {
+            let receive = table_of(socket, category)
+                .receive
+                .expect("connection sockets have WskReceive");
+            receive(socket, wsk_buf, flags, irp)
+        })
     }
 }
 

@@ -176,17 +176,8 @@ impl<B: IoBuf> Issue for SendToRequest<B> {
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
-        unsafe {
-            let scratch = block.scratch_ptr();
-            let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
-            self.core.call(irp, |socket| {
-                let send_to = table(socket)
-                    .WskSendTo
-                    .expect("datagram sockets have WskSendTo");
-                send_to(socket, wsk_buf, 0, remote, 0, core::ptr::null_mut(), irp)
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_send_to(&self.core, block, irp) }
     }
 
     fn finish(
@@ -195,18 +186,84 @@ impl<B: IoBuf> Issue for SendToRequest<B> {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: the buffer is ours again.
-        let buf = match core::mem::take(unsafe { block.held() }) {
-            // SAFETY: stored as a `B` by `start`.
-            Held::Io(held) => unsafe { held.take::<B>() },
-            _ => unreachable!("a send holds its buffer"),
-        };
+        // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
+        let buf = unsafe { block.held().take_io::<B>() }.expect("a send holds its buffer");
         (Error::check(status).map(|()| information), buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
         (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
     }
+}
+
+/// `WskSendTo` of the `WSK_BUF` and address in the block's scratch fields, compiled once in
+/// this crate whatever the buffer type.
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch fields and held
+/// buffer live until the completion.
+unsafe fn issue_send_to(core: &Shared<SocketCore>, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+    // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
+    unsafe {
+        let scratch = block.scratch_ptr();
+        let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
+        core.call(irp, |socket| {
+            let send_to = table(socket)
+                .WskSendTo
+                .expect("datagram sockets have WskSendTo");
+            send_to(socket, wsk_buf, 0, remote, 0, core::ptr::null_mut(), irp)
+        })
+    }
+}
+
+/// `WskReceiveFrom` into the `WSK_BUF` in the block's scratch fields, compiled once in this
+/// crate whatever the buffer type.
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch fields and held
+/// buffer live until the completion.
+unsafe fn issue_receive_from(core: &Shared<SocketCore>, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+    // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
+    unsafe {
+        let scratch = block.scratch_ptr();
+        let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
+        core.call(irp, |socket| {
+            let receive = table(socket)
+                .WskReceiveFrom
+                .expect("datagram sockets have WskReceiveFrom");
+            receive(
+                socket,
+                wsk_buf,
+                0,
+                remote,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                irp,
+            )
+        })
+    }
+}
+
+/// What a completed receive-from yields, from the block's scratch fields (compiled once in
+/// this crate whatever the buffer type): the bytes written into the buffer (0 on failure),
+/// and the result.
+fn receive_from_result(
+    block: &mut BlockRef,
+    status: NTSTATUS,
+    information: usize,
+) -> (usize, Result<(usize, SocketAddr)>) {
+    // SAFETY: done: the request's scratch fields are ours again.
+    let scratch = unsafe { block.scratch() };
+    let (wanted, remote) = (scratch.wsk_buf.Length as usize, scratch.remote);
+    if let Err(error) = Error::check(status) {
+        return (0, Err(error));
+    }
+    let received = information.min(wanted);
+    (
+        received,
+        remote.to_socket_addr().map(|from| (received, from)),
+    )
 }
 
 /// `WskSendMessages`.
@@ -303,26 +360,8 @@ impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
-        unsafe {
-            let scratch = block.scratch_ptr();
-            let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
-            self.core.call(irp, |socket| {
-                let receive = table(socket)
-                    .WskReceiveFrom
-                    .expect("datagram sockets have WskReceiveFrom");
-                receive(
-                    socket,
-                    wsk_buf,
-                    0,
-                    remote,
-                    core::ptr::null_mut(),
-                    core::ptr::null_mut(),
-                    core::ptr::null_mut(),
-                    irp,
-                )
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_receive_from(&self.core, block, irp) }
     }
 
     fn finish(
@@ -331,24 +370,13 @@ impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: the buffer is ours again; the provider wrote `information` bytes at
-        // the start of the spare capacity the WSK_BUF described.
-        let (mut buf, wanted, remote) = unsafe {
-            let scratch = block.scratch();
-            let (wanted, remote) = (scratch.wsk_buf.Length as usize, scratch.remote);
-            match core::mem::take(block.held()) {
-                // Stored as a `B` by `start`.
-                Held::Io(held) => (held.take::<B>(), wanted, remote),
-                _ => unreachable!("a receive holds its buffer"),
-            }
-        };
-        let result = Error::check(status).and_then(|()| {
-            let received = information.min(wanted);
-            let filled = buf.bytes_init() + received;
-            // SAFETY: see above.
-            unsafe { buf.set_init(filled) };
-            Ok((received, remote.to_socket_addr()?))
-        });
+        let (received, result) = receive_from_result(block, status, information);
+        // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
+        let mut buf = unsafe { block.held().take_io::<B>() }.expect("a receive holds its buffer");
+        let filled = buf.bytes_init() + received;
+        // SAFETY: the provider wrote `received` bytes at the start of the spare capacity the
+        // WSK_BUF described.
+        unsafe { buf.set_init(filled) };
         (result, buf)
     }
 

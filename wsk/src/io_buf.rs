@@ -47,7 +47,7 @@ use crate::{Error, Result};
 /// - dropping the value is allowed at IRQL <= DISPATCH_LEVEL, from any thread (an operation
 ///   abandoned in flight drops it from its completion routine).
 ///
-/// A type of at most 10 machine words (and word-aligned) is held inline by an operation;
+/// A type of at most 8 machine words (and word-aligned) is held inline by an operation;
 /// a larger one is refused at compile time (box its contents).
 pub unsafe trait IoBuf: Send + Unpin + 'static {
     /// The first MDL of the chain describing the buffer's memory.
@@ -99,12 +99,15 @@ pub unsafe trait IoBuf: Send + Unpin + 'static {
         };
         match (begin, end) {
             (Some(begin), Some(end))
-                if begin <= end && end <= total && begin <= self.bytes_init() =>
+                if begin <= end
+                    && end <= total
+                    && end <= u32::MAX as usize
+                    && begin <= self.bytes_init() =>
             {
                 Ok(Slice {
                     buf: self,
-                    begin,
-                    end,
+                    begin: begin as u32,
+                    end: end as u32,
                 })
             }
             _ => Err((Error::INVALID_BUFFER_SIZE, self)),
@@ -208,25 +211,26 @@ unsafe impl IoBufMut for Buf {
 ///
 /// # Invariants
 /// `begin <= end <= buf.bytes_total()` and `begin <= buf.bytes_init()` (data bytes only
-/// grow while the slice owns the buffer).
+/// grow while the slice owns the buffer). Both fit a `u32` (a buffer describes at most
+/// `u32::MAX` bytes), which keeps a slice one word larger than its buffer.
 #[derive(Debug)]
 pub struct Slice<T> {
     buf: T,
-    begin: usize,
-    end: usize,
+    begin: u32,
+    end: u32,
 }
 
 impl<T> Slice<T> {
     /// Where the range starts in the buffer.
     #[must_use]
     pub fn begin(&self) -> usize {
-        self.begin
+        self.begin as usize
     }
 
     /// Where the range ends in the buffer (exclusive).
     #[must_use]
     pub fn end(&self) -> usize {
-        self.end
+        self.end as usize
     }
 
     /// The whole buffer.
@@ -252,17 +256,20 @@ unsafe impl<T: IoBuf> IoBuf for Slice<T> {
 
     #[inline]
     fn mdl_offset(&self) -> usize {
-        self.buf.mdl_offset() + self.begin
+        self.buf.mdl_offset() + self.begin as usize
     }
 
     #[inline]
     fn bytes_init(&self) -> usize {
-        self.buf.bytes_init().clamp(self.begin, self.end) - self.begin
+        self.buf
+            .bytes_init()
+            .clamp(self.begin as usize, self.end as usize)
+            - self.begin as usize
     }
 
     #[inline]
     fn bytes_total(&self) -> usize {
-        self.end - self.begin
+        self.end as usize - self.begin as usize
     }
 
     fn stand_in() -> Slice<T> {
@@ -282,7 +289,7 @@ unsafe impl<T: IoBufMut> IoBufMut for Slice<T> {
         // SAFETY: `begin <= buf.bytes_init()` (invariant), so the buffer's first
         // `begin + count` bytes are its data and the `count` bytes written after `begin`;
         // `count <= end - begin` keeps it within the buffer.
-        unsafe { self.buf.set_init(self.begin + count) };
+        unsafe { self.buf.set_init(self.begin as usize + count) };
     }
 }
 
@@ -290,14 +297,14 @@ impl<T: core::ops::Deref<Target = [u8]>> core::ops::Deref for Slice<T> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         let data = &*self.buf;
-        let end = self.end.min(data.len());
-        data.get(self.begin..end).unwrap_or(&[])
+        let end = (self.end as usize).min(data.len());
+        data.get(self.begin as usize..end).unwrap_or(&[])
     }
 }
 
 impl<T: core::ops::DerefMut<Target = [u8]>> core::ops::DerefMut for Slice<T> {
     fn deref_mut(&mut self) -> &mut [u8] {
-        let (begin, end) = (self.begin, self.end);
+        let (begin, end) = (self.begin as usize, self.end as usize);
         let data = &mut *self.buf;
         let end = end.min(data.len());
         data.get_mut(begin..end).unwrap_or(&mut [])

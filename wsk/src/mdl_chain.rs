@@ -59,8 +59,9 @@ use crate::io_buf::{IoBuf, IoBufMut};
 pub struct MdlChain<O = ()> {
     first: PMDL,
     offset: usize,
-    len: usize,
-    filled: usize,
+    // Both at most `u32::MAX` (checked when made): one word for the two.
+    len: u32,
+    filled: u32,
     owner: Option<O>,
 }
 
@@ -105,8 +106,8 @@ impl<O: Send + 'static> MdlChain<O> {
         Ok(MdlChain {
             first: first.as_ptr(),
             offset,
-            len,
-            filled: len,
+            len: len as u32,
+            filled: len as u32,
             owner: Some(owner),
         })
     }
@@ -126,7 +127,7 @@ impl<O: Send + 'static> MdlChain<O> {
     /// How many bytes the buffer describes.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Whether the buffer describes no bytes (only the memoryless stand-in).
@@ -139,7 +140,7 @@ impl<O: Send + 'static> MdlChain<O> {
     /// receive has filled it.
     #[must_use]
     pub fn filled(&self) -> usize {
-        self.filled
+        self.filled as usize
     }
 
     /// Forgets the data, so that a receive writes from the buffer's start.
@@ -149,7 +150,7 @@ impl<O: Send + 'static> MdlChain<O> {
 
     /// Keeps the first `count` bytes as data (no effect when `count` is not smaller).
     pub fn truncate(&mut self, count: usize) {
-        self.filled = self.filled.min(count);
+        self.filled = self.filled.min(u32::try_from(count).unwrap_or(u32::MAX));
     }
 
     /// The owner (`None` only for the memoryless stand-in an operation hands back when it
@@ -200,12 +201,12 @@ unsafe impl<O: Send + 'static> IoBuf for MdlChain<O> {
 
     #[inline]
     fn bytes_init(&self) -> usize {
-        self.filled
+        self.filled as usize
     }
 
     #[inline]
     fn bytes_total(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     fn stand_in() -> MdlChain<O> {
@@ -224,7 +225,8 @@ unsafe impl<O: Send + 'static> IoBuf for MdlChain<O> {
 unsafe impl<O: Send + 'static> IoBufMut for MdlChain<O> {
     #[inline]
     unsafe fn set_init(&mut self, count: usize) {
-        self.filled = self.filled.max(count.min(self.len));
+        // At most `len`, so it fits.
+        self.filled = self.filled.max(count.min(self.len as usize) as u32);
     }
 }
 

@@ -61,6 +61,27 @@ pub(crate) enum Held {
     },
 }
 
+impl Held {
+    /// Takes out the buffer a generic request stored ([`Held::Io`]), leaving [`Held::None`]:
+    /// only the buffer's bytes are moved, not the whole slot. `None` if it holds no buffer.
+    ///
+    /// # Safety
+    /// If it holds [`Held::Io`], the value must be a `T`.
+    #[inline]
+    pub(crate) unsafe fn take_io<T>(&mut self) -> Option<T> {
+        let Held::Io(held) = self else {
+            return None;
+        };
+        // SAFETY: a `T` by the caller's contract; the slot is then overwritten without being
+        // dropped, so the value is moved out exactly once.
+        unsafe {
+            let value = held.read::<T>();
+            core::ptr::write(self, Held::None);
+            Some(value)
+        }
+    }
+}
+
 /// Who a block belongs to while a request uses it; the reference keeps the owner (and so the
 /// pool the block lives in) alive.
 #[derive(Default)]
@@ -186,6 +207,7 @@ impl BlockRef {
     /// socket request keeps its socket) and releases the block first. Only an operation
     /// dropped with its request still in flight lends its reference to the block
     /// ([`BlockRef::keep_home_alive`]), for the completion routine's release.
+    #[inline]
     pub(crate) fn for_socket(home: &Shared<SocketCore>) -> Result<BlockRef> {
         BlockRef::from_pool(home.blocks(), home.as_ptr(), Owner::Idle)
     }
@@ -416,12 +438,17 @@ impl Block {
     ///
     /// # Safety
     /// Exclusive access to the IRP fields: no request in flight, or it is done.
+    #[inline]
     unsafe fn restore_irp(&self) -> Option<Irp> {
         // SAFETY: forwarded exclusivity.
-        unsafe {
-            let own = (*self.parked_irp.get()).take()?;
-            Some(core::mem::replace(&mut *self.irp.get(), own))
+        let parked = unsafe { &mut *self.parked_irp.get() };
+        // A plain test first: the usual request has no caller's IRP (no write for it).
+        if parked.is_none() {
+            return None;
         }
+        let own = parked.take()?;
+        // SAFETY: forwarded exclusivity.
+        Some(core::mem::replace(unsafe { &mut *self.irp.get() }, own))
     }
 
     /// `IoCancelIrp` on the block's IRP while a request is in flight. IRQL <= DISPATCH_LEVEL.
@@ -474,31 +501,38 @@ fn release(ptr: NonNull<Block>) {
     fence(Ordering::Acquire);
     // SAFETY: that was the last reference: exclusive access. The IRP is not in flight (the
     // in-flight reference is released only by the completion routine).
-    let (held, caller_irp, owner) = unsafe {
+    let (holds, owner) = unsafe {
         let block = &mut *ptr.as_ptr();
         // A request that never reached the provider ends here.
         block.end_client_request();
-        // A caller's IRP nobody collected (its operation was abandoned) goes with the rest of
-        // what the request held; the block gets its own back before it is idle again.
-        let caller_irp = block.restore_irp();
-        let held = match block.held.get_mut() {
-            Held::None => Held::None,
-            held => core::mem::take(held),
-        };
+        // A caller's IRP nobody collected (its operation was abandoned) is freed; the block
+        // gets its own back before it is idle again.
+        drop(block.restore_irp());
         if let Owner::Client(client) = block.owner.get_mut() {
             client.free_address_list_now(&block.address_list);
         }
-        (held, caller_irp, core::mem::take(block.owner.get_mut()))
+        let holds = !matches!(block.held.get_mut(), Held::None);
+        (holds, core::mem::take(block.owner.get_mut()))
     };
     // The block goes back to its pool; what the request held (a buffer, an uncollected new
     // socket, which is closed) and the reference to the owner are dropped after, in that
-    // order: the owner, and with it the pool, may go with the last reference.
+    // order: the owner, and with it the pool, may go with the last reference. A request
+    // whose holdings were collected (the usual case) moves nothing.
+    let held = if holds {
+        // SAFETY: exclusive access still (the block is not idle yet).
+        core::mem::take(unsafe { &mut *(*ptr.as_ptr()).held.get() })
+    } else {
+        Held::None
+    };
     // SAFETY: the block is live until its pool is dropped, which the owner reference delays.
     unsafe { ptr.as_ref() }
         .pool_state
         .store(IDLE, Ordering::Release);
-    drop(held);
-    drop(caller_irp);
+    if holds {
+        drop(held);
+    } else {
+        core::mem::forget(held);
+    }
     drop(owner);
 }
 
@@ -697,6 +731,7 @@ mod tests {
     use wsk_host::Session;
 
     use super::*;
+    use crate::held_buf::HeldBuf;
     use crate::socket::complete_unissued;
 
     /// Rounds of each race: fewer under the interpreter.
@@ -759,6 +794,66 @@ mod tests {
         }
         // Every block is idle again: the pool reuses one or two, and frees them.
         assert!(pool.blocks().count() <= 2);
+        drop(pool);
+        session.finish();
+    }
+
+    /// Counts its drops; held inline by a block, as a generic request holds its buffer.
+    struct CountDrop(Arc<AtomicUsize>, Buf);
+
+    impl Drop for CountDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_caller_irp_and_an_inline_buffer_race_the_drop_of_the_operation() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut own_irp = None;
+        for round in 0..ROUNDS {
+            let caller = Irp::new().unwrap();
+            let caller_ptr = caller.as_ptr();
+            let mut block = BlockRef::from_pool(&pool, core::ptr::null(), Owner::Idle).unwrap();
+            let held = CountDrop(Arc::clone(&drops), Buf::from_slice(b"inline").unwrap());
+            // SAFETY: nothing in flight on a fresh block.
+            unsafe {
+                *block.held() = Held::Io(HeldBuf::new(held));
+                block.install_irp(caller);
+            }
+            // SAFETY: nothing in flight on the block.
+            let irp = unsafe { block.arm() };
+            assert_eq!(irp, caller_ptr, "the request goes out on the caller's IRP");
+            let irp = InFlight(irp);
+            let completer = thread::spawn(move || irp.complete(STATUS_SUCCESS));
+            if round % 2 == 0 {
+                // Abandoned: the release frees the caller's IRP and drops the buffer.
+                block.cancel();
+                drop(block);
+                completer.join().unwrap();
+            } else {
+                completer.join().unwrap();
+                assert!(block.is_done());
+                // SAFETY: done: the request's own again.
+                let irp = unsafe { block.restore_irp() };
+                assert_eq!(irp.as_ref().map(Irp::as_ptr), Some(caller_ptr));
+                // SAFETY: done, and stored as a `CountDrop` above.
+                let held = unsafe { block.held().take_io::<CountDrop>() }.unwrap();
+                // SAFETY: done.
+                assert!(matches!(unsafe { block.held() }, Held::None));
+                assert_eq!(&held.1[..], b"inline");
+                drop((held, irp, block));
+            }
+            assert_eq!(drops.load(Ordering::SeqCst), round + 1);
+            // The block has its own IRP back, whichever way the request ended.
+            let block = pool.blocks().next().unwrap();
+            // SAFETY: the block is idle; its IRP is only read.
+            let own = unsafe { (*block.irp.get()).as_ptr() };
+            assert_eq!(*own_irp.get_or_insert(own), own);
+        }
+        assert_eq!(pool.blocks().count(), 1);
         drop(pool);
         session.finish();
     }
