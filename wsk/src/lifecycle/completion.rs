@@ -858,6 +858,61 @@ mod tests {
         session.finish();
     }
 
+    /// A request that needs no provider: its block comes from a local pool, and its IRP is
+    /// completed at once, as an inline completion would be.
+    struct CompletedAtOnce<'a> {
+        pool: &'a BlockPool,
+    }
+
+    impl crate::op::issue::Issue for CompletedAtOnce<'_> {
+        type Output = NTSTATUS;
+
+        fn start(&mut self) -> Result<BlockRef> {
+            BlockRef::from_pool(self.pool, core::ptr::null(), Owner::Idle)
+        }
+
+        unsafe fn issue(&mut self, _block: &BlockRef, irp: PIRP) -> NTSTATUS {
+            // SAFETY: armed, and given to no provider.
+            unsafe { complete_unissued(irp, STATUS_SUCCESS) };
+            STATUS_SUCCESS
+        }
+
+        fn finish(&mut self, _block: &mut BlockRef, status: NTSTATUS, _: usize) -> NTSTATUS {
+            status
+        }
+
+        fn fail(&mut self, error: crate::Error) -> NTSTATUS {
+            error.status()
+        }
+    }
+
+    #[test]
+    fn an_operation_with_a_caller_irp_hands_it_back_however_it_ends() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        for _ in 0..ROUNDS / 4 + 1 {
+            // Issued on the caller's IRP, waited for: the same IRP back, completed.
+            let irp = Irp::new().unwrap();
+            let raw = irp.as_ptr();
+            let op = crate::op::Op::new(CompletedAtOnce { pool: &pool });
+            let (status, irp) = op.with_irp(irp).wait();
+            assert_eq!(status, STATUS_SUCCESS);
+            let irp = irp.unwrap();
+            assert_eq!((irp.as_ptr(), irp.status()), (raw, STATUS_SUCCESS));
+            // Given to an operation that already finished: not used, handed back as given.
+            let mut op = crate::op::Op::new(CompletedAtOnce { pool: &pool });
+            let mut cx = core::task::Context::from_waker(Waker::noop());
+            assert!(core::pin::Pin::new(&mut op).poll(&mut cx).is_ready());
+            let (status, irp) = op.with_irp(irp).wait();
+            assert_eq!(status, STATUS_INVALID_DEVICE_REQUEST);
+            assert_eq!(irp.map(|irp| irp.as_ptr()), Some(raw));
+        }
+        // The pool's one block has its own IRP back: the caller's were all handed back.
+        assert_eq!(pool.blocks().count(), 1);
+        drop(pool);
+        session.finish();
+    }
+
     #[test]
     fn a_waker_registered_while_the_completion_arrives_is_woken_or_sees_it() {
         let session = Session::start();

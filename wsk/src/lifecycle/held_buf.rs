@@ -68,8 +68,8 @@ impl HeldBuf {
     ///
     /// # Safety
     /// `T` must be the type the value was stored as, and this `HeldBuf` must then be
-    /// forgotten or overwritten without being dropped (see [`Held::take_io`]
-    /// (super::completion::Held::take_io)).
+    /// forgotten or overwritten without being dropped (as
+    /// [`Held::take_io`](super::completion::Held::take_io) does).
     #[inline]
     pub(crate) unsafe fn read<T>(&self) -> T {
         // SAFETY: by the invariant and the caller, a valid `T` is stored and moved out once.
