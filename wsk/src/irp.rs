@@ -22,6 +22,10 @@ use crate::{Error, Result};
 ///   routine has run, whatever happens to the operation's future;
 /// - completed: owned again by this value; [`Irp::reuse`] prepares it for the next request,
 ///   so steady-state I/O allocates no IRP.
+///
+/// Every socket's requests use IRPs of its own; a driver that keeps IRPs of its own gives one
+/// to any operation with [`Op::with_irp`](crate::Op::with_irp), and gets it back, completed,
+/// with the result.
 pub struct Irp {
     ptr: NonNull<IRP>,
 }
