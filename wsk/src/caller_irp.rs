@@ -20,9 +20,11 @@ use crate::{Error, Result};
 ///   IRP's one stack location is the WSK call's); closing the socket, tearing the client
 ///   down or dropping the operation cancels it like any other request;
 /// - if the operation cannot hand it back — abandoned in flight (dropped, or waited for
-///   above APC_LEVEL: the output then carries `None`) — it is freed (`IoFreeIrp`) once the
-///   completion has arrived, with the buffers the request held; a forgotten operation leaks
-///   it with its completion block.
+///   above APC_LEVEL: the output then carries `None`) — it is released once the completion
+///   has arrived, with the buffers the request held: an IRP this driver allocated is freed
+///   (`IoFreeIrp`), one forwarded to it ([`Irp::from_forwarded`]) is completed to its
+///   originator with WSK's result (the completion goes on up its stack); a forgotten
+///   operation leaks it with its completion block.
 ///
 /// ```
 /// # use wsk::{Buf, ConnectionSocket, Irp};

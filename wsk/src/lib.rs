@@ -114,8 +114,9 @@
 //! - **IRPs** ([`Irp`]) are allocated per socket (or per client, for its own requests) and
 //!   reused (`IoReuseIrp`): steady-state sends and receives allocate nothing, whatever the
 //!   number of requests in flight. Every IRP completes through one completion routine, which
-//!   returns `STATUS_MORE_PROCESSING_REQUIRED`. A driver that owns an IRP issues any
-//!   operation with it through [`Op::with_irp`], and gets it back, completed, with the result.
+//!   returns `STATUS_MORE_PROCESSING_REQUIRED`. A driver that owns an IRP — allocated, or a
+//!   request forwarded to it ([`Irp::from_forwarded`]) — issues any operation with it through
+//!   [`Op::with_irp`], and gets it back, completed, with the result.
 //! - **Buffers** are [`Buf`] by default, or any [`IoBuf`] / [`IoBufMut`]: a [`Slice`] of a
 //!   buffer (`buf.slice(range)`), memory the driver already has behind its own MDL chain
 //!   ([`MdlChain`], whose owner value keeps it alive), or a type of the driver's own. No copy

@@ -854,3 +854,159 @@ fn dropping_the_client_with_a_caller_irp_operation_in_flight() {
     drop((irp, buf));
     session.finish();
 }
+
+// ---- forwarded IRPs -------------------------------------------------------------------------
+
+/// What the originator of a forwarded request saw when it came back up.
+#[derive(Default)]
+struct Originator {
+    completions: AtomicUsize,
+    status: std::sync::atomic::AtomicI32,
+    information: AtomicUsize,
+}
+
+/// The originator's completion routine, at the stack location above the driver's: records the
+/// result and takes the IRP back (the originator frees it).
+unsafe extern "system" fn originator_done(
+    _device: PDEVICE_OBJECT,
+    irp: PIRP,
+    context: PVOID,
+) -> NTSTATUS {
+    // SAFETY: the context is the test's `Originator`, alive until the IRP is freed; the IRP
+    // is being completed to this routine.
+    unsafe {
+        let originator = &*context.cast::<Originator>();
+        originator
+            .status
+            .store((*irp).IoStatus.u.Status, Ordering::SeqCst);
+        originator
+            .information
+            .store((*irp).IoStatus.Information as usize, Ordering::SeqCst);
+        originator.completions.fetch_add(1, Ordering::SeqCst);
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// A request as the driver's dispatch routine receives it: an IRP with a location for its
+/// originator's completion routine, one for the driver (current) and one below it.
+fn forwarded_request(originator: &Arc<Originator>) -> NonNull<IRP> {
+    // SAFETY: no preconditions beyond the IRQL (PASSIVE_LEVEL).
+    let irp = unsafe { IoAllocateIrp(3, FALSE) };
+    assert!(!irp.is_null());
+    // SAFETY: a fresh IRP; the completion routine goes in the location the driver's will be,
+    // then the driver's location becomes current, as when the request is dispatched to it.
+    unsafe {
+        IoSetCompletionRoutine(
+            irp,
+            Some(originator_done),
+            Arc::as_ptr(originator).cast_mut().cast(),
+            true,
+            true,
+            true,
+        );
+        IoSetNextIrpStackLocation(irp);
+    }
+    NonNull::new(irp).unwrap()
+}
+
+#[test]
+fn a_forwarded_irp_carries_requests_and_is_completed_to_its_originator() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let originator = Arc::new(Originator::default());
+    let raw = forwarded_request(&originator);
+    // SAFETY: the request was just "dispatched" to this driver, which hands it on.
+    let irp = unsafe { Irp::from_forwarded(raw) }.unwrap();
+    assert!(irp.is_forwarded());
+    let ((sent, sent_buf), irp) = socket
+        .send(Buf::from_slice(b"forwarded").unwrap())
+        .with_irp(irp)
+        .wait();
+    assert_eq!(sent.unwrap(), 9);
+    let irp = irp.expect("the forwarded IRP comes back");
+    assert_eq!((irp.status(), irp.information()), (STATUS_SUCCESS, 9));
+    assert_eq!(read_exact(&mut peer, 9), b"forwarded");
+    assert_eq!(originator.completions.load(Ordering::SeqCst), 0, "not yet");
+    // Reused for a receive.
+    peer.write_all(b"reply").unwrap();
+    let ((received, reply), irp) = socket
+        .receive_exact(Buf::with_capacity(8).unwrap(), 5)
+        .with_irp(irp)
+        .wait();
+    assert_eq!(received.unwrap(), 5);
+    assert_eq!(&reply[..], b"reply");
+    irp.unwrap().complete(STATUS_SUCCESS, 5).unwrap();
+    assert_eq!(originator.completions.load(Ordering::SeqCst), 1);
+    assert_eq!(originator.status.load(Ordering::SeqCst), STATUS_SUCCESS);
+    assert_eq!(originator.information.load(Ordering::SeqCst), 5);
+    // SAFETY: completed to the originator, which owns it again.
+    unsafe { IoFreeIrp(raw.as_ptr()) };
+    // An IRP this driver allocated has no originator to complete to: handed back.
+    let own = Irp::new().unwrap().complete(STATUS_SUCCESS, 0).unwrap_err();
+    assert!(!own.is_forwarded());
+    // A request with no stack location left below the driver's is refused.
+    // SAFETY: no preconditions beyond the IRQL (PASSIVE_LEVEL).
+    let last = unsafe { IoAllocateIrp(1, FALSE) };
+    // SAFETY: a fresh IRP, "dispatched" to the driver at its only location.
+    unsafe { IoSetNextIrpStackLocation(last) };
+    // SAFETY: as above.
+    let refused = unsafe { Irp::from_forwarded(NonNull::new(last).unwrap()) };
+    assert_eq!(refused.unwrap_err(), Error::INVALID_PARAMETER);
+    // SAFETY: never completed or handed on; the test allocated it.
+    unsafe { IoFreeIrp(last) };
+    drop((own, sent_buf, reply, socket, client));
+    session.finish();
+}
+
+#[test]
+fn a_forwarded_irp_abandoned_in_flight_goes_back_to_its_originator_with_the_result() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::new(11).delay_completions(Duration::from_millis(100)));
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    // Dropped before its completion: the completion routine lets the completion go on up.
+    let cancelled = Arc::new(Originator::default());
+    let raw = forwarded_request(&cancelled);
+    // SAFETY: as in the test above.
+    let irp = unsafe { Irp::from_forwarded(raw) }.unwrap();
+    let op = start(
+        socket
+            .receive(Buf::with_capacity(16).unwrap())
+            .with_irp(irp),
+    );
+    drop(op);
+    assert_eq!(cancelled.completions.load(Ordering::SeqCst), 0);
+    eventually("the abandoned request reaches its originator", || {
+        cancelled.completions.load(Ordering::SeqCst) == 1
+    });
+    assert_eq!(cancelled.status.load(Ordering::SeqCst), STATUS_CANCELLED);
+    // SAFETY: completed to the originator.
+    unsafe { IoFreeIrp(raw.as_ptr()) };
+    // Dropped around its completion (before or after the routine ran): completed to the
+    // originator once, with the provider's result, either way.
+    let received = Arc::new(Originator::default());
+    let raw = forwarded_request(&received);
+    // SAFETY: as above.
+    let irp = unsafe { Irp::from_forwarded(raw) }.unwrap();
+    let op = start(
+        socket
+            .receive(Buf::with_capacity(16).unwrap())
+            .with_irp(irp),
+    );
+    let before = session.report().bytes_received;
+    peer.write_all(b"data").unwrap();
+    eventually("the provider takes the data", || {
+        session.report().bytes_received >= before + 4
+    });
+    drop(op);
+    eventually("the request reaches its originator", || {
+        received.completions.load(Ordering::SeqCst) == 1
+    });
+    assert_eq!(received.status.load(Ordering::SeqCst), STATUS_SUCCESS);
+    assert_eq!(received.information.load(Ordering::SeqCst), 4);
+    // SAFETY: completed to the originator.
+    unsafe { IoFreeIrp(raw.as_ptr()) };
+    drop((socket, client));
+    session.finish();
+}

@@ -486,33 +486,38 @@ impl Drop for BlockRef {
         if !block.home.is_null() && block.refs.load(Ordering::Acquire) > 1 {
             self.keep_home_alive();
         }
-        release(self.ptr);
+        // A caller's IRP this release hands out (abandoned by an operation dropped after
+        // its completion) is freed, or completed to its originator: not from inside its
+        // completion routine, which has run.
+        drop(release(self.ptr));
     }
 }
 
 /// Drops one reference; the last one returns the block to its pool, dropping what the
-/// request still held.
-fn release(ptr: NonNull<Block>) {
+/// request still held, and returns the caller's IRP of an uncollected request (see
+/// [`complete`] for what becomes of it).
+#[must_use]
+fn release(ptr: NonNull<Block>) -> Option<Irp> {
     // SAFETY: the caller held a reference, so the block is live.
     let previous = unsafe { ptr.as_ref() }.refs.fetch_sub(1, Ordering::Release);
     if previous != 1 {
-        return;
+        return None;
     }
     fence(Ordering::Acquire);
     // SAFETY: that was the last reference: exclusive access. The IRP is not in flight (the
     // in-flight reference is released only by the completion routine).
-    let (holds, owner) = unsafe {
+    let (holds, caller_irp, owner) = unsafe {
         let block = &mut *ptr.as_ptr();
         // A request that never reached the provider ends here.
         block.end_client_request();
-        // A caller's IRP nobody collected (its operation was abandoned) is freed; the block
-        // gets its own back before it is idle again.
-        drop(block.restore_irp());
+        // A caller's IRP nobody collected (its operation was abandoned) goes to the caller of
+        // the release; the block gets its own back before it is idle again.
+        let caller_irp = block.restore_irp();
         if let Owner::Client(client) = block.owner.get_mut() {
             client.free_address_list_now(&block.address_list);
         }
         let holds = !matches!(block.held.get_mut(), Held::None);
-        (holds, core::mem::take(block.owner.get_mut()))
+        (holds, caller_irp, core::mem::take(block.owner.get_mut()))
     };
     // The block goes back to its pool; what the request held (a buffer, an uncollected new
     // socket, which is closed) and the reference to the owner are dropped after, in that
@@ -534,12 +539,19 @@ fn release(ptr: NonNull<Block>) {
         core::mem::forget(held);
     }
     drop(owner);
+    caller_irp
 }
 
+/// What a completion routine returns to let the I/O manager go on completing the IRP up its
+/// stack (`STATUS_CONTINUE_COMPLETION` in wdm.h, an alias of `STATUS_SUCCESS`).
+const STATUS_CONTINUE_COMPLETION: NTSTATUS = STATUS_SUCCESS;
+
 /// The completion routine of every request this crate issues. Runs at IRQL <= DISPATCH_LEVEL
-/// (inside a [`CallbackScope`], so at DISPATCH_LEVEL from the first line) and always returns
-/// `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block, and the I/O manager must
-/// stop processing it.
+/// (inside a [`CallbackScope`], so at DISPATCH_LEVEL from the first line) and returns
+/// `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block (or to the caller who
+/// lent it), and the I/O manager must stop processing it — except for a forwarded IRP
+/// ([`Irp::from_forwarded`]) whose operation was abandoned in flight: its completion goes on
+/// to its originator (`STATUS_CONTINUE_COMPLETION`).
 unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: PVOID) -> NTSTATUS {
     let _scope = CallbackScope::enter();
     // SAFETY: the context is the block `arm` registered, kept alive by the in-flight
@@ -584,9 +596,23 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
             KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
         }
         block.waker.wake();
-        release(ptr);
+        let abandoned_irp = release(ptr);
         if let Some(client) = ending_client_request {
             client.end_request();
+        }
+        // The caller's IRP of an operation abandoned in flight, released with its block just
+        // now: one this driver allocated is freed (and the routine's result keeps the I/O
+        // manager off it); a forwarded one goes on up to its originator with WSK's result —
+        // completed by letting this completion continue, not by a nested IoCompleteRequest.
+        if let Some(caller_irp) = abandoned_irp {
+            if caller_irp.is_forwarded() {
+                let forwarded = caller_irp.into_raw().as_ptr();
+                if (*forwarded).PendingReturned != 0 {
+                    IoMarkIrpPending(forwarded);
+                }
+                return STATUS_CONTINUE_COMPLETION;
+            }
+            drop(caller_irp);
         }
     }
     STATUS_MORE_PROCESSING_REQUIRED

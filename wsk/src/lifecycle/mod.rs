@@ -29,8 +29,12 @@
 //!   ([`Op::with_irp`](crate::Op::with_irp)): the caller's is installed for that request (the
 //!   block's own parked beside it) and goes through arming, cancellation (a close, the
 //!   teardown, a drop) and completion exactly as the block's own; collecting the request
-//!   hands it back and puts the block's own back; a release of an uncollected request frees
-//!   it (`IoFreeIrp`) and puts the block's own back before the block is idle again.
+//!   hands it back and puts the block's own back; a release of an uncollected request puts
+//!   the block's own back before the block is idle again and disposes of the caller's: one
+//!   the driver allocated is freed (`IoFreeIrp`); one forwarded to it is completed to its
+//!   originator — by the completion routine returning `STATUS_CONTINUE_COMPLETION` when the
+//!   release happens there (never a nested `IoCompleteRequest`), by `IoCompleteRequest` when
+//!   the operation lets go after its completion routine ran.
 //! - A socket core is referenced by its handle, the provider (from creation until the close
 //!   completes), its operations (each request keeps its socket; the operation gives its block
 //!   back before its request goes), a block whose operation let go before the completion
@@ -61,7 +65,7 @@
 //! | transition | IRQL |
 //! |---|---|
 //! | arm and issue a request, drop it (cancel) | <= DISPATCH_LEVEL |
-//! | install or restore a caller's IRP; release a block: drop an uncollected buffer (any [`IoBuf`](crate::IoBuf): its `Drop` must allow it), free an uncollected caller's IRP | <= DISPATCH_LEVEL (the release of an abandoned request runs in its completion routine) |
+//! | install or restore a caller's IRP; release a block: drop an uncollected buffer (any [`IoBuf`](crate::IoBuf): its `Drop` must allow it), free or complete (forwarded) an uncollected caller's IRP | <= DISPATCH_LEVEL (the release of an abandoned request runs in its completion routine) |
 //! | completion routine, close completion, event callbacks, task polls | <= DISPATCH_LEVEL (usually DISPATCH_LEVEL; PASSIVE_LEVEL for an inline completion), inside a [`callback::CallbackScope`] |
 //! | request close, attach or link a new socket | <= DISPATCH_LEVEL |
 //! | blocking waits (`Op::wait`, `Close::wait`, `block_on`, `TaskSet::wait_idle`, registration) | <= APC_LEVEL, refused inside every callback scope |

@@ -106,8 +106,9 @@ impl<R: Request> Op<R> {
         None
     }
 
-    /// The same operation, issued with `irp` — an IRP the caller owns — instead of one of
-    /// its socket's; yields the operation's output and the IRP, completed, for reuse
+    /// The same operation, issued with `irp` — an IRP the caller owns, allocated by the
+    /// driver or forwarded to it ([`Irp::from_forwarded`](crate::Irp::from_forwarded)) —
+    /// instead of one of its socket's; yields the operation's output and the IRP, completed, for reuse
     /// (`None` only when it could not be handed back: see [`WithIrp`](crate::ops::WithIrp),
     /// which documents who owns the IRP when). Every WSK request this crate issues accepts a
     /// caller's IRP. Called on an operation already issued, the IRP is not used and is
