@@ -486,38 +486,44 @@ impl Drop for BlockRef {
         if !block.home.is_null() && block.refs.load(Ordering::Acquire) > 1 {
             self.keep_home_alive();
         }
-        // A caller's IRP this release hands out (abandoned by an operation dropped after
-        // its completion) is freed, or completed to its originator: not from inside its
-        // completion routine, which has run.
-        drop(release(self.ptr));
+        // Not from a completion routine: a caller's IRP released here (its operation let go
+        // after the routine ran) is freed or completed to its originator here.
+        let _ = release::<false>(self.ptr);
     }
 }
 
 /// Drops one reference; the last one returns the block to its pool, dropping what the
-/// request still held, and returns the caller's IRP of an uncollected request (see
-/// [`complete`] for what becomes of it).
+/// request still held, and disposing of the caller's IRP of an uncollected request (see
+/// [`dispose_of_caller_irp`]). Returns whether the completion routine that calls it
+/// (`COMPLETING`) must let the completion of its IRP go on (a forwarded IRP released there).
 #[must_use]
-fn release(ptr: NonNull<Block>) -> Option<Irp> {
+#[inline(always)]
+fn release<const COMPLETING: bool>(ptr: NonNull<Block>) -> bool {
     // SAFETY: the caller held a reference, so the block is live.
     let previous = unsafe { ptr.as_ref() }.refs.fetch_sub(1, Ordering::Release);
     if previous != 1 {
-        return None;
+        return false;
     }
     fence(Ordering::Acquire);
     // SAFETY: that was the last reference: exclusive access. The IRP is not in flight (the
     // in-flight reference is released only by the completion routine).
-    let (holds, caller_irp, owner) = unsafe {
+    let (holds, continue_completion, owner) = unsafe {
         let block = &mut *ptr.as_ptr();
         // A request that never reached the provider ends here.
         block.end_client_request();
-        // A caller's IRP nobody collected (its operation was abandoned) goes to the caller of
-        // the release; the block gets its own back before it is idle again.
-        let caller_irp = block.restore_irp();
+        // A caller's IRP nobody collected (its operation was abandoned): the block gets its
+        // own back before it is idle again. A plain test first: the usual request has none.
+        let continue_completion =
+            (*block.parked_irp.get()).is_some() && dispose_of_caller_irp(block, COMPLETING);
         if let Owner::Client(client) = block.owner.get_mut() {
             client.free_address_list_now(&block.address_list);
         }
         let holds = !matches!(block.held.get_mut(), Held::None);
-        (holds, caller_irp, core::mem::take(block.owner.get_mut()))
+        (
+            holds,
+            continue_completion,
+            core::mem::take(block.owner.get_mut()),
+        )
     };
     // The block goes back to its pool; what the request held (a buffer, an uncollected new
     // socket, which is closed) and the reference to the owner are dropped after, in that
@@ -539,7 +545,38 @@ fn release(ptr: NonNull<Block>) -> Option<Irp> {
         core::mem::forget(held);
     }
     drop(owner);
-    caller_irp
+    continue_completion
+}
+
+/// Puts a block's own IRP back in place of the caller's of an uncollected request, and
+/// disposes of the caller's: one the driver allocated is freed (`IoFreeIrp`, allowed in its
+/// own completion routine, which then returns `STATUS_MORE_PROCESSING_REQUIRED`); a
+/// forwarded one is completed to its originator with WSK's result — by `IoCompleteRequest`
+/// outside its completion routine, and inside it (`completing`) by letting the completion go
+/// on (returns `true`: never a nested `IoCompleteRequest` of the IRP being completed).
+///
+/// # Safety
+/// Exclusive access to the block (its last reference is being released).
+#[cold]
+#[inline(never)]
+unsafe fn dispose_of_caller_irp(block: &Block, completing: bool) -> bool {
+    // SAFETY: forwarded exclusivity.
+    let Some(caller_irp) = (unsafe { block.restore_irp() }) else {
+        return false;
+    };
+    if completing && caller_irp.is_forwarded() {
+        let irp = caller_irp.into_raw().as_ptr();
+        // SAFETY: the IRP whose completion routine is running: what a routine that lets the
+        // completion go on must do for the location above.
+        unsafe {
+            if (*irp).PendingReturned != 0 {
+                IoMarkIrpPending(irp);
+            }
+        }
+        return true;
+    }
+    drop(caller_irp);
+    false
 }
 
 /// What a completion routine returns to let the I/O manager go on completing the IRP up its
@@ -596,23 +633,14 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
             KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
         }
         block.waker.wake();
-        let abandoned_irp = release(ptr);
+        // A forwarded IRP of an operation abandoned in flight, released with its block just
+        // now, goes on up to its originator with WSK's result.
+        let continue_completion = release::<true>(ptr);
         if let Some(client) = ending_client_request {
             client.end_request();
         }
-        // The caller's IRP of an operation abandoned in flight, released with its block just
-        // now: one this driver allocated is freed (and the routine's result keeps the I/O
-        // manager off it); a forwarded one goes on up to its originator with WSK's result —
-        // completed by letting this completion continue, not by a nested IoCompleteRequest.
-        if let Some(caller_irp) = abandoned_irp {
-            if caller_irp.is_forwarded() {
-                let forwarded = caller_irp.into_raw().as_ptr();
-                if (*forwarded).PendingReturned != 0 {
-                    IoMarkIrpPending(forwarded);
-                }
-                return STATUS_CONTINUE_COMPLETION;
-            }
-            drop(caller_irp);
+        if continue_completion {
+            return STATUS_CONTINUE_COMPLETION;
         }
     }
     STATUS_MORE_PROCESSING_REQUIRED
