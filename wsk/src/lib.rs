@@ -97,7 +97,8 @@
 //! at DISPATCH_LEVEL:
 //! - a forgotten operation leaks its completion block (an IRP and its memory), the buffers
 //!   it holds (an [`MdlChain`]'s owner is never dropped, so the memory stays valid) and a
-//!   caller's IRP it was issued with; it is cancelled and completed by the teardown like any other, so it does not
+//!   caller's IRP it was issued with (a forwarded one is never completed: its originator
+//!   waits for good); it is cancelled and completed by the teardown like any other, so it does not
 //!   delay unload;
 //! - a forgotten socket is never closed by its handle; the client's teardown closes it;
 //! - a forgotten [`RetainedData`] leaks its bookkeeping and keeps its socket's memory (the
