@@ -967,6 +967,109 @@ mod tests {
         session.finish();
     }
 
+    /// A request that needs no provider and stays in flight: its IRP is left for the test to
+    /// complete.
+    struct LeftInFlight {
+        pool: Arc<BlockPool>,
+        irp: Arc<AtomicPtr<IRP>>,
+    }
+
+    impl crate::op::issue::Issue for LeftInFlight {
+        type Output = NTSTATUS;
+
+        fn start(&mut self) -> Result<BlockRef> {
+            BlockRef::from_pool(&self.pool, core::ptr::null(), Owner::Idle)
+        }
+
+        unsafe fn issue(&mut self, _block: &BlockRef, irp: PIRP) -> NTSTATUS {
+            self.irp.store(irp, Ordering::SeqCst);
+            STATUS_PENDING
+        }
+
+        fn finish(&mut self, _block: &mut BlockRef, status: NTSTATUS, _: usize) -> NTSTATUS {
+            status
+        }
+
+        fn fail(&mut self, error: crate::Error) -> NTSTATUS {
+            error.status()
+        }
+    }
+
+    /// Runs the completion routine registered in the IRP's next stack location, as the I/O
+    /// manager would, and returns what it returned.
+    ///
+    /// # Safety
+    /// The IRP must be armed and given to no provider.
+    unsafe fn run_completion_routine(irp: PIRP, status: NTSTATUS) -> NTSTATUS {
+        // SAFETY: forwarded.
+        unsafe {
+            (*irp).IoStatus.u.Status = status;
+            (*irp).IoStatus.Information = 0;
+            let location = IoGetNextIrpStackLocation(irp);
+            let routine = (*location).CompletionRoutine.expect("armed");
+            routine(core::ptr::null_mut(), irp, (*location).Context)
+        }
+    }
+
+    #[test]
+    fn an_operation_abandoned_with_a_callers_irp_frees_or_hands_it_on_in_its_routine() {
+        let session = Session::start();
+        let pool = Arc::new(BlockPool::new());
+        for forwarded in [false, true] {
+            let seen = Arc::new(AtomicPtr::new(core::ptr::null_mut()));
+            // The forwarded request's own IRP: its originator's location, then the driver's
+            // (current), and one below for the request.
+            let originators = forwarded.then(|| {
+                // SAFETY: IRQL PASSIVE_LEVEL; the driver's location becomes current.
+                unsafe {
+                    let raw = IoAllocateIrp(2, FALSE);
+                    IoSetNextIrpStackLocation(raw);
+                    (*raw).PendingReturned = 1;
+                    raw
+                }
+            });
+            let irp = match originators {
+                // SAFETY: a request "dispatched" to this driver just above.
+                Some(raw) => unsafe { Irp::from_forwarded(NonNull::new(raw).unwrap()) }.unwrap(),
+                None => Irp::new().unwrap(),
+            };
+            let request = LeftInFlight {
+                pool: Arc::clone(&pool),
+                irp: Arc::clone(&seen),
+            };
+            let mut op = crate::op::Op::new(request).with_irp(irp);
+            let mut cx = core::task::Context::from_waker(Waker::noop());
+            assert!(core::pin::Pin::new(&mut op).poll(&mut cx).is_pending());
+            // Abandoned: the completion routine's release is the last one.
+            drop(op);
+            let irp = InFlight(seen.load(Ordering::SeqCst));
+            let result = thread::spawn(move || {
+                let irp = irp;
+                // SAFETY: armed, given to no provider; this thread completes it.
+                unsafe { run_completion_routine(irp.0, STATUS_CANCELLED) }
+            })
+            .join()
+            .unwrap();
+            match originators {
+                Some(raw) => {
+                    // Its completion goes on up to the originator, marked pending for it.
+                    assert_eq!(result, STATUS_CONTINUE_COMPLETION);
+                    // SAFETY: the test's IRP, back with its originator.
+                    unsafe {
+                        let control = (*IoGetCurrentIrpStackLocation(raw)).Control;
+                        assert_ne!(control & SL_PENDING_RETURNED, 0);
+                        IoFreeIrp(raw);
+                    }
+                }
+                // Freed by the routine (the session's leak check sees it).
+                None => assert_eq!(result, STATUS_MORE_PROCESSING_REQUIRED),
+            }
+        }
+        assert_eq!(pool.blocks().count(), 1);
+        drop(pool);
+        session.finish();
+    }
+
     #[test]
     fn a_waker_registered_while_the_completion_arrives_is_woken_or_sees_it() {
         let session = Session::start();
