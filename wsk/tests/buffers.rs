@@ -1010,3 +1010,88 @@ fn a_forwarded_irp_abandoned_in_flight_goes_back_to_its_originator_with_the_resu
     drop((socket, client));
     session.finish();
 }
+
+// ---- from a task, and out of memory ---------------------------------------------------------
+
+#[test]
+fn slices_chains_and_caller_irps_from_a_task_at_dispatch_level() {
+    let session = Session::start();
+    // Every completion from the provider's thread: the task goes on from completion routines,
+    // at DISPATCH_LEVEL.
+    session.set_faults(FaultPlan::new(4).completion(CompletionMode::AlwaysPending));
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let tasks = wsk::task::TaskSet::new(driver(&session)).unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut chain = three_piece_chain(&drops);
+    chain.clear();
+    let (done, outcome) = std::sync::mpsc::channel();
+    tasks
+        .spawn(async move {
+            let buf = Buf::from_slice(b"0123456789").unwrap();
+            let irp = Irp::new().unwrap();
+            let ((sent, slice), irp) = socket.send(buf.slice(2..6).unwrap()).with_irp(irp).await;
+            let irp = irp.expect("the IRP comes back");
+            let ((received, chain), irp) = socket.receive_exact(chain, 4).with_irp(irp).await;
+            let bytes = chain.owner().map(PoolChain::bytes).unwrap_or_default();
+            let irql = Irql::current();
+            let _ = done.send((
+                sent,
+                received,
+                bytes,
+                irp.is_some(),
+                slice.into_inner().len(),
+                irql,
+            ));
+            // Everything is dropped here, at DISPATCH_LEVEL: the chain's owner frees its
+            // pool and MDLs, the buffer its own, the IRP is freed.
+            drop((chain, irp, socket));
+        })
+        .unwrap();
+    assert_eq!(read_exact(&mut peer, 4), b"2345");
+    peer.write_all(b"wxyz").unwrap();
+    let (sent, received, bytes, irp_back, whole, irql) = outcome.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(
+        irql,
+        Irql::DISPATCH,
+        "the task went on from a completion routine"
+    );
+    assert_eq!(sent.unwrap(), 4);
+    assert_eq!(received.unwrap(), 4);
+    assert_eq!(&bytes[3..7], b"wxyz");
+    assert!(irp_back);
+    assert_eq!(whole, 10);
+    tasks.wait_idle().unwrap();
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    drop((tasks, client));
+    session.finish();
+}
+
+#[test]
+fn out_of_irps_an_operation_hands_back_the_callers_irp_and_buffer() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let chain = three_piece_chain(&drops);
+    let irp = Irp::new().unwrap();
+    // The socket has no completion block yet: its first request must allocate one (with an
+    // IRP of its own), which fails.
+    session.set_faults(FaultPlan::new(2).fail_irp_allocation(wsk_host::Nth::Every(1)));
+    let ((result, slice), irp) = socket
+        .send(chain.slice(0..10).unwrap())
+        .with_irp(irp)
+        .wait();
+    assert_eq!(result.unwrap_err(), Error::INSUFFICIENT_RESOURCES);
+    let irp = irp.expect("the IRP comes back");
+    let chain = slice.into_inner();
+    assert_eq!(chain.len(), 50, "the whole chain comes back");
+    // With memory again, the same values go out.
+    session.set_faults(FaultPlan::new(2));
+    let ((result, chain), irp) = socket.send(chain).with_irp(irp).wait();
+    assert_eq!(result.unwrap(), 50);
+    assert_eq!(read_exact(&mut peer, 50).len(), 50);
+    drop((chain, irp, socket, client));
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    session.finish();
+}
