@@ -283,6 +283,40 @@ pub unsafe extern "system" fn MmUnmapLockedPages(_BaseAddress: PVOID, MemoryDesc
     }
 }
 
+/// Checks a client's `WSK_BUF` against its MDL chain: `Offset + Length` bytes must lie
+/// within what the chain describes (`ByteCount` summed along `Next`), and a non-empty buffer
+/// needs an MDL. A violation is reported (`Rule::InvalidParameter`: on Windows the provider
+/// would walk past the chain) and the buffer refused.
+///
+/// # Safety
+/// `buf.Mdl` must be null or the first MDL of a chain of valid MDLs.
+pub(crate) unsafe fn check_chain(function: &str, buf: &WSK_BUF) -> bool {
+    let needed = buf.Offset as usize + buf.Length as usize;
+    if buf.Length == 0 {
+        return true;
+    }
+    let mut described = 0usize;
+    let mut count = 0usize;
+    let mut mdl = buf.Mdl;
+    // SAFETY: forwarded from the caller.
+    while let Some(current) = unsafe { mdl.as_ref() } {
+        described += current.ByteCount as usize;
+        count += 1;
+        if described >= needed {
+            return true;
+        }
+        mdl = current.Next;
+    }
+    bug_check(
+        Rule::InvalidParameter,
+        format!(
+            "{function}: WSK_BUF offset {} + length {} exceeds the {described} bytes its chain of {count} MDL(s) describes",
+            buf.Offset, buf.Length
+        ),
+    );
+    false
+}
+
 /// The memory a `WSK_BUF` describes, as (address, length) ranges in order.
 ///
 /// # Safety

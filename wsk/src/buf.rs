@@ -253,24 +253,6 @@ impl Buf {
             Length: (self.len - start) as SIZE_T,
         }
     }
-
-    /// A `WSK_BUF` over the spare capacity `[len, len + max)`, for receiving.
-    pub(crate) fn wsk_buf_of_spare(&self, max: usize) -> WSK_BUF {
-        WSK_BUF {
-            Mdl: self.mdl.as_ptr(),
-            Offset: self.len as ULONG,
-            Length: self.spare_capacity().min(max) as SIZE_T,
-        }
-    }
-
-    /// Records `count` bytes a receive wrote into the spare capacity.
-    ///
-    /// # Safety
-    /// The provider must have written `count` bytes at the start of the spare capacity.
-    pub(crate) unsafe fn commit_received(&mut self, count: usize) {
-        debug_assert!(count <= self.spare_capacity());
-        self.len += count.min(self.spare_capacity());
-    }
 }
 
 impl core::ops::Deref for Buf {

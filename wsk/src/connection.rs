@@ -12,6 +12,8 @@ use crate::buf::{Buf, BufList};
 use crate::client::{ClientCore, WskClient};
 use crate::completion::{BlockRef, Held};
 use crate::events::{ConnectionEvents, Handlers};
+use crate::held_buf::HeldBuf;
+use crate::io_buf::{IoBuf, IoBufMut, wsk_buf_of_data, wsk_buf_of_spare};
 use crate::op::Op;
 use crate::op::issue::Issue;
 use crate::shared::Shared;
@@ -28,7 +30,9 @@ use crate::{Error, Result};
 /// [`connect`](Self::connect) (to set options first), or by accepting on a
 /// [`ListenSocket`](crate::ListenSocket).
 ///
-/// Sends and receives take a [`Buf`] by value and hand it back with the result. Every
+/// Sends and receives take a buffer by value and hand it back with the result: a [`Buf`],
+/// or any [`IoBuf`] ([`IoBufMut`] to receive) — a [`Slice`](crate::Slice) of one, a
+/// caller's [`MdlChain`](crate::MdlChain), a type of the driver's own. Every
 /// operation may be issued at IRQL <= DISPATCH_LEVEL; several may be in flight at once (a
 /// send and a receive, typically). Dropping the socket closes it in the background;
 /// [`close`](Self::close) lets you wait for the close.
@@ -67,11 +71,11 @@ pub type Connect = Op<SocketConnectRequest>;
 /// The operation of [`ConnectionSocket::create`].
 pub type CreateConnection = Op<CreateRequest<ConnectionSocket>>;
 /// The operation of [`ConnectionSocket::send`]: yields the bytes sent and the buffer.
-pub type Send = Op<SendRequest>;
+pub type Send<B = Buf> = Op<SendRequest<B>>;
 /// The operation of [`ConnectionSocket::send_vectored`]: yields the bytes sent and the list.
 pub type SendVectored = Op<SendListRequest>;
 /// The operation of [`ConnectionSocket::receive`]: yields the bytes received and the buffer.
-pub type Receive = Op<ReceiveRequest>;
+pub type Receive<B = Buf> = Op<ReceiveRequest<B>>;
 /// The operation of [`ConnectionSocket::disconnect`] and [`ConnectionSocket::abort`].
 pub type Disconnect = Op<DisconnectRequest>;
 /// The operation of [`ConnectionSocket::local_addr`] and [`ConnectionSocket::peer_addr`].
@@ -174,18 +178,20 @@ impl ConnectionSocket {
     /// Sends the buffer's bytes (`WskSend`). Yields the number of bytes sent (all of them
     /// unless the connection fails: WSK completes a send when all its data is sent) and gives
     /// the buffer back. An empty buffer fails with [`Error::INVALID_BUFFER_SIZE`].
-    pub fn send(&self, buf: Buf) -> Send {
+    ///
+    /// The buffer is any [`IoBuf`]: its data bytes ([`IoBuf::bytes_init`]) are sent.
+    pub fn send<B: IoBuf>(&self, buf: B) -> Send<B> {
         self.send_with(buf, SendFlags::default())
     }
 
     /// Sends with flags; see [`send`](Self::send).
-    pub fn send_with(&self, buf: Buf, flags: SendFlags) -> Send {
+    pub fn send_with<B: IoBuf>(&self, buf: B, flags: SendFlags) -> Send<B> {
         send(self.core(), buf, flags)
     }
 
     /// Sends all of the buffer's bytes, issuing further sends if one is partial. Yields the
     /// buffer back.
-    pub fn send_all(&self, buf: Buf) -> SendAll {
+    pub fn send_all<B: IoBuf>(&self, buf: B) -> SendAll<B> {
         SendAll {
             core: self.core().clone(),
             op: Some(send(self.core(), buf, SendFlags::default())),
@@ -207,7 +213,10 @@ impl ConnectionSocket {
     /// holds. Yields the number of bytes received — 0 when the peer closed its side
     /// gracefully — and gives the buffer back. A buffer without spare capacity fails with
     /// [`Error::INVALID_BUFFER_SIZE`].
-    pub fn receive(&self, buf: Buf) -> Receive {
+    ///
+    /// The buffer is any [`IoBufMut`]: the provider writes after its data bytes, up to its
+    /// [`bytes_total`](IoBuf::bytes_total).
+    pub fn receive<B: IoBufMut>(&self, buf: B) -> Receive<B> {
         receive(self.core(), buf, usize::MAX, 0)
     }
 
@@ -215,8 +224,8 @@ impl ConnectionSocket {
     /// buffer. Fails with [`ErrorKind::Disconnected`](crate::ErrorKind::Disconnected) if the
     /// peer closes first (the bytes that did arrive are in the buffer), and with
     /// [`Error::INVALID_BUFFER_SIZE`] if `count` is 0 or exceeds the spare capacity.
-    pub fn receive_exact(&self, buf: Buf, count: usize) -> Receive {
-        if count == 0 || count > buf.spare_capacity() {
+    pub fn receive_exact<B: IoBufMut>(&self, buf: B, count: usize) -> Receive<B> {
+        if count == 0 || count > buf.bytes_total() - buf.bytes_init() {
             return Op::new(ReceiveRequest::invalid(self.core(), buf));
         }
         receive(self.core(), buf, count, WSK_FLAG_WAITALL)
@@ -361,7 +370,7 @@ impl core::fmt::Debug for ConnectionSocket {
 
 // ---- requests -------------------------------------------------------------------------------
 
-pub(crate) fn send(core: &Shared<SocketCore>, buf: Buf, flags: SendFlags) -> Send {
+pub(crate) fn send<B: IoBuf>(core: &Shared<SocketCore>, buf: B, flags: SendFlags) -> Send<B> {
     Op::new(SendRequest {
         core: core.clone(),
         buf: Some(buf),
@@ -370,7 +379,12 @@ pub(crate) fn send(core: &Shared<SocketCore>, buf: Buf, flags: SendFlags) -> Sen
     })
 }
 
-pub(crate) fn receive(core: &Shared<SocketCore>, buf: Buf, max: usize, flags: ULONG) -> Receive {
+pub(crate) fn receive<B: IoBufMut>(
+    core: &Shared<SocketCore>,
+    buf: B,
+    max: usize,
+    flags: ULONG,
+) -> Receive<B> {
     Op::new(ReceiveRequest {
         core: core.clone(),
         buf: Some(buf),
@@ -426,44 +440,33 @@ pub(crate) unsafe fn table_of(socket: PWSK_SOCKET, category: Category) -> Connec
     unsafe { connection_table(socket, category) }
 }
 
-/// `WskSend` of a buffer's held bytes from `offset`.
-pub struct SendRequest {
+/// `WskSend` of a buffer's data bytes from `offset`.
+pub struct SendRequest<B = Buf> {
     core: Shared<SocketCore>,
-    buf: Option<Buf>,
+    buf: Option<B>,
     offset: usize,
     flags: ULONG,
 }
 
-impl Issue for SendRequest {
-    type Output = (Result<usize>, Buf);
+impl<B: IoBuf> Issue for SendRequest<B> {
+    type Output = (Result<usize>, B);
 
     fn start(&mut self) -> Result<BlockRef> {
         let buf = self.buf.as_ref().expect("a send starts once");
-        if buf.len() <= self.offset {
-            return Err(Error::INVALID_BUFFER_SIZE);
-        }
+        let wsk_buf = wsk_buf_of_data(buf, self.offset)?;
         let mut block = BlockRef::for_socket(&self.core)?;
         let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
-            block.scratch().wsk_buf = buf.wsk_buf_of_data(self.offset);
-            *block.held() = Held::Buf(buf);
+            block.scratch().wsk_buf = wsk_buf;
+            *block.held() = Held::Io(HeldBuf::new(buf));
         }
         Ok(block)
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        let (category, flags) = (self.core.category, self.flags);
-        // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
-        unsafe {
-            let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
-            self.core.call(irp, |socket| {
-                let send = table_of(socket, category)
-                    .send
-                    .expect("connection sockets have WskSend");
-                send(socket, wsk_buf, flags, irp)
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_send(&self.core, self.flags, block, irp) }
     }
 
     fn finish(
@@ -472,16 +475,38 @@ impl Issue for SendRequest {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: the buffer is ours again.
-        let buf = match core::mem::take(unsafe { block.held() }) {
-            Held::Buf(buf) => buf,
-            _ => unreachable!("a send holds its buffer"),
-        };
+        // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
+        let buf = unsafe { block.held().take_io::<B>() }.expect("a send holds its buffer");
         (Error::check(status).map(|()| information), buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
+        (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
+    }
+}
+
+/// `WskSend` of the `WSK_BUF` in the block's scratch fields: the part of a request that does not
+/// depend on the buffer type, compiled once in this crate (the generic part stays small).
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch `WSK_BUF` and held
+/// buffer live until the completion.
+unsafe fn issue_send(
+    core: &Shared<SocketCore>,
+    flags: ULONG,
+    block: &BlockRef,
+    irp: PIRP,
+) -> NTSTATUS {
+    let category = core.category;
+    // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
+    unsafe {
+        let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
+        core.call(irp, |socket| {
+            let send = table_of(socket, category)
+                .send
+                .expect("connection sockets have WskSend");
+            send(socket, wsk_buf, flags, irp)
+        })
     }
 }
 
@@ -542,16 +567,16 @@ impl Issue for SendListRequest {
 }
 
 /// `WskReceive` into a buffer's spare capacity.
-pub struct ReceiveRequest {
+pub struct ReceiveRequest<B = Buf> {
     core: Shared<SocketCore>,
-    buf: Option<Buf>,
+    buf: Option<B>,
     max: usize,
     flags: ULONG,
     invalid: bool,
 }
 
-impl ReceiveRequest {
-    fn invalid(core: &Shared<SocketCore>, buf: Buf) -> ReceiveRequest {
+impl<B: IoBufMut> ReceiveRequest<B> {
+    fn invalid(core: &Shared<SocketCore>, buf: B) -> ReceiveRequest<B> {
         ReceiveRequest {
             core: core.clone(),
             buf: Some(buf),
@@ -562,36 +587,28 @@ impl ReceiveRequest {
     }
 }
 
-impl Issue for ReceiveRequest {
-    type Output = (Result<usize>, Buf);
+impl<B: IoBufMut> Issue for ReceiveRequest<B> {
+    type Output = (Result<usize>, B);
 
     fn start(&mut self) -> Result<BlockRef> {
         let buf = self.buf.as_ref().expect("a receive starts once");
-        if self.invalid || buf.spare_capacity() == 0 {
+        if self.invalid {
             return Err(Error::INVALID_BUFFER_SIZE);
         }
+        let wsk_buf = wsk_buf_of_spare(buf, self.max)?;
         let mut block = BlockRef::for_socket(&self.core)?;
         let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
-            block.scratch().wsk_buf = buf.wsk_buf_of_spare(self.max);
-            *block.held() = Held::Buf(buf);
+            block.scratch().wsk_buf = wsk_buf;
+            *block.held() = Held::Io(HeldBuf::new(buf));
         }
         Ok(block)
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        let (category, flags) = (self.core.category, self.flags);
-        // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
-        unsafe {
-            let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
-            self.core.call(irp, |socket| {
-                let receive = table_of(socket, category)
-                    .receive
-                    .expect("connection sockets have WskReceive");
-                receive(socket, wsk_buf, flags, irp)
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_receive(&self.core, self.flags, block, irp) }
     }
 
     fn finish(
@@ -604,15 +621,15 @@ impl Issue for ReceiveRequest {
         // the start of its spare capacity (the WSK_BUF described exactly that range).
         let (mut buf, wanted) = unsafe {
             let wanted = block.scratch().wsk_buf.Length as usize;
-            match core::mem::take(block.held()) {
-                Held::Buf(buf) => (buf, wanted),
-                _ => unreachable!("a receive holds its buffer"),
-            }
+            // Stored as a `B` by `start`.
+            let buf = block.held().take_io::<B>();
+            (buf.expect("a receive holds its buffer"), wanted)
         };
         let received = information.min(wanted);
         if NT_SUCCESS(status) {
-            // SAFETY: see above.
-            unsafe { buf.commit_received(received) };
+            let filled = buf.bytes_init() + received;
+            // SAFETY: see above: the bytes after the data, up to `wanted`, were written.
+            unsafe { buf.set_init(filled) };
         }
         let result = Error::check(status).and_then(|()| {
             if self.flags & WSK_FLAG_WAITALL != 0 && received < wanted {
@@ -625,7 +642,32 @@ impl Issue for ReceiveRequest {
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
+        (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
+    }
+}
+
+/// `WskReceive` of the `WSK_BUF` in the block's scratch fields: the part of a request that does not
+/// depend on the buffer type, compiled once in this crate (the generic part stays small).
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch `WSK_BUF` and held
+/// buffer live until the completion.
+unsafe fn issue_receive(
+    core: &Shared<SocketCore>,
+    flags: ULONG,
+    block: &BlockRef,
+    irp: PIRP,
+) -> NTSTATUS {
+    let category = core.category;
+    // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
+    unsafe {
+        let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
+        core.call(irp, |socket| {
+            let receive = table_of(socket, category)
+                .receive
+                .expect("connection sockets have WskReceive");
+            receive(socket, wsk_buf, flags, irp)
+        })
     }
 }
 
@@ -841,21 +883,21 @@ impl Issue for SocketConnectRequest {
 
 /// [`ConnectionSocket::send_all`]: sends until every byte of the buffer is sent.
 #[must_use = "an operation does nothing until it is awaited or waited for"]
-pub struct SendAll {
+pub struct SendAll<B: IoBuf = Buf> {
     core: Shared<SocketCore>,
-    op: Option<Send>,
+    op: Option<Send<B>>,
     sent: usize,
 }
 
-impl SendAll {
+impl<B: IoBuf> SendAll<B> {
     /// Runs the sends to completion, blocking the calling thread. IRQL <= APC_LEVEL.
-    pub fn wait(mut self) -> (Result<()>, Buf) {
+    pub fn wait(mut self) -> (Result<()>, B) {
         loop {
             let Some(op) = self.op.take() else {
                 // Waited for after it was polled to completion: the buffer was handed out.
                 return (
                     Err(Error::from_status(STATUS_INVALID_DEVICE_REQUEST)),
-                    Buf::released(),
+                    B::stand_in(),
                 );
             };
             let (result, buf) = op.wait();
@@ -870,14 +912,14 @@ impl SendAll {
     fn step(
         &mut self,
         result: Result<usize>,
-        buf: Buf,
-    ) -> core::result::Result<(Result<()>, Buf), Send> {
+        buf: B,
+    ) -> core::result::Result<(Result<()>, B), Send<B>> {
         match result {
             Err(error) => Ok((Err(error), buf)),
             Ok(0) => Ok((Err(Error::from_status(STATUS_CONNECTION_ABORTED)), buf)),
             Ok(count) => {
                 self.sent += count;
-                if self.sent >= buf.len() {
+                if self.sent >= buf.bytes_init() {
                     Ok((Ok(()), buf))
                 } else {
                     Err(Op::new(SendRequest {
@@ -892,8 +934,8 @@ impl SendAll {
     }
 }
 
-impl Future for SendAll {
-    type Output = (Result<()>, Buf);
+impl<B: IoBuf> Future for SendAll<B> {
+    type Output = (Result<()>, B);
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -915,7 +957,7 @@ impl Future for SendAll {
     }
 }
 
-impl core::fmt::Debug for SendAll {
+impl<B: IoBuf> core::fmt::Debug for SendAll<B> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SendAll").field("sent", &self.sent).finish()
     }

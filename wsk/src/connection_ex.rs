@@ -17,6 +17,7 @@ use crate::addr::{RawAddr, require_family};
 use crate::buf::Buf;
 use crate::client::Feature;
 use crate::completion::{BlockRef, Held};
+use crate::io_buf::{IoBuf, IoBufMut, wsk_buf_of_spare};
 use crate::op::Op;
 use crate::op::issue::Issue;
 use crate::shared::Shared;
@@ -302,15 +303,16 @@ impl Issue for ReceiveExRequest {
             .control
             .take()
             .unwrap_or(Err(Error::INVALID_PARAMETER))?;
-        if self.buf.as_ref().is_none_or(|b| b.spare_capacity() == 0) {
-            return Err(Error::INVALID_BUFFER_SIZE);
-        }
+        let wsk_buf = match self.buf.as_ref() {
+            Some(buf) if buf.spare_capacity() != 0 => wsk_buf_of_spare(buf, usize::MAX)?,
+            _ => return Err(Error::INVALID_BUFFER_SIZE),
+        };
         let mut block = BlockRef::for_socket(&self.core)?;
         let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
-            scratch.wsk_buf = buf.wsk_buf_of_spare(usize::MAX);
+            scratch.wsk_buf = wsk_buf;
             scratch.control_length = control.len() as ULONG;
             scratch.control_flags = 0;
             *block.held() = Held::BufAndBytes(buf, control);
@@ -370,8 +372,9 @@ impl Issue for ReceiveExRequest {
             return (Err(error), buf);
         }
         let count = information.min(wanted);
-        // SAFETY: see above.
-        unsafe { buf.commit_received(count) };
+        let filled = buf.bytes_init() + count;
+        // SAFETY: see above: the `count` bytes after the data were written.
+        unsafe { buf.set_init(filled) };
         control.truncate(length);
         (
             Ok(ReceivedWithControl {

@@ -9,6 +9,8 @@ use crate::buf::{Buf, BufList};
 use crate::client::{Feature, WskClient};
 use crate::completion::{BlockRef, Held};
 use crate::events::{DatagramEvents, Handlers};
+use crate::held_buf::HeldBuf;
+use crate::io_buf::{IoBuf, IoBufMut, wsk_buf_of_datagram, wsk_buf_of_spare};
 use crate::listen::{Bound, HasCore};
 use crate::op::Op;
 use crate::op::issue::Issue;
@@ -51,10 +53,10 @@ impl HasCore for DatagramSocket {
 /// The operation of [`WskClient::bind_datagram`].
 pub type BindDatagram = Bound<DatagramSocket>;
 /// The operation of [`DatagramSocket::send_to`]: yields the bytes sent and the buffer.
-pub type SendTo = Op<SendToRequest>;
+pub type SendTo<B = Buf> = Op<SendToRequest<B>>;
 /// The operation of [`DatagramSocket::receive_from`]: yields the bytes received, the source
 /// and the buffer.
-pub type ReceiveFrom = Op<ReceiveFromRequest>;
+pub type ReceiveFrom<B = Buf> = Op<ReceiveFromRequest<B>>;
 /// The operation of [`DatagramSocket::send_messages`].
 pub type SendMessages = Op<SendMessagesRequest>;
 
@@ -81,7 +83,9 @@ impl DatagramSocket {
     /// sends an empty datagram (valid in UDP); the memoryless stand-in an abandoned operation
     /// hands back fails with [`Error::INVALID_BUFFER_SIZE`], an address of the other family
     /// with [`Error::ADDRESS_FAMILY_MISMATCH`].
-    pub fn send_to(&self, buf: Buf, remote: SocketAddr) -> SendTo {
+    ///
+    /// The buffer is any [`IoBuf`]: its data bytes are the datagram.
+    pub fn send_to<B: IoBuf>(&self, buf: B, remote: SocketAddr) -> SendTo<B> {
         Op::new(SendToRequest {
             core: self.core().clone(),
             buf: Some(buf),
@@ -101,7 +105,9 @@ impl DatagramSocket {
 
     /// Receives one datagram into the buffer's spare capacity (`WskReceiveFrom`). Yields its
     /// length and source; a datagram longer than the spare capacity is truncated.
-    pub fn receive_from(&self, buf: Buf) -> ReceiveFrom {
+    ///
+    /// The buffer is any [`IoBufMut`]: the datagram is written after its data bytes.
+    pub fn receive_from<B: IoBufMut>(&self, buf: B) -> ReceiveFrom<B> {
         Op::new(ReceiveFromRequest {
             core: self.core().clone(),
             buf: Some(buf),
@@ -148,44 +154,36 @@ unsafe fn table(socket: PWSK_SOCKET) -> &'static WSK_PROVIDER_DATAGRAM_DISPATCH 
 }
 
 /// `WskSendTo`.
-pub struct SendToRequest {
+pub struct SendToRequest<B = Buf> {
     core: Shared<SocketCore>,
-    buf: Option<Buf>,
+    buf: Option<B>,
     remote: SocketAddr,
 }
 
-impl Issue for SendToRequest {
-    type Output = (Result<usize>, Buf);
+impl<B: IoBuf> Issue for SendToRequest<B> {
+    type Output = (Result<usize>, B);
 
     fn start(&mut self) -> Result<BlockRef> {
         require_family(&self.remote, self.core.family)?;
-        if self.buf.as_ref().is_none_or(|b| b.capacity() == 0) {
-            return Err(Error::INVALID_BUFFER_SIZE);
-        }
+        let wsk_buf = match self.buf.as_ref() {
+            Some(buf) => wsk_buf_of_datagram(buf)?,
+            None => return Err(Error::INVALID_BUFFER_SIZE),
+        };
         let mut block = BlockRef::for_socket(&self.core)?;
         let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
-            scratch.wsk_buf = buf.wsk_buf_of_data(0);
+            scratch.wsk_buf = wsk_buf;
             scratch.remote = RawAddr::from_socket_addr(&self.remote);
-            *block.held() = Held::Buf(buf);
+            *block.held() = Held::Io(HeldBuf::new(buf));
         }
         Ok(block)
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
-        unsafe {
-            let scratch = block.scratch_ptr();
-            let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
-            self.core.call(irp, |socket| {
-                let send_to = table(socket)
-                    .WskSendTo
-                    .expect("datagram sockets have WskSendTo");
-                send_to(socket, wsk_buf, 0, remote, 0, core::ptr::null_mut(), irp)
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_send_to(&self.core, block, irp) }
     }
 
     fn finish(
@@ -194,17 +192,84 @@ impl Issue for SendToRequest {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: the buffer is ours again.
-        let buf = match core::mem::take(unsafe { block.held() }) {
-            Held::Buf(buf) => buf,
-            _ => unreachable!("a send holds its buffer"),
-        };
+        // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
+        let buf = unsafe { block.held().take_io::<B>() }.expect("a send holds its buffer");
         (Error::check(status).map(|()| information), buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
+        (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
     }
+}
+
+/// `WskSendTo` of the `WSK_BUF` and address in the block's scratch fields, compiled once in
+/// this crate whatever the buffer type.
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch fields and held
+/// buffer live until the completion.
+unsafe fn issue_send_to(core: &Shared<SocketCore>, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+    // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
+    unsafe {
+        let scratch = block.scratch_ptr();
+        let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
+        core.call(irp, |socket| {
+            let send_to = table(socket)
+                .WskSendTo
+                .expect("datagram sockets have WskSendTo");
+            send_to(socket, wsk_buf, 0, remote, 0, core::ptr::null_mut(), irp)
+        })
+    }
+}
+
+/// `WskReceiveFrom` into the `WSK_BUF` in the block's scratch fields, compiled once in this
+/// crate whatever the buffer type.
+///
+/// # Safety
+/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch fields and held
+/// buffer live until the completion.
+unsafe fn issue_receive_from(core: &Shared<SocketCore>, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+    // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
+    unsafe {
+        let scratch = block.scratch_ptr();
+        let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
+        core.call(irp, |socket| {
+            let receive = table(socket)
+                .WskReceiveFrom
+                .expect("datagram sockets have WskReceiveFrom");
+            receive(
+                socket,
+                wsk_buf,
+                0,
+                remote,
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                core::ptr::null_mut(),
+                irp,
+            )
+        })
+    }
+}
+
+/// What a completed receive-from yields, from the block's scratch fields (compiled once in
+/// this crate whatever the buffer type): the bytes written into the buffer (0 on failure),
+/// and the result.
+fn receive_from_result(
+    block: &mut BlockRef,
+    status: NTSTATUS,
+    information: usize,
+) -> (usize, Result<(usize, SocketAddr)>) {
+    // SAFETY: done: the request's scratch fields are ours again.
+    let scratch = unsafe { block.scratch() };
+    let (wanted, remote) = (scratch.wsk_buf.Length as usize, scratch.remote);
+    if let Err(error) = Error::check(status) {
+        return (0, Err(error));
+    }
+    let received = information.min(wanted);
+    (
+        received,
+        remote.to_socket_addr().map(|from| (received, from)),
+    )
 }
 
 /// `WskSendMessages`.
@@ -273,53 +338,36 @@ impl Issue for SendMessagesRequest {
 }
 
 /// `WskReceiveFrom`.
-pub struct ReceiveFromRequest {
+pub struct ReceiveFromRequest<B = Buf> {
     core: Shared<SocketCore>,
-    buf: Option<Buf>,
+    buf: Option<B>,
 }
 
-impl Issue for ReceiveFromRequest {
-    type Output = (Result<(usize, SocketAddr)>, Buf);
+impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
+    type Output = (Result<(usize, SocketAddr)>, B);
 
     fn start(&mut self) -> Result<BlockRef> {
-        if self.buf.as_ref().is_none_or(|b| b.spare_capacity() == 0) {
-            return Err(Error::INVALID_BUFFER_SIZE);
-        }
+        let wsk_buf = match self.buf.as_ref() {
+            Some(buf) => wsk_buf_of_spare(buf, usize::MAX)?,
+            None => return Err(Error::INVALID_BUFFER_SIZE),
+        };
         let mut block = BlockRef::for_socket(&self.core)?;
         let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
-            scratch.wsk_buf = buf.wsk_buf_of_spare(usize::MAX);
+            scratch.wsk_buf = wsk_buf;
             scratch.remote = RawAddr::empty();
             scratch.control_length = 0;
             scratch.control_flags = 0;
-            *block.held() = Held::Buf(buf);
+            *block.held() = Held::Io(HeldBuf::new(buf));
         }
         Ok(block)
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
-        unsafe {
-            let scratch = block.scratch_ptr();
-            let (wsk_buf, remote) = (&raw mut (*scratch).wsk_buf, (*scratch).remote.as_mut_ptr());
-            self.core.call(irp, |socket| {
-                let receive = table(socket)
-                    .WskReceiveFrom
-                    .expect("datagram sockets have WskReceiveFrom");
-                receive(
-                    socket,
-                    wsk_buf,
-                    0,
-                    remote,
-                    core::ptr::null_mut(),
-                    core::ptr::null_mut(),
-                    core::ptr::null_mut(),
-                    irp,
-                )
-            })
-        }
+        // SAFETY: forwarded.
+        unsafe { issue_receive_from(&self.core, block, irp) }
     }
 
     fn finish(
@@ -328,27 +376,18 @@ impl Issue for ReceiveFromRequest {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        // SAFETY: done: the buffer is ours again; the provider wrote `information` bytes at
-        // the start of the spare capacity the WSK_BUF described.
-        let (mut buf, wanted, remote) = unsafe {
-            let scratch = block.scratch();
-            let (wanted, remote) = (scratch.wsk_buf.Length as usize, scratch.remote);
-            match core::mem::take(block.held()) {
-                Held::Buf(buf) => (buf, wanted, remote),
-                _ => unreachable!("a receive holds its buffer"),
-            }
-        };
-        let result = Error::check(status).and_then(|()| {
-            let received = information.min(wanted);
-            // SAFETY: see above.
-            unsafe { buf.commit_received(received) };
-            Ok((received, remote.to_socket_addr()?))
-        });
+        let (received, result) = receive_from_result(block, status, information);
+        // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
+        let mut buf = unsafe { block.held().take_io::<B>() }.expect("a receive holds its buffer");
+        let filled = buf.bytes_init() + received;
+        // SAFETY: the provider wrote `received` bytes at the start of the spare capacity the
+        // WSK_BUF described.
+        unsafe { buf.set_init(filled) };
         (result, buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
-        (Err(error), self.buf.take().unwrap_or_else(Buf::released))
+        (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
     }
 }
 

@@ -147,6 +147,7 @@ impl Error {
     }
 
     /// `Ok(())` for a success status, the error otherwise.
+    #[inline]
     pub const fn check(status: NTSTATUS) -> Result<()> {
         if NT_SUCCESS(status) {
             Ok(())

@@ -9,13 +9,19 @@ use wsk_sys::typed::FALSE;
 use crate::irql::{Irql, require_at_most};
 use crate::{Error, Result};
 
-/// An I/O request packet this driver allocated (`IoAllocateIrp(1, FALSE)`), with the one
-/// stack location a WSK call needs.
+/// An I/O request packet for a WSK call: one this driver allocated (`IoAllocateIrp(1,
+/// FALSE)`, [`Irp::new`]), with the one stack location a WSK call needs, or one forwarded to
+/// it by the I/O manager or a higher driver ([`Irp::from_forwarded`]), with a stack location
+/// left below the driver's own.
 ///
 /// # Invariants
-/// `ptr` points to a live IRP allocated by `IoAllocateIrp` with one stack location, owned
-/// by this value: no WSK call holds it (an `Irp` given to a WSK call is owned by the
-/// operation until the completion routine has run). It is freed exactly once, on drop.
+/// `ptr` points to a live IRP owned by this value: no WSK call holds it (an `Irp` given to a
+/// WSK call is owned by the operation until the completion routine has run). If `forwarded`
+/// is false it was allocated by `IoAllocateIrp` with one stack location and is freed exactly
+/// once, on drop; if it is true its current stack location is this driver's, with one below
+/// it, and it is completed (`IoCompleteRequest`) exactly once — by [`Irp::complete`], on
+/// drop, or by the completion routine of an operation abandoned with it — unless
+/// [`Irp::into_raw`] hands it back.
 ///
 /// Ownership at each moment:
 /// - idle: owned by this value (inside an operation's completion block between requests);
@@ -24,8 +30,13 @@ use crate::{Error, Result};
 ///   routine has run, whatever happens to the operation's future;
 /// - completed: owned again by this value; [`Irp::reuse`] prepares it for the next request,
 ///   so steady-state I/O allocates no IRP.
+///
+/// Every socket's requests use IRPs of its own; a driver that keeps IRPs of its own gives one
+/// to any operation with [`Op::with_irp`](crate::Op::with_irp), and gets it back, completed,
+/// with the result.
 pub struct Irp {
     ptr: NonNull<IRP>,
+    forwarded: bool,
 }
 
 // SAFETY: an IRP is plain kernel memory, usable from any thread; ownership rules above are
@@ -43,8 +54,77 @@ impl Irp {
         // SAFETY: IoAllocateIrp has no preconditions beyond the IRQL checked above.
         let raw = unsafe { IoAllocateIrp(1, FALSE) };
         NonNull::new(raw)
-            .map(|ptr| Irp { ptr })
+            .map(|ptr| Irp {
+                ptr,
+                forwarded: false,
+            })
             .ok_or(Error::INSUFFICIENT_RESOURCES)
+    }
+
+    /// An IRP this driver was given (by the I/O manager or a higher driver, in a dispatch
+    /// routine), to carry a WSK request zero-copy on behalf of its originator: WSK accepts
+    /// such an IRP when it has a stack location left below the driver's
+    /// ([`Error::INVALID_PARAMETER`] otherwise). Give it to an operation with
+    /// [`Op::with_irp`](crate::Op::with_irp); the operation hands it back, and
+    /// [`Irp::complete`] completes it to its originator. IRQL <= DISPATCH_LEVEL.
+    ///
+    /// Ownership: the value owns the request until it is completed. It is completed exactly
+    /// once: by [`Irp::complete`]; or when the value is dropped, with its `IoStatus` as it
+    /// stands (the last WSK request's result); or, when an operation is abandoned in flight
+    /// with it (dropped, or waited for above APC_LEVEL), by the operation's completion
+    /// routine, which lets completion go on up to the originator with WSK's result. A
+    /// forgotten operation never completes it (a leak: the originator waits for good).
+    /// [`Irp::into_raw`] gives it back uncompleted.
+    ///
+    /// # Safety
+    /// - `irp` is a live IRP this driver received and has not completed, passed on or freed,
+    ///   and its current stack location is this driver's (as in the dispatch routine that
+    ///   received it); nothing else uses it until this value hands it back or completes it;
+    /// - if the dispatch routine returns `STATUS_PENDING`, it called `IoMarkIrpPending` first;
+    /// - its originator accepts its completion at IRQL <= DISPATCH_LEVEL, from any thread.
+    pub unsafe fn from_forwarded(irp: NonNull<IRP>) -> Result<Irp> {
+        require_at_most(Irql::DISPATCH)?;
+        // SAFETY: a live IRP (the caller's contract); the field is plain data.
+        if unsafe { (*irp.as_ptr()).CurrentLocation } <= 1 {
+            return Err(Error::INVALID_PARAMETER);
+        }
+        Ok(Irp {
+            ptr: irp,
+            forwarded: true,
+        })
+    }
+
+    /// Whether the IRP was forwarded to this driver ([`Irp::from_forwarded`]), not allocated
+    /// by it.
+    #[must_use]
+    pub fn is_forwarded(&self) -> bool {
+        self.forwarded
+    }
+
+    /// Completes a forwarded IRP to its originator (`IoCompleteRequest`, with a network
+    /// priority boost), with `status` and `information` in its `IoStatus`. An IRP this driver
+    /// allocated has no originator: it is handed back (`Err`). IRQL <= DISPATCH_LEVEL.
+    pub fn complete(self, status: NTSTATUS, information: usize) -> core::result::Result<(), Irp> {
+        if !self.forwarded {
+            return Err(self);
+        }
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: a forwarded IRP owned by this value, not in flight; completed once (the
+        // value is not dropped).
+        unsafe {
+            let irp = this.ptr.as_ptr();
+            (*irp).IoStatus.u.Status = status;
+            (*irp).IoStatus.Information = information as ULONG_PTR;
+            IoCompleteRequest(irp, IO_NETWORK_INCREMENT as CCHAR);
+        }
+        Ok(())
+    }
+
+    /// Gives the IRP back without freeing or completing it: the caller takes over (`IoFreeIrp`
+    /// for one this driver allocated, `IoCompleteRequest` for a forwarded one).
+    #[must_use]
+    pub fn into_raw(self) -> NonNull<IRP> {
+        core::mem::ManuallyDrop::new(self).ptr
     }
 
     /// The IRP, for passing to a WSK function.
@@ -54,10 +134,16 @@ impl Irp {
     }
 
     /// Reinitialises the completed IRP for another request (`IoReuseIrp`), so no allocation
-    /// is needed. IRQL <= DISPATCH_LEVEL.
+    /// is needed. A forwarded IRP is not the driver's to reinitialise and needs not be: its
+    /// stack location is back at the driver's once a request completed. IRQL <=
+    /// DISPATCH_LEVEL.
+    #[inline]
     pub fn reuse(&mut self) {
-        // SAFETY: by the invariant the IRP is owned by `self` and not in flight.
-        unsafe { IoReuseIrp(self.ptr.as_ptr(), STATUS_UNSUCCESSFUL) };
+        if !self.forwarded {
+            // SAFETY: by the invariant the IRP is owned by `self`, allocated by this driver
+            // and not in flight.
+            unsafe { IoReuseIrp(self.ptr.as_ptr(), STATUS_UNSUCCESSFUL) };
+        }
     }
 
     /// Final status of the last request (`IoStatus.Status`).
@@ -78,13 +164,23 @@ impl Irp {
 
 impl Drop for Irp {
     fn drop(&mut self) {
-        // SAFETY: by the invariant the IRP is owned by `self`, not in flight, and freed once.
-        unsafe { IoFreeIrp(self.ptr.as_ptr()) };
+        // SAFETY: by the invariant the IRP is owned by `self`, not in flight, and freed (or,
+        // forwarded, completed with its status as it stands) once.
+        unsafe {
+            if self.forwarded {
+                IoCompleteRequest(self.ptr.as_ptr(), IO_NO_INCREMENT as CCHAR);
+            } else {
+                IoFreeIrp(self.ptr.as_ptr());
+            }
+        }
     }
 }
 
 impl core::fmt::Debug for Irp {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Irp").field("ptr", &self.ptr).finish()
+        f.debug_struct("Irp")
+            .field("ptr", &self.ptr)
+            .field("forwarded", &self.forwarded)
+            .finish()
     }
 }

@@ -81,7 +81,7 @@
 //!
 //! | promise | enforced by |
 //! |---|---|
-//! | no memory the provider may read or write is freed or touched before the completion | ownership: [`Buf`]/[`BufList`] are moved into the operation and handed back with its result; the completion block that holds them is reference-counted, and the in-flight IRP holds a reference until its completion routine has run, whatever is dropped when |
+//! | no memory the provider may read or write is freed or touched before the completion | ownership: [`Buf`]/[`BufList`], and any [`IoBuf`] ([`Slice`], [`MdlChain`] and the caller's MDLs' owner, a driver's own type), are moved into the operation and handed back with its result, as is a caller's [`Irp`] ([`Op::with_irp`]); the completion block that holds them is reference-counted, and the in-flight IRP holds a reference until its completion routine has run, whatever is dropped when |
 //! | indicated data is read only while the provider lends it | lifetimes: slices from [`ReceivedData`]/[`ReceivedDatagrams`] borrow them and end when the decision is made; [`RetainedData`] is read through views that the indications cannot be released under; closing the socket revokes it (released at once, or when its views are dropped); one dropped inside its own callback turns the decision into a consumption instead of releasing early |
 //! | a callback returns only its own decision | branding: [`ReceiveDecision<'a>`], [`AcceptDecision<'a>`] and [`InspectDecision<'a>`] carry the invariant lifetime of their callback |
 //! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines, event callbacks and task polls run in a callback scope where every wait refuses the same way, whatever the IRQL the provider called them at (PASSIVE_LEVEL for an inline completion); a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await` |
@@ -95,8 +95,10 @@
 //!
 //! Forgetting is safe, and leaks are what it can cause — never a use after free or a wait
 //! at DISPATCH_LEVEL:
-//! - a forgotten operation leaks its completion block (an IRP and its memory) and the buffers
-//!   it holds; it is cancelled and completed by the teardown like any other, so it does not
+//! - a forgotten operation leaks its completion block (an IRP and its memory), the buffers
+//!   it holds (an [`MdlChain`]'s owner is never dropped, so the memory stays valid) and a
+//!   caller's IRP it was issued with (a forwarded one is never completed: its originator
+//!   waits for good); it is cancelled and completed by the teardown like any other, so it does not
 //!   delay unload;
 //! - a forgotten socket is never closed by its handle; the client's teardown closes it;
 //! - a forgotten [`RetainedData`] leaks its bookkeeping and keeps its socket's memory (the
@@ -113,7 +115,13 @@
 //! - **IRPs** ([`Irp`]) are allocated per socket (or per client, for its own requests) and
 //!   reused (`IoReuseIrp`): steady-state sends and receives allocate nothing, whatever the
 //!   number of requests in flight. Every IRP completes through one completion routine, which
-//!   returns `STATUS_MORE_PROCESSING_REQUIRED`.
+//!   returns `STATUS_MORE_PROCESSING_REQUIRED`. A driver that owns an IRP — allocated, or a
+//!   request forwarded to it ([`Irp::from_forwarded`]) — issues any operation with it through
+//!   [`Op::with_irp`], and gets it back, completed, with the result.
+//! - **Buffers** are [`Buf`] by default, or any [`IoBuf`] / [`IoBufMut`]: a [`Slice`] of a
+//!   buffer (`buf.slice(range)`), memory the driver already has behind its own MDL chain
+//!   ([`MdlChain`], whose owner value keeps it alive), or a type of the driver's own. No copy
+//!   and no allocation per operation: the buffer is held inside the completion block.
 //! - **Dropping an operation** in flight cancels its IRP (`IoCancelIrp`); its IRP and buffers
 //!   are released when the completion arrives, never before. A socket being created or
 //!   accepted joins its client when the creation completes, so it is closed even if the
@@ -179,6 +187,7 @@ pub struct ReadmeDoctests;
 
 mod addr;
 mod buf;
+mod caller_irp;
 mod client_control;
 mod connection;
 mod connection_ex;
@@ -194,10 +203,12 @@ mod inspect;
 #[cfg(feature = "embedded-io-async")]
 #[cfg_attr(docsrs, doc(cfg(feature = "embedded-io-async")))]
 pub mod io;
+mod io_buf;
 mod irp;
 pub mod irql;
 mod lifecycle;
 mod listen;
+mod mdl_chain;
 mod per_thread;
 mod raw_socket;
 mod stream;
@@ -205,7 +216,7 @@ mod sync;
 pub mod task;
 mod timer;
 
-use lifecycle::{client, completion, op, shared, socket};
+use lifecycle::{client, completion, held_buf, op, shared, socket};
 
 pub use addr::AddressFamily;
 pub use buf::{BUF_POOL_TAG, Buf, BufList};
@@ -223,8 +234,10 @@ pub use indication::{
     Datagram, ReceiveDecision, ReceivedData, ReceivedDatagrams, RetainedData, RetainedView,
 };
 pub use inspect::{InspectDecision, InspectId, Inspection, PendedInspection};
+pub use io_buf::{IoBuf, IoBufMut, Slice};
 pub use irp::Irp;
 pub use listen::{Bound, ListenSocket};
+pub use mdl_chain::MdlChain;
 pub use op::{Op, Request};
 pub use socket::{Close, SetOption};
 pub use stream::StreamSocket;
@@ -233,6 +246,7 @@ pub use timer::{Sleep, Timers};
 
 /// The request types behind each [`Op`]: name them to store an operation in a struct.
 pub mod ops {
+    pub use crate::caller_irp::WithIrp;
     pub use crate::client_control::{
         NameInfoRequest, NameOf, TransportChangeRequest, TransportListChange,
     };

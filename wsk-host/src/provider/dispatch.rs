@@ -424,11 +424,16 @@ unsafe extern "system" fn remote_address(
     finish(Irp, status, 0, Delivery::Inline)
 }
 
+/// The client's buffer descriptor, if it is one the provider can use: `None` for a null
+/// one, or one whose offset and length exceed its MDL chain (a violation, reported).
+///
 /// # Safety
-/// `buffer` must be null or a valid `WSK_BUF`.
-unsafe fn read_buf(buffer: PWSK_BUF) -> Option<WSK_BUF> {
+/// `buffer` must be null or a valid `WSK_BUF` whose MDLs are valid.
+unsafe fn read_buf(function: &str, buffer: PWSK_BUF) -> Option<WSK_BUF> {
     // SAFETY: forwarded.
-    unsafe { buffer.as_ref().copied() }
+    let buf = unsafe { buffer.as_ref().copied() }?;
+    // SAFETY: forwarded.
+    unsafe { crate::mdl::check_chain(function, &buf) }.then_some(buf)
 }
 
 unsafe extern "system" fn send(
@@ -442,7 +447,7 @@ unsafe extern "system" fn send(
         Err(status) => return status,
     };
     // SAFETY: the client's buffer descriptor.
-    match unsafe { read_buf(Buffer) } {
+    match unsafe { read_buf("WskSend", Buffer) } {
         Some(buf) => host.submit(
             Irp,
             Op::Send {
@@ -484,7 +489,7 @@ unsafe extern "system" fn receive(
         return finish(Irp, STATUS_INVALID_PARAMETER, 0, Delivery::Inline);
     }
     // SAFETY: the client's buffer descriptor.
-    match unsafe { read_buf(Buffer) } {
+    match unsafe { read_buf("WskReceive", Buffer) } {
         Some(buf) => host.submit(
             Irp,
             Op::Receive {
@@ -535,7 +540,7 @@ unsafe extern "system" fn disconnect(
         return finish(Irp, STATUS_SUCCESS, 0, Delivery::Inline);
     }
     // SAFETY: the client's buffer descriptor, if any.
-    let buf = unsafe { read_buf(Buffer) }.filter(|b| b.Length > 0);
+    let buf = unsafe { read_buf("WskDisconnect", Buffer) }.filter(|b| b.Length > 0);
     let total = buf.map_or(0, |b| b.Length as usize);
     host.submit(
         Irp,
@@ -605,7 +610,12 @@ unsafe extern "system" fn send_to(
         return finish(Irp, STATUS_NOT_SUPPORTED, 0, Delivery::Inline);
     }
     // SAFETY: the client's address and buffer descriptor.
-    let (remote, buf) = unsafe { (datagram_destination(&host, RemoteAddress), read_buf(Buffer)) };
+    let (remote, buf) = unsafe {
+        (
+            datagram_destination(&host, RemoteAddress),
+            read_buf("WskSendTo", Buffer),
+        )
+    };
     match (remote, buf) {
         (Ok(remote), Some(buf)) => host.submit(Irp, Op::SendTo { buf, remote }),
         (Err(status), _) => finish(Irp, status, 0, Delivery::Inline),
@@ -675,7 +685,7 @@ unsafe extern "system" fn receive_from(
         }
     }
     // SAFETY: the client's buffer descriptor.
-    match unsafe { read_buf(Buffer) } {
+    match unsafe { read_buf("WskReceiveFrom", Buffer) } {
         Some(buf) => host.submit(
             Irp,
             Op::ReceiveFrom {

@@ -28,6 +28,7 @@ use wsk_sys::typed::{FALSE, IO_NETWORK_INCREMENT, KernelMode};
 
 use super::callback::CallbackScope;
 use super::client::ClientCore;
+use super::held_buf::HeldBuf;
 use super::shared::Shared;
 use super::socket::{NewSocket, SocketCore, complete_unissued};
 use crate::Result;
@@ -47,6 +48,9 @@ pub(crate) enum Held {
     Buf(Buf),
     /// Several buffers (vectored send, send-messages).
     List(BufList),
+    /// A buffer of any [`IoBuf`](crate::IoBuf) type, stored inline (generic sends and
+    /// receives): taken back as its type by the request that stored it.
+    Io(HeldBuf),
     /// A socket being created or accepted: attached to its client by the completion routine
     /// (so the client's shutdown closes it even if nobody collects it), closed when dropped
     /// uncollected.
@@ -63,6 +67,27 @@ pub(crate) enum Held {
         /// Node and service names, read by the provider until the completion.
         _names: Vec<u16>,
     },
+}
+
+impl Held {
+    /// Takes out the buffer a generic request stored ([`Held::Io`]), leaving [`Held::None`]:
+    /// only the buffer's bytes are moved, not the whole slot. `None` if it holds no buffer.
+    ///
+    /// # Safety
+    /// If it holds [`Held::Io`], the value must be a `T`.
+    #[inline]
+    pub(crate) unsafe fn take_io<T>(&mut self) -> Option<T> {
+        let Held::Io(held) = self else {
+            return None;
+        };
+        // SAFETY: a `T` by the caller's contract; the slot is then overwritten without being
+        // dropped, so the value is moved out exactly once.
+        unsafe {
+            let value = held.read::<T>();
+            core::ptr::write(self, Held::None);
+            Some(value)
+        }
+    }
 }
 
 /// Who a block belongs to while a request uses it; the reference keeps the owner (and so the
@@ -140,6 +165,10 @@ pub(crate) struct Block {
     waker: AtomicWaker,
     event: UnsafeCell<KEVENT>,
     irp: UnsafeCell<Irp>,
+    /// The block's own IRP while a caller's IRP is installed in `irp` for one request
+    /// ([`BlockRef::install_irp`]); put back when the request is collected, or when the block
+    /// is released (dropping the caller's IRP, whose operation was abandoned).
+    parked_irp: UnsafeCell<Option<Irp>>,
     status: UnsafeCell<NTSTATUS>,
     information: UnsafeCell<usize>,
     pub(crate) scratch: UnsafeCell<Scratch>,
@@ -226,6 +255,7 @@ impl BlockRef {
     /// socket request keeps its socket) and releases the block first. Only an operation
     /// dropped with its request still in flight lends its reference to the block
     /// ([`BlockRef::keep_home_alive`]), for the completion routine's release.
+    #[inline]
     pub(crate) fn for_socket(home: &Shared<SocketCore>) -> Result<BlockRef> {
         BlockRef::from_pool(home.blocks(), home.as_ptr(), Owner::Idle)
     }
@@ -306,6 +336,32 @@ impl BlockRef {
                 };
             }
         }
+    }
+
+    /// Installs a caller's IRP for the next request on this block, parking the block's own;
+    /// [`BlockRef::restore_irp`] puts it back. The caller's IRP then goes through `arm` and
+    /// cancellation exactly as the block's own would.
+    ///
+    /// # Safety
+    /// No request may be in flight on this block, and no caller's IRP installed already.
+    pub(crate) unsafe fn install_irp(&mut self, irp: Irp) {
+        let block = self.get();
+        // SAFETY: exclusive access (no request in flight).
+        unsafe {
+            debug_assert!((*block.parked_irp.get()).is_none());
+            let own = core::mem::replace(&mut *block.irp.get(), irp);
+            *block.parked_irp.get() = Some(own);
+        }
+    }
+
+    /// Puts the block's own IRP back and returns the caller's one installed by
+    /// [`BlockRef::install_irp`] (`None` if none was).
+    ///
+    /// # Safety
+    /// No request may be in flight on this block, or it must be done.
+    pub(crate) unsafe fn restore_irp(&mut self) -> Option<Irp> {
+        // SAFETY: forwarded exclusivity.
+        unsafe { self.get().restore_irp() }
     }
 
     /// Takes the name-resolution result the completion left, if nobody freed it.
@@ -553,7 +609,9 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
         // SAFETY: the sleep's IRP was armed and given to no provider; the timer state taken
         // above makes this the one completion.
         unsafe { complete_unissued((*block.irp.get()).as_ptr(), STATUS_CANCELLED) };
-        release(ptr);
+        // Not inside the IRP's completion routine: an uncollected caller's IRP released here
+        // is freed or completed here.
+        let _ = release::<false>(ptr);
     }
 }
 
@@ -584,7 +642,8 @@ unsafe extern "system" fn timer_expired(
         // SAFETY: as in `cancel_if_in_flight`; the timer's reference keeps the block.
         unsafe { IoCancelIrp((*block.irp.get()).as_ptr()) };
     }
-    release(ptr);
+    // In the DPC, not in a completion routine: as in `cancel_if_in_flight`.
+    let _ = release::<false>(ptr);
 }
 
 impl Block {
@@ -612,6 +671,23 @@ impl Block {
         }
     }
 
+    /// See [`BlockRef::restore_irp`].
+    ///
+    /// # Safety
+    /// Exclusive access to the IRP fields: no request in flight, or it is done.
+    #[inline]
+    unsafe fn restore_irp(&self) -> Option<Irp> {
+        // SAFETY: forwarded exclusivity.
+        let parked = unsafe { &mut *self.parked_irp.get() };
+        // A plain test first: the usual request has no caller's IRP (no write for it).
+        if parked.is_none() {
+            return None;
+        }
+        let own = parked.take()?;
+        // SAFETY: forwarded exclusivity.
+        Some(core::mem::replace(unsafe { &mut *self.irp.get() }, own))
+    }
+
     /// Closes the client-level request this block counted, once.
     fn end_client_request(&self) {
         // A plain load first: socket requests never open one (no read-modify-write for them).
@@ -636,51 +712,111 @@ impl Drop for BlockRef {
         if !block.home.is_null() && block.refs.load(Ordering::Acquire) > 1 {
             self.keep_home_alive();
         }
-        release(self.ptr);
+        // Not from a completion routine: a caller's IRP released here (its operation let go
+        // after the routine ran) is freed or completed to its originator here.
+        let _ = release::<false>(self.ptr);
     }
 }
 
 /// Drops one reference; the last one returns the block to its pool, dropping what the
-/// request still held.
-fn release(ptr: NonNull<Block>) {
+/// request still held, and disposing of the caller's IRP of an uncollected request (see
+/// [`dispose_of_caller_irp`]). Returns whether the completion routine that calls it
+/// (`COMPLETING`) must let the completion of its IRP go on (a forwarded IRP released there).
+#[must_use]
+#[inline(always)]
+fn release<const COMPLETING: bool>(ptr: NonNull<Block>) -> bool {
     // SAFETY: the caller held a reference, so the block is live.
     let previous = unsafe { ptr.as_ref() }.refs.fetch_sub(1, Ordering::Release);
     if previous != 1 {
-        return;
+        return false;
     }
     fence(Ordering::Acquire);
     // SAFETY: that was the last reference: exclusive access to the request's fields. The
     // IRP is not in flight (the in-flight reference is released only by the completion
     // routine). A shared reference, not `&mut Block`: other threads may be walking the pool
     // at this moment, reading this block's link and state (`BlockPool::take`).
-    let (held, owner) = unsafe {
+    let (holds, continue_completion, owner) = unsafe {
         let block = ptr.as_ref();
         // A request that never reached the provider ends here.
         block.end_client_request();
-        let held = match &mut *block.held.get() {
-            Held::None => Held::None,
-            held => core::mem::take(held),
-        };
+        // A caller's IRP nobody collected (its operation was abandoned): the block gets its
+        // own back before it is idle again. A plain test first: the usual request has none.
+        let continue_completion =
+            (*block.parked_irp.get()).is_some() && dispose_of_caller_irp(block, COMPLETING);
         if let Owner::Client(client) = &*block.owner.get() {
             client.free_address_list_now(&block.address_list);
         }
-        (held, core::mem::take(&mut *block.owner.get()))
+        let holds = !matches!(&*block.held.get(), Held::None);
+        (
+            holds,
+            continue_completion,
+            core::mem::take(&mut *block.owner.get()),
+        )
     };
     // The block goes back to its pool; what the request held (a buffer, an uncollected new
     // socket, which is closed) and the reference to the owner are dropped after, in that
-    // order: the owner, and with it the pool, may go with the last reference.
+    // order: the owner, and with it the pool, may go with the last reference. A request
+    // whose holdings were collected (the usual case) moves nothing.
+    let held = if holds {
+        // SAFETY: exclusive access still (the block is not idle yet).
+        core::mem::take(unsafe { &mut *(*ptr.as_ptr()).held.get() })
+    } else {
+        Held::None
+    };
     // SAFETY: the block is live until its pool is dropped, which the owner reference delays.
     unsafe { ptr.as_ref() }
         .pool_state
         .store(IDLE, Ordering::Release);
-    drop(held);
+    if holds {
+        drop(held);
+    } else {
+        core::mem::forget(held);
+    }
     drop(owner);
+    continue_completion
 }
 
+/// Puts a block's own IRP back in place of the caller's of an uncollected request, and
+/// disposes of the caller's: one the driver allocated is freed (`IoFreeIrp`, allowed in its
+/// own completion routine, which then returns `STATUS_MORE_PROCESSING_REQUIRED`); a
+/// forwarded one is completed to its originator with WSK's result — by `IoCompleteRequest`
+/// outside its completion routine, and inside it (`completing`) by letting the completion go
+/// on (returns `true`: never a nested `IoCompleteRequest` of the IRP being completed).
+///
+/// # Safety
+/// Exclusive access to the block (its last reference is being released).
+#[cold]
+#[inline(never)]
+unsafe fn dispose_of_caller_irp(block: &Block, completing: bool) -> bool {
+    // SAFETY: forwarded exclusivity.
+    let Some(caller_irp) = (unsafe { block.restore_irp() }) else {
+        return false;
+    };
+    if completing && caller_irp.is_forwarded() {
+        let irp = caller_irp.into_raw().as_ptr();
+        // SAFETY: the IRP whose completion routine is running: what a routine that lets the
+        // completion go on must do for the location above.
+        unsafe {
+            if (*irp).PendingReturned != 0 {
+                IoMarkIrpPending(irp);
+            }
+        }
+        return true;
+    }
+    drop(caller_irp);
+    false
+}
+
+/// What a completion routine returns to let the I/O manager go on completing the IRP up its
+/// stack (`STATUS_CONTINUE_COMPLETION` in wdm.h, an alias of `STATUS_SUCCESS`).
+const STATUS_CONTINUE_COMPLETION: NTSTATUS = STATUS_SUCCESS;
+
 /// The completion routine of every request this crate issues. Runs at IRQL <= DISPATCH_LEVEL
-/// (inside a [`CallbackScope`], so at DISPATCH_LEVEL from the first line) and always returns
-/// `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block, and the I/O manager must
-/// stop processing it.
+/// (inside a [`CallbackScope`], so at DISPATCH_LEVEL from the first line) and returns
+/// `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block (or to the caller who
+/// lent it), and the I/O manager must stop processing it — except for a forwarded IRP
+/// ([`Irp::from_forwarded`]) whose operation was abandoned in flight: its completion goes on
+/// to its originator (`STATUS_CONTINUE_COMPLETION`).
 unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: PVOID) -> NTSTATUS {
     let _scope = CallbackScope::enter();
     // SAFETY: the context is the block `arm` registered, kept alive by the in-flight
@@ -729,9 +865,14 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
             KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
         }
         block.waker.wake();
-        release(ptr);
+        // A forwarded IRP of an operation abandoned in flight, released with its block just
+        // now, goes on up to its originator with WSK's result.
+        let continue_completion = release::<true>(ptr);
         if let Some(client) = ending_client_request {
             client.end_request();
+        }
+        if continue_completion {
+            return STATUS_CONTINUE_COMPLETION;
         }
     }
     STATUS_MORE_PROCESSING_REQUIRED
@@ -799,6 +940,7 @@ impl BlockPool {
             waker: AtomicWaker::new(),
             event: UnsafeCell::new(KEVENT::default()),
             irp: UnsafeCell::new(irp),
+            parked_irp: UnsafeCell::new(None),
             status: UnsafeCell::new(STATUS_PENDING),
             information: UnsafeCell::new(0),
             scratch: UnsafeCell::new(Scratch::new()),
@@ -883,6 +1025,7 @@ mod tests {
     use wsk_host::Session;
 
     use super::*;
+    use crate::held_buf::HeldBuf;
     use crate::socket::complete_unissued;
 
     /// Rounds of each race: fewer under the interpreter.
@@ -945,6 +1088,224 @@ mod tests {
         }
         // Every block is idle again: the pool reuses one or two, and frees them.
         assert!(pool.blocks().count() <= 2);
+        drop(pool);
+        session.finish();
+    }
+
+    /// Counts its drops; held inline by a block, as a generic request holds its buffer.
+    struct CountDrop(Arc<AtomicUsize>, Buf);
+
+    impl Drop for CountDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_caller_irp_and_an_inline_buffer_race_the_drop_of_the_operation() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut own_irp = None;
+        for round in 0..ROUNDS {
+            let caller = Irp::new().unwrap();
+            let caller_ptr = caller.as_ptr();
+            let mut block = BlockRef::from_pool(&pool, core::ptr::null(), Owner::Idle).unwrap();
+            let held = CountDrop(Arc::clone(&drops), Buf::from_slice(b"inline").unwrap());
+            // SAFETY: nothing in flight on a fresh block.
+            unsafe {
+                *block.held() = Held::Io(HeldBuf::new(held));
+                block.install_irp(caller);
+            }
+            // SAFETY: nothing in flight on the block.
+            let irp = unsafe { block.arm() };
+            assert_eq!(irp, caller_ptr, "the request goes out on the caller's IRP");
+            let irp = InFlight(irp);
+            let completer = thread::spawn(move || irp.complete(STATUS_SUCCESS));
+            if round % 2 == 0 {
+                // Abandoned: the release frees the caller's IRP and drops the buffer.
+                block.cancel();
+                drop(block);
+                completer.join().unwrap();
+            } else {
+                completer.join().unwrap();
+                assert!(block.is_done());
+                // SAFETY: done: the request's own again.
+                let irp = unsafe { block.restore_irp() };
+                assert_eq!(irp.as_ref().map(Irp::as_ptr), Some(caller_ptr));
+                // SAFETY: done, and stored as a `CountDrop` above.
+                let held = unsafe { block.held().take_io::<CountDrop>() }.unwrap();
+                // SAFETY: done.
+                assert!(matches!(unsafe { block.held() }, Held::None));
+                assert_eq!(&held.1[..], b"inline");
+                drop((held, irp, block));
+            }
+            assert_eq!(drops.load(Ordering::SeqCst), round + 1);
+            // The block has its own IRP back, whichever way the request ended.
+            let block = pool.blocks().next().unwrap();
+            // SAFETY: the block is idle; its IRP is only read.
+            let own = unsafe { (*block.irp.get()).as_ptr() };
+            assert_eq!(*own_irp.get_or_insert(own), own);
+        }
+        assert_eq!(pool.blocks().count(), 1);
+        drop(pool);
+        session.finish();
+    }
+
+    /// A request that needs no provider: its block comes from a local pool, and its IRP is
+    /// completed at once, as an inline completion would be.
+    struct CompletedAtOnce<'a> {
+        pool: &'a BlockPool,
+    }
+
+    impl crate::op::issue::Issue for CompletedAtOnce<'_> {
+        type Output = NTSTATUS;
+
+        fn start(&mut self) -> Result<BlockRef> {
+            BlockRef::from_pool(self.pool, core::ptr::null(), Owner::Idle)
+        }
+
+        unsafe fn issue(&mut self, _block: &BlockRef, irp: PIRP) -> NTSTATUS {
+            // SAFETY: armed, and given to no provider.
+            unsafe { complete_unissued(irp, STATUS_SUCCESS) };
+            STATUS_SUCCESS
+        }
+
+        fn finish(&mut self, _block: &mut BlockRef, status: NTSTATUS, _: usize) -> NTSTATUS {
+            status
+        }
+
+        fn fail(&mut self, error: crate::Error) -> NTSTATUS {
+            error.status()
+        }
+    }
+
+    #[test]
+    fn an_operation_with_a_caller_irp_hands_it_back_however_it_ends() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        for _ in 0..ROUNDS / 4 + 1 {
+            // Issued on the caller's IRP, waited for: the same IRP back, completed.
+            let irp = Irp::new().unwrap();
+            let raw = irp.as_ptr();
+            let op = crate::op::Op::new(CompletedAtOnce { pool: &pool });
+            let (status, irp) = op.with_irp(irp).wait();
+            assert_eq!(status, STATUS_SUCCESS);
+            let irp = irp.unwrap();
+            assert_eq!((irp.as_ptr(), irp.status()), (raw, STATUS_SUCCESS));
+            // Given to an operation that already finished: not used, handed back as given.
+            let mut op = crate::op::Op::new(CompletedAtOnce { pool: &pool });
+            let mut cx = core::task::Context::from_waker(Waker::noop());
+            assert!(core::pin::Pin::new(&mut op).poll(&mut cx).is_ready());
+            let (status, irp) = op.with_irp(irp).wait();
+            assert_eq!(status, STATUS_INVALID_DEVICE_REQUEST);
+            assert_eq!(irp.map(|irp| irp.as_ptr()), Some(raw));
+        }
+        // The pool's one block has its own IRP back: the caller's were all handed back.
+        assert_eq!(pool.blocks().count(), 1);
+        drop(pool);
+        session.finish();
+    }
+
+    /// A request that needs no provider and stays in flight: its IRP is left for the test to
+    /// complete.
+    struct LeftInFlight {
+        pool: Arc<BlockPool>,
+        irp: Arc<AtomicPtr<IRP>>,
+    }
+
+    impl crate::op::issue::Issue for LeftInFlight {
+        type Output = NTSTATUS;
+
+        fn start(&mut self) -> Result<BlockRef> {
+            BlockRef::from_pool(&self.pool, core::ptr::null(), Owner::Idle)
+        }
+
+        unsafe fn issue(&mut self, _block: &BlockRef, irp: PIRP) -> NTSTATUS {
+            self.irp.store(irp, Ordering::SeqCst);
+            STATUS_PENDING
+        }
+
+        fn finish(&mut self, _block: &mut BlockRef, status: NTSTATUS, _: usize) -> NTSTATUS {
+            status
+        }
+
+        fn fail(&mut self, error: crate::Error) -> NTSTATUS {
+            error.status()
+        }
+    }
+
+    /// Runs the completion routine registered in the IRP's next stack location, as the I/O
+    /// manager would, and returns what it returned.
+    ///
+    /// # Safety
+    /// The IRP must be armed and given to no provider.
+    unsafe fn run_completion_routine(irp: PIRP, status: NTSTATUS) -> NTSTATUS {
+        // SAFETY: forwarded.
+        unsafe {
+            (*irp).IoStatus.u.Status = status;
+            (*irp).IoStatus.Information = 0;
+            let location = IoGetNextIrpStackLocation(irp);
+            let routine = (*location).CompletionRoutine.expect("armed");
+            routine(core::ptr::null_mut(), irp, (*location).Context)
+        }
+    }
+
+    #[test]
+    fn an_operation_abandoned_with_a_callers_irp_frees_or_hands_it_on_in_its_routine() {
+        let session = Session::start();
+        let pool = Arc::new(BlockPool::new());
+        for forwarded in [false, true] {
+            let seen = Arc::new(AtomicPtr::new(core::ptr::null_mut()));
+            // The forwarded request's own IRP: its originator's location, then the driver's
+            // (current), and one below for the request.
+            let originators = forwarded.then(|| {
+                // SAFETY: IRQL PASSIVE_LEVEL; the driver's location becomes current.
+                unsafe {
+                    let raw = IoAllocateIrp(2, FALSE);
+                    IoSetNextIrpStackLocation(raw);
+                    (*raw).PendingReturned = 1;
+                    raw
+                }
+            });
+            let irp = match originators {
+                // SAFETY: a request "dispatched" to this driver just above.
+                Some(raw) => unsafe { Irp::from_forwarded(NonNull::new(raw).unwrap()) }.unwrap(),
+                None => Irp::new().unwrap(),
+            };
+            let request = LeftInFlight {
+                pool: Arc::clone(&pool),
+                irp: Arc::clone(&seen),
+            };
+            let mut op = crate::op::Op::new(request).with_irp(irp);
+            let mut cx = core::task::Context::from_waker(Waker::noop());
+            assert!(core::pin::Pin::new(&mut op).poll(&mut cx).is_pending());
+            // Abandoned: the completion routine's release is the last one.
+            drop(op);
+            let irp = InFlight(seen.load(Ordering::SeqCst));
+            let result = thread::spawn(move || {
+                let irp = irp;
+                // SAFETY: armed, given to no provider; this thread completes it.
+                unsafe { run_completion_routine(irp.0, STATUS_CANCELLED) }
+            })
+            .join()
+            .unwrap();
+            match originators {
+                Some(raw) => {
+                    // Its completion goes on up to the originator, marked pending for it.
+                    assert_eq!(result, STATUS_CONTINUE_COMPLETION);
+                    // SAFETY: the test's IRP, back with its originator.
+                    unsafe {
+                        let control = (*IoGetCurrentIrpStackLocation(raw)).Control;
+                        assert_ne!(control & SL_PENDING_RETURNED, 0);
+                        IoFreeIrp(raw);
+                    }
+                }
+                // Freed by the routine (the session's leak check sees it).
+                None => assert_eq!(result, STATUS_MORE_PROCESSING_REQUIRED),
+            }
+        }
+        assert_eq!(pool.blocks().count(), 1);
         drop(pool);
         session.finish();
     }

@@ -25,6 +25,23 @@
 //!   succeeds, a sleep's cancel likewise, otherwise the DPC once it has run. A sleep is a
 //!   client-level request whose IRP goes to no provider: the DPC (or the cancel that stops
 //!   the timer) completes it.
+//! - What a request moves in for the provider (its buffer, list, new socket or names) is
+//!   held by its block ([`completion::Held`]) from `start` until the request collects it at
+//!   completion, or, if the operation let go first, until the block is released after the
+//!   completion routine has run. A buffer of any [`IoBuf`](crate::IoBuf) type is held by
+//!   value in an inline slot of the block ([`held_buf::HeldBuf`], with the function that
+//!   drops it): no allocation, and the release drops it whatever its type. A forgotten
+//!   operation never releases its block, so what it holds is leaked, never freed.
+//! - A block's IRP is its own, except during a request issued with a caller's IRP
+//!   ([`Op::with_irp`](crate::Op::with_irp)): the caller's is installed for that request (the
+//!   block's own parked beside it) and goes through arming, cancellation (a close, the
+//!   teardown, a drop) and completion exactly as the block's own; collecting the request
+//!   hands it back and puts the block's own back; a release of an uncollected request puts
+//!   the block's own back before the block is idle again and disposes of the caller's: one
+//!   the driver allocated is freed (`IoFreeIrp`); one forwarded to it is completed to its
+//!   originator — by the completion routine returning `STATUS_CONTINUE_COMPLETION` when the
+//!   release happens there (never a nested `IoCompleteRequest`), by `IoCompleteRequest` when
+//!   the operation lets go after its completion routine ran.
 //! - A socket core is referenced by its handle, the provider (from creation until the close
 //!   completes), its operations (each request keeps its socket; the operation gives its block
 //!   back before its request goes), a block whose operation let go before the completion
@@ -36,7 +53,9 @@
 //! # States and transitions
 //!
 //! ```text
-//! request:  idle ─arm→ in flight ─completion routine→ done ─collected or dropped→ idle
+//! request:  idle ─(caller's IRP installed)─arm→ in flight ─completion routine→ done
+//!           done ─collected (buffer and caller's IRP handed back) or dropped (released:
+//!                 buffer dropped, caller's IRP freed; the block's own IRP back)→ idle
 //!                         │ dropped: IoCancelIrp, block kept by the in-flight reference
 //!                         │ deadline: timer set before the WSK call; its DPC: IoCancelIrp,
 //!                         │   and a STATUS_CANCELLED completion becomes STATUS_IO_TIMEOUT;
@@ -64,6 +83,7 @@
 //! | arm and issue a request, drop it (cancel) | <= DISPATCH_LEVEL |
 //! | set a deadline or a sleep (`KeSetTimer`), stop it (`KeCancelTimer`) | <= DISPATCH_LEVEL |
 //! | a deadline's or a sleep's DPC (cancels the IRP, or completes the sleep) | DISPATCH_LEVEL, inside a [`callback::CallbackScope`] |
+//! | install or restore a caller's IRP; release a block: drop an uncollected buffer (any [`IoBuf`](crate::IoBuf): its `Drop` must allow it), free or complete (forwarded) an uncollected caller's IRP | <= DISPATCH_LEVEL (the release of an abandoned request runs in its completion routine) |
 //! | completion routine, close completion, event callbacks, task polls | <= DISPATCH_LEVEL (usually DISPATCH_LEVEL; PASSIVE_LEVEL for an inline completion), inside a [`callback::CallbackScope`] |
 //! | request close, attach or link a new socket, adopt (`from_raw`) or detach (`into_raw`) | <= DISPATCH_LEVEL |
 //! | blocking waits (`Op::wait`, `Close::wait`, `block_on`, `TaskSet::wait_idle`, registration) | <= APC_LEVEL, refused inside every callback scope |
@@ -101,6 +121,7 @@
 pub(crate) mod callback;
 pub(crate) mod client;
 pub(crate) mod completion;
+pub(crate) mod held_buf;
 pub(crate) mod op;
 pub(crate) mod retention;
 pub(crate) mod shared;

@@ -165,6 +165,32 @@ impl<R: Request> Op<R> {
         None
     }
 
+    /// The same operation, issued with `irp` — an IRP the caller owns, allocated by the
+    /// driver or forwarded to it ([`Irp::from_forwarded`](crate::Irp::from_forwarded)) —
+    /// instead of one of its socket's; yields the operation's output and the IRP, completed, for reuse
+    /// (`None` only when it could not be handed back: see [`WithIrp`](crate::ops::WithIrp),
+    /// which documents who owns the IRP when). Every WSK request this crate issues accepts a
+    /// caller's IRP. Called on an operation already issued, the IRP is not used and is
+    /// handed back as given. IRQL <= DISPATCH_LEVEL.
+    pub fn with_irp(self, irp: crate::Irp) -> Op<crate::caller_irp::WithIrp<R>> {
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: both fields are read once out of a value that is never dropped nor used
+        // again, so each is moved exactly once.
+        let (stage, request) = unsafe {
+            (
+                core::ptr::read(&raw const this.stage),
+                core::ptr::read(&raw const this.request),
+            )
+        };
+        // SAFETY: as above.
+        let deadline = unsafe { core::ptr::read(&raw const this.deadline) };
+        Op {
+            stage,
+            request: crate::caller_irp::WithIrp::new(request, irp),
+            deadline,
+        }
+    }
+
     fn take_output(&mut self) -> <R as Issue>::Output {
         let Stage::InFlight(mut block) = core::mem::replace(&mut self.stage, Stage::Finished)
         else {
