@@ -80,7 +80,7 @@ pub use debug::DEFAULT_OUTPUT_LIMIT as DEFAULT_DEBUG_OUTPUT_LIMIT;
 pub use debug::set_output_limit as set_debug_output_limit;
 pub use debug::take_output as debug_output;
 pub use driver::LoadedDriver;
-pub use faults::{CompletionMode, FaultPlan, Nth};
+pub use faults::{CompletionMode, FaultPlan, Nth, Scripted};
 pub use registry::RegValue;
 pub use session::{ProviderConfig, Report, Session};
 pub use verifier::{Rule, Violation};
