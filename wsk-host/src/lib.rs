@@ -17,7 +17,9 @@
 //! DISPATCH_LEVEL, completion routines that do not return `STATUS_MORE_PROCESSING_REQUIRED`
 //! for driver-allocated IRPs, calls at too high an IRQL (see [`Rule`]). And it injects faults
 //! ([`FaultPlan`]): allocation failures, resets, refused connects, partial sends, inline or
-//! pending completion, delays — deterministically, from a seed.
+//! pending completion, delays, requests of one WSK function failed or abandoned (a status
+//! returned, the IRP never completed: [`FaultPlan::abandon_requests`]) — deterministically,
+//! from a seed.
 //!
 //! Network traffic is restricted to loopback addresses: a connect or send elsewhere fails with
 //! `STATUS_INVALID_ADDRESS`.
