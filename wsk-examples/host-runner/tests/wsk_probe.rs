@@ -9,7 +9,7 @@ use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
 use std::time::{Duration, Instant};
 
-use wsk_host::{FaultPlan, RegValue, Rule, Session};
+use wsk_host::{FaultPlan, Nth, RegValue, Rule, Session};
 use wsk_host_runner::probe_table::{Api, Completion, Table, Verdict};
 use wsk_host_runner::{Output, find, load};
 use wsk_sys::{STATUS_INVALID_PARAMETER, STATUS_NOT_IMPLEMENTED, STATUS_NOT_SUPPORTED};
@@ -339,4 +339,81 @@ fn bad_parameters_fail_driver_entry() {
         assert_eq!(status, STATUS_INVALID_PARAMETER, "{name}={value:?}");
     }
     session.finish();
+}
+
+#[test]
+fn closes_the_provider_never_completes_leave_both_clients_registered_rather_than_hang() {
+    let session = Session::start();
+    session
+        .set_faults(FaultPlan::new(4).abandon_requests("WskCloseSocket", STATUS_NOT_IMPLEMENTED));
+    let (table, took) = probe(&[("DeadlineMs", RegValue::Dword(100))]);
+    assert!(took < Duration::from_secs(30), "DriverEntry took {took:?}");
+    for operation in [
+        "WskCloseSocket(connection)",
+        "WskCloseSocket(listen)",
+        "raw WskCloseSocket(connection)",
+        "raw WskCloseSocket(basic)",
+    ] {
+        let row = table.row(operation).unwrap();
+        assert_eq!(row.completion, Completion::NotCompleted, "{row:?}");
+    }
+    for operation in [
+        "WskReleaseProviderNPI+WskDeregister",
+        "raw WskReleaseProviderNPI+WskDeregister",
+    ] {
+        let row = table.row(operation).unwrap();
+        assert_eq!(
+            (row.completion, row.verdict),
+            (Completion::NotRun, Verdict::Fail),
+            "{row:?}"
+        );
+    }
+    // Everything else passed, but the disconnect event, which the probe provokes by closing
+    // the other end.
+    for row in table.not_passed() {
+        let expected = row.operation.contains("WskCloseSocket")
+            || row.operation.contains("Deregister")
+            || row.operation == "event disconnect";
+        assert!(expected, "{row:?}");
+    }
+    let (_, findings) = session.conclude();
+    assert!(
+        findings.iter().any(|f| f.rule == Rule::SocketLeaked),
+        "{findings:?}"
+    );
+    assert!(
+        findings.iter().any(|f| f.rule == Rule::RegistrationLeaked),
+        "{findings:?}"
+    );
+}
+
+#[test]
+fn allocation_failures_fail_rows_and_leak_nothing() {
+    let plans = [
+        ("IRP", FaultPlan::new(5).fail_irp_allocation(Nth::Every(4))),
+        ("MDL", FaultPlan::new(6).fail_mdl_allocation(Nth::Every(3))),
+        (
+            "pool",
+            FaultPlan::new(7).fail_pool_allocation(Nth::Every(5)),
+        ),
+        (
+            "work item",
+            FaultPlan::new(8).fail_work_item_allocation(Nth::Call(1)),
+        ),
+    ];
+    for (what, plan) in plans {
+        let session = Session::start();
+        session.set_faults(plan);
+        let (table, _) = probe(&[("DeadlineMs", RegValue::Dword(2000))]);
+        assert!(
+            table.count(Verdict::Fail) > 0,
+            "{what}: no row failed\n{}",
+            show(&table)
+        );
+        // Failures are reported as completed with a status, never as requests left behind.
+        for row in table.not_passed() {
+            assert_ne!(row.completion, Completion::NotCompleted, "{what}: {row:?}");
+        }
+        session.finish();
+    }
 }

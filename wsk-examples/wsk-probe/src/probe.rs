@@ -8,8 +8,8 @@
 //! provider completes it — for good, if the provider never does. A socket-level request left
 //! that way does not delay anything (the socket's close does not wait for it). A client-level
 //! request (socket creation, name resolution) or a close left that way would make the safe
-//! client's teardown wait forever: the probe then does not tear the client down (see
-//! [`Probe::finish`]). What the safe layer cannot give a deadline to in the first place —
+//! client's teardown wait forever: the probe then does not tear the client down (it leaves
+//! it registered: see [`Probe::client_stuck`]). What the safe layer cannot give a deadline to in the first place —
 //! `WskSocketConnect`, which Wine's provider neither completes nor pends — and what it does not
 //! wrap (basic sockets) goes through [`crate::raw`].
 
@@ -535,6 +535,9 @@ impl<'a> Probe<'a> {
     /// the socket it made.
     fn socket_connect(&mut self, raw: Option<&RawClient>, server: SocketAddr) {
         let Some(raw) = raw else {
+            for operation in ["raw WskSocketConnect", "raw WskCloseSocket(connection)"] {
+                self.table.skip(operation, Api::Raw, "no raw client");
+            }
             return;
         };
         let Some(socket_connect) = raw.dispatch().WskSocketConnect else {
@@ -662,8 +665,16 @@ impl<'a> Probe<'a> {
                 Watch(Arc::clone(&seen)),
             ))
             .await;
-        let Some(listener) = listen.and_then(Result::ok) else {
-            return self.skip_rest(ROWS, "no listening socket with an accept handler");
+        let listener = match listen {
+            Some(Ok(listener)) => listener,
+            None => {
+                // Socket creation is a client-level request.
+                self.client_stuck = true;
+                return self.skip_rest(ROWS, "no listening socket with an accept handler");
+            }
+            Some(Err(_)) => {
+                return self.skip_rest(ROWS, "no listening socket with an accept handler");
+            }
         };
         let learnt = match self.bounded(listener.local_addr()).await {
             Some(Ok(address)) if bound.port() == 0 => Some(address),

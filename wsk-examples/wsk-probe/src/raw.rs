@@ -6,7 +6,7 @@
 //! IRP (Wine's `WskSocketConnect`) would hang the unload; here the probe gives up instead.
 //!
 //! Each request has its own IRP (`IoAllocateIrp`, freed by whoever ends it) and a
-//! reference-counted [`Request`] in non-paged pool, shared by the waiter and the completion
+//! reference-counted `Request` in non-paged pool, shared by the waiter and the completion
 //! routine. The waiter waits for the completion until the deadline, cancels the IRP
 //! (`IoCancelIrp`), waits a grace period, and then gives up: it marks the request abandoned
 //! and returns. An abandoned request's IRP and `Request` stay allocated — the provider may
@@ -195,7 +195,8 @@ pub struct Arguments {
     pub remote: Option<SocketAddr>,
     /// A 4-byte option value.
     pub value: u32,
-    /// Whether the request creates a socket (see [`Request`]).
+    /// Whether the request creates a socket, which the completion routine of an abandoned
+    /// request closes.
     pub creates_socket: bool,
 }
 
