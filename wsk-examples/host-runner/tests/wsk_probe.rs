@@ -62,6 +62,13 @@ const ROWS: &[&str] = &[
     "WskReleaseProviderNPI+WskDeregister",
 ];
 
+/// More IRP allocations than a run of the probe makes.
+const IRP_CALLS: u64 = 48;
+/// More MDL allocations than a run of the probe makes.
+const MDL_CALLS: u64 = 24;
+/// More pool allocations than a run of the probe makes.
+const POOL_CALLS: u64 = 200;
+
 /// Loads the probe with `parameters`, parses its table, unloads it; the table and how long
 /// `DriverEntry` took.
 fn probe(parameters: &[(&str, RegValue)]) -> (Table, Duration) {
@@ -120,7 +127,11 @@ fn every_row_passes_on_wsk_host_and_nothing_leaks() {
         let raw = row.operation.starts_with("raw ");
         assert_eq!(row.api == Api::Raw, raw, "{row:?}");
     }
-    session.finish();
+    let report = session.finish();
+    // The allocation sweep below covers every allocation of a run.
+    assert!(report.irps_allocated <= IRP_CALLS, "{report:?}");
+    assert!(report.mdls_allocated <= MDL_CALLS, "{report:?}");
+    assert!(report.pool_allocations <= POOL_CALLS, "{report:?}");
 }
 
 #[test]
@@ -413,6 +424,29 @@ fn allocation_failures_fail_rows_and_leak_nothing() {
         // Failures are reported as completed with a status, never as requests left behind.
         for row in table.not_passed() {
             assert_ne!(row.completion, Completion::NotCompleted, "{what}: {row:?}");
+        }
+        session.finish();
+    }
+}
+
+#[test]
+fn each_allocation_failing_in_turn_leaks_nothing_and_hangs_nothing() {
+    // The probe allocates a few dozen IRPs (the safe layer's per-socket caches, one per raw
+    // request), MDLs and pool blocks: make each one fail in turn, the raw closes' included.
+    let irps = (1..=IRP_CALLS).map(|n| FaultPlan::new(9).fail_irp_allocation(Nth::Call(n)));
+    let mdls = (1..=MDL_CALLS).map(|n| FaultPlan::new(10).fail_mdl_allocation(Nth::Call(n)));
+    let pool = (1..=POOL_CALLS).map(|n| FaultPlan::new(11).fail_pool_allocation(Nth::Call(n)));
+    for (call, plan) in irps.chain(mdls).chain(pool).enumerate() {
+        let session = Session::start();
+        session.set_faults(plan);
+        let (table, took) = probe(&[("DeadlineMs", RegValue::Dword(500))]);
+        assert!(took < Duration::from_secs(30), "call {call}: {took:?}");
+        for row in table.not_passed() {
+            assert_ne!(
+                row.completion,
+                Completion::NotCompleted,
+                "call {call}: {row:?}"
+            );
         }
         session.finish();
     }

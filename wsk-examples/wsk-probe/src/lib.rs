@@ -30,6 +30,7 @@
 
 extern crate alloc;
 
+pub mod deadline;
 pub mod probe;
 pub mod raw;
 pub mod table;
@@ -38,7 +39,6 @@ use alloc::format;
 use core::net::SocketAddr;
 
 use wsk::{Error, RegisterOptions, WskClient};
-use wsk_driver_runtime::timer::Timers;
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
 use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_SUCCESS};
 
@@ -138,24 +138,9 @@ fn run(driver: wsk::DriverObject, config: Config) -> Table {
             None
         }
     };
-    let timers = match Timers::new(driver) {
-        Ok(timers) => timers,
-        Err(error) => {
-            table.add(
-                "timers",
-                Api::Safe,
-                Completion::Completed(error.status()),
-                Some("no work item for the deadlines: nothing can run"),
-                "",
-            );
-            drop(raw);
-            drop(client);
-            return table;
-        }
-    };
-    let mut probe = Probe::new(&client, &timers, config);
+    let mut probe = Probe::new(&client, config);
     core::mem::swap(&mut probe.table, &mut table);
-    let ran = wsk::task::block_on(async {
+    let ran = deadline::run(async {
         probe.connections(raw.as_ref()).await;
         probe.connection_events().await;
         probe.datagrams().await;
@@ -163,19 +148,18 @@ fn run(driver: wsk::DriverObject, config: Config) -> Table {
         probe.names().await;
         probe.peer().await;
     });
-    if let Err(error) = ran {
+    if ran.is_none() {
         probe.table.add(
             "probe",
             Api::Safe,
-            Completion::Completed(error.status()),
-            Some("could not wait"),
+            Completion::NotRun,
+            Some("DriverEntry above APC_LEVEL: cannot wait"),
             "",
         );
     }
     probe.basic(raw.as_ref());
     let (client_stuck, raw_stuck) = (probe.client_stuck, probe.raw_stuck);
     let mut table = core::mem::take(&mut probe.table);
-    drop(timers);
     match raw {
         Some(raw) if raw_stuck => {
             raw.leak();

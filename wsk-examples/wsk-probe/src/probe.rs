@@ -2,8 +2,8 @@
 //! loopback sockets of the probe's own (a listener on 127.0.0.1 it connects to, datagram
 //! sockets that send to each other), each with a deadline.
 //!
-//! Requests of the safe layer are futures raced against a timer (`timer::timeout`): one not
-//! completed by the deadline is dropped, which cancels its IRP (`IoCancelIrp`), and reported
+//! Requests of the safe layer are futures raced against the clock ([`crate::deadline`]): one
+//! not completed by the deadline is dropped, which cancels its IRP (`IoCancelIrp`), and reported
 //! `not completed`. Its completion block (IRP and buffers) stays with the request until the
 //! provider completes it — for good, if the provider never does. A socket-level request left
 //! that way does not delay anything (the socket's close does not wait for it). A client-level
@@ -19,14 +19,14 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::future::Future;
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 
+use crate::deadline::{self, Clock};
 use wsk::{
     AcceptDecision, AddressFamily, Buf, BufList, ConnectionEvents, ConnectionSocket,
     DatagramEvents, DatagramSocket, Feature, Incoming, ListenEvents, ListenSocket, ReceiveDecision,
     ReceivedData, ReceivedDatagrams, SpinLock, StreamSocket, WskClient,
 };
-use wsk_driver_runtime::timer::{Timers, timeout};
 use wsk_sys::*;
 
 use crate::raw::{self, Arguments, RawClient};
@@ -53,6 +53,8 @@ struct Seen {
     disconnected: AtomicBool,
     received_from: AtomicUsize,
     accepts: AtomicUsize,
+    /// The status of the last accept callback's taking of its connection.
+    accept_status: AtomicI32,
     /// The connection the accept callback took.
     accepted: SpinLock<Option<ConnectionSocket>>,
 }
@@ -64,6 +66,7 @@ impl Seen {
             disconnected: AtomicBool::new(false),
             received_from: AtomicUsize::new(0),
             accepts: AtomicUsize::new(0),
+            accept_status: AtomicI32::new(STATUS_SUCCESS),
             accepted: SpinLock::new(None),
         }
     }
@@ -85,16 +88,22 @@ impl ConnectionEvents for Watch {
 
 impl ListenEvents for Watch {
     fn on_accept<'a>(&self, incoming: Incoming<'a>) -> AcceptDecision<'a> {
-        match incoming.accept() {
+        let decision = match incoming.accept() {
             Ok((socket, decision)) => {
-                self.0.accepts.fetch_add(1, Ordering::AcqRel);
                 let previous = self.0.accepted.lock().replace(socket);
                 // Closed outside the lock (in the background).
                 drop(previous);
                 decision
             }
-            Err((_, decision)) => decision,
-        }
+            Err((error, decision)) => {
+                self.0
+                    .accept_status
+                    .store(error.status(), Ordering::Release);
+                decision
+            }
+        };
+        self.0.accepts.fetch_add(1, Ordering::AcqRel);
+        decision
     }
 }
 
@@ -120,7 +129,7 @@ fn wrong(problem: String) -> Check {
 /// The probe's state while it runs.
 pub struct Probe<'a> {
     client: &'a WskClient,
-    timers: &'a Timers,
+    clock: Clock,
     config: Config,
     /// The rows so far.
     pub table: Table,
@@ -143,11 +152,11 @@ fn check_local(address: &SocketAddr, port: u16) -> Check {
 }
 
 impl<'a> Probe<'a> {
-    /// A probe with the safe client and the timers of the driver.
-    pub fn new(client: &'a WskClient, timers: &'a Timers, config: Config) -> Probe<'a> {
+    /// A probe with the safe client.
+    pub fn new(client: &'a WskClient, config: Config) -> Probe<'a> {
         Probe {
             client,
-            timers,
+            clock: Clock::new(),
             config,
             table: Table::default(),
             client_stuck: false,
@@ -158,7 +167,7 @@ impl<'a> Probe<'a> {
     /// Races `request` against the deadline: `None` if it did not complete in time (it is
     /// dropped, which cancels it).
     async fn bounded<F: Future + Unpin>(&self, request: F) -> Option<F::Output> {
-        timeout(self.timers.sleep(self.config.deadline_ms), request).await
+        deadline::within(self.clock, self.config.deadline_ms, request).await
     }
 
     /// Records the row of a safe request: `None` when it did not complete (a client-level
@@ -255,16 +264,18 @@ impl<'a> Probe<'a> {
 
     /// Waits until `ready` says so, at most the deadline; whether it did.
     async fn wait_until(&self, ready: impl Fn() -> bool) -> bool {
-        let mut waited = 0u32;
+        let until = self
+            .clock
+            .now_ms()
+            .saturating_add(u64::from(self.config.deadline_ms));
         loop {
             if ready() {
                 return true;
             }
-            if waited >= self.config.deadline_ms {
+            if self.clock.now_ms() >= until {
                 return false;
             }
-            self.timers.sleep(5).await;
-            waited = waited.saturating_add(5);
+            deadline::tick().await;
         }
     }
 
@@ -605,6 +616,16 @@ impl<'a> Probe<'a> {
                 );
                 NT_SUCCESS(status).then_some(information)
             }
+            raw::Outcome::NotIssued(status) => {
+                self.table.add(
+                    operation,
+                    Api::Raw,
+                    Completion::Completed(status),
+                    None,
+                    "not issued: no IRP",
+                );
+                None
+            }
             raw::Outcome::NotCompleted(returned) => {
                 let note = format!(
                     "cancelled after {} ms, given up after {} more; IRP leaked",
@@ -641,16 +662,32 @@ impl<'a> Probe<'a> {
             );
             return;
         };
-        // SAFETY: the IRP goes to exactly one call.
-        let outcome = unsafe {
-            raw::issue(self.config.deadline_ms, Arguments::default(), |irp, _| {
-                close(socket, irp)
-            })
+        // A close that could not be issued (no IRP) is tried again: the socket stays open
+        // until one is, and WskDeregister would wait for it.
+        let mut attempts = 0;
+        let outcome = loop {
+            attempts += 1;
+            // SAFETY: the IRP goes to exactly one call.
+            let outcome = unsafe {
+                raw::issue(self.config.deadline_ms, Arguments::default(), |irp, _| {
+                    close(socket, irp)
+                })
+            };
+            if !matches!(outcome, raw::Outcome::NotIssued(_)) || attempts == 3 {
+                break outcome;
+            }
         };
+        // Only a completed close has closed the socket (WskCloseSocket closes it whatever its
+        // status).
         if !matches!(outcome, raw::Outcome::Completed(..)) {
             self.raw_stuck = true;
         }
-        self.record_raw(operation, outcome, "");
+        let note = if attempts > 1 {
+            format!("{attempts} attempts")
+        } else {
+            String::new()
+        };
+        self.record_raw(operation, outcome, &note);
     }
 
     /// The event callbacks of listening and connection sockets: accept, receive, disconnect.
@@ -714,7 +751,19 @@ impl<'a> Probe<'a> {
         let accepted = self
             .wait_until(|| seen.accepts.load(Ordering::Acquire) > 0)
             .await;
-        self.record_event("event accept", accepted, &format!("on {server_address}"));
+        let status = seen.accept_status.load(Ordering::Acquire);
+        if accepted && !NT_SUCCESS(status) {
+            // Called, but the connection could not be taken (memory was short here).
+            self.table.add(
+                "event accept",
+                Api::Safe,
+                Completion::Completed(status),
+                None,
+                "the callback could not take the connection",
+            );
+        } else {
+            self.record_event("event accept", accepted, &format!("on {server_address}"));
+        }
         let server = seen.accepted.lock().take();
         if let Some(server) = server {
             let handler = Watch(Arc::clone(&seen));

@@ -73,6 +73,8 @@ pub enum Outcome {
     /// Given up after the deadline, the cancel and the grace period; what the WSK function
     /// returned. The IRP and the request are leaked unless the completion comes later.
     NotCompleted(NTSTATUS),
+    /// Not issued: no IRP could be allocated (`STATUS_INSUFFICIENT_RESOURCES`).
+    NotIssued(NTSTATUS),
 }
 
 /// What the waiter and the completion routine share.
@@ -227,7 +229,7 @@ pub unsafe fn issue(
     // SAFETY: one stack location suffices for a WSK request; no quota.
     let irp = unsafe { IoAllocateIrp(1, FALSE) };
     if irp.is_null() {
-        return Outcome::Completed(STATUS_INSUFFICIENT_RESOURCES, 0);
+        return Outcome::NotIssued(STATUS_INSUFFICIENT_RESOURCES);
     }
     let request = Arc::new(Request {
         state: AtomicU8::new(PENDING),
