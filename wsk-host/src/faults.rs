@@ -4,6 +4,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use wsk_sys::NTSTATUS;
+
 /// Which calls of a kind fail.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Nth {
@@ -30,6 +32,18 @@ pub enum CompletionMode {
     AlwaysPending,
 }
 
+/// What the provider does with the requests of one WSK function, instead of its work (see
+/// [`FaultPlan::fail_requests`] and [`FaultPlan::abandon_requests`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scripted {
+    /// Completes the IRP at once with this status (a provider without the feature).
+    Fail(NTSTATUS),
+    /// Returns this status without completing or pending the IRP, which the provider never
+    /// touches again: a broken provider (Wine's `WskSocketConnect`, `WskGetLocalAddress` and
+    /// `WskDisconnect` return `STATUS_NOT_IMPLEMENTED` so).
+    Abandon(NTSTATUS),
+}
+
 /// A fault plan; see [`crate::Session::set_faults`].
 #[derive(Clone, Debug)]
 pub struct FaultPlan {
@@ -48,6 +62,8 @@ pub struct FaultPlan {
     pub(crate) inline_at_caller_irql: bool,
     /// Which `IoAllocateWorkItem` calls fail.
     pub(crate) work_item_allocation: Nth,
+    /// WSK functions (by routine name) whose requests are failed or abandoned.
+    pub(crate) scripted: Vec<(String, Scripted)>,
 }
 
 impl Default for FaultPlan {
@@ -81,7 +97,32 @@ impl FaultPlan {
             event_threads,
             inline_at_caller_irql,
             work_item_allocation: Nth::Never,
+            scripted: Vec::new(),
         }
+    }
+
+    /// Every request of the WSK function `routine` completes at once with `status`, without
+    /// doing anything else. `routine` is the WDK name (`WskGetLocalAddress`), or `WskSocket`
+    /// with a socket kind for the creation of that kind only: `WskSocket(basic)`,
+    /// `WskSocket(listen)`, `WskSocket(connection)`, `WskSocket(datagram)`,
+    /// `WskSocket(stream)`.
+    #[must_use]
+    pub fn fail_requests(mut self, routine: &str, status: NTSTATUS) -> Self {
+        self.scripted
+            .push((routine.to_string(), Scripted::Fail(status)));
+        self
+    }
+
+    /// Every request of the WSK function `routine` (named as for
+    /// [`fail_requests`](FaultPlan::fail_requests)) returns `status` without completing or
+    /// pending its IRP — the provider never completes it, never cancels it, never touches it
+    /// again. No conforming provider does this; it is what a client must survive from a broken
+    /// one (the IRP is then the client's to leak: nothing tells it the provider let go).
+    #[must_use]
+    pub fn abandon_requests(mut self, routine: &str, status: NTSTATUS) -> Self {
+        self.scripted
+            .push((routine.to_string(), Scripted::Abandon(status)));
+        self
     }
 
     /// `IoAllocateIrp` fails (returns NULL) for the selected calls.
@@ -330,6 +371,17 @@ pub(crate) fn work_item_allocation_fails() -> bool {
         s.work_item_calls += 1;
         let (which, count) = (s.plan.work_item_allocation, s.work_item_calls);
         s.decide(which, count)
+    })
+}
+
+/// What the plan scripts for the requests of `routine`, if anything.
+pub(crate) fn scripted(routine: &str) -> Option<Scripted> {
+    with_state(|s| {
+        s.plan
+            .scripted
+            .iter()
+            .find(|(name, _)| name == routine)
+            .map(|(_, scripted)| *scripted)
     })
 }
 

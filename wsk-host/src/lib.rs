@@ -21,7 +21,9 @@
 //! DISPATCH_LEVEL, completion routines that do not return `STATUS_MORE_PROCESSING_REQUIRED`
 //! for driver-allocated IRPs, calls at too high an IRQL (see [`Rule`]). And it injects faults
 //! ([`FaultPlan`]): allocation failures, resets, refused connects, partial sends, inline or
-//! pending completion, delays — deterministically, from a seed.
+//! pending completion, delays, requests of one WSK function failed or abandoned (a status
+//! returned, the IRP never completed: [`FaultPlan::abandon_requests`]) — deterministically,
+//! from a seed.
 //!
 //! Network traffic is restricted to loopback addresses: a connect or send elsewhere fails with
 //! `STATUS_INVALID_ADDRESS`.
@@ -86,7 +88,7 @@ pub use debug::DEFAULT_OUTPUT_LIMIT as DEFAULT_DEBUG_OUTPUT_LIMIT;
 pub use debug::set_output_limit as set_debug_output_limit;
 pub use debug::take_output as debug_output;
 pub use driver::LoadedDriver;
-pub use faults::{CompletionMode, FaultPlan, Nth};
+pub use faults::{CompletionMode, FaultPlan, Nth, Scripted};
 pub use registry::RegValue;
 pub use session::{ProviderConfig, Report, Session};
 pub use verifier::{Rule, Violation};

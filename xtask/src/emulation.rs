@@ -7,6 +7,10 @@
 //! This runs the real image — the machine code, its imports, its relocations — which the host
 //! tests (the same source compiled for user mode) cannot. speakeasy emulates x86 and x64
 //! only: ARM64 images are checked by `check-pe`, not run.
+//!
+//! A driver whose `DriverEntry` needs more of the kernel than speakeasy models says why in its
+//! manifest (`emulate-excluded = "reason"`) instead of listing calls: it is reported as
+//! excluded, with the reason, and not run.
 
 use std::process::Command;
 
@@ -29,6 +33,13 @@ pub fn command(args: &[String]) -> Result<()> {
     };
     let mut failures = Vec::new();
     for example in &examples {
+        if let Some(reason) = excluded(example) {
+            eprintln!(
+                "xtask: emulate {}: excluded ({reason})",
+                example.driver_name()
+            );
+            continue;
+        }
         match emulate(&env, example, &options) {
             Ok(summary) => eprintln!("xtask: emulate {}: ok ({summary})", example.driver_name()),
             Err(e) => {
@@ -41,6 +52,14 @@ pub fn command(args: &[String]) -> Result<()> {
         return Err(format!("emulation failed for {}", failures.join(", ")).into());
     }
     Ok(())
+}
+
+/// Why the manifest excludes the driver from emulation, if it does.
+fn excluded(example: &Example) -> Option<&str> {
+    example
+        .metadata
+        .get("emulate-excluded")
+        .and_then(|reason| reason.as_str())
 }
 
 /// The manifest's default parameters as the emulation script takes them.

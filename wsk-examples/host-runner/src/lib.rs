@@ -4,6 +4,7 @@
 //! tests use it.
 
 pub mod peers;
+pub mod probe_table;
 
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,11 @@ pub const DRIVERS: &[Driver] = &[
         name: "wsk_tcp_send_raw",
         short_name: "tcp-send-raw",
         entry: Some(wsk_tcp_send_raw::driver_entry),
+    },
+    Driver {
+        name: "wsk_probe",
+        short_name: "wsk-probe",
+        entry: Some(wsk_probe::driver_entry),
     },
     Driver {
         name: "wsk_udp_echo",

@@ -12,6 +12,7 @@ use super::address::{domain, write_sockaddr};
 use super::dispatch::begin_connect;
 use super::socket::{Category, Delivery, HostSocket, Io, destination, finish};
 use super::{HostClient, client_for_call};
+use crate::faults::Scripted;
 use crate::irp;
 use crate::pool;
 use crate::verifier::{Rule, bug_check, require_irql};
@@ -54,11 +55,23 @@ fn host_socket(category: Category, family: ADDRESS_FAMILY) -> Result<socket2::So
 
 fn category_of(flags: ULONG) -> Option<Category> {
     match flags {
+        WSK_FLAG_BASIC_SOCKET => Some(Category::Basic),
         WSK_FLAG_LISTEN_SOCKET => Some(Category::Listen),
         WSK_FLAG_CONNECTION_SOCKET => Some(Category::Connection),
         WSK_FLAG_DATAGRAM_SOCKET => Some(Category::Datagram),
         WSK_FLAG_STREAM_SOCKET => Some(Category::Stream),
         _ => None,
+    }
+}
+
+/// What the fault plan scripts for `routine`: the status to return, the IRP completed with it
+/// (a failure) or left alone (abandoned), or `None` to do the work.
+fn scripted(routine: &str, irp: PIRP) -> Option<NTSTATUS> {
+    match crate::faults::scripted(routine)? {
+        Scripted::Fail(status) if irp::begin_request(irp, routine) => {
+            Some(finish(irp, status, 0, Delivery::Inline))
+        }
+        Scripted::Fail(status) | Scripted::Abandon(status) => Some(status),
     }
 }
 
@@ -71,6 +84,9 @@ fn start(
 ) -> Result<&'static HostClient, NTSTATUS> {
     if !require_irql(routine, max_irql) {
         return Err(STATUS_INVALID_DEVICE_STATE);
+    }
+    if let Some(status) = scripted(routine, irp) {
+        return Err(status);
     }
     let Some(host) = client_for_call(client, routine) else {
         return Err(STATUS_INVALID_PARAMETER);
@@ -94,6 +110,18 @@ pub(crate) unsafe extern "system" fn socket(
     _SecurityDescriptor: PSECURITY_DESCRIPTOR,
     Irp: PIRP,
 ) -> NTSTATUS {
+    if let Some(category) = category_of(Flags) {
+        let kind = match category {
+            Category::Basic => "WskSocket(basic)",
+            Category::Listen => "WskSocket(listen)",
+            Category::Connection => "WskSocket(connection)",
+            Category::Datagram => "WskSocket(datagram)",
+            Category::Stream => "WskSocket(stream)",
+        };
+        if let Some(status) = scripted(kind, Irp) {
+            return status;
+        }
+    }
     let client = match start("WskSocket", Client, Irp, DISPATCH_LEVEL) {
         Ok(client) => client,
         Err(status) => return status,

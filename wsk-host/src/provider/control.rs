@@ -86,6 +86,7 @@ fn event_callback(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
         return STATUS_INVALID_PARAMETER;
     }
     let allowed = match host.category {
+        Category::Basic => 0,
         Category::Listen => WSK_EVENT_ACCEPT,
         Category::Connection => WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG,
         Category::Datagram => WSK_EVENT_RECEIVE_FROM,
@@ -100,6 +101,7 @@ fn event_callback(host: &Arc<HostSocket>, request: &Request) -> NTSTATUS {
     {
         let mut state = host.lock();
         let ready = match host.category {
+            Category::Basic => false,
             Category::Listen | Category::Datagram => {
                 matches!(state.io, Io::Listener(_) | Io::Datagram(_))
             }

@@ -8,6 +8,7 @@ use super::address::{domain, write_sockaddr};
 use super::indication;
 use super::socket::{Category, Delivery, HostSocket, Io, Op, destination, finish};
 use super::{socket_for_call, status_of_io};
+use crate::faults::Scripted;
 use crate::irp;
 use crate::verifier::{Rule, bug_check, require_irql};
 
@@ -61,6 +62,9 @@ static STREAM: WSK_PROVIDER_STREAM_DISPATCH = WSK_PROVIDER_STREAM_DISPATCH {
     WskReceiveEx: Some(receive_ex),
 };
 
+/// The table of basic sockets: control and close only.
+static BASIC_TABLE: WSK_PROVIDER_BASIC_DISPATCH = BASIC;
+
 const BASIC: WSK_PROVIDER_BASIC_DISPATCH = WSK_PROVIDER_BASIC_DISPATCH {
     WskControlSocket: Some(control_socket),
     WskCloseSocket: Some(close_socket),
@@ -69,6 +73,7 @@ const BASIC: WSK_PROVIDER_BASIC_DISPATCH = WSK_PROVIDER_BASIC_DISPATCH {
 /// The dispatch table of a category.
 pub(crate) fn table_for(category: Category) -> *const core::ffi::c_void {
     match category {
+        Category::Basic => (&raw const BASIC_TABLE).cast(),
         Category::Listen => (&raw const LISTEN).cast(),
         Category::Connection => (&raw const CONNECTION).cast(),
         Category::Datagram => (&raw const DATAGRAM).cast(),
@@ -86,6 +91,11 @@ fn start(
 ) -> Result<Arc<HostSocket>, NTSTATUS> {
     if !require_irql(routine, DISPATCH_LEVEL) {
         return Err(fail(irp, routine, STATUS_INVALID_DEVICE_STATE));
+    }
+    match crate::faults::scripted(routine) {
+        Some(Scripted::Fail(status)) => return Err(fail(irp, routine, status)),
+        Some(Scripted::Abandon(status)) => return Err(status),
+        None => {}
     }
     let Some(host) = socket_for_call(socket, routine) else {
         return Err(fail(irp, routine, STATUS_FILE_FORCED_CLOSED));
@@ -120,6 +130,7 @@ unsafe extern "system" fn close_socket(Socket: PWSK_SOCKET, Irp: PIRP) -> NTSTAT
         Socket,
         Irp,
         &[
+            Category::Basic,
             Category::Listen,
             Category::Connection,
             Category::Datagram,
@@ -173,7 +184,7 @@ fn bind_to(host: &Arc<HostSocket>, address: std::net::SocketAddr) -> NTSTATUS {
             Err(error) => return status_of_io(&error),
         },
         Category::Datagram => Io::Datagram(mio::net::UdpSocket::from_std(socket.into())),
-        Category::Connection | Category::Stream => Io::Bound(socket),
+        Category::Basic | Category::Connection | Category::Stream => Io::Bound(socket),
     };
     host.watch(&mut state);
     STATUS_SUCCESS
@@ -731,6 +742,7 @@ unsafe extern "system" fn control_socket(
         return status;
     }
     let all = [
+        Category::Basic,
         Category::Listen,
         Category::Connection,
         Category::Datagram,

@@ -96,6 +96,7 @@ impl HostClient {
     pub(crate) fn static_events(&self, category: Category) -> ULONG {
         let mask = self.static_events.load(Ordering::Acquire);
         let applicable = match category {
+            Category::Basic => 0,
             Category::Listen => WSK_EVENT_ACCEPT,
             Category::Connection => {
                 WSK_EVENT_RECEIVE | WSK_EVENT_DISCONNECT | WSK_EVENT_SEND_BACKLOG

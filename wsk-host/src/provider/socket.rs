@@ -24,6 +24,8 @@ use crate::verifier::{Rule, bug_check};
 /// The WSK category of a socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Category {
+    /// Control and close only (`WSK_FLAG_BASIC_SOCKET`): an unbound TCP socket underneath.
+    Basic,
     Listen,
     Connection,
     Datagram,
