@@ -113,7 +113,7 @@ impl Irp {
         // value is not dropped).
         unsafe {
             let irp = this.ptr.as_ptr();
-            (*irp).IoStatus.u.Status = status;
+            wsk_sys::io_status::set_status(&raw mut (*irp).IoStatus, status);
             (*irp).IoStatus.Information = information as ULONG_PTR;
             IoCompleteRequest(irp, IO_NETWORK_INCREMENT as CCHAR);
         }
