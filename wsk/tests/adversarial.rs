@@ -874,7 +874,14 @@ impl wsk::ListenEvents for Pender {
 
     fn on_inspect<'a>(&self, inspection: Inspection<'a>) -> InspectDecision<'a> {
         let (pended, decision) = inspection.pend();
-        let pended = pended.unwrap();
+        let pended = match pended {
+            Ok(pended) => pended,
+            Err(error) => {
+                // Out of memory: rejected instead.
+                self.waited.lock().unwrap().push(Err(error));
+                return decision;
+            }
+        };
         match self.policy {
             Pend::WaitInCallback => {
                 let result = pended.accept().wait();
@@ -937,25 +944,6 @@ fn pending_listener(client: &WskClient, policy: Pend, tasks: &Arc<TaskSet>) -> P
         waited,
         kept,
     }
-}
-
-/// Whether the peer is accepted (the driver's socket appears) or reset, by the deadline.
-fn decided(peer: &mut TcpStream, accepted: &Mutex<Vec<ConnectionSocket>>) -> bool {
-    peer.set_read_timeout(Some(Duration::from_millis(20)))
-        .unwrap();
-    let give_up = Instant::now() + DEADLINE;
-    while Instant::now() < give_up {
-        if !accepted.lock().unwrap().is_empty() {
-            return true;
-        }
-        let mut byte = [0u8; 1];
-        match peer.read(&mut byte) {
-            Ok(0) => return true,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            _ => {}
-        }
-    }
-    false
 }
 
 #[test]
@@ -1357,4 +1345,195 @@ fn empty_slices_and_ranges_are_refused_with_the_buffer_back() {
     drop((datagrams, socket));
     within("the teardown", move || drop(client));
     session.finish();
+}
+
+// ---- out of memory on every new path ------------------------------------------------------------
+
+/// Runs every new path once; any of them may fail (memory is short), none may panic, leak
+/// or hang. `arm` is called before each call, `disarm` after it.
+fn new_paths(session: &Session, client: &WskClient, arm: &dyn Fn(), disarm: &dyn Fn()) {
+    let (socket, mut peer) = connected(client);
+    let (other, _other_peer) = connected(client);
+    let tasks = Arc::new(TaskSet::new(driver(session)).unwrap());
+    let pending = pending_listener(client, Pend::KeepInHandler, &tasks);
+    let timers = client.timers();
+    peer.write_all(b"data").unwrap();
+    macro_rules! step {
+        ($e:expr) => {{
+            arm();
+            let output = $e;
+            disarm();
+            output
+        }};
+    }
+    let _ = step!(client.sleep(Duration::from_millis(1)).wait());
+    let _ = step!(timers.sleep_until(Deadline::after(Duration::ZERO)).wait());
+    let irp = step!(Irp::new()).ok();
+    let buf = step!(Buf::with_capacity(8)).ok();
+    if let (Some(irp), Some(buf)) = (irp, buf) {
+        let slice = buf.slice(..).unwrap();
+        let _ = step!(
+            socket
+                .receive(slice)
+                .timeout(Duration::from_millis(1))
+                .with_irp(irp)
+                .wait()
+        );
+    }
+    let drops = Arc::new(AtomicUsize::new(0));
+    if let Ok(buf) = step!(Buf::with_capacity(8)) {
+        let first = NonNull::new(buf.mdl()).unwrap();
+        let owner = Box::new(BufOwner {
+            _buf: buf,
+            drops: Arc::clone(&drops),
+        });
+        // SAFETY: the MDL describes the buffer's non-paged pool, which the owner keeps
+        // until the chain drops it.
+        let mut chain = unsafe { MdlChain::from_raw(first, 0, 8, owner) }.unwrap();
+        chain.clear();
+        let _ = step!(
+            socket
+                .receive(chain)
+                .deadline(Deadline::after(Duration::from_millis(1)))
+                .wait()
+        );
+    }
+    let _ = step!(socket.option_bytes(SOL_SOCKET, SO_RCVBUF, 4).wait());
+    let _ = step!(
+        socket
+            .set_option_bytes(SOL_SOCKET, SO_RCVBUF, &65536u32.to_ne_bytes())
+            .wait()
+    );
+    let _ = step!(socket.ideal_send_backlog().wait());
+    let _ = step!(client.transports());
+    {
+        let _ = step!(
+            client
+                .name_of(
+                    "127.0.0.1:80".parse().unwrap(),
+                    NameInfoFlags {
+                        numeric_host: true,
+                        numeric_service: true,
+                        ..NameInfoFlags::default()
+                    },
+                )
+                .wait()
+        );
+    }
+    let _ = step!(
+        client
+            .transport_list_change()
+            .timeout(Duration::from_millis(1))
+            .wait()
+    );
+    // Given up and adopted again: on failure the raw socket is still ours, closed by hand.
+    // SAFETY: adopted back or closed here, before the client goes.
+    match step!(unsafe { other.into_raw() }) {
+        Ok(raw) => {
+            // SAFETY: the connection socket just given up, created through this client,
+            // owned by nobody else, nothing in flight.
+            match step!(unsafe { ConnectionSocket::from_raw(client, raw, AddressFamily::V4) }) {
+                Ok(adopted) => drop(adopted),
+                Err(error) => {
+                    assert_eq!(error, Error::INSUFFICIENT_RESOURCES);
+                    assert_eq!(close_raw(raw), STATUS_SUCCESS);
+                }
+            }
+        }
+        Err((_, other)) => drop(other),
+    }
+    // An inspection pended (or rejected for want of memory), then decided.
+    let connecting = TcpStream::connect(pending.local).unwrap();
+    let give_up = Instant::now() + DEADLINE;
+    while pending.kept.lock().unwrap().is_empty() && pending.waited.lock().unwrap().is_empty() {
+        assert!(Instant::now() < give_up, "no inspection");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    if let Some(pended) = pending.kept.lock().unwrap().pop() {
+        let _ = step!(pended.reject().wait());
+    }
+    drop(connecting);
+    let stream = step!(wsk::io::AsyncStream::new(socket));
+    drop(stream);
+    let _ = step!(tasks.spawn(async {}));
+    drop(pending.listener);
+    pending.accepted.lock().unwrap().clear();
+    let tasks = Arc::into_inner(tasks).unwrap();
+    tasks.wait_idle().unwrap();
+    drop(tasks);
+}
+
+#[test]
+fn out_of_pool_irps_or_mdls_on_every_new_path() {
+    type Plan = fn(Nth) -> FaultPlan;
+    let plans: [(&str, Plan); 3] = [
+        ("pool", |n| FaultPlan::new(1).fail_pool_allocation(n)),
+        ("IRP", |n| FaultPlan::new(1).fail_irp_allocation(n)),
+        ("MDL", |n| FaultPlan::new(1).fail_mdl_allocation(n)),
+    ];
+    for (what, plan) in plans {
+        for n in 1..=24 {
+            let session = Session::start();
+            let client = WskClient::register(driver(&session)).unwrap();
+            let arm = || session.set_faults(plan(Nth::Call(1)));
+            let disarm = || session.set_faults(FaultPlan::new(1));
+            new_paths(&session, &client, &arm, &disarm);
+            // And the n-th allocation from the first path on, wherever it falls.
+            let armed = Cell::new(false);
+            let arm_once = || {
+                if !armed.replace(true) {
+                    session.set_faults(plan(Nth::Call(n)));
+                }
+            };
+            new_paths(&session, &client, &arm_once, &|| {});
+            session.set_faults(FaultPlan::new(1));
+            within("the teardown", move || drop(client));
+            let (_, findings) = session.conclude();
+            assert!(findings.is_empty(), "{what} #{n}: {findings:?}");
+        }
+    }
+}
+
+/// The new paths whose own heap allocations are made before anything reaches wsk-host
+/// (whose kernel exports abort when the heap fails them): building the requests, a task. Each may fail, none may abort or leak.
+fn heap_paths(session: &Session, client: &WskClient, n: usize) {
+    let (socket, _peer) = connected(client);
+    let tasks = TaskSet::new(driver(session)).unwrap();
+    macro_rules! step {
+        ($e:expr) => {{
+            fail_nth_heap_allocation(n);
+            let output = $e;
+            fail_nth_heap_allocation(0);
+            output
+        }};
+    }
+    let get = step!(socket.option_bytes(SOL_SOCKET, SO_RCVBUF, 4));
+    let _ = get.wait();
+    let set = step!(socket.set_option_bytes(SOL_SOCKET, SO_RCVBUF, &65536u32.to_ne_bytes()));
+    let _ = set.wait();
+    let timers = step!(client.timers());
+    let sleep = step!(timers.sleep(Duration::from_millis(1)));
+    let _ = sleep.wait();
+    let change = step!(
+        client
+            .transport_list_change()
+            .timeout(Duration::from_millis(1))
+    );
+    let _ = change.wait();
+    let name_of = step!(client.name_of("127.0.0.1:80".parse().unwrap(), NameInfoFlags::default()));
+    drop(name_of);
+    let _ = step!(tasks.spawn(async {}));
+    drop(socket);
+    tasks.wait_idle().unwrap();
+}
+
+#[test]
+fn out_of_heap_on_every_new_path() {
+    for n in 1..=4 {
+        let session = Session::start();
+        let client = WskClient::register(driver(&session)).unwrap();
+        heap_paths(&session, &client, n);
+        within("the teardown", move || drop(client));
+        session.finish();
+    }
 }
