@@ -590,10 +590,13 @@ fn everything_in_flight_forgotten_then_the_client_dropped() {
 
 /// Tries every blocking wait of the new API inside its callbacks, and keeps a sleep and a
 /// timed receive with a caller's IRP started there.
+/// What each attempt inside a callback gave.
+type Attempts = Arc<Mutex<Vec<(&'static str, Result<(), Error>)>>>;
+
 struct Waiter {
     client: Arc<WskClient>,
     timers: Timers,
-    results: Arc<Mutex<Vec<(&'static str, Result<(), Error>)>>>,
+    results: Attempts,
     kept: Mutex<Vec<Box<dyn std::any::Any + Send>>>,
 }
 
@@ -1131,7 +1134,8 @@ mod stream {
         within("the teardown", move || drop(client));
         let mut dst = [0u8; 8];
         assert!(drive(stream.read(&mut dst)).is_err(), "the socket is gone");
-        assert!(drive(stream.write(b"late")).is_ok_and(|n| n == 4) || true);
+        // Taken (write-behind) or refused at once; the flush reports the failure.
+        let _ = drive(stream.write(b"late"));
         assert!(drive(stream.flush()).is_err());
         drop(stream);
         session.finish();
