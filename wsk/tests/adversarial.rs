@@ -1547,3 +1547,71 @@ fn out_of_heap_on_every_new_path() {
         session.finish();
     }
 }
+
+// ---- an MDL chain whose owner panics when dropped ------------------------------------------------
+
+/// Owns a `Buf` described by an MDL chain, and panics when dropped (its buffer is still freed:
+/// fields are dropped while the panic unwinds).
+#[derive(Debug)]
+struct PanickingOwner {
+    _buf: Buf,
+}
+
+impl Drop for PanickingOwner {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("the owner's drop panics");
+        }
+    }
+}
+
+fn panicking_chain(len: usize) -> MdlChain<Box<PanickingOwner>> {
+    let buf = Buf::with_capacity(len).unwrap();
+    let first = NonNull::new(buf.mdl()).unwrap();
+    // SAFETY: the MDL describes the buffer's non-paged pool, which the owner keeps until the
+    // chain drops it.
+    let mut chain =
+        unsafe { MdlChain::from_raw(first, 0, len, Box::new(PanickingOwner { _buf: buf })) }
+            .unwrap();
+    chain.clear();
+    chain
+}
+
+#[test]
+fn an_mdl_chain_owner_panicking_in_the_users_thread_breaks_nothing() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::new(5).completion(wsk_host::CompletionMode::AlwaysPending));
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    // Dropped before it was issued.
+    let op = socket
+        .receive(panicking_chain(8))
+        .timeout(Duration::from_secs(1));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(op)));
+    assert!(unwound.is_err());
+    // Completed but never collected: dropped after its completion arrived.
+    let op = start(
+        socket
+            .receive(panicking_chain(8))
+            .with_irp(Irp::new().unwrap()),
+    );
+    let before = session.report().completed_pending;
+    peer.write_all(b"abcd").unwrap();
+    eventually("the completion", || {
+        session.report().completed_pending > before
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(op)));
+    assert!(unwound.is_err());
+    // The socket still works, and the teardown does not hang.
+    peer.write_all(b"efgh").unwrap();
+    let (received, buf) = within("a receive after the panics", {
+        let socket_ref = socket.receive_exact(Buf::with_capacity(4).unwrap(), 4);
+        move || socket_ref.wait()
+    });
+    assert_eq!(received, Ok(4));
+    drop(buf);
+    drop(socket);
+    within("the teardown", move || drop(client));
+    session.finish();
+}
