@@ -1615,3 +1615,96 @@ fn an_mdl_chain_owner_panicking_in_the_users_thread_breaks_nothing() {
     within("the teardown", move || drop(client));
     session.finish();
 }
+
+// ---- a caller's IRP and a deadline on client-level, listen and datagram requests ----------------
+
+#[test]
+fn callers_irps_and_deadlines_on_every_kind_of_request() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    // A connect with a caller's IRP dropped in flight: the socket it creates is the client's.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = listener.local_addr().unwrap();
+    for _ in 0..8 {
+        let mut connect = client.connect(remote).with_irp(Irp::new().unwrap());
+        let _ = poll_once(&mut connect);
+        drop(connect);
+    }
+    // A forwarded IRP on a connect abandoned in flight: completed to its originator once.
+    let originator = Arc::new(Originator::default());
+    // SAFETY: the request was just "dispatched" to this driver.
+    let forwarded = unsafe { Irp::from_forwarded(forwarded_request(&originator)) }.unwrap();
+    let mut connect = client.connect(remote).with_irp(forwarded);
+    let _ = poll_once(&mut connect);
+    drop(connect);
+    eventually("the forwarded connect reaches its originator", || {
+        originator.completions.load(Ordering::SeqCst) == 1
+    });
+    originator.free();
+    // Client-level requests with a caller's IRP and a deadline.
+    let (names, irp) = client
+        .name_of(
+            "127.0.0.1:80".parse().unwrap(),
+            NameInfoFlags {
+                numeric_host: true,
+                numeric_service: true,
+                ..NameInfoFlags::default()
+            },
+        )
+        .with_irp(Irp::new().unwrap())
+        .timeout(Duration::from_secs(5))
+        .wait();
+    assert_eq!(names.unwrap().host, "127.0.0.1");
+    assert!(irp.is_some());
+    let (addresses, irp) = client
+        .resolve("127.0.0.1", 80)
+        .timeout(Duration::ZERO)
+        .with_irp(irp.unwrap())
+        .wait();
+    assert!(addresses.is_ok() || addresses.unwrap_err() == Error::TIMED_OUT);
+    // An accept and a datagram receive that time out, their IRPs back.
+    let listening = client
+        .listen("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    let (accepted, irp) = listening
+        .accept()
+        .with_irp(irp.unwrap())
+        .timeout(Duration::from_millis(10))
+        .wait();
+    assert_eq!(accepted.unwrap_err(), Error::TIMED_OUT);
+    let datagrams = client
+        .bind_datagram("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    let originator = Arc::new(Originator::default());
+    // SAFETY: as above.
+    let forwarded = unsafe { Irp::from_forwarded(forwarded_request(&originator)) }.unwrap();
+    let ((received, buf), forwarded) = datagrams
+        .receive_from(Buf::with_capacity(16).unwrap().slice(..).unwrap())
+        .with_irp(forwarded)
+        .timeout(Duration::from_millis(10))
+        .wait();
+    assert_eq!(received.unwrap_err(), Error::TIMED_OUT);
+    assert_eq!(buf.into_inner().capacity(), 16);
+    forwarded
+        .expect("the forwarded IRP comes back")
+        .complete(STATUS_IO_TIMEOUT, 0)
+        .unwrap();
+    assert_eq!(originator.completions.load(Ordering::SeqCst), 1);
+    assert_eq!(originator.status.load(Ordering::SeqCst), STATUS_IO_TIMEOUT);
+    originator.free();
+    // A sleep polled and waited for after it ended: pending, then an error, never a panic.
+    let mut sleep = client.sleep(Duration::ZERO);
+    let give_up = Instant::now() + DEADLINE;
+    while poll_once(&mut sleep).is_pending() {
+        assert!(Instant::now() < give_up, "a zero sleep never ended");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(poll_once(&mut sleep).is_pending());
+    assert!(sleep.wait().is_err());
+    drop((irp, listening, datagrams));
+    within("the teardown", move || drop(client));
+    drop(listener);
+    session.finish();
+}
