@@ -38,6 +38,9 @@ use crate::{Error, Result};
 /// }
 /// ```
 ///
+/// An operation given two IRPs (`op.with_irp(a).with_irp(b)`) is issued with the first, `a`,
+/// handed back in the inner output; `b` is handed back unused in the outer one.
+///
 /// The IRP belongs to the operation until it hands it back:
 ///
 /// ```compile_fail,E0382
@@ -68,9 +71,17 @@ impl<R: Issue> Issue for WithIrp<R> {
 
     fn start(&mut self) -> Result<BlockRef> {
         let mut block = self.inner.start()?;
-        if let Some(irp) = self.irp.take() {
+        // An operation given an IRP twice (`op.with_irp(a).with_irp(b)`) is issued with the
+        // first: the inner request installed it; this one is handed back unused.
+        let irp = if block.has_caller_irp() {
+            None
+        } else {
+            self.irp.take()
+        };
+        if let Some(irp) = irp {
             // SAFETY: the block was just taken for this request: nothing in flight on it, and
-            // no caller's IRP installed (a block's caller IRP is restored before it is idle).
+            // no caller's IRP installed (checked above; a block's caller IRP is restored
+            // before it is idle).
             unsafe { block.install_irp(irp) };
         }
         Ok(block)

@@ -94,7 +94,7 @@ impl WskClient {
             let size = capacity * core::mem::size_of::<WSK_TRANSPORT>();
             // SAFETY: WSK_TRANSPORT_LIST_QUERY takes no input and writes plain structures.
             match unsafe { control_client_now(self.core(), WSK_TRANSPORT_LIST_QUERY, &[], size) } {
-                Ok(bytes) => return Ok(transports_of(&bytes)),
+                Ok(bytes) => return transports_of(&bytes),
                 Err(error) if error.needed_size().is_some_and(|n| n > size) && capacity < 4096 => {
                     capacity = error
                         .needed_size()
@@ -160,22 +160,27 @@ impl WskClient {
     }
 }
 
-fn transports_of(bytes: &[u8]) -> Vec<Transport> {
-    bytes
-        .chunks_exact(core::mem::size_of::<WSK_TRANSPORT>())
-        .map(|chunk| {
-            // SAFETY: a chunk holds one WSK_TRANSPORT the provider wrote (plain data).
-            let raw = unsafe { chunk.as_ptr().cast::<WSK_TRANSPORT>().read_unaligned() };
-            Transport {
-                version: raw.Version,
-                socket_type: raw.SocketType,
-                protocol: raw.Protocol,
-                family: raw.AddressFamily,
-                // SAFETY: a GUID is 16 bytes of plain data.
-                provider_id: unsafe { core::mem::transmute::<GUID, [u8; 16]>(raw.ProviderId) },
-            }
-        })
-        .collect()
+/// The transports in the provider's output; the list is allocated fallibly (no memory: an
+/// error, never an abort).
+fn transports_of(bytes: &[u8]) -> Result<Vec<Transport>> {
+    let chunks = bytes.chunks_exact(core::mem::size_of::<WSK_TRANSPORT>());
+    let mut transports = Vec::new();
+    transports
+        .try_reserve_exact(chunks.len())
+        .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
+    for chunk in chunks {
+        // SAFETY: a chunk holds one WSK_TRANSPORT the provider wrote (plain data).
+        let raw = unsafe { chunk.as_ptr().cast::<WSK_TRANSPORT>().read_unaligned() };
+        transports.push(Transport {
+            version: raw.Version,
+            socket_type: raw.SocketType,
+            protocol: raw.Protocol,
+            family: raw.AddressFamily,
+            // SAFETY: a GUID is 16 bytes of plain data.
+            provider_id: unsafe { core::mem::transmute::<GUID, [u8; 16]>(raw.ProviderId) },
+        });
+    }
+    Ok(transports)
 }
 
 /// `WskControlClient` without an IRP, with the NPI captured for the call (a client request).
@@ -394,7 +399,9 @@ impl Issue for NameInfoRequest {
 
 fn utf16(units: &[u16]) -> Result<String> {
     let mut text = String::new();
-    text.try_reserve(units.len())
+    // At most three UTF-8 bytes per UTF-16 unit (a surrogate pair: four for two), so no push
+    // below grows the string.
+    text.try_reserve(units.len().saturating_mul(3))
         .map_err(|_| Error::INSUFFICIENT_RESOURCES)?;
     for c in char::decode_utf16(units.iter().copied()) {
         text.push(c.unwrap_or(char::REPLACEMENT_CHARACTER));

@@ -255,6 +255,7 @@ impl PendedInspection {
             pended: self.pended.take(),
             action,
             decided_in_callback: false,
+            in_background: false,
         }
     }
 }
@@ -267,6 +268,7 @@ impl Drop for PendedInspection {
         // Undecided: rejected in the background. The request is issued here and its block
         // let go; the completion routine returns the block to the listener's pool.
         let mut request = self.request(WskInspectReject);
+        request.in_background = true;
         if let Ok(mut block) = request.start() {
             // SAFETY: a fresh block, armed once and given to exactly one WSK call.
             unsafe {
@@ -293,13 +295,47 @@ pub struct InspectCompleteRequest {
     action: WSK_INSPECT_ACTION,
     /// Decided before the inspect callback returned: its answer, no WSK call.
     decided_in_callback: bool,
+    /// The background rejection of a [`PendedInspection`] dropped undecided: if it cannot
+    /// start, the inspection stays listed, and the listener's close rejects it.
+    in_background: bool,
+}
+
+/// A decision dropped before it was issued (its operation dropped unpolled, or refused to
+/// wait) is not lost: the inspection is rejected in the background, as a [`PendedInspection`]
+/// dropped undecided is.
+impl Drop for InspectCompleteRequest {
+    fn drop(&mut self) {
+        if self.in_background {
+            return;
+        }
+        if let Some(pended) = self.pended.take() {
+            drop(PendedInspection {
+                listener: self.listener.clone(),
+                pended: Some(pended),
+            });
+        }
+    }
 }
 
 impl Issue for InspectCompleteRequest {
     type Output = Result<()>;
 
     fn start(&mut self) -> Result<BlockRef> {
-        let pended = self.pended.take().ok_or(Error::INVALID_PARAMETER)?;
+        let Some(pended) = self.pended.as_ref() else {
+            return Err(Error::INVALID_PARAMETER);
+        };
+        // The block first (unless the callback is still running: its answer needs none): a
+        // failure leaves the inspection undecided and listed — rejected by this request's
+        // drop, or by the listener's close.
+        let early_block = if pended.phase.load(Ordering::Acquire) == IN_CALLBACK {
+            None
+        } else {
+            if self.listener.close_requested() {
+                return Err(Error::SOCKET_CLOSED);
+            }
+            Some(BlockRef::for_socket(&self.listener)?)
+        };
+        let pended = self.pended.take().expect("checked above");
         if pended.settled.swap(true, Ordering::AcqRel) {
             // The provider aborted the connection: its inspect ID is no longer valid.
             return Err(Error::from_status(STATUS_CONNECTION_ABORTED));
@@ -324,7 +360,12 @@ impl Issue for InspectCompleteRequest {
         if self.listener.close_requested() {
             return Err(Error::SOCKET_CLOSED);
         }
-        let mut block = BlockRef::for_socket(&self.listener)?;
+        // The callback returned between the two looks: a block now (should this fail, the
+        // listener's close — which resets what is pending — still ends the connection).
+        let mut block = match early_block {
+            Some(block) => block,
+            None => BlockRef::for_socket(&self.listener)?,
+        };
         // SAFETY: nothing in flight on a fresh block.
         unsafe { block.scratch().inspect_id = pended.id.raw() };
         Ok(block)

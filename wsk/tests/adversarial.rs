@@ -970,9 +970,12 @@ fn a_pended_inspection_waited_for_inside_its_callback_is_refused() {
     let peer = TcpStream::connect(local).unwrap();
     eventually("the inspection", || !waited.lock().unwrap().is_empty());
     assert_eq!(waited.lock().unwrap()[0], Err(Error::IRQL_TOO_HIGH));
-    // Whether the connection is then decided is not checked here (it is not: see the
-    // report of this review); the listener's close ends it.
-    drop(peer);
+    // The refused decision is not lost: dropped unissued, it rejects the connection (the
+    // callback's answer, here).
+    assert!(
+        refused(peer),
+        "the connection is neither accepted nor refused"
+    );
     accepted.lock().unwrap().clear();
     drop(listener);
     drop(tasks);
@@ -1712,5 +1715,139 @@ fn callers_irps_and_deadlines_on_every_kind_of_request() {
     drop((irp, listening, datagrams));
     within("the teardown", move || drop(client));
     drop(listener);
+    session.finish();
+}
+
+// ---- decisions that never reach the provider, IRPs given twice, lists out of memory ------------
+
+/// Whether the peer's connection is refused (reset or closed) within the deadline.
+fn refused(mut peer: TcpStream) -> bool {
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut byte = [0u8; 1];
+    match peer.read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(error) => !matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+    }
+}
+
+#[test]
+fn a_decision_dropped_before_it_is_issued_still_rejects() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let tasks = Arc::new(TaskSet::new(driver(&session)).unwrap());
+    let Pending {
+        listener,
+        local,
+        accepted,
+        kept,
+        ..
+    } = pending_listener(&client, Pend::KeepInHandler, &tasks);
+    for accept in [false, true] {
+        let peer = TcpStream::connect(local).unwrap();
+        eventually("the inspection", || !kept.lock().unwrap().is_empty());
+        let pended = kept.lock().unwrap().pop().unwrap();
+        // The decision's operation dropped unpolled: the inspection is rejected, not left
+        // undecided until the listener closes.
+        if accept {
+            drop(pended.accept());
+        } else {
+            drop(pended.reject());
+        }
+        assert!(
+            refused(peer),
+            "the connection is neither accepted nor refused"
+        );
+        assert!(accepted.lock().unwrap().is_empty());
+    }
+    drop(listener);
+    drop(tasks);
+    within("the teardown", move || drop(client));
+    session.finish();
+}
+
+#[test]
+fn an_operation_given_two_irps_uses_the_first_and_hands_back_both() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let socket = Arc::new(socket);
+    for round in 0..3 {
+        let (first, second) = (Irp::new().unwrap(), Irp::new().unwrap());
+        let (first_raw, second_raw) = (first.as_ptr(), second.as_ptr());
+        let sender = Arc::clone(&socket);
+        let (((sent, buf), used), unused) = within("a send given two IRPs", move || {
+            let buf = Buf::from_slice(b"twice").unwrap();
+            sender.send(buf).with_irp(first).with_irp(second).wait()
+        });
+        assert_eq!(sent.unwrap(), 5, "round {round}");
+        drop(buf);
+        assert_eq!(used.expect("the first, used").as_ptr(), first_raw);
+        assert_eq!(unused.expect("the second, unused").as_ptr(), second_raw);
+        let mut echo = [0u8; 5];
+        peer.set_read_timeout(Some(DEADLINE)).unwrap();
+        peer.read_exact(&mut echo).unwrap();
+        assert_eq!(&echo, b"twice");
+    }
+    drop(socket);
+    within("the teardown", move || drop(client));
+    session.finish();
+}
+
+#[test]
+fn the_transport_list_out_of_heap_is_an_error() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let _ = client.transports().unwrap();
+    for n in 1..=4 {
+        fail_nth_heap_allocation(n);
+        let result = client.transports();
+        fail_nth_heap_allocation(0);
+        assert!(
+            result.is_ok() || result == Err(Error::INSUFFICIENT_RESOURCES),
+            "{result:?}"
+        );
+    }
+    within("the teardown", move || drop(client));
+    session.finish();
+}
+
+#[test]
+fn pended_inspections_completed_as_their_callbacks_return() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let tasks = Arc::new(TaskSet::new(driver(&session)).unwrap());
+    let Pending {
+        listener,
+        local,
+        kept,
+        ..
+    } = pending_listener(&client, Pend::KeepInHandler, &tasks);
+    // Each decision is made the moment the handler has stored the inspection: often before
+    // the callback's `WskInspectPend` has reached the provider.
+    for _ in 0..200 {
+        let peer = TcpStream::connect(local).unwrap();
+        let pended = {
+            let started = Instant::now();
+            loop {
+                if let Some(pended) = kept.lock().unwrap().pop() {
+                    break pended;
+                }
+                assert!(started.elapsed() < DEADLINE, "no inspection");
+                std::hint::spin_loop();
+            }
+        };
+        within("the rejection", move || pended.reject().wait()).unwrap();
+        assert!(
+            refused(peer),
+            "the connection is neither accepted nor refused"
+        );
+    }
+    drop(listener);
+    drop(tasks);
+    within("the teardown", move || drop(client));
     session.finish();
 }

@@ -27,6 +27,13 @@ pub(crate) struct Inspecting {
     pub(crate) peer: SocketAddr,
     /// Its `WskInspectEvent` has returned `WskInspectPend`: `WskInspectComplete` may come.
     pub(crate) pended: bool,
+    /// The thread running its `WskInspectEvent`, while it runs.
+    pub(crate) callback_thread: Option<std::thread::ThreadId>,
+    /// A decision another thread completed while the callback was still returning
+    /// `WskInspectPend` (a client hands the inspect ID to another thread before it returns:
+    /// that thread may be faster than the return). Applied when the callback returns
+    /// `WskInspectPend`; any other answer is the client's error.
+    pub(crate) early: Option<bool>,
 }
 
 /// A connection the client's inspection accepted, waiting for `WskAccept` or an accept
@@ -76,6 +83,8 @@ pub(crate) fn next_event(socket: &HostSocket, state: &mut State) -> Option<Event
         stream,
         peer,
         pended: false,
+        callback_thread: None,
+        early: None,
     });
     Some(Event::Inspect {
         serial,
@@ -209,6 +218,14 @@ pub(crate) fn deliver_inspect(
     let mut local_storage = SOCKADDR_INET::default();
     let mut remote_storage = SOCKADDR_INET::default();
     let mut id = id_of(listener, serial);
+    if let Some(inspecting) = listener
+        .lock()
+        .inspecting
+        .iter_mut()
+        .find(|i| i.serial == serial)
+    {
+        inspecting.callback_thread = Some(std::thread::current().id());
+    }
     // SAFETY: the storages fit either family; the client's callback with its context.
     let action = unsafe {
         write_sockaddr((&raw mut local_storage).cast(), &local);
@@ -220,6 +237,23 @@ pub(crate) fn deliver_inspect(
             &mut id,
         )
     };
+    let early = {
+        let mut state = listener.lock();
+        state
+            .inspecting
+            .iter_mut()
+            .find(|i| i.serial == serial)
+            .and_then(|inspecting| {
+                inspecting.callback_thread = None;
+                inspecting.early
+            })
+    };
+    if early.is_some() && action != WskInspectPend {
+        bug_check(
+            Rule::InvalidParameter,
+            "WskInspectComplete for an inspection whose WskInspectEvent did not return WskInspectPend",
+        );
+    }
     match action {
         WskInspectAccept => {
             settle(listener, serial, true);
@@ -228,9 +262,13 @@ pub(crate) fn deliver_inspect(
             settle(listener, serial, false);
         }
         WskInspectPend => {
-            let mut state = listener.lock();
-            if let Some(inspecting) = state.inspecting.iter_mut().find(|i| i.serial == serial) {
-                inspecting.pended = true;
+            if let Some(accept) = early {
+                settle(listener, serial, accept);
+            } else {
+                let mut state = listener.lock();
+                if let Some(inspecting) = state.inspecting.iter_mut().find(|i| i.serial == serial) {
+                    inspecting.pended = true;
+                }
             }
         }
         other => {
@@ -261,17 +299,39 @@ pub(crate) fn complete(
         WskInspectReject => false,
         _ => return STATUS_INVALID_PARAMETER,
     };
-    let early = listener
-        .lock()
-        .inspecting
-        .iter()
-        .any(|i| i.serial == id.SerialNumber && !i.pended);
-    if early {
-        bug_check(
-            Rule::InvalidParameter,
-            "WskInspectComplete before its WskInspectEvent returned WskInspectPend",
-        );
-        return STATUS_INVALID_PARAMETER;
+    // Before the callback returned `WskInspectPend`: from inside the callback (its own
+    // thread), the client's error; from another thread, the decision of a hand-off that beat
+    // the callback's return — applied when it returns.
+    let this_thread = std::thread::current().id();
+    let early = {
+        let mut state = listener.lock();
+        match state
+            .inspecting
+            .iter_mut()
+            .find(|i| i.serial == id.SerialNumber && !i.pended)
+        {
+            None => None,
+            Some(inspecting)
+                if inspecting.callback_thread.is_some()
+                    && inspecting.callback_thread != Some(this_thread)
+                    && inspecting.early.is_none() =>
+            {
+                inspecting.early = Some(accept);
+                Some(true)
+            }
+            Some(_) => Some(false),
+        }
+    };
+    match early {
+        Some(true) => return STATUS_SUCCESS,
+        Some(false) => {
+            bug_check(
+                Rule::InvalidParameter,
+                "WskInspectComplete before its WskInspectEvent returned WskInspectPend",
+            );
+            return STATUS_INVALID_PARAMETER;
+        }
+        None => {}
     }
     if settle(listener, id.SerialNumber, accept) {
         STATUS_SUCCESS

@@ -161,6 +161,9 @@ pub(crate) struct Block {
     in_flight: AtomicBool,
     done: AtomicBool,
     wait_signal: AtomicBool,
+    /// A blocking wait returned satisfied by the event, which (a synchronization event) that
+    /// reset: the next arm has nothing to clear.
+    signal_consumed: AtomicBool,
     client_request_open: AtomicBool,
     waker: AtomicWaker,
     event: UnsafeCell<KEVENT>,
@@ -354,6 +357,13 @@ impl BlockRef {
         }
     }
 
+    /// Whether a caller's IRP is installed for the request being started.
+    pub(crate) fn has_caller_irp(&self) -> bool {
+        // SAFETY: read by the holder of the reference between `start` and `arm`, when nothing
+        // is in flight on the block and nobody else writes the field.
+        unsafe { (*self.get().parked_irp.get()).is_some() }
+    }
+
     /// Puts the block's own IRP back and returns the caller's one installed by
     /// [`BlockRef::install_irp`] (`None` if none was).
     ///
@@ -384,7 +394,10 @@ impl BlockRef {
     ///
     /// The event is signalled only for a waiter that announced itself
     /// ([`BlockRef::block_until_done`]): a request that completes before anyone blocks on it
-    /// costs no `KeSetEvent`, and the next arm no `KeClearEvent`.
+    /// costs no `KeSetEvent`, and the next arm no `KeClearEvent`. The event is a
+    /// synchronization event: the wait it satisfies resets it, so a wait that returned
+    /// satisfied costs no `KeClearEvent` either; only a signal nobody consumed (the waiter saw
+    /// the completion before waiting, or timed out) is cleared here.
     ///
     /// # Safety
     /// No request may be in flight on this block.
@@ -394,10 +407,14 @@ impl BlockRef {
         unsafe {
             let irp = &mut *block.irp.get();
             irp.reuse();
-            if block.wait_signal.load(Ordering::Relaxed) {
-                // Only a blocking wait ever signals the event: reset it only if one did.
+            if block.wait_signal.load(Ordering::Relaxed)
+                && !block.signal_consumed.load(Ordering::Relaxed)
+            {
+                // Only a blocking wait ever signals the event, and a satisfied wait resets it:
+                // reset it only if a signal may be left over.
                 KeClearEvent(block.event.get());
             }
+            block.signal_consumed.store(false, Ordering::Relaxed);
             *block.status.get() = STATUS_PENDING;
             *block.information.get() = 0;
             block.done.store(false, Ordering::Relaxed);
@@ -462,7 +479,13 @@ impl BlockRef {
                 timeout_ptr,
             )
         };
-        status == STATUS_SUCCESS || block.done.load(Ordering::Acquire)
+        if status == STATUS_SUCCESS {
+            // The wait consumed the signal (a synchronization event resets as it satisfies a
+            // wait), and the signal follows `done`.
+            block.signal_consumed.store(true, Ordering::Relaxed);
+            return true;
+        }
+        block.done.load(Ordering::Acquire)
     }
 
     /// Requests cancellation of the in-flight IRP (`IoCancelIrp`; for a sleep, the cancel of
@@ -936,6 +959,7 @@ impl BlockPool {
             in_flight: AtomicBool::new(false),
             done: AtomicBool::new(false),
             wait_signal: AtomicBool::new(false),
+            signal_consumed: AtomicBool::new(false),
             client_request_open: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             event: UnsafeCell::new(KEVENT::default()),
@@ -960,7 +984,7 @@ impl BlockPool {
         })?;
         let ptr = Box::into_raw(block);
         // SAFETY: the event lives in the block, in non-paged memory, for the block's life.
-        unsafe { KeInitializeEvent((*ptr).event.get(), NotificationEvent, FALSE) };
+        unsafe { KeInitializeEvent((*ptr).event.get(), SynchronizationEvent, FALSE) };
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
             // SAFETY: the block is not published yet: exclusive access.
