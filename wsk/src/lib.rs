@@ -107,6 +107,10 @@
 //!   guarantees the indications stay readable, so the socket's close waits for it, and with
 //!   it the client's teardown and the driver's unload — for good. Keep views short-lived;
 //!   never forget one;
+//! - a forgotten [`PendedInspection`] leaks its bookkeeping and keeps its listener's memory
+//!   allocated; its connection stays undecided until the listener closes (which resets it);
+//!   nothing waits for it. Dropped — or its decision's operation dropped before it is issued
+//!   — it rejects the connection;
 //! - a forgotten [`SpinLockGuard`] leaves its lock held and the IRQL raised on that processor;
 //! - a forgotten [`WskClient`] stays registered: `WskDeregister` never runs.
 //!
