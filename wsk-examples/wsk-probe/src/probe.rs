@@ -33,7 +33,7 @@ use crate::raw::{self, Arguments, RawClient};
 use crate::table::{Api, Completion, Table};
 
 /// The probe's settings (see the crate documentation for the parameters).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// How long each request may take, in milliseconds.
     pub deadline_ms: u32,
@@ -42,6 +42,17 @@ pub struct Config {
     pub listen_port: u16,
     /// An external peer to connect to and send a line to, if any.
     pub peer: Option<SocketAddr>,
+    /// Kernel routines exported as stubs that end the driver when called (Wine's): the rows
+    /// of operations that call one are skipped.
+    pub unimplemented: Vec<String>,
+}
+
+impl Config {
+    /// Whether the kernel implements the routine `name`: exported
+    /// (`MmGetSystemRoutineAddress`) and not named in `Unimplemented`.
+    fn implements(&self, name: &str) -> bool {
+        !self.unimplemented.iter().any(|stub| stub == name) && exported(name)
+    }
 }
 
 /// The line sent to the external peer.
@@ -480,29 +491,37 @@ impl<'a> Probe<'a> {
             }
         }
 
-        let parts: [&[u8]; 3] = [b"wsk_probe: ", b"three ", b"buffers"];
-        let mut list = BufList::new();
-        let mut whole = Vec::new();
-        for part in parts {
-            whole.extend_from_slice(part);
-            if let Ok(buf) = Buf::from_slice(part) {
-                let _ = list.push(buf);
+        if self.config.implements("IoBuildPartialMdl") {
+            let parts: [&[u8]; 3] = [b"wsk_probe: ", b"three ", b"buffers"];
+            let mut list = BufList::new();
+            let mut whole = Vec::new();
+            for part in parts {
+                whole.extend_from_slice(part);
+                if let Ok(buf) = Buf::from_slice(part) {
+                    let _ = list.push(buf);
+                }
             }
-        }
-        let sent = self
-            .bounded(client.send_vectored(list))
-            .await
-            .map(|(result, _)| result);
-        let sent = self.record("WskSend(vectored)", false, sent, |&n| {
-            if n == whole.len() {
-                fine(format!("{n} bytes from 3 buffers"))
-            } else {
-                wrong(format!("{n} of {} bytes", whole.len()))
+            let sent = self
+                .bounded(client.send_vectored(list))
+                .await
+                .map(|(result, _)| result);
+            let sent = self.record("WskSend(vectored)", false, sent, |&n| {
+                if n == whole.len() {
+                    fine(format!("{n} bytes from 3 buffers"))
+                } else {
+                    wrong(format!("{n} of {} bytes", whole.len()))
+                }
+            });
+            if sent.is_some() {
+                self.receive_exactly("WskReceive(vectored)", server, &whole)
+                    .await;
             }
-        });
-        if sent.is_some() {
-            self.receive_exactly("WskReceive(vectored)", server, &whole)
-                .await;
+        } else {
+            // `BufList` describes its buffers with partial MDLs: on a kernel without the
+            // routine (Wine 8.0 exports a stub) the call would end the driver.
+            let why = "the kernel lacks IoBuildPartialMdl (a BufList's MDL chain)";
+            self.table.skip("WskSend(vectored)", Api::Safe, why);
+            self.table.skip("WskReceive(vectored)", Api::Safe, why);
         }
 
         let set = self.bounded(client.set_receive_buffer_size(65536)).await;
@@ -1171,5 +1190,19 @@ impl<'a> Probe<'a> {
         }
         self.skip_rest(ROWS, "not connected to the peer");
         self.close(None, socket.close()).await;
+    }
+}
+
+/// Whether the kernel exports the routine `name` (`MmGetSystemRoutineAddress`), for rows of
+/// operations whose `wsk` code calls a routine not every kernel has. PASSIVE_LEVEL.
+fn exported(name: &str) -> bool {
+    let mut wide: Vec<u16> = name.encode_utf16().chain(core::iter::once(0)).collect();
+    let mut unicode = wsk_sys::UNICODE_STRING::default();
+    // SAFETY: `wide` is a NUL-terminated UTF-16 string that outlives `unicode`, which is
+    // writable; the lookup only reads the name, at PASSIVE_LEVEL (the probe's executor runs
+    // there).
+    unsafe {
+        wsk_sys::RtlInitUnicodeString(&raw mut unicode, wide.as_mut_ptr());
+        !wsk_sys::MmGetSystemRoutineAddress(&raw mut unicode).is_null()
     }
 }
