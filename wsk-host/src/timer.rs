@@ -159,13 +159,15 @@ fn expire_timers() {
             unsafe { (*armed.timer).Header.SignalState = 1 };
             if !armed.dpc.is_null() {
                 table.dpcs_in_flight += 1;
-                expired = Some(Queued(armed.dpc));
+                expired = Some(Queued(armed.dpc, timer));
                 break;
             }
         }
-        if let Some(Queued(dpc)) = expired {
+        if let Some(Queued(dpc, timer)) = expired {
             drop(guard);
+            RUNNING_DPC_OF.set(timer);
             run_dpc(dpc);
+            RUNNING_DPC_OF.set(0);
             guard = lock();
             if let Some(table) = guard.as_mut() {
                 table.dpcs_in_flight -= 1;
@@ -185,8 +187,13 @@ fn expire_timers() {
     }
 }
 
-/// A DPC taken from the table, to run outside its lock.
-struct Queued(PKDPC);
+/// A DPC taken from the table, to run outside its lock, and its timer's address.
+struct Queued(PKDPC, usize);
+
+thread_local! {
+    /// The address of the timer whose DPC this thread is running (0: none).
+    static RUNNING_DPC_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// Runs a DPC's routine at DISPATCH_LEVEL, as a processor's DPC queue does.
 fn run_dpc(dpc: PKDPC) {
@@ -329,6 +336,15 @@ pub unsafe extern "system" fn KeSetTimer(
 pub unsafe extern "system" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
     if !require_irql("KeCancelTimer", DISPATCH_LEVEL) {
         return FALSE;
+    }
+    if RUNNING_DPC_OF.get() == Timer as usize {
+        bug_check(
+            Rule::TimerCancelledInItsDpc,
+            format!(
+                "KeCancelTimer({Timer:p}) from the timer's own DPC: Windows answers FALSE, \
+                 Wine's kernel waits for this very DPC to end and never returns"
+            ),
+        );
     }
     let cancelled = with_table(|table| {
         if !table.initialised.contains(&(Timer as usize)) {
