@@ -48,10 +48,11 @@ pub struct Config {
 }
 
 impl Config {
-    /// Whether the kernel implements the routine `name`: exported
-    /// (`MmGetSystemRoutineAddress`) and not named in `Unimplemented`.
+    /// Whether the kernel implements the routine `name`: not named in `Unimplemented`. (The
+    /// image imports it, so it loaded only where the kernel exports it; a stub's export looks
+    /// like any other to `MmGetSystemRoutineAddress`.)
     fn implements(&self, name: &str) -> bool {
-        !self.unimplemented.iter().any(|stub| stub == name) && exported(name)
+        !self.unimplemented.iter().any(|stub| stub == name)
     }
 }
 
@@ -1190,19 +1191,5 @@ impl<'a> Probe<'a> {
         }
         self.skip_rest(ROWS, "not connected to the peer");
         self.close(None, socket.close()).await;
-    }
-}
-
-/// Whether the kernel exports the routine `name` (`MmGetSystemRoutineAddress`), for rows of
-/// operations whose `wsk` code calls a routine not every kernel has. PASSIVE_LEVEL.
-fn exported(name: &str) -> bool {
-    let mut wide: Vec<u16> = name.encode_utf16().chain(core::iter::once(0)).collect();
-    let mut unicode = wsk_sys::UNICODE_STRING::default();
-    // SAFETY: `wide` is a NUL-terminated UTF-16 string that outlives `unicode`, which is
-    // writable; the lookup only reads the name, at PASSIVE_LEVEL (the probe's executor runs
-    // there).
-    unsafe {
-        wsk_sys::RtlInitUnicodeString(&raw mut unicode, wide.as_mut_ptr());
-        !wsk_sys::MmGetSystemRoutineAddress(&raw mut unicode).is_null()
     }
 }
