@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
-use wsk_host::{Rule, Session, irql};
+use wsk_host::{FaultPlan, Rule, Session, irql};
 use wsk_sys::*;
 
 /// A timer, its DPC and what the DPC reports, kept in one box (the kernel objects must not
@@ -93,6 +93,26 @@ fn an_expired_timer_runs_its_dpc_at_dispatch_level_once() {
     let report = session.finish();
     assert_eq!(report.dpcs_run, 1);
     drop(fixture);
+}
+
+#[test]
+fn wine_timers_answer_true_for_an_expired_timer_once() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::default().wine_timers(true));
+    let (report, reports) = channel();
+    let mut fixture = fixture(Duration::ZERO, Some(report));
+    set(&mut fixture, -1);
+    let (_, runs) = reports.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(runs, 1);
+    assert_eq!(
+        cancel(&mut fixture),
+        TRUE,
+        "Wine: TRUE for an expired timer"
+    );
+    assert_eq!(cancel(&mut fixture), FALSE, "until it is cancelled");
+    // SAFETY: PASSIVE_LEVEL.
+    unsafe { KeFlushQueuedDpcs() };
+    session.finish();
 }
 
 #[test]

@@ -608,7 +608,7 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
         }
     }
     // SAFETY: the timer was initialised when it was set; it lives in the block.
-    if unsafe { KeCancelTimer(&raw mut (*block.timer.get()).ktimer) } != 0 {
+    if unsafe { stopped_before_expiry(block) } {
         // Stopped: no DPC will run. Complete the IRP in its place, then release the timer's
         // reference (the caller's keeps the block until both are done).
         // SAFETY: the sleep's IRP was armed and given to no provider; the timer state taken
@@ -618,6 +618,20 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
         // is freed or completed here.
         let _ = release::<false>(ptr);
     }
+}
+
+/// Stops the block's timer (`KeCancelTimer`); whether that stopped it before it expired, so
+/// that its DPC will not run. Windows answers TRUE only then. Wine's kernel also answers TRUE
+/// for a timer that has expired, once its DPC has returned (it waits for it): the DPC's mark
+/// (`timed_out`, set first thing) tells that case, so a DPC that ran is never taken for one
+/// that will not. IRQL <= DISPATCH_LEVEL; never from the timer's own DPC.
+///
+/// # Safety
+/// The timer was initialised (it was set for the block's current request).
+unsafe fn stopped_before_expiry(block: &Block) -> bool {
+    // SAFETY: forwarded; the timer lives in the block.
+    let stopped = unsafe { KeCancelTimer(&raw mut (*block.timer.get()).ktimer) } != 0;
+    stopped && !block.timed_out.load(Ordering::SeqCst)
 }
 
 /// The DPC of a block's timer, at DISPATCH_LEVEL: a deadline cancels the request in flight,
@@ -679,7 +693,7 @@ impl Block {
         if state != TIMER_IDLE
             && state != TIMER_EXPIRED
             // SAFETY: set (so initialised) by `set_timer`; it lives in the block.
-            && unsafe { KeCancelTimer(&raw mut (*self.timer.get()).ktimer) } != 0
+            && unsafe { stopped_before_expiry(self) }
         {
             // Stopped before its expiry: no DPC will run; its reference goes now (never the
             // last: the in-flight reference is still held).
