@@ -60,6 +60,8 @@ pub struct FaultPlan {
     pub(crate) event_threads: usize,
     /// Inline completions run at the caller's IRQL instead of DISPATCH_LEVEL.
     pub(crate) inline_at_caller_irql: bool,
+    /// Timers as Wine's kernel runs them.
+    pub(crate) wine_timers: bool,
     /// Which `IoAllocateWorkItem` calls fail.
     pub(crate) work_item_allocation: Nth,
     /// WSK functions (by routine name) whose requests are failed or abandoned.
@@ -96,6 +98,7 @@ impl FaultPlan {
             delay: None,
             event_threads,
             inline_at_caller_irql,
+            wine_timers: false,
             work_item_allocation: Nth::Never,
             scripted: Vec::new(),
         }
@@ -215,6 +218,18 @@ impl FaultPlan {
     #[must_use]
     pub fn inline_completion_at_caller_irql(mut self, at_caller_irql: bool) -> Self {
         self.inline_at_caller_irql = at_caller_irql;
+        self
+    }
+
+    /// Timers as Wine 8.0's kernel runs them (a thread-pool timer per `KTIMER`): a DPC
+    /// starts a millisecond after its timer's expiry (a callback's dispatch); `KeCancelTimer`
+    /// waits for its timer's DPC to return (`WaitForThreadpoolTimerCallbacks`) and returns
+    /// TRUE for a timer that expired since it was last set, not only for one it stopped
+    /// (Wine clears `Header.Inserted` only in a cancel). Windows answers FALSE there: a
+    /// client that counts on it stopping the timer would see a DPC that already ran.
+    #[must_use]
+    pub fn wine_timers(mut self, wine: bool) -> Self {
+        self.wine_timers = wine;
         self
     }
 
@@ -427,6 +442,11 @@ pub(crate) fn event_threads() -> usize {
 /// Whether inline completions run at the caller's IRQL.
 pub(crate) fn inline_at_caller_irql() -> bool {
     with_state(|s| s.plan.inline_at_caller_irql)
+}
+
+/// Whether timers behave as Wine's ([`FaultPlan::wine_timers`]).
+pub(crate) fn wine_timers() -> bool {
+    with_state(|s| s.plan.wine_timers)
 }
 
 #[cfg(test)]

@@ -47,6 +47,11 @@ struct Table {
     next_generation: u64,
     /// DPCs taken from the table and not yet returned (queued or running).
     dpcs_in_flight: usize,
+    /// The timer whose DPC is taken and not yet returned, by address (0: none).
+    dpc_of: usize,
+    /// Timers that expired since they were last set or cancelled: Wine's `KeCancelTimer`
+    /// answers TRUE for them ([`crate::FaultPlan::wine_timers`]).
+    expired_since_set: HashSet<usize>,
     /// The timer thread must return (the end of a session).
     stopping: bool,
 }
@@ -157,18 +162,27 @@ fn expire_timers() {
             // SAFETY: a set timer is live driver memory until it expires or is cancelled (a
             // driver that frees it while set corrupts the kernel's table on Windows too).
             unsafe { (*armed.timer).Header.SignalState = 1 };
+            table.expired_since_set.insert(timer);
             if !armed.dpc.is_null() {
                 table.dpcs_in_flight += 1;
-                expired = Some(Queued(armed.dpc));
+                table.dpc_of = timer;
+                expired = Some(Queued(armed.dpc, timer));
                 break;
             }
         }
-        if let Some(Queued(dpc)) = expired {
+        if let Some(Queued(dpc, timer)) = expired {
             drop(guard);
+            if crate::faults::wine_timers() {
+                // A thread-pool callback's dispatch: a cancel may come meanwhile.
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            RUNNING_DPC_OF.set(timer);
             run_dpc(dpc);
+            RUNNING_DPC_OF.set(0);
             guard = lock();
             if let Some(table) = guard.as_mut() {
                 table.dpcs_in_flight -= 1;
+                table.dpc_of = 0;
             }
             CHANGED.notify_all();
             continue;
@@ -185,8 +199,13 @@ fn expire_timers() {
     }
 }
 
-/// A DPC taken from the table, to run outside its lock.
-struct Queued(PKDPC);
+/// A DPC taken from the table, to run outside its lock, and its timer's address.
+struct Queued(PKDPC, usize);
+
+thread_local! {
+    /// The address of the timer whose DPC this thread is running (0: none).
+    static RUNNING_DPC_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
 
 /// Runs a DPC's routine at DISPATCH_LEVEL, as a processor's DPC queue does.
 fn run_dpc(dpc: PKDPC) {
@@ -296,6 +315,7 @@ pub unsafe extern "system" fn KeSetTimer(
             (*Timer).Header.SignalState = 0;
             (*Timer).Dpc = Dpc;
         }
+        table.expired_since_set.remove(&(Timer as usize));
         let generation = table.next_generation;
         table.next_generation += 1;
         let was_set = table
@@ -330,12 +350,35 @@ pub unsafe extern "system" fn KeCancelTimer(Timer: PKTIMER) -> BOOLEAN {
     if !require_irql("KeCancelTimer", DISPATCH_LEVEL) {
         return FALSE;
     }
-    let cancelled = with_table(|table| {
-        if !table.initialised.contains(&(Timer as usize)) {
-            return None;
+    if RUNNING_DPC_OF.get() == Timer as usize {
+        bug_check(
+            Rule::TimerCancelledInItsDpc,
+            format!(
+                "KeCancelTimer({Timer:p}) from the timer's own DPC: Windows answers FALSE, \
+                 Wine's kernel waits for this very DPC to end and never returns"
+            ),
+        );
+    }
+    let wine = crate::faults::wine_timers();
+    let mut guard = lock();
+    if wine && RUNNING_DPC_OF.get() != Timer as usize {
+        // Wine waits for the timer's callback to return.
+        while guard
+            .as_ref()
+            .is_some_and(|table| table.dpc_of == Timer as usize)
+        {
+            guard = CHANGED.wait(guard).unwrap_or_else(|e| e.into_inner());
         }
-        Some(table.armed.remove(&(Timer as usize)).is_some())
-    });
+    }
+    let table = guard.get_or_insert_with(Table::default);
+    let cancelled = if table.initialised.contains(&(Timer as usize)) {
+        let stopped = table.armed.remove(&(Timer as usize)).is_some();
+        let expired = table.expired_since_set.remove(&(Timer as usize));
+        Some(stopped || (wine && expired))
+    } else {
+        None
+    };
+    drop(guard);
     match cancelled {
         Some(cancelled) => BOOLEAN::from(cancelled),
         None => {

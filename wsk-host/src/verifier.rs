@@ -104,6 +104,12 @@ pub enum Rule {
     /// A timer that `KeInitializeTimerEx` did not initialise was set or cancelled, or a set
     /// timer was initialised again.
     TimerInvalid,
+    /// `KeCancelTimer` of a timer from that timer's own DPC routine. Windows allows it (the
+    /// timer has left the timer queue: FALSE); Wine's kernel runs a timer's DPC as a
+    /// thread-pool timer callback, and its `KeCancelTimer` waits for that timer's callbacks
+    /// to end — the one calling it — and never returns (Wine 8.0). Checked so that drivers
+    /// meant to run under Wine too do not make the call.
+    TimerCancelledInItsDpc,
 }
 
 impl Rule {
@@ -146,6 +152,7 @@ impl Rule {
             Rule::DpcWatchdogViolation => "DPC_WATCHDOG_VIOLATION",
             Rule::TimerPendingAtUnload => "TIMER_PENDING_AT_UNLOAD",
             Rule::TimerInvalid => "TIMER_INVALID",
+            Rule::TimerCancelledInItsDpc => "TIMER_CANCELLED_IN_ITS_OWN_DPC",
         }
     }
 }

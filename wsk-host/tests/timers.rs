@@ -1,14 +1,15 @@
 //! Timers and DPCs through `wsk-sys` as a driver calls them: a DPC runs at DISPATCH_LEVEL
 //! with its context once its timer expires, `KeCancelTimer` tells a stopped timer from an
 //! expired one, `KeFlushQueuedDpcs` waits for a running DPC, and the verifier reports a timer
-//! left set at the end of a session or used without initialisation.
+//! left set at the end of a session or used without initialisation, and a DPC that cancels
+//! its own timer (which Wine's kernel never returns from).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
-use wsk_host::{Rule, Session, irql};
+use wsk_host::{FaultPlan, Rule, Session, irql};
 use wsk_sys::*;
 
 /// A timer, its DPC and what the DPC reports, kept in one box (the kernel objects must not
@@ -95,6 +96,26 @@ fn an_expired_timer_runs_its_dpc_at_dispatch_level_once() {
 }
 
 #[test]
+fn wine_timers_answer_true_for_an_expired_timer_once() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::default().wine_timers(true));
+    let (report, reports) = channel();
+    let mut fixture = fixture(Duration::ZERO, Some(report));
+    set(&mut fixture, -1);
+    let (_, runs) = reports.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(runs, 1);
+    assert_eq!(
+        cancel(&mut fixture),
+        TRUE,
+        "Wine: TRUE for an expired timer"
+    );
+    assert_eq!(cancel(&mut fixture), FALSE, "until it is cancelled");
+    // SAFETY: PASSIVE_LEVEL.
+    unsafe { KeFlushQueuedDpcs() };
+    session.finish();
+}
+
+#[test]
 fn a_cancelled_timer_runs_no_dpc_and_setting_again_replaces_it() {
     let session = Session::start();
     let mut fixture = fixture(Duration::ZERO, None);
@@ -144,6 +165,44 @@ fn a_timer_left_set_is_reported_at_the_end_of_the_session() {
     // The session's end stopped the timer thread and the next session forgets the timer;
     // cancelling it here could race that next session. Its memory stays.
     std::mem::forget(fixture);
+}
+
+unsafe extern "system" fn cancel_own_timer(
+    _dpc: PKDPC,
+    context: PVOID,
+    _argument1: PVOID,
+    _argument2: PVOID,
+) {
+    // SAFETY: the context is the fixture, alive while its DPC runs.
+    let fixture = unsafe { &mut *context.cast::<Fixture>() };
+    let stopped = cancel(fixture);
+    fixture.runs.fetch_add(1, Ordering::SeqCst);
+    if let Some(report) = &fixture.report {
+        let _ = report.send((irql::current(), usize::from(stopped)));
+    }
+}
+
+#[test]
+fn a_dpc_cancelling_its_own_timer_is_reported() {
+    let session = Session::start();
+    let (report, reports) = channel();
+    let mut fixture = fixture(Duration::ZERO, Some(report));
+    let context: *mut Fixture = &raw mut *fixture;
+    // SAFETY: the DPC lives in the box; not queued (the timer is not set).
+    unsafe { KeInitializeDpc(&raw mut fixture.dpc, Some(cancel_own_timer), context.cast()) };
+    set(&mut fixture, -1);
+    let (_, stopped) = reports.recv_timeout(Duration::from_secs(10)).unwrap();
+    assert_eq!(
+        stopped, 0,
+        "an expired timer is not stopped (FALSE), as on Windows"
+    );
+    // SAFETY: PASSIVE_LEVEL.
+    unsafe { KeFlushQueuedDpcs() };
+    let (_, findings) = session.conclude();
+    assert_eq!(
+        rules(&findings),
+        BTreeSet::from([Rule::TimerCancelledInItsDpc.name()])
+    );
 }
 
 #[test]

@@ -24,7 +24,7 @@ pub(crate) fn units_of(duration: Duration) -> u64 {
 /// `KeQueryUnbiasedInterruptTime` (Wine's). On x64 the load is a `mov` of its own: kernels
 /// that run drivers in user mode emulate reads of that page instruction by instruction, and
 /// know `mov`, not an instruction a compiler could fold a volatile load into.
-#[cfg(all(target_arch = "x86_64", not(feature = "host")))]
+#[cfg(all(target_arch = "x86_64", windows, not(feature = "host")))]
 fn now() -> u64 {
     let time: u64;
     // SAFETY: the shared user data page is mapped and readable at any IRQL for the life of
@@ -43,7 +43,7 @@ fn now() -> u64 {
 }
 
 /// The interrupt time: see the x64 form.
-#[cfg(all(not(target_arch = "x86_64"), not(feature = "host")))]
+#[cfg(all(not(target_arch = "x86_64"), windows, not(feature = "host")))]
 fn now() -> u64 {
     // SAFETY: as for the x64 form: one aligned volatile 64-bit load of a page mapped for the
     // life of the system.
@@ -52,12 +52,14 @@ fn now() -> u64 {
 
 /// `KUSER_SHARED_DATA.InterruptTime` in the kernel's mapping of the shared user data page
 /// (`KI_USER_SHARED_DATA + 0x8`, the same address on x64 and ARM64).
-#[cfg(not(feature = "host"))]
+#[cfg(all(windows, not(feature = "host")))]
 const INTERRUPT_TIME: usize = 0xFFFF_F780_0000_0008;
 
 /// The interrupt time on `wsk-host`, which has no shared user data page: its
-/// `KeQueryUnbiasedInterruptTime` export, the same clock.
-#[cfg(feature = "host")]
+/// `KeQueryUnbiasedInterruptTime` export, the same clock. Also where the crate is built for
+/// anything but Windows without the `host` feature (its own tests on Linux): no kernel but
+/// `wsk-host` runs it there.
+#[cfg(any(feature = "host", not(windows)))]
 fn now() -> u64 {
     // SAFETY: no arguments; callable at any IRQL.
     unsafe { wsk_sys::KeQueryUnbiasedInterruptTime() }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use wsk::task::{TaskSet, block_on};
 use wsk::{Buf, ConnectionSocket, Deadline, Error, WskClient};
-use wsk_host::{Rule, Session};
+use wsk_host::{FaultPlan, Rule, Session};
 
 /// Counts the allocations of the calling thread (the provider's threads are not counted).
 struct CountingAllocator;
@@ -429,6 +429,45 @@ fn the_teardown_cancels_a_long_sleep_and_does_not_wait_for_it() {
             "unexpected finding: {finding:?}"
         );
     }
+}
+
+/// Wine's kernel answers TRUE to a `KeCancelTimer` of a timer that already expired, after
+/// waiting for its DPC: a cancel that took the sleep just before its DPC started must not
+/// complete it a second time, nor release the timer's reference twice.
+#[test]
+fn a_sleep_cancelled_as_its_dpc_starts_under_wine_timers() {
+    let session = Session::start();
+    session.set_faults(FaultPlan::default().wine_timers(true));
+    let client = WskClient::register(driver(&session)).unwrap();
+    for _ in 0..20 {
+        let mut sleep = client.sleep(Duration::from_nanos(100));
+        assert!(poll_once(&mut sleep).is_pending());
+        // Expired; its DPC starts a millisecond later: the drop's cancel comes first.
+        std::thread::sleep(Duration::from_micros(300));
+        drop(sleep);
+    }
+    // The same for deadlines: a request completed while its expired timer's DPC has not
+    // started stops nothing either.
+    let (socket, mut peer) = connected(&client);
+    for _ in 0..20 {
+        peer.write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let (received, _) = socket
+            .receive(Buf::with_capacity(1).unwrap())
+            .timeout(Duration::from_nanos(100))
+            .wait();
+        // The data at hand or the deadline, whichever the provider saw first.
+        assert!(
+            received.is_ok() || received == Err(Error::TIMED_OUT),
+            "{received:?}"
+        );
+    }
+    drop(socket);
+    within(
+        "client drop after sleeps cancelled as they fired",
+        move || drop(client),
+    );
+    session.finish();
 }
 
 #[test]

@@ -21,6 +21,7 @@ mod test_suite;
 mod toolchain;
 mod wdk_sys_check;
 mod wine;
+mod wine_probe;
 mod wine_suite;
 
 pub use examples::examples;
@@ -67,6 +68,9 @@ commands:
                               how the stop went
   wine --suite                the test suite's Wine step alone: every example image under
                               Wine with loopback peers (see xtask/src/wine_suite.rs)
+  wine --probe [--update]     run wsk_probe.sys under Wine, print its conformance table and
+                              its differences from wsk-examples/wsk-probe/WINE.md; --update
+                              rewrites that file from the run
   bench [--quick] [--ops N] [--profile OP,...] [--top N]
                               the instruction-count benchmark suite: raw wsk-sys against
                               wsk per operation (send, receive, send_to, receive_from,

@@ -229,6 +229,13 @@ impl Wine {
         Wine::find().is_ok()
     }
 
+    /// What `wine64 --version` says (`wine-8.0 (Debian 8.0~repack-4)`), if it answers.
+    pub fn version(&self) -> Option<String> {
+        let output = bounded(self.base(&self.loader).arg("--version"), COMMAND_DEADLINE).ok()?;
+        let version = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        (!version.is_empty()).then_some(version)
+    }
+
     /// The prefix directory.
     pub fn prefix(&self) -> &Path {
         &self.prefix
@@ -707,14 +714,18 @@ pub fn run_example(name: &str, parameters: &[Parameter], duration: Duration) -> 
     Ok(run)
 }
 
-/// `cargo xtask wine NAME [Name=Value]... [--duration S]`, and `cargo xtask wine --suite`:
-/// the test suite's Wine step alone.
+/// `cargo xtask wine NAME [Name=Value]... [--duration S]`, `cargo xtask wine --suite` (the
+/// test suite's Wine step alone) and `cargo xtask wine --probe [--update]` (the probe's table:
+/// [`crate::wine_probe`]).
 pub fn command(args: &[String]) -> Result<()> {
     if args.first().is_some_and(|a| a == "--suite") {
         if let Some(extra) = args.get(1) {
             return Err(format!("wine --suite: unexpected argument `{extra}`").into());
         }
         return crate::wine_suite::step();
+    }
+    if args.first().is_some_and(|a| a == "--probe") {
+        return crate::wine_probe::command(&args[1..]);
     }
     let mut name = None;
     let mut parameters = Vec::new();

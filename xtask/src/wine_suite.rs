@@ -12,6 +12,9 @@
 //!   no earlier than the timeout: the runtime's timers and the cancellation of a pending
 //!   receive work under Wine.
 //! - `tcp-send-raw` reaches RUNNING.
+//! - `wsk-probe`'s conformance table of Wine's provider is the committed one
+//!   (`wsk-examples/wsk-probe/WINE.md`, see [`crate::wine_probe`]): a changed row fails the
+//!   step and prints both sides.
 //!
 //! Wine 8.0's gaps that these runs meet (the stop of a driver that closed a socket from a
 //! completion Wine delivered on that socket's own callback thread hangs, `WskSocketConnect`
@@ -52,7 +55,20 @@ pub fn step() -> Result<()> {
         "http-get",
         "http-get (silent server)",
         "tcp-send-raw",
+        "wsk-probe",
     ] {
+        if image == "wsk-probe" {
+            let probe = crate::wine_probe::run(&wine)?;
+            let verdict = crate::wine_probe::check(&probe);
+            let outcome = Outcome {
+                image,
+                run: probe.run,
+                verdict,
+            };
+            report(&outcome);
+            outcomes.push(outcome);
+            continue;
+        }
         let (sys, service) = release_image(image.split(' ').next().unwrap_or(image))?;
         let outcome = match image {
             "echo-server" => echo_server(&wine, &sys, &service)?,
@@ -67,17 +83,7 @@ pub fn step() -> Result<()> {
             run: outcome.0,
             verdict: outcome.1,
         };
-        eprintln!(
-            "wine: {:<24} started in {:>5.1?}, cycle {:>5.1?}, {}: {}",
-            outcome.image,
-            outcome.run.start_time,
-            outcome.run.total_time,
-            outcome.run.ending,
-            match &outcome.verdict {
-                Ok(what) => format!("ok ({what})"),
-                Err(error) => format!("FAILED: {error}"),
-            }
-        );
+        report(&outcome);
         outcomes.push(outcome);
     }
     eprintln!(
@@ -101,6 +107,21 @@ pub fn step() -> Result<()> {
     } else {
         Err(format!("under Wine:{failures}").into())
     }
+}
+
+/// Prints an image's line of the step's table.
+fn report(outcome: &Outcome) {
+    eprintln!(
+        "wine: {:<24} started in {:>5.1?}, cycle {:>5.1?}, {}: {}",
+        outcome.image,
+        outcome.run.start_time,
+        outcome.run.total_time,
+        outcome.run.ending,
+        match &outcome.verdict {
+            Ok(what) => format!("ok ({what})"),
+            Err(error) => format!("FAILED: {error}"),
+        }
+    );
 }
 
 /// A free loopback port (bound, then released for the driver).

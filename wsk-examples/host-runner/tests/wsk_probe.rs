@@ -146,6 +146,35 @@ fn fixed_ports_work_as_ephemeral_ones() {
 }
 
 #[test]
+fn routines_named_unimplemented_skip_their_rows_only() {
+    let session = Session::start();
+    let (table, _) = probe(&[(
+        "Unimplemented",
+        RegValue::String("IoBuildPartialMdl".into()),
+    )]);
+    let names: Vec<&str> = table.rows.iter().map(|r| r.operation.as_str()).collect();
+    assert_eq!(names, ROWS, "{}", show(&table));
+    let skipped: Vec<&str> = table
+        .not_passed()
+        .iter()
+        .map(|r| r.operation.as_str())
+        .collect();
+    assert_eq!(
+        skipped,
+        ["WskSend(vectored)", "WskReceive(vectored)"],
+        "{}",
+        show(&table)
+    );
+    for operation in skipped {
+        let row = table.row(operation).unwrap();
+        assert_eq!(row.verdict, Verdict::Skip, "{row:?}");
+        assert_eq!(row.completion, Completion::NotRun, "{row:?}");
+        assert!(row.note.contains("IoBuildPartialMdl"), "{row:?}");
+    }
+    session.finish();
+}
+
+#[test]
 fn the_peer_gets_its_line() {
     let session = Session::start();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,7 +1,7 @@
 //! Deadlines that need nothing of the kernel but a clock and a wait with a timeout: the probe
 //! runs its futures on [`run`], an executor of its own that polls them whenever a completion
 //! wakes them and at least every [`POLL_MS`] milliseconds, and [`Within`] checks the clock
-//! (`KeQueryPerformanceCounter`) each time it is polled.
+//! (the interrupt time, as `wsk`'s deadlines read it) each time it is polled.
 //!
 //! The driver runtime's timers would wake the futures from a work item instead; the probe does
 //! not use them, so that its deadlines hold on a kernel whose work items do not run (a
@@ -14,40 +14,41 @@ use core::cell::UnsafeCell;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+
+use wsk::Deadline;
 
 use wsk_sys::*;
 
 /// The longest the executor sleeps between two polls, in milliseconds.
 pub const POLL_MS: u32 = 5;
 
-/// A clock in milliseconds since an arbitrary origin. Any IRQL.
+/// A clock in milliseconds since it was made: the kernel's interrupt time, read as `wsk`'s
+/// deadlines read it (`KUSER_SHARED_DATA`, no import), so the probe runs on kernels without
+/// `KeQueryPerformanceCounter` (Wine's). Any IRQL.
 #[derive(Clone, Copy, Debug)]
 pub struct Clock {
-    /// Performance counter ticks per second.
-    frequency: u64,
+    /// A point [`HORIZON`] after the clock's origin: the time since the origin is what its
+    /// remaining time lacks of the horizon.
+    end: Deadline,
 }
 
+/// How far the clock reaches (a century): past it, it stops.
+const HORIZON: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 impl Clock {
-    /// The clock of the running system.
+    /// A clock starting now.
     #[must_use]
     pub fn new() -> Clock {
-        let mut frequency = LARGE_INTEGER { QuadPart: 0 };
-        // SAFETY: `frequency` is writable; `QuadPart` was initialised and is written whole.
-        let frequency = unsafe {
-            KeQueryPerformanceCounter(&raw mut frequency);
-            frequency.QuadPart
-        };
         Clock {
-            frequency: frequency.max(1) as u64,
+            end: Deadline::after(HORIZON),
         }
     }
 
-    /// Milliseconds since an arbitrary origin.
+    /// Milliseconds since the clock was made.
     #[must_use]
     pub fn now_ms(&self) -> u64 {
-        // SAFETY: no frequency is asked for (null); callable at any IRQL.
-        let ticks = unsafe { KeQueryPerformanceCounter(core::ptr::null_mut()).QuadPart };
-        (u128::from(ticks.max(0) as u64) * 1000 / u128::from(self.frequency)) as u64
+        u64::try_from(HORIZON.saturating_sub(self.end.remaining()).as_millis()).unwrap_or(u64::MAX)
     }
 }
 

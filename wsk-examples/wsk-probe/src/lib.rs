@@ -71,10 +71,22 @@ fn read_config(registry_path: PUNICODE_STRING) -> wsk::Result<Config> {
             Error::INVALID_PARAMETER
         })?),
     };
+    let unimplemented = parameters
+        .string("Unimplemented")
+        .map_err(reported)?
+        .map(|text| {
+            text.split(',')
+                .map(str::trim)
+                .filter(|name| !name.is_empty())
+                .map(alloc::string::String::from)
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Config {
         deadline_ms,
         listen_port,
         peer,
+        unimplemented,
     })
 }
 

@@ -33,7 +33,7 @@ use crate::raw::{self, Arguments, RawClient};
 use crate::table::{Api, Completion, Table};
 
 /// The probe's settings (see the crate documentation for the parameters).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
     /// How long each request may take, in milliseconds.
     pub deadline_ms: u32,
@@ -42,6 +42,18 @@ pub struct Config {
     pub listen_port: u16,
     /// An external peer to connect to and send a line to, if any.
     pub peer: Option<SocketAddr>,
+    /// Kernel routines exported as stubs that end the driver when called (Wine's): the rows
+    /// of operations that call one are skipped.
+    pub unimplemented: Vec<String>,
+}
+
+impl Config {
+    /// Whether the kernel implements the routine `name`: not named in `Unimplemented`. (The
+    /// image imports it, so it loaded only where the kernel exports it; a stub's export looks
+    /// like any other to `MmGetSystemRoutineAddress`.)
+    fn implements(&self, name: &str) -> bool {
+        !self.unimplemented.iter().any(|stub| stub == name)
+    }
 }
 
 /// The line sent to the external peer.
@@ -480,29 +492,37 @@ impl<'a> Probe<'a> {
             }
         }
 
-        let parts: [&[u8]; 3] = [b"wsk_probe: ", b"three ", b"buffers"];
-        let mut list = BufList::new();
-        let mut whole = Vec::new();
-        for part in parts {
-            whole.extend_from_slice(part);
-            if let Ok(buf) = Buf::from_slice(part) {
-                let _ = list.push(buf);
+        if self.config.implements("IoBuildPartialMdl") {
+            let parts: [&[u8]; 3] = [b"wsk_probe: ", b"three ", b"buffers"];
+            let mut list = BufList::new();
+            let mut whole = Vec::new();
+            for part in parts {
+                whole.extend_from_slice(part);
+                if let Ok(buf) = Buf::from_slice(part) {
+                    let _ = list.push(buf);
+                }
             }
-        }
-        let sent = self
-            .bounded(client.send_vectored(list))
-            .await
-            .map(|(result, _)| result);
-        let sent = self.record("WskSend(vectored)", false, sent, |&n| {
-            if n == whole.len() {
-                fine(format!("{n} bytes from 3 buffers"))
-            } else {
-                wrong(format!("{n} of {} bytes", whole.len()))
+            let sent = self
+                .bounded(client.send_vectored(list))
+                .await
+                .map(|(result, _)| result);
+            let sent = self.record("WskSend(vectored)", false, sent, |&n| {
+                if n == whole.len() {
+                    fine(format!("{n} bytes from 3 buffers"))
+                } else {
+                    wrong(format!("{n} of {} bytes", whole.len()))
+                }
+            });
+            if sent.is_some() {
+                self.receive_exactly("WskReceive(vectored)", server, &whole)
+                    .await;
             }
-        });
-        if sent.is_some() {
-            self.receive_exactly("WskReceive(vectored)", server, &whole)
-                .await;
+        } else {
+            // `BufList` describes its buffers with partial MDLs: on a kernel without the
+            // routine (Wine 8.0 exports a stub) the call would end the driver.
+            let why = "the kernel lacks IoBuildPartialMdl (a BufList's MDL chain)";
+            self.table.skip("WskSend(vectored)", Api::Safe, why);
+            self.table.skip("WskReceive(vectored)", Api::Safe, why);
         }
 
         let set = self.bounded(client.set_receive_buffer_size(65536)).await;

@@ -205,6 +205,8 @@ const TIMER_COMPLETES: u8 = 2;
 const TIMER_SLEEP_SETTING: u8 = 3;
 /// A cancel came while the sleep's timer was being set: the setter carries it out.
 const TIMER_SLEEP_SETTING_CANCELLED: u8 = 4;
+/// The timer expired: its DPC runs (or ran) and does what it must; nobody stops the timer.
+const TIMER_EXPIRED: u8 = 5;
 
 /// What a timer does when it expires (see [`BlockRef::set_timer`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -604,6 +606,9 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
             TIMER_SLEEP_SETTING => TIMER_SLEEP_SETTING_CANCELLED,
             // Already asked while being set.
             TIMER_SLEEP_SETTING_CANCELLED => return,
+            // The DPC runs or ran: it completes a sleep, and cancels a request with a
+            // deadline itself.
+            TIMER_EXPIRED => return,
             _ => {
                 // Not a sleep (or one already completed).
                 // SAFETY: the IRP lives as long as the block, which lives as long as its
@@ -626,7 +631,7 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
         }
     }
     // SAFETY: the timer was initialised when it was set; it lives in the block.
-    if unsafe { KeCancelTimer(&raw mut (*block.timer.get()).ktimer) } != 0 {
+    if unsafe { stopped_before_expiry(block) } {
         // Stopped: no DPC will run. Complete the IRP in its place, then release the timer's
         // reference (the caller's keeps the block until both are done).
         // SAFETY: the sleep's IRP was armed and given to no provider; the timer state taken
@@ -636,6 +641,20 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
         // is freed or completed here.
         let _ = release::<false>(ptr);
     }
+}
+
+/// Stops the block's timer (`KeCancelTimer`); whether that stopped it before it expired, so
+/// that its DPC will not run. Windows answers TRUE only then. Wine's kernel also answers TRUE
+/// for a timer that has expired, once its DPC has returned (it waits for it): the DPC's mark
+/// (`timed_out`, set first thing) tells that case, so a DPC that ran is never taken for one
+/// that will not. IRQL <= DISPATCH_LEVEL; never from the timer's own DPC.
+///
+/// # Safety
+/// The timer was initialised (it was set for the block's current request).
+unsafe fn stopped_before_expiry(block: &Block) -> bool {
+    // SAFETY: forwarded; the timer lives in the block.
+    let stopped = unsafe { KeCancelTimer(&raw mut (*block.timer.get()).ktimer) } != 0;
+    stopped && !block.timed_out.load(Ordering::SeqCst)
 }
 
 /// The DPC of a block's timer, at DISPATCH_LEVEL: a deadline cancels the request in flight,
@@ -653,6 +672,19 @@ unsafe extern "system" fn timer_expired(
     // SAFETY: as above; shared access to the atomics.
     let block = unsafe { ptr.as_ref() };
     block.timed_out.store(true, Ordering::SeqCst);
+    // The timer has expired: nobody is to stop it any more. A completion that this routine
+    // causes runs inside it (a sleep's, or a provider completing a cancelled request at
+    // once) and must not call `KeCancelTimer` on the timer whose DPC is running: Windows
+    // answers FALSE, but Wine's kernel waits there for the timer's callbacks to end — this
+    // one, on this thread — and never returns. Its reference is released below, whatever a
+    // racing cancel or completion routine saw. A request that completed first (its
+    // completion routine found the timer no longer stoppable) left the state idle: it stays
+    // so, for the block's next request.
+    let _ = block
+        .timer_state
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |state| {
+            (state != TIMER_IDLE).then_some(TIMER_EXPIRED)
+        });
     // SAFETY: the action was written when the timer was set, before it could expire, and is
     // not written again before the block is recycled (after the release below).
     let action = unsafe { (*block.timer.get()).action };
@@ -679,9 +711,12 @@ impl Block {
     /// Called by the completion routine, which still holds the in-flight reference.
     unsafe fn finish_timer(&self, status: NTSTATUS) -> NTSTATUS {
         let state = self.timer_state.swap(TIMER_IDLE, Ordering::AcqRel);
+        // An expired timer is not stopped: this may run inside its DPC (see
+        // `timer_expired`).
         if state != TIMER_IDLE
+            && state != TIMER_EXPIRED
             // SAFETY: set (so initialised) by `set_timer`; it lives in the block.
-            && unsafe { KeCancelTimer(&raw mut (*self.timer.get()).ktimer) } != 0
+            && unsafe { stopped_before_expiry(self) }
         {
             // Stopped before its expiry: no DPC will run; its reference goes now (never the
             // last: the in-flight reference is still held).

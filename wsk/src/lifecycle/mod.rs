@@ -22,9 +22,12 @@
 //! - A request's deadline ([`Op::timeout`](crate::Op::timeout)) or a sleep's delay is a
 //!   `KTIMER` and `KDPC` inside its block (no allocation). The set timer holds a block
 //!   reference, released by whoever stops it: the completion routine when its `KeCancelTimer`
-//!   succeeds, a sleep's cancel likewise, otherwise the DPC once it has run. A sleep is a
-//!   client-level request whose IRP goes to no provider: the DPC (or the cancel that stops
-//!   the timer) completes it.
+//!   succeeds before the DPC ran, a sleep's cancel likewise, otherwise the DPC once it has
+//!   run. The DPC first marks the timer expired: nothing stops it then (no `KeCancelTimer`
+//!   from inside its own DPC, which Wine's kernel never returns from), and a TRUE from
+//!   `KeCancelTimer` after the DPC ran (Wine's answer for an expired timer) stops nothing. A
+//!   sleep is a client-level request whose IRP goes to no provider: the DPC (or the cancel
+//!   that stops the timer) completes it.
 //! - What a request moves in for the provider (its buffer, list, new socket or names) is
 //!   held by its block ([`completion::Held`]) from `start` until the request collects it at
 //!   completion, or, if the operation let go first, until the block is released after the
