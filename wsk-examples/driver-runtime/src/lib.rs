@@ -31,6 +31,7 @@
 extern crate alloc;
 
 pub mod debug_print;
+pub mod entry;
 #[cfg(all(windows, not(feature = "host")))]
 pub mod frame_handler;
 pub mod http;

@@ -46,7 +46,7 @@ use wsk_driver_runtime::http::{Fetched, Response, ResponseError, Scheme, Url, pa
 use wsk_driver_runtime::parameters::ParameterError;
 use wsk_driver_runtime::timer::{Timers, timeout};
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
-use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_SUCCESS};
+use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING};
 
 const DEFAULT_URL: &str = "http://localhost:8000/";
 const DEFAULT_MAX_BYTES: u32 = 1024 * 1024;
@@ -233,20 +233,15 @@ pub unsafe extern "system" fn driver_entry(
     driver: PDRIVER_OBJECT,
     registry_path: PUNICODE_STRING,
 ) -> NTSTATUS {
-    match start(driver, registry_path) {
-        Ok(running) => {
-            // Replaced in a statement of its own: whatever it held (nothing, after a proper
-            // unload) is dropped after the lock is released, at PASSIVE_LEVEL.
-            let previous = RUNNING.lock().replace(running);
-            drop(previous);
-            // SAFETY: the driver object is valid for the driver's lifetime.
-            unsafe { (*driver).DriverUnload = Some(driver_unload) };
-            STATUS_SUCCESS
-        }
-        Err(error) => {
-            kprint!("wsk_http_get: not started: {error}\n");
-            error.status()
-        }
+    // SAFETY: the driver object `DriverEntry` was given.
+    unsafe {
+        wsk_driver_runtime::entry::enter(
+            driver,
+            "wsk_http_get",
+            &RUNNING,
+            Some(driver_unload),
+            || start(driver, registry_path),
+        )
     }
 }
 

@@ -69,7 +69,7 @@ use wsk_driver_runtime::parameters::ParameterError;
 use wsk_driver_runtime::passive::PassiveLevel;
 use wsk_driver_runtime::timer::{Timers, timeout};
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
-use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_SUCCESS};
+use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING};
 
 use pinning::{FINGERPRINT_LEN, PinnedCertificate, parse_fingerprint};
 
@@ -415,20 +415,15 @@ pub unsafe extern "system" fn driver_entry(
     driver: PDRIVER_OBJECT,
     registry_path: PUNICODE_STRING,
 ) -> NTSTATUS {
-    match start(driver, registry_path) {
-        Ok(running) => {
-            // Replaced in a statement of its own: whatever it held (nothing, after a proper
-            // unload) is dropped after the lock is released, at PASSIVE_LEVEL.
-            let previous = RUNNING.lock().replace(running);
-            drop(previous);
-            // SAFETY: the driver object is valid for the driver's lifetime.
-            unsafe { (*driver).DriverUnload = Some(driver_unload) };
-            STATUS_SUCCESS
-        }
-        Err(error) => {
-            kprint!("wsk_https_get: not started: {error}\n");
-            error.status()
-        }
+    // SAFETY: the driver object `DriverEntry` was given.
+    unsafe {
+        wsk_driver_runtime::entry::enter(
+            driver,
+            "wsk_https_get",
+            &RUNNING,
+            Some(driver_unload),
+            || start(driver, registry_path),
+        )
     }
 }
 

@@ -25,7 +25,7 @@ use wsk_driver_runtime::parameters::{ParameterError, parse_socket_addresses};
 use wsk_driver_runtime::startup::{Opening, Openings};
 use wsk_driver_runtime::timer::Timers;
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
-use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_NOT_IMPLEMENTED, STATUS_SUCCESS};
+use wsk_sys::{NTSTATUS, PDRIVER_OBJECT, PUNICODE_STRING, STATUS_NOT_IMPLEMENTED};
 
 /// The addresses when the `Listen` parameter is missing.
 const DEFAULT_LISTEN: &str = "127.0.0.1:7008,[::1]:7008";
@@ -158,20 +158,15 @@ pub unsafe extern "system" fn driver_entry(
     driver: PDRIVER_OBJECT,
     registry_path: PUNICODE_STRING,
 ) -> NTSTATUS {
-    match start(driver, registry_path) {
-        Ok(running) => {
-            // Replaced in a statement of its own: whatever it held (nothing, after a proper
-            // unload) is dropped after the lock is released, at PASSIVE_LEVEL.
-            let previous = RUNNING.lock().replace(running);
-            drop(previous);
-            // SAFETY: the driver object is valid for the driver's lifetime.
-            unsafe { (*driver).DriverUnload = Some(driver_unload) };
-            STATUS_SUCCESS
-        }
-        Err(error) => {
-            kprint!("wsk_udp_echo: not started: {error}\n");
-            error.status()
-        }
+    // SAFETY: the driver object `DriverEntry` was given.
+    unsafe {
+        wsk_driver_runtime::entry::enter(
+            driver,
+            "wsk_udp_echo",
+            &RUNNING,
+            Some(driver_unload),
+            || start(driver, registry_path),
+        )
     }
 }
 
