@@ -3,7 +3,7 @@
 
 use std::alloc::Layout;
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Mutex, MutexGuard};
 
 use wsk_sys::*;
@@ -28,7 +28,17 @@ pub(crate) static LIVE: Mutex<Option<HashMap<usize, IrpRecord>>> = Mutex::new(No
 
 /// Recently freed IRPs: their memory is poisoned and kept, so that a use is detected and never
 /// touches memory given to someone else.
-static QUARANTINE: Mutex<VecDeque<(usize, usize)>> = Mutex::new(VecDeque::new());
+static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
+    order: VecDeque::new(),
+    members: BTreeSet::new(),
+});
+
+/// The quarantined IRPs in the order they were freed (address, size), and their addresses
+/// for a lookup that does not grow with the quarantine (every IRP use is checked).
+struct Quarantine {
+    order: VecDeque<(usize, usize)>,
+    members: BTreeSet<usize>,
+}
 /// None under Miri: it reports any use of freed memory itself, and would report quarantined
 /// IRPs (kept by address, without provenance) as leaked at exit.
 const QUARANTINE_LENGTH: usize = if cfg!(miri) { 0 } else { 4096 };
@@ -55,8 +65,8 @@ fn is_quarantined(irp: PIRP) -> bool {
     QUARANTINE
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .any(|&(p, _)| p == irp as usize)
+        .members
+        .contains(&(irp as usize))
 }
 
 /// Checks that `irp` may be used by `routine`; reports a use after free.
@@ -204,9 +214,14 @@ pub unsafe extern "system" fn IoFreeIrp(Irp: PIRP) {
     unsafe { std::ptr::write_bytes(Irp.cast::<u8>(), 0xfe, record.size) };
     let evicted = {
         let mut quarantine = QUARANTINE.lock().unwrap_or_else(|e| e.into_inner());
-        quarantine.push_back((Irp as usize, record.size));
-        if quarantine.len() > QUARANTINE_LENGTH {
-            quarantine.pop_front()
+        quarantine.order.push_back((Irp as usize, record.size));
+        quarantine.members.insert(Irp as usize);
+        if quarantine.order.len() > QUARANTINE_LENGTH {
+            let evicted = quarantine.order.pop_front();
+            if let Some((ptr, _)) = evicted {
+                quarantine.members.remove(&ptr);
+            }
+            evicted
         } else {
             None
         }
