@@ -10,7 +10,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
-use core::net::Ipv6Addr;
+use core::net::{Ipv6Addr, SocketAddr};
 
 use wsk::Error;
 
@@ -588,6 +588,58 @@ impl Response {
             None => Err(ResponseError::Malformed(
                 "the connection closed inside the head",
             )),
+        }
+    }
+}
+
+/// What went wrong with a fetch, in the terms both HTTP drivers report it (their parameter
+/// names included).
+pub enum FetchFailure {
+    /// A WSK request failed.
+    Wsk(Error),
+    /// Resolution and connection were not done within the connect timeout (ms).
+    ConnectTimeout(u32),
+    /// The server kept silent for the response timeout (ms).
+    Silent(SocketAddr, u32),
+    /// The response was not complete within the response deadline (ms).
+    Deadline(SocketAddr, u32),
+    /// The response is not valid HTTP, too large or cut short.
+    Response(ResponseError),
+}
+
+impl From<Error> for FetchFailure {
+    fn from(error: Error) -> FetchFailure {
+        FetchFailure::Wsk(error)
+    }
+}
+
+impl From<ResponseError> for FetchFailure {
+    fn from(error: ResponseError) -> FetchFailure {
+        FetchFailure::Response(error)
+    }
+}
+
+impl fmt::Display for FetchFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FetchFailure::Wsk(error) => write!(f, "{error}"),
+            FetchFailure::ConnectTimeout(ms) => write!(
+                f,
+                "not connected within {ms} ms (ConnectTimeoutMs): {}",
+                Error::TIMED_OUT
+            ),
+            FetchFailure::Silent(address, ms) => write!(
+                f,
+                "the server at {address} sent nothing for {ms} ms (ResponseTimeoutMs): {}",
+                Error::TIMED_OUT
+            ),
+            FetchFailure::Deadline(address, ms) => write!(
+                f,
+                "the response from {address} was not complete within {ms} ms \
+                 (ResponseDeadlineMs): {}",
+                Error::TIMED_OUT
+            ),
+            FetchFailure::Response(error) => write!(f, "{error}"),
         }
     }
 }

@@ -36,13 +36,14 @@ extern crate alloc;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::fmt;
 use core::net::SocketAddr;
 use core::pin::pin;
 
 use wsk::task::TaskSet;
 use wsk::{AddressFamily, Buf, ConnectionSocket, Error, SpinLock, WskClient};
-use wsk_driver_runtime::http::{Fetched, Response, ResponseError, Scheme, Url, parse_url};
+use wsk_driver_runtime::http::{
+    FetchFailure as Failure, Fetched, Response, Scheme, Url, parse_url,
+};
 use wsk_driver_runtime::parameters::ParameterError;
 use wsk_driver_runtime::timer::{Timers, timeout};
 use wsk_driver_runtime::{Parameters, export_driver_entry, kprint};
@@ -66,56 +67,6 @@ struct Running {
 }
 
 static RUNNING: SpinLock<Option<Running>> = SpinLock::new(None);
-
-/// What went wrong with a fetch.
-enum Failure {
-    Wsk(Error),
-    /// Resolution and connection were not done within the connect timeout (ms).
-    ConnectTimeout(u32),
-    /// The server kept silent for the response timeout (ms).
-    Silent(SocketAddr, u32),
-    /// The response was not complete within the response deadline (ms).
-    Deadline(SocketAddr, u32),
-    /// The response is not valid HTTP, too large or cut short.
-    Response(ResponseError),
-}
-
-impl From<Error> for Failure {
-    fn from(error: Error) -> Failure {
-        Failure::Wsk(error)
-    }
-}
-
-impl From<ResponseError> for Failure {
-    fn from(error: ResponseError) -> Failure {
-        Failure::Response(error)
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Failure::Wsk(error) => write!(f, "{error}"),
-            Failure::ConnectTimeout(ms) => write!(
-                f,
-                "not connected within {ms} ms (ConnectTimeoutMs): {}",
-                Error::TIMED_OUT
-            ),
-            Failure::Silent(address, ms) => write!(
-                f,
-                "the server at {address} sent nothing for {ms} ms (ResponseTimeoutMs): {}",
-                Error::TIMED_OUT
-            ),
-            Failure::Deadline(address, ms) => write!(
-                f,
-                "the response from {address} was not complete within {ms} ms \
-                 (ResponseDeadlineMs): {}",
-                Error::TIMED_OUT
-            ),
-            Failure::Response(error) => write!(f, "{error}"),
-        }
-    }
-}
 
 /// The limits of a fetch.
 #[derive(Clone, Copy)]

@@ -64,7 +64,9 @@ use rand_core::{CryptoRngCore, SeedableRng};
 use wsk::io::AsyncStream;
 use wsk::task::TaskSet;
 use wsk::{Error, SpinLock, WskClient};
-use wsk_driver_runtime::http::{Fetched, Response, ResponseError, Scheme, Url, parse_url};
+use wsk_driver_runtime::http::{
+    FetchFailure, Fetched, Response, ResponseError, Scheme, Url, parse_url,
+};
 use wsk_driver_runtime::parameters::ParameterError;
 use wsk_driver_runtime::passive::PassiveLevel;
 use wsk_driver_runtime::timer::{Timers, timeout};
@@ -111,9 +113,8 @@ impl fmt::Display for Hex<'_> {
 
 /// What went wrong with a fetch.
 enum Failure {
-    Wsk(Error),
-    /// Resolution and connection were not done within the connect timeout (ms).
-    ConnectTimeout(u32),
+    /// What an `http://` fetch can meet too (WSK errors, timeouts, the response).
+    Fetch(FetchFailure),
     /// The TLS handshake was not done within the handshake timeout (ms).
     HandshakeTimeout(SocketAddr, u32),
     /// The server presented another certificate than the pinned one.
@@ -122,35 +123,24 @@ enum Failure {
     NotProven(SocketAddr),
     /// The TLS layer failed (handshake or records).
     Tls(SocketAddr, TlsError),
-    /// The server kept silent for the response timeout (ms).
-    Silent(SocketAddr, u32),
-    /// The response was not complete within the response deadline (ms).
-    Deadline(SocketAddr, u32),
-    /// The response is not valid HTTP, too large or cut short.
-    Response(ResponseError),
 }
 
 impl From<Error> for Failure {
     fn from(error: Error) -> Failure {
-        Failure::Wsk(error)
+        Failure::Fetch(error.into())
     }
 }
 
 impl From<ResponseError> for Failure {
     fn from(error: ResponseError) -> Failure {
-        Failure::Response(error)
+        Failure::Fetch(error.into())
     }
 }
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Failure::Wsk(error) => write!(f, "{error}"),
-            Failure::ConnectTimeout(ms) => write!(
-                f,
-                "not connected within {ms} ms (ConnectTimeoutMs): {}",
-                Error::TIMED_OUT
-            ),
+            Failure::Fetch(failure) => write!(f, "{failure}"),
             Failure::HandshakeTimeout(address, ms) => write!(
                 f,
                 "the TLS handshake with {address} was not done within {ms} ms \
@@ -168,18 +158,6 @@ impl fmt::Display for Failure {
                  holds the pinned certificate's key; nothing was sent"
             ),
             Failure::Tls(address, error) => write!(f, "TLS with {address} failed: {error:?}"),
-            Failure::Silent(address, ms) => write!(
-                f,
-                "the server at {address} sent nothing for {ms} ms (ResponseTimeoutMs): {}",
-                Error::TIMED_OUT
-            ),
-            Failure::Deadline(address, ms) => write!(
-                f,
-                "the response from {address} was not complete within {ms} ms \
-                 (ResponseDeadlineMs): {}",
-                Error::TIMED_OUT
-            ),
-            Failure::Response(error) => write!(f, "{error}"),
         }
     }
 }
@@ -290,7 +268,9 @@ async fn fetch(
     });
     let (socket, address) = timeout(timers.sleep(limits.connect_timeout_ms), connecting)
         .await
-        .ok_or(Failure::ConnectTimeout(limits.connect_timeout_ms))??;
+        .ok_or(Failure::Fetch(FetchFailure::ConnectTimeout(
+            limits.connect_timeout_ms,
+        )))??;
     kprint!("wsk_https_get: connected to {address}\n");
 
     let stream = AsyncStream::new(socket)?;
@@ -351,7 +331,7 @@ async fn fetch(
     // deadline.
     let outcome = {
         let response = pin!(async {
-            let silent = Failure::Silent(address, limits.response_timeout_ms);
+            let silent = Failure::Fetch(FetchFailure::Silent(address, limits.response_timeout_ms));
             let sent = {
                 let request = pin!(async {
                     for part in url.request(AGENT) {
@@ -394,7 +374,7 @@ async fn fetch(
             0 => response.await,
             ms => timeout(timers.sleep(ms), response)
                 .await
-                .unwrap_or(Err(Failure::Deadline(address, ms))),
+                .unwrap_or(Err(Failure::Fetch(FetchFailure::Deadline(address, ms)))),
         }
     };
     // The server ended the session (close_notify, or the connection's end) before the
