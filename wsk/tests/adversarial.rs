@@ -29,6 +29,9 @@ use wsk::{
 use wsk_host::{FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
+mod common;
+use common::{Originator, driver, forwarded_request};
+
 // ---- heap allocations that fail on demand -----------------------------------------------------
 
 /// The system allocator, except that the calling thread's `n`-th allocation from now fails
@@ -80,13 +83,6 @@ static ALLOCATOR: FailingAllocator = FailingAllocator;
 
 /// Every wait of these tests ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
 
 /// A connection socket connected to a loopback peer (with read and write deadlines).
 fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
@@ -178,65 +174,6 @@ fn buf_chain(len: usize, drops: &Arc<AtomicUsize>) -> MdlChain<Box<BufOwner>> {
     let mut chain = unsafe { MdlChain::from_raw(first, 0, len, owner) }.unwrap();
     chain.clear();
     chain
-}
-
-/// What the originator of a forwarded request saw when it came back up.
-#[derive(Default)]
-struct Originator {
-    completions: AtomicUsize,
-    status: std::sync::atomic::AtomicI32,
-    irp: std::sync::atomic::AtomicPtr<IRP>,
-}
-
-impl Originator {
-    /// Frees the request once it came back (the originator's to free).
-    fn free(&self) {
-        let irp = self.irp.swap(std::ptr::null_mut(), Ordering::SeqCst);
-        assert!(!irp.is_null(), "the request came back");
-        // SAFETY: completed to the originator, which owns it again.
-        unsafe { IoFreeIrp(irp) };
-    }
-}
-
-/// The originator's completion routine: records the result and takes the IRP back.
-unsafe extern "system" fn originator_done(
-    _device: PDEVICE_OBJECT,
-    irp: PIRP,
-    context: PVOID,
-) -> NTSTATUS {
-    // SAFETY: the context is the test's `Originator`, alive until the IRP is freed; the IRP
-    // is being completed to this routine.
-    unsafe {
-        let originator = &*context.cast::<Originator>();
-        originator
-            .status
-            .store((*irp).IoStatus.u.Status, Ordering::SeqCst);
-        originator.irp.store(irp, Ordering::SeqCst);
-        originator.completions.fetch_add(1, Ordering::SeqCst);
-    }
-    STATUS_MORE_PROCESSING_REQUIRED
-}
-
-/// A request as a dispatch routine receives it: a location for its originator's completion
-/// routine, one for the driver (current) and one below it.
-fn forwarded_request(originator: &Arc<Originator>) -> NonNull<IRP> {
-    // SAFETY: no preconditions beyond the IRQL (PASSIVE_LEVEL).
-    let irp = unsafe { IoAllocateIrp(3, FALSE) };
-    assert!(!irp.is_null());
-    // SAFETY: a fresh IRP; the originator's routine goes where the driver's location will be,
-    // which then becomes current.
-    unsafe {
-        IoSetCompletionRoutine(
-            irp,
-            Some(originator_done),
-            Arc::as_ptr(originator).cast_mut().cast(),
-            true,
-            true,
-            true,
-        );
-        IoSetNextIrpStackLocation(irp);
-    }
-    NonNull::new(irp).unwrap()
 }
 
 // ---- deadlines: zero, already passed, Duration::MAX -------------------------------------------

@@ -22,6 +22,9 @@ use wsk::{
 use wsk_host::{CompletionMode, FaultPlan, Rule, Session};
 use wsk_sys::*;
 
+mod common;
+use common::{Originator, driver, forwarded_request};
+
 // ---- heap allocations of the test thread ----------------------------------------------------
 
 /// Counts the heap allocations of each thread (to compare operations on the same thread).
@@ -62,13 +65,6 @@ fn heap_allocations() -> u64 {
 
 /// Every wait of these tests ends by this deadline.
 const DEADLINE: Duration = Duration::from_secs(10);
-
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
 
 /// A connection socket connected to a loopback peer (with a read deadline).
 fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
@@ -856,58 +852,6 @@ fn dropping_the_client_with_a_caller_irp_operation_in_flight() {
 }
 
 // ---- forwarded IRPs -------------------------------------------------------------------------
-
-/// What the originator of a forwarded request saw when it came back up.
-#[derive(Default)]
-struct Originator {
-    completions: AtomicUsize,
-    status: std::sync::atomic::AtomicI32,
-    information: AtomicUsize,
-}
-
-/// The originator's completion routine, at the stack location above the driver's: records the
-/// result and takes the IRP back (the originator frees it).
-unsafe extern "system" fn originator_done(
-    _device: PDEVICE_OBJECT,
-    irp: PIRP,
-    context: PVOID,
-) -> NTSTATUS {
-    // SAFETY: the context is the test's `Originator`, alive until the IRP is freed; the IRP
-    // is being completed to this routine.
-    unsafe {
-        let originator = &*context.cast::<Originator>();
-        originator
-            .status
-            .store((*irp).IoStatus.u.Status, Ordering::SeqCst);
-        originator
-            .information
-            .store((*irp).IoStatus.Information as usize, Ordering::SeqCst);
-        originator.completions.fetch_add(1, Ordering::SeqCst);
-    }
-    STATUS_MORE_PROCESSING_REQUIRED
-}
-
-/// A request as the driver's dispatch routine receives it: an IRP with a location for its
-/// originator's completion routine, one for the driver (current) and one below it.
-fn forwarded_request(originator: &Arc<Originator>) -> NonNull<IRP> {
-    // SAFETY: no preconditions beyond the IRQL (PASSIVE_LEVEL).
-    let irp = unsafe { IoAllocateIrp(3, FALSE) };
-    assert!(!irp.is_null());
-    // SAFETY: a fresh IRP; the completion routine goes in the location the driver's will be,
-    // then the driver's location becomes current, as when the request is dispatched to it.
-    unsafe {
-        IoSetCompletionRoutine(
-            irp,
-            Some(originator_done),
-            Arc::as_ptr(originator).cast_mut().cast(),
-            true,
-            true,
-            true,
-        );
-        IoSetNextIrpStackLocation(irp);
-    }
-    NonNull::new(irp).unwrap()
-}
 
 #[test]
 fn a_forwarded_irp_carries_requests_and_is_completed_to_its_originator() {

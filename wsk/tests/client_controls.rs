@@ -10,11 +10,8 @@ use wsk::{ErrorKind, NameInfoFlags, WskClient};
 use wsk_host::Session;
 use wsk_sys::*;
 
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 #[test]
 fn the_transport_list_has_tcp_and_udp_over_both_families() {

@@ -13,11 +13,8 @@ use wsk::{
 };
 use wsk_host::Session;
 
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 #[derive(Clone, Copy)]
 enum Policy {

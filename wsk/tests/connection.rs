@@ -6,12 +6,8 @@ use std::net::{SocketAddr, TcpListener};
 use wsk::{Buf, ConnectionSocket, ErrorKind, WskClient};
 use wsk_host::Session;
 
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 fn listener(family_v6: bool) -> TcpListener {
     TcpListener::bind(if family_v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap()

@@ -8,11 +8,8 @@ use std::time::Duration;
 use wsk::{AddressFamily, Buf, ConnectionSocket, ErrorKind, SendFlags, WskClient};
 use wsk_host::{ProviderConfig, Session};
 
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 fn bound(client: &WskClient) -> ConnectionSocket {
     let socket = ConnectionSocket::create(client, AddressFamily::V4)

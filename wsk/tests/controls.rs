@@ -9,11 +9,8 @@ use wsk::{Buf, ConnectionSocket, ControlKind, ErrorKind, SocketOptions, WskClien
 use wsk_host::Session;
 use wsk_sys::*;
 
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 fn until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);

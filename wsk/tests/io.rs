@@ -16,14 +16,10 @@ use wsk::task::block_on;
 use wsk::{ErrorKind, WskClient};
 use wsk_host::{FaultPlan, Session};
 
-const DEADLINE: Duration = Duration::from_secs(10);
+mod common;
+use common::driver;
 
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A connected stream and its std peer (with read and write timeouts).
 fn connected(client: &WskClient, receive: usize, send: usize) -> (AsyncStream, TcpStream) {

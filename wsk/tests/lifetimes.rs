@@ -13,12 +13,8 @@ use std::time::{Duration, Instant};
 use wsk::{Buf, DatagramSocket, Error, ErrorKind, WskClient};
 use wsk_host::{FaultPlan, Session};
 
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 /// Polls a future once with a no-op waker: the operation is issued and left in flight.
 fn start<F: Future + Unpin>(mut future: F) -> F {

@@ -6,12 +6,8 @@ use std::net::{SocketAddr, TcpStream, UdpSocket};
 use wsk::{AddressFamily, Buf, BufList, DatagramSocket, ErrorKind, ListenSocket, WskClient};
 use wsk_host::Session;
 
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 fn loopback(v6: bool) -> SocketAddr {
     if v6 {

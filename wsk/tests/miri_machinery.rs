@@ -19,12 +19,8 @@ use wsk::{Buf, BufList, Irp, SpinLock};
 use wsk_host::Session;
 use wsk_sys::*;
 
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 /// Threads that contend for a lock or wake tasks.
 const THREADS: usize = if cfg!(miri) { 4 } else { 8 };

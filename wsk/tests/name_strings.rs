@@ -7,11 +7,8 @@ use std::net::SocketAddr;
 use wsk::{AddressFamily, ResolveHints, WskClient};
 use wsk_host::Session;
 
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 #[test]
 fn resolved_names_are_terminated_after_their_length() {

@@ -10,11 +10,8 @@ use wsk::{
 use wsk_host::Session;
 use wsk_sys::{IPPROTO_TCP, SO_RCVBUF, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, TCP_NODELAY};
 
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 fn connected(client: &WskClient, v6: bool) -> (ConnectionSocket, TcpListener) {
     let listener = TcpListener::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();

@@ -10,11 +10,8 @@ use wsk::{AddressFamily, Buf, ConnectionSocket, DatagramSocket, ErrorKind, WskCl
 use wsk_host::{FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
+mod common;
+use common::driver;
 
 fn peer() -> (TcpListener, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -40,6 +40,9 @@ use wsk::{
 };
 use wsk_host::{CompletionMode, FaultPlan, Nth, Rule, Session};
 
+mod common;
+use common::driver;
+
 /// The seeds CI runs.
 const DEFAULT_SEEDS: [u64; 6] = [
     // Mixed completion, concurrent events, inline completion at the caller's IRQL, no
@@ -123,13 +126,6 @@ fn ops() -> usize {
 }
 
 // ---- helpers ------------------------------------------------------------------------------
-
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
-}
 
 /// Polls once with a no-op waker: `Err(future)` while it is in flight.
 fn poll_once<F: Future + Unpin>(mut future: F) -> Result<F::Output, F> {

@@ -19,6 +19,9 @@ use wsk::task::{TaskSet, block_on};
 use wsk::{Buf, ConnectionSocket, Deadline, Error, WskClient};
 use wsk_host::{FaultPlan, Rule, Session};
 
+mod common;
+use common::driver;
+
 /// Counts the allocations of the calling thread (the provider's threads are not counted).
 struct CountingAllocator;
 
@@ -46,13 +49,6 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
-}
-
-/// The session's driver object, as `DriverEntry` would have received it.
-fn driver(session: &Session) -> wsk::DriverObject {
-    // SAFETY: the session's own driver object, valid until the session ends.
-    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
-        .expect("a session has a driver object")
 }
 
 /// A connection to a loopback peer that accepts and stays silent until told to write.

@@ -1,0 +1,84 @@
+//! What the test binaries of `wsk` share. Each binary uses a part of it.
+#![allow(dead_code)]
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+
+use wsk_host::Session;
+use wsk_sys::*;
+
+/// The session's driver object, as `DriverEntry` would have received it.
+pub fn driver(session: &Session) -> wsk::DriverObject {
+    // SAFETY: the session's own driver object, valid until the session ends.
+    unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
+        .expect("a session has a driver object")
+}
+
+/// What the originator of a forwarded request saw when it came back up.
+#[derive(Default)]
+pub struct Originator {
+    /// How many times the request was completed to it.
+    pub completions: AtomicUsize,
+    /// The status it came back with.
+    pub status: AtomicI32,
+    /// The information it came back with.
+    pub information: AtomicUsize,
+    /// The IRP, once it came back.
+    pub irp: AtomicPtr<IRP>,
+}
+
+impl Originator {
+    /// Frees the request once it came back (the originator's to free).
+    pub fn free(&self) {
+        let irp = self.irp.swap(std::ptr::null_mut(), Ordering::SeqCst);
+        assert!(!irp.is_null(), "the request came back");
+        // SAFETY: completed to the originator, which owns it again.
+        unsafe { IoFreeIrp(irp) };
+    }
+}
+
+/// The originator's completion routine, at the stack location above the driver's: records the
+/// result and takes the IRP back (the originator frees it).
+unsafe extern "system" fn originator_done(
+    _device: PDEVICE_OBJECT,
+    irp: PIRP,
+    context: PVOID,
+) -> NTSTATUS {
+    // SAFETY: the context is the test's `Originator`, alive until the IRP is freed; the IRP
+    // is being completed to this routine.
+    unsafe {
+        let originator = &*context.cast::<Originator>();
+        originator
+            .status
+            .store((*irp).IoStatus.u.Status, Ordering::SeqCst);
+        originator
+            .information
+            .store((*irp).IoStatus.Information as usize, Ordering::SeqCst);
+        originator.irp.store(irp, Ordering::SeqCst);
+        originator.completions.fetch_add(1, Ordering::SeqCst);
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// A request as the driver's dispatch routine receives it: an IRP with a location for its
+/// originator's completion routine, one for the driver (current) and one below it.
+pub fn forwarded_request(originator: &Arc<Originator>) -> NonNull<IRP> {
+    // SAFETY: no preconditions beyond the IRQL (PASSIVE_LEVEL).
+    let irp = unsafe { IoAllocateIrp(3, FALSE) };
+    assert!(!irp.is_null());
+    // SAFETY: a fresh IRP; the completion routine goes in the location the driver's will be,
+    // then the driver's location becomes current, as when the request is dispatched to it.
+    unsafe {
+        IoSetCompletionRoutine(
+            irp,
+            Some(originator_done),
+            Arc::as_ptr(originator).cast_mut().cast(),
+            true,
+            true,
+            true,
+        );
+        IoSetNextIrpStackLocation(irp);
+    }
+    NonNull::new(irp).unwrap()
+}
