@@ -130,6 +130,7 @@ pub(crate) fn forget() {
         table.armed.clear();
         table.due.clear();
         table.initialised.clear();
+        table.expired_since_set.clear();
     });
 }
 
@@ -261,6 +262,8 @@ pub unsafe extern "system" fn KeInitializeTimerEx(Timer: PKTIMER, Type: TIMER_TY
             return true;
         }
         table.initialised.insert(Timer as usize);
+        // A new timer at the address of an expired one: nothing of the old one is kept.
+        table.expired_since_set.remove(&(Timer as usize));
         // SAFETY: the caller gives a writable KTIMER, not set (checked under the lock the
         // timer thread writes it under).
         unsafe {

@@ -279,5 +279,23 @@ static const ULONG IP_TTL = 4;
 static const ULONG IPV6_UNICAST_HOPS = 4;
 /** Restrict an IPv6 socket to IPv6 (no IPv4-mapped addresses). WDK: `IPV6_V6ONLY`. */
 static const ULONG IPV6_V6ONLY = 27;
+/** IPv4 type of service. WDK: `IP_TOS`. */
+static const ULONG IP_TOS = 3;
+/** IPv4 multicast time to live. WDK: `IP_MULTICAST_TTL`. */
+static const ULONG IP_MULTICAST_TTL = 10;
+/** IPv4 multicast loopback. WDK: `IP_MULTICAST_LOOP`. */
+static const ULONG IP_MULTICAST_LOOP = 11;
+/** Join an IPv4 multicast group (an `IP_MREQ`). WDK: `IP_ADD_MEMBERSHIP`. */
+static const ULONG IP_ADD_MEMBERSHIP = 12;
+/** Leave an IPv4 multicast group (an `IP_MREQ`). WDK: `IP_DROP_MEMBERSHIP`. */
+static const ULONG IP_DROP_MEMBERSHIP = 13;
+/** IPv6 multicast hop limit. WDK: `IPV6_MULTICAST_HOPS`. */
+static const ULONG IPV6_MULTICAST_HOPS = 10;
+/** IPv6 multicast loopback. WDK: `IPV6_MULTICAST_LOOP`. */
+static const ULONG IPV6_MULTICAST_LOOP = 11;
+/** Join an IPv6 multicast group (an `IPV6_MREQ`). WDK: `IPV6_ADD_MEMBERSHIP`. */
+static const ULONG IPV6_ADD_MEMBERSHIP = 12;
+/** Leave an IPv6 multicast group (an `IPV6_MREQ`). WDK: `IPV6_DROP_MEMBERSHIP`. */
+static const ULONG IPV6_DROP_MEMBERSHIP = 13;
 
 #endif /* WSK_SYS_KM_NET_H */

@@ -28,25 +28,6 @@ use crate::socket::{SocketCore, SocketKind};
 use crate::{ConnectionSocket, DatagramSocket, Error, ListenSocket, Result, StreamSocket};
 use sealed::Sealed as _;
 
-/// `IPPROTO_IP` level: type of service (`IP_TOS`, ws2ipdef.h).
-pub(crate) const IP_TOS: u32 = 3;
-/// `IPPROTO_IP` level: multicast time to live (`IP_MULTICAST_TTL`).
-pub(crate) const IP_MULTICAST_TTL: u32 = 10;
-/// `IPPROTO_IP` level: multicast loopback (`IP_MULTICAST_LOOP`).
-pub(crate) const IP_MULTICAST_LOOP: u32 = 11;
-/// `IPPROTO_IP` level: join a group (`IP_ADD_MEMBERSHIP`, an `IP_MREQ`).
-pub(crate) const IP_ADD_MEMBERSHIP: u32 = 12;
-/// `IPPROTO_IP` level: leave a group (`IP_DROP_MEMBERSHIP`, an `IP_MREQ`).
-pub(crate) const IP_DROP_MEMBERSHIP: u32 = 13;
-/// `IPPROTO_IPV6` level: multicast hop limit (`IPV6_MULTICAST_HOPS`).
-pub(crate) const IPV6_MULTICAST_HOPS: u32 = 10;
-/// `IPPROTO_IPV6` level: multicast loopback (`IPV6_MULTICAST_LOOP`).
-pub(crate) const IPV6_MULTICAST_LOOP: u32 = 11;
-/// `IPPROTO_IPV6` level: join a group (`IPV6_ADD_MEMBERSHIP`, an `IPV6_MREQ`).
-pub(crate) const IPV6_ADD_MEMBERSHIP: u32 = 12;
-/// `IPPROTO_IPV6` level: leave a group (`IPV6_DROP_MEMBERSHIP`, an `IPV6_MREQ`).
-pub(crate) const IPV6_DROP_MEMBERSHIP: u32 = 13;
-
 /// Which `WskControlSocket` request (`WSK_CONTROL_SOCKET_TYPE`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ControlKind {

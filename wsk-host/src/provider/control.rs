@@ -168,17 +168,6 @@ pub(crate) fn inspect_host_socket<R>(
     })
 }
 
-// Option names of ws2ipdef.h that wsk-sys does not carry.
-const IP_TOS: ULONG = 3;
-const IP_MULTICAST_TTL: ULONG = 10;
-const IP_MULTICAST_LOOP: ULONG = 11;
-const IP_ADD_MEMBERSHIP: ULONG = 12;
-const IP_DROP_MEMBERSHIP: ULONG = 13;
-const IPV6_MULTICAST_HOPS: ULONG = 10;
-const IPV6_MULTICAST_LOOP: ULONG = 11;
-const IPV6_ADD_MEMBERSHIP: ULONG = 12;
-const IPV6_DROP_MEMBERSHIP: ULONG = 13;
-
 impl Request {
     /// The client's input bytes.
     fn input_bytes(&self) -> &[u8] {
