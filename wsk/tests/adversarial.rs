@@ -944,7 +944,10 @@ fn pended_inspections_kept_by_the_handler_or_a_sleeping_task_past_the_client() {
         // Kept past the client's teardown, dropped (rejecting) after it.
         drop(kept);
         drop(listener);
-        // The tasks' sleeps were cancelled by the teardown; their completions fail.
+        // The tasks' sleeps were cancelled by the teardown; their completions fail. The
+        // handler's reference to the set goes with the listener's close completion, which
+        // may come from the provider's thread a moment after.
+        eventually("the handler's drop", || Arc::strong_count(&tasks) == 1);
         let tasks = Arc::into_inner(tasks).unwrap();
         within("the tasks", move || {
             tasks.wait_idle().unwrap();
@@ -1785,6 +1788,59 @@ fn pended_inspections_completed_as_their_callbacks_return() {
     }
     drop(listener);
     drop(tasks);
+    within("the teardown", move || drop(client));
+    session.finish();
+}
+
+#[test]
+fn a_deadline_racing_the_completion_of_a_request_on_a_callers_irp_never_cancels_it_after_it_is_freed()
+ {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let rounds = 300;
+    let writer = std::thread::spawn(move || {
+        for i in 0..rounds {
+            std::thread::sleep(Duration::from_micros(100 + (i % 5) * 100));
+            peer.write_all(&[i as u8]).unwrap();
+        }
+        peer
+    });
+    let give_up = Instant::now() + DEADLINE;
+    let mut got = Vec::new();
+    let mut buf = Buf::with_capacity(1).unwrap();
+    while got.len() < rounds as usize {
+        assert!(Instant::now() < give_up, "the bytes never came");
+        buf.clear();
+        // The deadline's DPC cancels the caller's IRP while the completion hands it back;
+        // the IRP is freed at once (wsk-host quarantines it: a late IoCancelIrp on it is a
+        // use-after-free bug check).
+        let ((result, back), irp) = socket
+            .receive(buf)
+            .with_irp(Irp::new().unwrap())
+            .timeout(Duration::from_micros(300))
+            .wait();
+        drop(irp);
+        buf = back;
+        match result {
+            Ok(n) => {
+                assert_eq!(n, 1);
+                got.push(buf[0]);
+            }
+            Err(error) => {
+                assert_eq!(error, Error::TIMED_OUT);
+                buf.clear();
+                let (result, back) = socket.receive_exact(buf, 1).wait_timeout(10_000);
+                buf = back;
+                assert_eq!(result, Ok(1), "a request after a timed-out one");
+                got.push(buf[0]);
+            }
+        }
+    }
+    let expected: Vec<u8> = (0..rounds).map(|i| i as u8).collect();
+    assert_eq!(got, expected, "every byte once, in order");
+    drop(writer.join().unwrap());
+    drop((buf, socket));
     within("the teardown", move || drop(client));
     session.finish();
 }

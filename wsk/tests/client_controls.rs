@@ -187,3 +187,47 @@ fn client_controls_refuse_above_passive_level() {
     client.shutdown().unwrap();
     session.finish();
 }
+
+#[test]
+fn a_reverse_lookup_after_a_resolution_collected_at_dispatch_level_leaks_nothing() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let numeric = NameInfoFlags {
+        numeric_host: true,
+        numeric_service: true,
+        ..NameInfoFlags::default()
+    };
+    for _ in 0..3 {
+        // Collected above PASSIVE_LEVEL: its address list cannot be freed there, and is left
+        // in the block for the next PASSIVE_LEVEL opportunity.
+        let mut resolve = Box::pin(client.resolve("127.0.0.1", 80));
+        let waker = Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Issued at PASSIVE_LEVEL (name resolution is issued there only); the resolver
+        // completes it later.
+        assert!(resolve.as_mut().poll(&mut cx).is_pending());
+        {
+            let _raised = wsk_host::irql::raise(DISPATCH_LEVEL);
+            loop {
+                if let Poll::Ready(addresses) = resolve.as_mut().poll(&mut cx) {
+                    // Read there; the list itself can be freed only at PASSIVE_LEVEL.
+                    assert_eq!(addresses.unwrap(), ["127.0.0.1:80".parse().unwrap()]);
+                    break;
+                }
+                assert!(Instant::now() < deadline, "timed out");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // Let go there too: the block goes back to the pool with the list in it.
+            drop(resolve);
+        }
+        // A reverse lookup on the same block returns no list: the one left must not be lost.
+        let names = client
+            .name_of("127.0.0.1:80".parse().unwrap(), numeric)
+            .wait()
+            .unwrap();
+        assert_eq!(names.host, "127.0.0.1");
+    }
+    client.shutdown().unwrap();
+    session.finish();
+}

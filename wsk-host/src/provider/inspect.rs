@@ -244,7 +244,13 @@ pub(crate) fn deliver_inspect(
             .iter_mut()
             .find(|i| i.serial == serial)
             .and_then(|inspecting| {
+                // In the same lock as the end of the callback: a WskInspectComplete from
+                // another thread finds the inspection either still in its callback (and
+                // deferred) or pended.
                 inspecting.callback_thread = None;
+                if action == WskInspectPend && inspecting.early.is_none() {
+                    inspecting.pended = true;
+                }
                 inspecting.early
             })
     };
@@ -262,13 +268,9 @@ pub(crate) fn deliver_inspect(
             settle(listener, serial, false);
         }
         WskInspectPend => {
+            // Pended above; a decision that came during the callback is applied now.
             if let Some(accept) = early {
                 settle(listener, serial, accept);
-            } else {
-                let mut state = listener.lock();
-                if let Some(inspecting) = state.inspecting.iter_mut().find(|i| i.serial == serial) {
-                    inspecting.pended = true;
-                }
             }
         }
         other => {

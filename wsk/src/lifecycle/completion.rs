@@ -161,6 +161,9 @@ pub(crate) struct Block {
     in_flight: AtomicBool,
     done: AtomicBool,
     wait_signal: AtomicBool,
+    /// Cancels running `IoCancelIrp` on the IRP in flight ([`Block::cancel_irp_in_flight`]):
+    /// a caller's IRP leaves the block only once none can still be reading it.
+    cancelling: AtomicU32,
     /// A blocking wait returned satisfied by the event, which (a synchronization event) that
     /// reset: the next arm has nothing to clear.
     signal_consumed: AtomicBool,
@@ -611,12 +614,7 @@ fn cancel_if_in_flight(ptr: NonNull<Block>) {
             TIMER_EXPIRED => return,
             _ => {
                 // Not a sleep (or one already completed).
-                // SAFETY: the IRP lives as long as the block, which lives as long as its
-                // pool; callers hold a reference to the block or to the pool's owner. It is
-                // armed (in flight) or has just completed and not been reused by another
-                // request: on a completed IRP the cancel only sets its flag, which the next
-                // `IoReuseIrp` clears.
-                unsafe { IoCancelIrp((*block.irp.get()).as_ptr()) };
+                block.cancel_irp_in_flight();
                 return;
             }
         };
@@ -693,9 +691,9 @@ unsafe extern "system" fn timer_expired(
         // `KeCancelTimer` fail and left the completion to this routine.
         // SAFETY: armed, given to no provider; this routine is its one completion.
         unsafe { complete_unissued((*block.irp.get()).as_ptr(), STATUS_SUCCESS) };
-    } else if block.in_flight.load(Ordering::Acquire) {
-        // SAFETY: as in `cancel_if_in_flight`; the timer's reference keeps the block.
-        unsafe { IoCancelIrp((*block.irp.get()).as_ptr()) };
+    } else {
+        // The timer's reference keeps the block.
+        block.cancel_irp_in_flight();
     }
     // In the DPC, not in a completion routine: as in `cancel_if_in_flight`.
     let _ = release::<false>(ptr);
@@ -729,6 +727,28 @@ impl Block {
         }
     }
 
+    /// `IoCancelIrp` on the IRP of the request in flight, if one is. IRQL <= DISPATCH_LEVEL.
+    /// The caller holds a reference to the block or to its pool's owner.
+    ///
+    /// Counted in `cancelling` from before it looks at `in_flight` until `IoCancelIrp`
+    /// returns, so that [`Block::restore_irp`], which waits for the count to drop, never hands
+    /// a caller's IRP back (to be freed, or completed to its originator) while a cancel that
+    /// saw the request in flight still uses it.
+    fn cancel_irp_in_flight(&self) {
+        self.cancelling.fetch_add(1, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) {
+            // SAFETY: the IRP field is not written while a cancel is counted and the request
+            // was seen in flight: the completion routine clears `in_flight` (SeqCst) before
+            // the request can be collected, and `restore_irp` swaps the field only once the
+            // count is zero; a cancel that counts itself after that reads `in_flight` false.
+            // The IRP is the block's own (it lives as long as the block) or a caller's, which
+            // stays in the block until `restore_irp`. On an IRP completed meanwhile the cancel
+            // only sets its flag, which the next `IoReuseIrp` clears.
+            unsafe { IoCancelIrp((*self.irp.get()).as_ptr()) };
+        }
+        self.cancelling.fetch_sub(1, Ordering::Release);
+    }
+
     /// See [`BlockRef::restore_irp`].
     ///
     /// # Safety
@@ -742,6 +762,12 @@ impl Block {
             return None;
         }
         let own = parked.take()?;
+        // A cancel that saw the request in flight may still be in `IoCancelIrp` on the
+        // caller's IRP: it leaves the block once that is done (a bounded wait: no cancel
+        // counts itself after `in_flight` was cleared, see `cancel_irp_in_flight`).
+        while self.cancelling.load(Ordering::SeqCst) != 0 {
+            core::hint::spin_loop();
+        }
         // SAFETY: forwarded exclusivity.
         Some(core::mem::replace(unsafe { &mut *self.irp.get() }, own))
     }
@@ -898,13 +924,17 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
             Held::Resolution { .. } => {
                 let scratch = &mut *block.scratch.get();
                 let list = core::mem::replace(&mut scratch.result, core::ptr::null_mut());
-                if NT_SUCCESS(status) {
+                // A request that returns no list (`WskGetNameInfo`) leaves in place a list an
+                // earlier resolution on this block could not free yet (collected above
+                // PASSIVE_LEVEL), to be freed at the next PASSIVE_LEVEL opportunity.
+                if NT_SUCCESS(status) && !list.is_null() {
                     block.address_list.store(list, Ordering::Release);
                 }
             }
             _ => {}
         }
-        block.in_flight.store(false, Ordering::Release);
+        // SeqCst: ordered with the counted cancels (see `Block::cancel_irp_in_flight`).
+        block.in_flight.store(false, Ordering::SeqCst);
         // A client request ends only once the in-flight reference is gone (below), so that
         // the client's teardown, which waits for it, never returns while this routine still
         // holds the block — and with it a block of the client's pool.
@@ -994,6 +1024,7 @@ impl BlockPool {
             in_flight: AtomicBool::new(false),
             done: AtomicBool::new(false),
             wait_signal: AtomicBool::new(false),
+            cancelling: AtomicU32::new(0),
             signal_consumed: AtomicBool::new(false),
             client_request_open: AtomicBool::new(false),
             waker: AtomicWaker::new(),
