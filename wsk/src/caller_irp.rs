@@ -15,7 +15,10 @@ use crate::{Error, Result};
 /// - before the request reaches the provider, and after its completion: the operation's;
 ///   the output hands it back (`Some`), completed: [`Irp::status`] and
 ///   [`Irp::information`] read its `IoStatus`, and it can be given to the next operation
-///   as is (it is reinitialised with `IoReuseIrp` when issued);
+///   as is (one this driver allocated is reinitialised with `IoReuseIrp` when issued; a
+///   forwarded one is not the driver's to reinitialise: once cancelled — by its originator,
+///   or by a deadline or close of a request it carried — an operation given it fails with
+///   [`Error::CANCELLED`] without reaching the provider, and hands it back to be completed);
 /// - in flight: the provider's, then the completion routine's, which this crate sets (the
 ///   IRP's one stack location is the WSK call's); closing the socket, tearing the client
 ///   down or dropping the operation cancels it like any other request;
@@ -70,6 +73,14 @@ impl<R: Issue> Issue for WithIrp<R> {
     type Output = (R::Output, Option<Irp>);
 
     fn start(&mut self) -> Result<BlockRef> {
+        // A forwarded IRP keeps its cancel flag (nobody may reuse it): its request is over.
+        if self
+            .irp
+            .as_ref()
+            .is_some_and(|irp| irp.is_forwarded() && irp.is_cancelled())
+        {
+            return Err(Error::CANCELLED);
+        }
         let mut block = self.inner.start()?;
         // An operation given an IRP twice (`op.with_irp(a).with_irp(b)`) is issued with the
         // first: the inner request installed it; this one is handed back unused.

@@ -94,6 +94,14 @@ impl Irp {
         })
     }
 
+    /// Whether the IRP's cancel flag is set: by its originator (`IoCancelIrp` on a forwarded
+    /// request), or by a cancel of a request this crate issued with it (a deadline, a close),
+    /// which the next `IoReuseIrp` clears on an IRP this driver allocated.
+    pub fn is_cancelled(&self) -> bool {
+        // SAFETY: the IRP is owned by this value and not in flight: nobody writes it.
+        unsafe { (*self.ptr.as_ptr()).Cancel != 0 }
+    }
+
     /// Whether the IRP was forwarded to this driver ([`Irp::from_forwarded`]), not allocated
     /// by it.
     #[must_use]

@@ -1844,3 +1844,41 @@ fn a_deadline_racing_the_completion_of_a_request_on_a_callers_irp_never_cancels_
     within("the teardown", move || drop(client));
     session.finish();
 }
+
+#[test]
+fn a_forwarded_irp_whose_request_timed_out_is_not_reused() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let originator = Arc::new(Originator::default());
+    // SAFETY: a request as the dispatch routine receives it, owned by this test until it is
+    // completed to its originator.
+    let forwarded = unsafe { Irp::from_forwarded(forwarded_request(&originator)) }.unwrap();
+    // Bounded by its own deadline.
+    let ((result, buf), irp) = socket
+        .receive(Buf::with_capacity(4).unwrap())
+        .with_irp(forwarded)
+        .timeout(Duration::from_millis(10))
+        .wait();
+    assert_eq!(result, Err(Error::TIMED_OUT));
+    let irp = irp.expect("handed back");
+    assert!(irp.is_cancelled());
+    // Given again: refused before the provider (its cancel flag stays: not the driver's to
+    // clear), handed back, and the data waits for the next receive.
+    peer.write_all(b"late").unwrap();
+    let ((result, buf), irp) = socket.receive(buf).with_irp(irp).wait_timeout(10_000);
+    assert_eq!(result, Err(Error::CANCELLED));
+    let irp = irp.expect("handed back unused");
+    let (received, buf) = socket.receive_exact(buf, 4).wait_timeout(10_000);
+    assert_eq!(received, Ok(4));
+    assert_eq!(&buf[..], b"late");
+    // Completed to its originator, which frees it.
+    irp.complete(STATUS_CANCELLED, 0).unwrap();
+    eventually("the originator", || {
+        originator.completions.load(Ordering::SeqCst) == 1
+    });
+    originator.free();
+    drop((buf, socket));
+    within("the teardown", move || drop(client));
+    session.finish();
+}
