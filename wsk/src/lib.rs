@@ -241,7 +241,7 @@ pub use inspect::{InspectDecision, InspectId, Inspection, PendedInspection};
 pub use io_buf::{IoBuf, IoBufMut, Slice};
 pub use irp::Irp;
 pub use listen::{Bound, ListenSocket};
-pub use mdl_chain::MdlChain;
+pub use mdl_chain::{Access, MdlChain, ReadAccess, WriteAccess};
 pub use op::{Op, Request};
 pub use socket::{Close, SetOption};
 pub use stream::StreamSocket;

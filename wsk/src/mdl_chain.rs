@@ -1,6 +1,7 @@
 //! [`MdlChain`]: memory the driver already has, described by its own MDL or MDL chain, sent
 //! or received into without a copy.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 use wsk_sys::*;
@@ -52,24 +53,83 @@ use crate::io_buf::{IoBuf, IoBufMut};
 /// }
 /// ```
 ///
+/// What the provider may do with the memory is in the type: a chain made with
+/// [`from_raw`](MdlChain::from_raw) (memory the provider may write: [`WriteAccess`]) is a
+/// buffer to send or to receive into; one made with
+/// [`from_raw_read_only`](MdlChain::from_raw_read_only) (memory locked for read access
+/// only: [`ReadAccess`]) can only be sent:
+///
+/// ```compile_fail,E0277
+/// # use core::ptr::NonNull;
+/// # use wsk::{ConnectionSocket, MdlChain};
+/// fn receive(socket: &ConnectionSocket, first: NonNull<wsk_sys::MDL>) {
+///     // SAFETY: (for the example) the chain describes memory locked for read access.
+///     let chain = unsafe { MdlChain::from_raw_read_only(first, 0, 100, ()) }.unwrap();
+///     let _ = socket.receive(chain);
+/// }
+/// ```
+///
 /// # Invariants
 /// `first` is the first MDL of a chain describing at least `offset + len` bytes of resident
-/// memory, valid while `owner` is `Some` (the constructor's contract); `filled <= len <=
-/// u32::MAX`; the memoryless stand-in has `owner == None` and `len == 0`.
-pub struct MdlChain<O = ()> {
+/// memory, valid while `owner` is `Some` (the constructor's contract), writable by the
+/// provider when `A` is [`WriteAccess`]; `filled <= len <= u32::MAX`; the memoryless
+/// stand-in has `owner == None` and `len == 0`.
+pub struct MdlChain<O = (), A: Access = WriteAccess> {
     first: PMDL,
     offset: usize,
     // Both at most `u32::MAX` (checked when made): one word for the two.
     len: u32,
     filled: u32,
     owner: Option<O>,
+    access: PhantomData<fn() -> A>,
+}
+
+/// What the provider may do with the memory of an [`MdlChain`]: [`ReadAccess`] or
+/// [`WriteAccess`] (sealed).
+pub trait Access: sealed::Sealed + 'static {}
+
+/// The memory is locked for read access only (`IoReadAccess`): the chain can be sent, not
+/// received into.
+#[derive(Debug)]
+pub enum ReadAccess {}
+
+/// The provider may write the memory (non-paged pool, or locked with `IoWriteAccess` or
+/// `IoModifyAccess`): the chain can be sent and received into.
+#[derive(Debug)]
+pub enum WriteAccess {}
+
+impl Access for ReadAccess {}
+impl Access for WriteAccess {}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::ReadAccess {}
+    impl Sealed for super::WriteAccess {}
 }
 
 // SAFETY: the chain is plain kernel memory usable from any thread; the owner is `Send`.
-unsafe impl<O: Send> Send for MdlChain<O> {}
+unsafe impl<O: Send, A: Access> Send for MdlChain<O, A> {}
 
 // Nothing is pinned through a chain: the owner is only ever moved and dropped.
-impl<O> Unpin for MdlChain<O> {}
+impl<O, A: Access> Unpin for MdlChain<O, A> {}
+
+impl<O: Send + 'static> MdlChain<O, ReadAccess> {
+    /// As [`from_raw`](MdlChain::from_raw), for memory the provider may only read (locked
+    /// with `IoReadAccess`, or not to be written for any other reason): the chain can be
+    /// sent, not received into.
+    ///
+    /// # Safety
+    /// As for [`from_raw`](MdlChain::from_raw), with read access to the memory enough.
+    pub unsafe fn from_raw_read_only(
+        first: NonNull<MDL>,
+        offset: usize,
+        len: usize,
+        owner: O,
+    ) -> core::result::Result<MdlChain<O, ReadAccess>, (Error, O)> {
+        // SAFETY: forwarded.
+        unsafe { describe(first, offset, len, owner) }
+    }
+}
 
 impl<O: Send + 'static> MdlChain<O> {
     /// The `len` bytes at `offset` in the chain starting at `first`, kept alive by `owner`.
@@ -79,9 +139,10 @@ impl<O: Send + 'static> MdlChain<O> {
     ///
     /// # Safety
     /// - `first` and every MDL linked from it by `Next` (up to null) are valid MDLs, and the
-    ///   memory they describe is resident and usable at DISPATCH_LEVEL: built for non-paged
-    ///   pool (`MmBuildMdlForNonPagedPool`) or locked (`MmProbeAndLockPages`), for read
-    ///   access to send it, for write access to receive into it;
+    ///   memory they describe is resident, usable at DISPATCH_LEVEL and writable by the
+    ///   provider: built for non-paged pool (`MmBuildMdlForNonPagedPool`) or locked
+    ///   (`MmProbeAndLockPages`) with `IoWriteAccess` or `IoModifyAccess` — memory locked
+    ///   for read access only is [`from_raw_read_only`](MdlChain::from_raw_read_only)'s;
     /// - the MDLs and the memory stay so, and are not freed, unlocked or (while an operation
     ///   holds the chain) written by anyone but the provider, until `owner` is dropped
     ///   (which this value does only when it is dropped itself) — also if the value is
@@ -93,25 +154,42 @@ impl<O: Send + 'static> MdlChain<O> {
         len: usize,
         owner: O,
     ) -> core::result::Result<MdlChain<O>, (Error, O)> {
-        if len == 0 || len > u32::MAX as usize {
-            return Err((Error::INVALID_BUFFER_SIZE, owner));
-        }
-        let Some(needed) = offset.checked_add(len) else {
-            return Err((Error::INVALID_BUFFER_SIZE, owner));
-        };
-        // SAFETY: the caller guarantees a valid chain.
-        if unsafe { chain_length(first.as_ptr(), needed) } < needed {
-            return Err((Error::INVALID_BUFFER_SIZE, owner));
-        }
-        Ok(MdlChain {
-            first: first.as_ptr(),
-            offset,
-            len: len as u32,
-            filled: len as u32,
-            owner: Some(owner),
-        })
+        // SAFETY: forwarded.
+        unsafe { describe(first, offset, len, owner) }
     }
+}
 
+/// The chain of [`MdlChain::from_raw`] and [`MdlChain::from_raw_read_only`], checked.
+///
+/// # Safety
+/// Their contract, with the access `A` stands for.
+unsafe fn describe<O, A: Access>(
+    first: NonNull<MDL>,
+    offset: usize,
+    len: usize,
+    owner: O,
+) -> core::result::Result<MdlChain<O, A>, (Error, O)> {
+    if len == 0 || len > u32::MAX as usize {
+        return Err((Error::INVALID_BUFFER_SIZE, owner));
+    }
+    let Some(needed) = offset.checked_add(len) else {
+        return Err((Error::INVALID_BUFFER_SIZE, owner));
+    };
+    // SAFETY: the caller guarantees a valid chain.
+    if unsafe { chain_length(first.as_ptr(), needed) } < needed {
+        return Err((Error::INVALID_BUFFER_SIZE, owner));
+    }
+    Ok(MdlChain {
+        first: first.as_ptr(),
+        offset,
+        len: len as u32,
+        filled: len as u32,
+        owner: Some(owner),
+        access: PhantomData,
+    })
+}
+
+impl<O: Send + 'static, A: Access> MdlChain<O, A> {
     /// The first MDL of the chain (null for the memoryless stand-in).
     #[must_use]
     pub fn first_mdl(&self) -> PMDL {
@@ -188,7 +266,7 @@ unsafe fn chain_length(mut mdl: PMDL, enough: usize) -> usize {
 // SAFETY: by the constructor's contract the chain describes `offset + len` bytes of resident
 // memory, valid while the owner (dropped only with this value) lives; `filled <= len <=
 // u32::MAX`; the stand-in describes 0 bytes.
-unsafe impl<O: Send + 'static> IoBuf for MdlChain<O> {
+unsafe impl<O: Send + 'static, A: Access> IoBuf for MdlChain<O, A> {
     #[inline]
     fn mdl(&self) -> PMDL {
         self.first
@@ -209,20 +287,21 @@ unsafe impl<O: Send + 'static> IoBuf for MdlChain<O> {
         self.len as usize
     }
 
-    fn stand_in() -> MdlChain<O> {
+    fn stand_in() -> MdlChain<O, A> {
         MdlChain {
             first: core::ptr::null_mut(),
             offset: 0,
             len: 0,
             filled: 0,
             owner: None,
+            access: PhantomData,
         }
     }
 }
 
-// SAFETY: the constructor's contract gives the provider write access to the memory while an
-// operation holds the chain.
-unsafe impl<O: Send + 'static> IoBufMut for MdlChain<O> {
+// SAFETY: `from_raw`'s contract (the only constructor of a `WriteAccess` chain) gives the
+// provider write access to the memory while an operation holds the chain.
+unsafe impl<O: Send + 'static> IoBufMut for MdlChain<O, WriteAccess> {
     #[inline]
     unsafe fn set_init(&mut self, count: usize) {
         // At most `len`, so it fits.
@@ -230,7 +309,7 @@ unsafe impl<O: Send + 'static> IoBufMut for MdlChain<O> {
     }
 }
 
-impl<O> core::fmt::Debug for MdlChain<O> {
+impl<O, A: Access> core::fmt::Debug for MdlChain<O, A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("MdlChain")
             .field("first", &self.first)

@@ -1039,3 +1039,25 @@ fn out_of_irps_an_operation_hands_back_the_callers_irp_and_buffer() {
     assert_eq!(drops.load(Ordering::SeqCst), 1);
     session.finish();
 }
+
+#[test]
+fn a_read_only_chain_is_sent() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, mut peer) = connected(&client);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut pieces = PoolChain::new(&[10, 20, 30], &drops);
+    pieces.fill(7);
+    let expected = pieces.bytes()[3..53].to_vec();
+    let first = pieces.first();
+    // SAFETY: the chain's MDLs describe non-paged pool that `pieces` owns and frees only
+    // when dropped, which the chain does only when it is dropped itself; only read here.
+    let chain = unsafe { MdlChain::from_raw_read_only(first, 3, 50, pieces) }.unwrap();
+    let (sent, chain) = socket.send(chain).wait();
+    assert_eq!(sent.unwrap(), 50);
+    assert_eq!(read_exact(&mut peer, 50), expected);
+    drop(chain.into_owner().unwrap());
+    assert_eq!(drops.load(Ordering::SeqCst), 1);
+    drop((socket, client));
+    session.finish();
+}
