@@ -138,13 +138,14 @@ impl<T> Issue for ControlRequest<T> {
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
         let (kind, code, level) = (self.kind.raw(), self.code, self.level);
         let (input_len, output_len) = (self.input_len, self.output_len);
-        // SAFETY: the buffer is held by the block until the completion; its heap storage
-        // does not move while held (nothing touches the vector until then).
+        // SAFETY: `start` stored the buffer (`input_len + output_len` bytes) in the block,
+        // which holds it until the completion; its heap storage does not move while held
+        // (nothing touches the vector until then), so both pointers stay in it.
         unsafe {
-            let base = match &mut *block.held_ptr() {
-                Held::Bytes(buffer) => buffer.as_mut_ptr(),
-                _ => core::ptr::null_mut(),
+            let Held::Bytes(buffer) = &mut *block.held_ptr() else {
+                unreachable!("a control request's start stores its buffer");
             };
+            let base = buffer.as_mut_ptr();
             let input = if input_len == 0 {
                 core::ptr::null_mut()
             } else {
@@ -258,7 +259,7 @@ fn decode_value<V: OptionValue>(bytes: Vec<u8>) -> Result<V> {
 
 /// Options whose value carries a pointer the provider would follow: only through the
 /// `unsafe` [`SocketOptions::control`].
-fn carries_pointer(level: ULONG, name: ULONG) -> bool {
+pub(crate) fn carries_pointer(level: ULONG, name: ULONG) -> bool {
     level == SOL_SOCKET && (name == SO_WSK_SECURITY || name == SO_WSK_EVENT_CALLBACK)
 }
 

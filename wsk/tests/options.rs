@@ -8,7 +8,9 @@ use wsk::{
     WskClient,
 };
 use wsk_host::Session;
-use wsk_sys::{IPPROTO_TCP, SO_RCVBUF, SO_WSK_EVENT_CALLBACK, SOL_SOCKET, TCP_NODELAY};
+use wsk_sys::{
+    IPPROTO_TCP, SO_RCVBUF, SO_WSK_EVENT_CALLBACK, SO_WSK_SECURITY, SOL_SOCKET, TCP_NODELAY,
+};
 
 mod common;
 use common::driver;
@@ -346,4 +348,26 @@ fn option_requests_in_flight_dropped_forgotten_and_outlived_by_the_client() {
         );
     }
     assert!(findings.iter().any(|f| f.rule == Rule::IrpLeaked));
+}
+
+#[test]
+fn the_four_byte_option_forms_refuse_options_whose_value_is_a_pointer() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _listener) = connected(&client, false);
+    // A security descriptor or the event callbacks are pointers: a 4-byte value from safe
+    // code would hand the provider a truncated one.
+    for name in [SO_WSK_SECURITY, SO_WSK_EVENT_CALLBACK] {
+        assert_eq!(
+            socket.set_option_u32(SOL_SOCKET, name, 0x1234).wait(),
+            Err(wsk::Error::INVALID_PARAMETER)
+        );
+        assert_eq!(
+            socket.option(SOL_SOCKET, name).wait(),
+            Err(wsk::Error::INVALID_PARAMETER)
+        );
+    }
+    drop(socket);
+    drop(client);
+    session.finish();
 }

@@ -743,6 +743,12 @@ impl Issue for OptionRequest {
     type Output = Result<u32>;
 
     fn start(&mut self) -> Result<BlockRef> {
+        // Options whose value is a pointer (a security descriptor, event callbacks) go
+        // through `SocketOptions::control`, whose caller vouches for the pointer: not from
+        // safe code with a 4-byte value.
+        if crate::control::carries_pointer(self.level, self.name) {
+            return Err(Error::INVALID_PARAMETER);
+        }
         let mut block = BlockRef::for_socket(&self.core)?;
         // SAFETY: no request in flight on a fresh block.
         let scratch = unsafe { block.scratch() };
