@@ -30,7 +30,7 @@ use crate::{Result, workspace_root};
 
 /// How long one Wine command may take (creating or starting a service, a registry write).
 const COMMAND_DEADLINE: Duration = Duration::from_secs(30);
-/// How long creating the prefix may take (`wineboot -i`: 7–11 s here).
+/// How long creating the prefix may take (`wineboot -i`: about 10 s here).
 const PREFIX_DEADLINE: Duration = Duration::from_secs(120);
 /// How long `sc stop` may take before the stop counts as hung.
 const STOP_DEADLINE: Duration = Duration::from_secs(12);
@@ -683,8 +683,8 @@ fn wait_interrupted(duration: Duration) {
     }
 }
 
-/// The release x64 image of the example `name`, built when missing or older than its
-/// sources (`cargo xtask build-driver NAME --release`).
+/// The release x64 image of the example `name`, built (`cargo xtask build-driver NAME
+/// --release`; cargo rebuilds only what changed).
 pub fn release_image(name: &str) -> Result<(PathBuf, String)> {
     let examples = select(&[name.to_string()], false)?;
     let example = &examples[0];
@@ -698,7 +698,7 @@ pub fn release_image(name: &str) -> Result<(PathBuf, String)> {
     Ok((built.sys, example.driver_name()))
 }
 
-/// Runs the example `name` (built when needed) under Wine with `parameters` for `duration`,
+/// Runs the example `name` (built first) under Wine with `parameters` for `duration`,
 /// then stops it: its output and how it ended, in one call (what a conformance step needs).
 pub fn run_example(name: &str, parameters: &[Parameter], duration: Duration) -> Result<Run> {
     let wine = Wine::find()?;

@@ -1,4 +1,6 @@
-//! The test suite's Wine step: every example image under Wine's kernel and WSK provider, with
+//! The test suite's Wine step: every example image but `https-get` (it needs
+//! `WskSocketConnect` and `IoQueueWorkItemEx`, which Wine 8.0 lacks) under Wine's kernel and
+//! WSK provider, with
 //! loopback parameters and a real peer where the driver needs one.
 //!
 //! - `echo-server` reaches RUNNING and echoes a message byte-exact to a `TcpStream` client on
@@ -353,7 +355,7 @@ fn http_get(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, R
 }
 
 /// `http-get` against a server that takes the request and never answers: the driver's
-/// response timeout fires — the runtime's timers (their clock, their work item) and the
+/// response timeout fires — the runtime's timers (`wsk` sleeps: a kernel timer and its DPC) and the
 /// cancellation of a pending receive, under Wine.
 fn http_get_silent(
     wine: &Wine,

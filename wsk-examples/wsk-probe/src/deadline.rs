@@ -3,10 +3,10 @@
 //! wakes them and at least every [`POLL_MS`] milliseconds, and [`Within`] checks the clock
 //! (the interrupt time, as `wsk`'s deadlines read it) each time it is polled.
 //!
-//! The driver runtime's timers would wake the futures from a work item instead; the probe does
-//! not use them, so that its deadlines hold on a kernel whose work items do not run (a
-//! provider or kernel under test may lack exactly what a timer needs), and so that nothing is
-//! left queued when `DriverEntry` returns.
+//! The driver runtime's timers (`wsk` sleeps: a kernel timer and its DPC) are not used, so
+//! that the deadlines hold on a kernel whose timers or DPCs misbehave (a kernel under test may
+//! lack exactly what a timer needs), and so that nothing is left queued when `DriverEntry`
+//! returns.
 
 use alloc::sync::Arc;
 use alloc::task::Wake;
