@@ -4,10 +4,9 @@
 //! private prefix under `target/wine/`, with its parameters as registry values, streaming its
 //! debug output; then stops it and says how the stop went.
 //!
-//! [`run_image`] is the one call that runs an image and captures its output and ending (and
-//! [`run_example`] the one that builds an example by name and runs it for a while): the
-//! command, the test suite's Wine step ([`crate::wine_suite`]) and any later conformance
-//! driver use it.
+//! [`run_image`] is the one call that runs an image and captures its output and ending: the
+//! command, the test suite's Wine step ([`crate::wine_suite`]) and the probe's conformance
+//! check ([`crate::wine_probe`]) use it.
 //!
 //! Every Wine command runs under a deadline; a command that overruns it, or a stop that does
 //! not stop, ends the prefix's Wine session (`wineserver -k`). Each run has a session of its
@@ -696,22 +695,6 @@ pub fn release_image(name: &str) -> Result<(PathBuf, String)> {
         },
     )?;
     Ok((built.sys, example.driver_name()))
-}
-
-/// Runs the example `name` (built first) under Wine with `parameters` for `duration`,
-/// then stops it: its output and how it ended, in one call (what a conformance step needs).
-pub fn run_example(name: &str, parameters: &[Parameter], duration: Duration) -> Result<Run> {
-    let wine = Wine::find()?;
-    let (sys, service) = release_image(name)?;
-    let (run, _) = run_image(
-        &wine,
-        &sys,
-        &service,
-        parameters,
-        Hold::For(duration),
-        false,
-    )?;
-    Ok(run)
 }
 
 /// `cargo xtask wine NAME [Name=Value]... [--duration S]`, `cargo xtask wine --suite` (the

@@ -30,7 +30,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::Result;
-use crate::wine::{Ending, Hold, Parameter, Run, Wine, release_image, run_example, run_image};
+use crate::wine::{Ending, Hold, Parameter, Run, Wine, release_image, run_image};
 
 /// How long a check waits for the driver or its peer.
 const CHECK_DEADLINE: Duration = Duration::from_secs(15);
@@ -49,45 +49,44 @@ pub fn step() -> Result<()> {
     if let Some(took) = wine.ensure_prefix()? {
         eprintln!("wine: prefix created in {took:.1?}");
     }
+    /// A check: the label in the table, the example, and what runs it.
+    type Check = fn(&Wine, &std::path::Path, &str) -> Result<(Run, Result<String>)>;
+    let checks: [(&'static str, &str, Check); 6] = [
+        ("echo-server", "echo-server", echo_server),
+        ("udp-echo", "udp-echo", udp_echo),
+        ("tcp-send", "tcp-send", tcp_send),
+        ("http-get", "http-get", http_get),
+        ("http-get (silent server)", "http-get", http_get_silent),
+        ("tcp-send-raw", "tcp-send-raw", tcp_send_raw),
+    ];
     let mut outcomes = Vec::new();
-    for image in [
-        "echo-server",
-        "udp-echo",
-        "tcp-send",
-        "http-get",
-        "http-get (silent server)",
-        "tcp-send-raw",
-        "wsk-probe",
-    ] {
-        if image == "wsk-probe" {
-            let probe = crate::wine_probe::run(&wine)?;
-            let verdict = crate::wine_probe::check(&probe);
-            let outcome = Outcome {
-                image,
-                run: probe.run,
-                verdict,
-            };
-            report(&outcome);
-            outcomes.push(outcome);
-            continue;
+    // Each example's image built once (cargo rebuilds only what changed since the suite's
+    // build step), whatever the number of checks that run it.
+    let mut images: std::collections::BTreeMap<&str, (std::path::PathBuf, String)> =
+        std::collections::BTreeMap::new();
+    for (image, example, check) in checks {
+        if !images.contains_key(example) {
+            images.insert(example, release_image(example)?);
         }
-        let (sys, service) = release_image(image.split(' ').next().unwrap_or(image))?;
-        let outcome = match image {
-            "echo-server" => echo_server(&wine, &sys, &service)?,
-            "udp-echo" => udp_echo()?,
-            "tcp-send" => tcp_send(&wine, &sys, &service)?,
-            "http-get" => http_get(&wine, &sys, &service)?,
-            "http-get (silent server)" => http_get_silent(&wine, &sys, &service)?,
-            _ => tcp_send_raw(&wine, &sys, &service)?,
-        };
+        let (sys, service) = &images[example];
+        let (run, verdict) = check(&wine, sys, service)?;
         let outcome = Outcome {
             image,
-            run: outcome.0,
-            verdict: outcome.1,
+            run,
+            verdict,
         };
         report(&outcome);
         outcomes.push(outcome);
     }
+    let probe = crate::wine_probe::run(&wine)?;
+    let verdict = crate::wine_probe::check(&probe);
+    let outcome = Outcome {
+        image: "wsk-probe",
+        run: probe.run,
+        verdict,
+    };
+    report(&outcome);
+    outcomes.push(outcome);
     eprintln!(
         "wine: {} images in {:.1?}",
         outcomes.len(),
@@ -182,12 +181,15 @@ fn echo_server(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run
     Ok((run, verdict))
 }
 
-fn udp_echo() -> Result<(Run, Result<String>)> {
+fn udp_echo(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, Result<String>)> {
     let port = free_port()?;
-    let run = run_example(
-        "udp-echo",
+    let (run, _) = run_image(
+        wine,
+        sys,
+        service,
         &[Parameter::new("Listen", format!("127.0.0.1:{port}"))],
-        Duration::ZERO,
+        Hold::For(Duration::ZERO),
+        false,
     )?;
     let verdict = (|| {
         require(
