@@ -78,9 +78,10 @@ pub const DEFAULT_BUFFER_CAPACITY: usize = 16 * 1024 + 512;
 ///
 /// The buffers are the stream's: a read cannot hand the provider a borrowed slice.
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// fn leak_into_provider(stream: &mut wsk::io::AsyncStream, mine: &mut [u8]) {
-///     // A receive takes an owned `Buf`, never the caller's slice.
+///     // A receive takes an owned buffer (`IoBufMut`: `Buf`, a slice of one, ...), never the
+///     // caller's borrowed slice.
 ///     let _ = stream.socket().receive(mine);
 /// }
 /// ```

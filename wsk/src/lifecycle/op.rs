@@ -182,8 +182,7 @@ impl<R: Request> Op<R> {
                 core::ptr::read(&raw const this.request),
             )
         };
-        // SAFETY: as above.
-        let deadline = unsafe { core::ptr::read(&raw const this.deadline) };
+        let deadline = this.deadline;
         Op {
             stage,
             request: crate::caller_irp::WithIrp::new(request, irp),

@@ -47,7 +47,6 @@ struct Guarded {
     revoke_on_return: bool,
     prev: *const Retention,
     next: *const Retention,
-    linked: bool,
 }
 
 /// One retained indication (list); see the module documentation.
@@ -120,7 +119,6 @@ unsafe fn unlink(list: &mut RetainedList, retention: &Retention) -> Shared<Reten
         if let Some(next) = guarded.next.as_ref() {
             next.guarded().prev = guarded.prev;
         }
-        guarded.linked = false;
         Shared::from_raw(retention.this.load(Ordering::Relaxed))
     }
 }
@@ -136,7 +134,6 @@ pub(crate) fn retain(core: &SocketCore, indication: PVOID) -> Result<Shared<Rete
             revoke_on_return: false,
             prev: core::ptr::null(),
             next: core::ptr::null(),
-            linked: true,
         }),
         indication,
         this: AtomicPtr::new(core::ptr::null_mut()),
