@@ -8,7 +8,7 @@
 //! soon as its wait returns, as on Windows.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use wsk_sys::*;
@@ -22,11 +22,13 @@ struct EventState {
     synchronization: bool,
 }
 
-static EVENTS: Mutex<Option<HashMap<usize, Arc<EventState>>>> = Mutex::new(None);
+/// The events by address. Setting and waiting only read it, so the thread that sets an event
+/// and the one waiting on it do not contend for this table.
+static EVENTS: RwLock<Option<HashMap<usize, Arc<EventState>>>> = RwLock::new(None);
 
 fn state_of(event: PRKEVENT) -> Option<Arc<EventState>> {
     EVENTS
-        .lock()
+        .read()
         .unwrap_or_else(|e| e.into_inner())
         .as_ref()
         .and_then(|m| m.get(&(event as usize)).cloned())
@@ -46,7 +48,7 @@ pub unsafe extern "system" fn KeInitializeEvent(Event: PRKEVENT, Type: EVENT_TYP
         (*Event).Header.SignalState = LONG::from(State != 0);
     }
     EVENTS
-        .lock()
+        .write()
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashMap::new)
         .insert(Event as usize, state);
@@ -76,6 +78,10 @@ pub unsafe extern "system" fn KeSetEvent(
     *signalled = true;
     // SAFETY: the event is alive until a waiter returns, which needs the lock held here.
     unsafe { (*Event).Header.SignalState = 1 };
+    // Wake after unlocking, so the woken waiter does not find the lock still held. The
+    // `KEVENT` is not touched past this point (a waiter may free it once its wait returns);
+    // the condition variable lives in `state`, which this thread keeps alive.
+    drop(signalled);
     if state.synchronization {
         state.condvar.notify_one();
     } else {

@@ -329,7 +329,7 @@ impl Issue for NameInfoRequest {
                 MaximumLength: (SERVICE_UNITS * 2) as USHORT,
                 Buffer: base.add(HOST_UNITS),
             };
-            *block.held() = Held::Resolution { _names: names };
+            block.held().store(Held::Resolution { _names: names });
         }
         Ok(block)
     }

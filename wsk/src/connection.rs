@@ -459,7 +459,7 @@ impl<B: IoBuf> Issue for SendRequest<B> {
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             block.scratch().wsk_buf = wsk_buf;
-            *block.held() = Held::Io(HeldBuf::new(buf));
+            block.held().store(Held::Io(HeldBuf::new(buf)));
         }
         Ok(block)
     }
@@ -528,7 +528,7 @@ impl Issue for SendListRequest {
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             block.scratch().wsk_buf = wsk_buf;
-            *block.held() = Held::List(list);
+            block.held().store(Held::List(list));
         }
         Ok(block)
     }
@@ -601,7 +601,7 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             block.scratch().wsk_buf = wsk_buf;
-            *block.held() = Held::Io(HeldBuf::new(buf));
+            block.held().store(Held::Io(HeldBuf::new(buf)));
         }
         Ok(block)
     }
@@ -690,7 +690,7 @@ impl Issue for DisconnectRequest {
             // SAFETY: nothing in flight on the block yet.
             unsafe {
                 block.scratch().wsk_buf = buf.wsk_buf_of_data(0);
-                *block.held() = Held::Buf(buf);
+                block.held().store(Held::Buf(buf));
             }
         }
         Ok(block)
@@ -822,7 +822,9 @@ impl Issue for SocketConnectRequest {
             let scratch = block.scratch();
             scratch.local = RawAddr::from_socket_addr(&self.local);
             scratch.remote = RawAddr::from_socket_addr(&self.remote);
-            *block.held() = Held::NewSocket(NewSocket::new(core.clone()));
+            block
+                .held()
+                .store(Held::NewSocket(NewSocket::new(core.clone())));
         }
         self.core = Some(core);
         Ok(block)

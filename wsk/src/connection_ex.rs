@@ -164,7 +164,7 @@ impl Issue for ConnectExRequest {
             let scratch = block.scratch();
             scratch.remote = RawAddr::from_socket_addr(&self.remote);
             scratch.wsk_buf = buf.wsk_buf_of_data(0);
-            *block.held() = Held::Buf(buf);
+            block.held().store(Held::Buf(buf));
         }
         Ok(block)
     }
@@ -242,7 +242,7 @@ impl Issue for SendExRequest {
             let scratch = block.scratch();
             scratch.wsk_buf = buf.wsk_buf_of_data(0);
             scratch.control_length = control.len() as ULONG;
-            *block.held() = Held::BufAndBytes(buf, control);
+            block.held().store(Held::BufAndBytes(buf, control));
         }
         Ok(block)
     }
@@ -315,7 +315,7 @@ impl Issue for ReceiveExRequest {
             scratch.wsk_buf = wsk_buf;
             scratch.control_length = control.len() as ULONG;
             scratch.control_flags = 0;
-            *block.held() = Held::BufAndBytes(buf, control);
+            block.held().store(Held::BufAndBytes(buf, control));
         }
         Ok(block)
     }

@@ -131,7 +131,7 @@ impl<T> Issue for ControlRequest<T> {
         }
         let mut block = BlockRef::for_socket(&self.core)?;
         // SAFETY: nothing in flight on a fresh block.
-        unsafe { *block.held() = Held::Bytes(buffer) };
+        unsafe { block.held().store(Held::Bytes(buffer)) };
         Ok(block)
     }
 

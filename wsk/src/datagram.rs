@@ -176,7 +176,7 @@ impl<B: IoBuf> Issue for SendToRequest<B> {
             let scratch = block.scratch();
             scratch.wsk_buf = wsk_buf;
             scratch.remote = RawAddr::from_socket_addr(&self.remote);
-            *block.held() = Held::Io(HeldBuf::new(buf));
+            block.held().store(Held::Io(HeldBuf::new(buf)));
         }
         Ok(block)
     }
@@ -296,7 +296,7 @@ impl Issue for SendMessagesRequest {
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             block.scratch().remote = RawAddr::from_socket_addr(&self.remote);
-            *block.held() = Held::List(list);
+            block.held().store(Held::List(list));
         }
         Ok(block)
     }
@@ -360,7 +360,7 @@ impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
             scratch.remote = RawAddr::empty();
             scratch.control_length = 0;
             scratch.control_flags = 0;
-            *block.held() = Held::Io(HeldBuf::new(buf));
+            block.held().store(Held::Io(HeldBuf::new(buf)));
         }
         Ok(block)
     }

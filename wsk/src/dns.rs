@@ -150,7 +150,7 @@ impl Issue for ResolveRequest {
                 0
             };
             scratch.result = core::ptr::null_mut();
-            *block.held() = Held::Resolution { _names: text };
+            block.held().store(Held::Resolution { _names: text });
         }
         Ok(block)
     }
@@ -187,7 +187,7 @@ impl Issue for ResolveRequest {
         _information: usize,
     ) -> Self::Output {
         // SAFETY: done: exclusive access.
-        unsafe { *block.held() = Held::None };
+        unsafe { block.held().store(Held::None) };
         Error::check(status)?;
         // Collecting the result is a client request of its own: it keeps the NPI captured
         // while the list is read and freed, and fails once the client is shutting down (its

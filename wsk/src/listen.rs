@@ -180,7 +180,9 @@ impl Issue for AcceptRequest {
             let scratch = block.scratch();
             scratch.local = RawAddr::empty();
             scratch.remote = RawAddr::empty();
-            *block.held() = Held::NewSocket(NewSocket::new(core.clone()));
+            block
+                .held()
+                .store(Held::NewSocket(NewSocket::new(core.clone())));
         }
         self.core = Some(core);
         Ok(block)

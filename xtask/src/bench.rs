@@ -11,6 +11,14 @@
 //! set-up, warm-up and teardown removed. The same difference per function, from
 //! `callgrind_annotate`, is the profile of one operation.
 //!
+//! Valgrind runs one thread of a process at a time; `--fair-sched=yes` hands the CPU over
+//! in turn (a ticket lock) rather than to whichever thread the host's scheduler wakes first,
+//! so the hand-over between the waiting thread and the provider's thread that completes its
+//! request varies less from run to run. It still varies — whether the waiter finds its
+//! request complete or sleeps first is up to the host's scheduler — so every case runs
+//! `R` times (`--repeat`, default 3, 1 with `--quick`) and the table gives the median run's
+//! figure with the lowest and highest beside it.
+//!
 //! Why a script of our own rather than a harness crate: the maintained callgrind harness on
 //! crates.io (`gungraun`, formerly `iai-callgrind`) needs its runner binary installed with
 //! the exact version of the library (a `cargo install` of its own on every fresh CI
@@ -77,7 +85,7 @@ const TARGET_RATIO: f64 = 1.05;
 /// callgrind_annotate names files and functions.
 const PROFILE: &str = "bench-count";
 
-/// `cargo xtask bench [--quick] [--ops N] [--profile OP[,OP...]] [--top N]`, or
+/// `cargo xtask bench [--quick] [--ops N] [--repeat R] [--profile OP[,OP...]] [--top N]`, or
 /// `cargo xtask bench --echo [--quick] [--rounds R] [--mode inline|pending|both] [--top N]`.
 pub fn command(args: &[String]) -> Result<()> {
     let mut options = Options::default();
@@ -100,6 +108,7 @@ pub fn command(args: &[String]) -> Result<()> {
                     .collect();
             }
             "--top" => options.top = value("--top")?.parse()?,
+            "--repeat" => options.repeat = Some(value("--repeat")?.parse::<usize>()?.max(1)),
             "--echo" => echo = true,
             "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>()?),
             "--mode" => {
@@ -155,6 +164,9 @@ pub struct Options {
     pub profile: Vec<String>,
     /// Functions shown per profile.
     pub top: usize,
+    /// Runs of each case and length (default 3; 1 with `--quick`): the figure is the median
+    /// run's, and the table shows the lowest and highest beside it.
+    pub repeat: Option<usize>,
 }
 
 impl Default for Options {
@@ -164,6 +176,7 @@ impl Default for Options {
             ops: None,
             profile: vec!["send".into(), "receive".into()],
             top: 25,
+            repeat: None,
         }
     }
 }
@@ -186,7 +199,11 @@ impl Case {
 /// runs (for the profile).
 #[derive(Debug)]
 struct Measured {
+    /// The median of the runs' `(count(2N) - count(N)) / N`.
     per_op: f64,
+    /// The lowest and the highest of them.
+    range: (f64, f64),
+    /// The median run's callgrind outputs (`N`, `2N`).
     outputs: [Vec<PathBuf>; 2],
 }
 
@@ -226,22 +243,23 @@ pub fn run_suite(options: &Options) -> Result<()> {
             }
         }
     }
+    let repeat = options.repeat.unwrap_or(if options.quick { 1 } else { 3 });
     eprintln!(
-        "xtask: bench: {} cases under callgrind, {n} and {} operations each",
+        "xtask: bench: {} cases under callgrind, {n} and {} operations each, {repeat} run(s) of each",
         cases.len(),
         2 * n
     );
-    let results = run_cases(&binary, &out_dir, &cases, n)?;
+    let results = run_cases(&binary, &out_dir, &cases, n, repeat)?;
     let counted = started.elapsed();
 
     println!();
     println!(
         "instructions per operation (callgrind, all threads, (count(2N) - count(N)) / N, N = {n}, accept and connect N / {ACCEPT_DIVISOR}; \
-         4 KiB payloads, loopback, wsk-host):"
+         4 KiB payloads, loopback, wsk-host; the median of {repeat} run(s), lowest-highest beside it):"
     );
     println!(
-        "{:<13} {:<8} {:>10} {:>10} {:>7} {:>8}",
-        "operation", "mode", "raw", "wsk", "ratio", "wsk-raw"
+        "{:<13} {:<8} {:>10} {:>13} {:>10} {:>13} {:>7} {:>8}",
+        "operation", "mode", "raw", "raw range", "wsk", "wsk range", "ratio", "wsk-raw"
     );
     let mut over = Vec::new();
     for &operation in OPERATIONS {
@@ -249,12 +267,15 @@ pub fn run_suite(options: &Options) -> Result<()> {
             let raw = &results[&format!("{operation}-raw-{mode}")];
             let wsk = &results[&format!("{operation}-wsk-{mode}")];
             let ratio = wsk.per_op / raw.per_op;
+            let range = |m: &Measured| format!("{:.0}-{:.0}", m.range.0, m.range.1);
             println!(
-                "{:<13} {:<8} {:>10.0} {:>10.0} {:>7.3} {:>8.0}",
+                "{:<13} {:<8} {:>10.0} {:>13} {:>10.0} {:>13} {:>7.3} {:>8.0}",
                 operation,
                 mode,
                 raw.per_op,
+                range(raw),
                 wsk.per_op,
+                range(wsk),
                 ratio,
                 wsk.per_op - raw.per_op
             );
@@ -722,20 +743,31 @@ fn by_function(costs: HashMap<String, f64>) -> HashMap<String, f64> {
 /// The target of the end-to-end figure: wsk's throughput / raw's (issue 13).
 const ECHO_TARGET: f64 = 0.95;
 
-/// The instructions of one run (all threads) and its callgrind outputs, per (case, length).
-type Totals = HashMap<(usize, u64), (u64, Vec<PathBuf>)>;
+/// The instructions of one run (all threads) and its callgrind outputs, per (case, length,
+/// repetition).
+type Totals = HashMap<(usize, u64, usize), (u64, Vec<PathBuf>)>;
 
-/// Runs every case (N and 2N) on as many valgrind processes as there are cores.
+/// Runs every case (N and 2N, `repeat` times each) on as many valgrind processes as there
+/// are cores; a case's figure is its median repetition's.
+///
+/// Why repetitions: with requests completing on the provider's thread, whether the waiting
+/// thread finds its request done or goes to sleep first depends on how the two threads are
+/// scheduled, which no count controls; a run's count moves with it (pending modes, and the
+/// provider's readiness thread in every mode). The median of a few runs is the figure, the
+/// lowest and highest show how far one run can stray.
 fn run_cases(
     binary: &Path,
     out_dir: &Path,
     cases: &[Case],
     n: u64,
+    repeat: usize,
 ) -> Result<HashMap<String, Measured>> {
-    let jobs: Vec<(usize, u64)> = (0..cases.len())
-        .flat_map(|i| {
-            let n = length(cases[i].operation, n);
-            [(i, n), (i, 2 * n)]
+    let jobs: Vec<(usize, u64, usize)> = (0..repeat)
+        .flat_map(|r| {
+            (0..cases.len()).flat_map(move |i| {
+                let n = length(cases[i].operation, n);
+                [(i, n, r), (i, 2 * n, r)]
+            })
         })
         .collect();
     let next = Mutex::new(0usize);
@@ -752,10 +784,10 @@ fn run_cases(
                         *next += 1;
                         job
                     };
-                    let Some((i, count)) = job else { return };
-                    match callgrind(binary, out_dir, &cases[i], count) {
+                    let Some((i, count, r)) = job else { return };
+                    match callgrind(binary, out_dir, &cases[i], count, r) {
                         Ok(result) => {
-                            totals.lock().unwrap().insert((i, count), result);
+                            totals.lock().unwrap().insert((i, count, r), result);
                         }
                         Err(e) => errors.lock().unwrap().push(e.to_string()),
                     }
@@ -771,13 +803,25 @@ fn run_cases(
     let mut results = HashMap::new();
     for (i, case) in cases.iter().enumerate() {
         let n = length(case.operation, n);
-        let (short, short_files) = totals.remove(&(i, n)).expect("measured");
-        let (long, long_files) = totals.remove(&(i, 2 * n)).expect("measured");
+        let mut runs: Vec<(f64, [Vec<PathBuf>; 2])> = (0..repeat)
+            .map(|r| {
+                let (short, short_files) = totals.remove(&(i, n, r)).expect("measured");
+                let (long, long_files) = totals.remove(&(i, 2 * n, r)).expect("measured");
+                (
+                    (long as f64 - short as f64) / n as f64,
+                    [short_files, long_files],
+                )
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let range = (runs[0].0, runs[runs.len() - 1].0);
+        let (per_op, outputs) = runs.swap_remove(runs.len() / 2);
         results.insert(
             case.name(),
             Measured {
-                per_op: (long as f64 - short as f64) / n as f64,
-                outputs: [short_files, long_files],
+                per_op,
+                range,
+                outputs,
             },
         );
     }
@@ -791,8 +835,9 @@ fn callgrind(
     out_dir: &Path,
     case: &Case,
     count: u64,
+    repetition: usize,
 ) -> Result<(u64, Vec<PathBuf>)> {
-    let stem = format!("{}-{count}", case.name());
+    let stem = format!("{}-{count}-{repetition}", case.name());
     let args = [
         "count".to_string(),
         case.operation.to_string(),
@@ -817,6 +862,7 @@ fn callgrind_run(
         .args([
             "--tool=callgrind",
             "--separate-threads=yes",
+            "--fair-sched=yes",
             "--quiet",
             &format!("--callgrind-out-file={}", out.display()),
         ])

@@ -164,11 +164,26 @@ pub fn command(args: &[String]) -> Result<()> {
         )?;
         suite.step("packages (cargo publish --dry-run)", || {
             forget_packaged_sources()?;
-            let mut args = vec!["publish", "--dry-run", "--allow-dirty"];
+            // The packages are verified in a target directory of their own, where what an
+            // earlier verification built of them is removed first: cargo takes a build of
+            // a registry package of the same name and version for up to date whatever its
+            // sources, so `wsk-host` would be verified against an older `wsk-sys`.
+            let target_dir = workspace_root().join("target").join("publish-verify");
+            let target_dir = target_dir.to_str().ok_or("target directory: not UTF-8")?;
+            let mut clean = vec!["clean", "--target-dir", target_dir];
+            let mut publish = vec![
+                "publish",
+                "--dry-run",
+                "--allow-dirty",
+                "--target-dir",
+                target_dir,
+            ];
             for package in PUBLISHED {
-                args.extend(["-p", package]);
+                clean.extend(["-p", package]);
+                publish.extend(["-p", package]);
             }
-            cargo(&args)
+            cargo(&clean)?;
+            cargo(&publish)
         })?;
     }
     eprintln!(

@@ -70,6 +70,20 @@ pub(crate) enum Held {
 }
 
 impl Held {
+    /// Stores `value` in the slot. An empty slot (the usual case: a block comes out of its
+    /// pool holding nothing) is overwritten without running the drop glue of what it held;
+    /// anything else it still holds is dropped first.
+    #[inline(always)]
+    pub(crate) fn store(&mut self, value: Held) {
+        if let Held::None = self {
+            // SAFETY: `Held::None` owns nothing, so overwriting it without a drop leaks
+            // nothing; `self` is a valid, exclusive place.
+            unsafe { core::ptr::write(self, value) };
+        } else {
+            *self = value;
+        }
+    }
+
     /// Takes out the buffer a generic request stored ([`Held::Io`]), leaving [`Held::None`]:
     /// only the buffer's bytes are moved, not the whole slot. `None` if it holds no buffer.
     ///
@@ -249,10 +263,13 @@ impl BlockRef {
             None => pool.grow(home)?,
         };
         // SAFETY: taken from the pool (IDLE -> OWNED): no reference exists, exclusive access.
+        // An idle block's owner is `Owner::Idle` (`release` takes it before the block goes
+        // back), which owns nothing: it is overwritten without drop glue.
         unsafe {
             let block = &mut *ptr.as_ptr();
             block.refs.store(1, Ordering::Relaxed);
-            *block.owner.get_mut() = owner;
+            debug_assert!(matches!(*block.owner.get_mut(), Owner::Idle));
+            core::ptr::write(block.owner.get_mut(), owner);
         }
         Ok(BlockRef { ptr })
     }
@@ -337,11 +354,15 @@ impl BlockRef {
         // request, and the release that reads it comes after this reference is dropped
         // (Release/Acquire on `refs`).
         unsafe {
-            let owner = &mut *block.owner.get();
-            if matches!(owner, Owner::Idle) {
-                *owner = Owner::Socket {
-                    _home: Shared::clone_from_raw(block.home),
-                };
+            let owner = block.owner.get();
+            if matches!(*owner, Owner::Idle) {
+                // `Owner::Idle` owns nothing: overwritten without drop glue.
+                core::ptr::write(
+                    owner,
+                    Owner::Socket {
+                        _home: Shared::clone_from_raw(block.home),
+                    },
+                );
             }
         }
     }
@@ -831,11 +852,14 @@ fn release<const COMPLETING: bool>(ptr: NonNull<Block>) -> bool {
             client.free_address_list_now(&block.address_list);
         }
         let holds = !matches!(&*block.held.get(), Held::None);
-        (
-            holds,
-            continue_completion,
-            core::mem::take(&mut *block.owner.get()),
-        )
+        // A socket request's block has no owner to drop (see `for_socket`): a plain test
+        // first, no drop glue for `Owner::Idle`.
+        let owner = if matches!(&*block.owner.get(), Owner::Idle) {
+            None
+        } else {
+            Some(core::mem::take(&mut *block.owner.get()))
+        };
+        (holds, continue_completion, owner)
     };
     // The block goes back to its pool; what the request held (a buffer, an uncollected new
     // socket, which is closed) and the reference to the owner are dropped after, in that
@@ -1147,7 +1171,7 @@ mod tests {
         let mut block = BlockRef::from_pool(pool, core::ptr::null(), Owner::Idle).unwrap();
         if let Some(buf) = buf {
             // SAFETY: nothing in flight on a fresh block.
-            unsafe { *block.held() = Held::Buf(buf) };
+            unsafe { block.held().store(Held::Buf(buf)) };
         }
         // SAFETY: nothing in flight on the block.
         let irp = unsafe { block.arm() };
@@ -1204,7 +1228,7 @@ mod tests {
             let held = CountDrop(Arc::clone(&drops), Buf::from_slice(b"inline").unwrap());
             // SAFETY: nothing in flight on a fresh block.
             unsafe {
-                *block.held() = Held::Io(HeldBuf::new(held));
+                block.held().store(Held::Io(HeldBuf::new(held)));
                 block.install_irp(caller);
             }
             // SAFETY: nothing in flight on the block.

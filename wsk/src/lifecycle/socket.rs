@@ -1019,7 +1019,11 @@ impl<K: SocketKind> Issue for CreateRequest<K> {
         let core = SocketCore::new(&self.client, K::CATEGORY, self.family, handlers)?;
         let mut block = BlockRef::for_client(&self.client)?;
         // SAFETY: fresh block, nothing in flight.
-        unsafe { *block.held() = Held::NewSocket(NewSocket::new(core.clone())) };
+        unsafe {
+            block
+                .held()
+                .store(Held::NewSocket(NewSocket::new(core.clone())))
+        };
         self.core = Some(core);
         Ok(block)
     }
