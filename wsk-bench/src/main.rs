@@ -22,6 +22,8 @@
 //!   `wsk` against the same one written raw, under the same load (see [`echo`]; run through
 //!   `cargo xtask bench --echo`).
 //!
+//! - `wsk-bench drain`: the peer process of the send benchmarks (see [`Drain`]).
+//!
 //! Every payload of `count` and `allocs` is 4 KiB.
 
 mod echo;
@@ -29,10 +31,10 @@ mod raw;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::future::Future;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::pin::Pin;
-use std::process::ExitCode;
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
@@ -164,17 +166,96 @@ fn mode_name(mode: CompletionMode) -> &'static str {
     }
 }
 
-/// A peer that reads and discards everything sent to it.
-fn drain(listener: TcpListener) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        let (mut peer, _) = listener.accept().unwrap();
-        let mut sink = vec![0u8; 1 << 16];
-        while let Ok(n) = peer.read(&mut sink) {
-            if n == 0 {
-                return;
+/// The peers of the send benchmarks: a child process (`wsk-bench drain`) that accepts one
+/// connection on each of two listeners (the wsk side's, the raw side's) and reads and
+/// discards everything sent to them.
+///
+/// A process, not threads of this one: callgrind counts every thread of the measured process,
+/// and how many reads a peer makes for the same bytes depends on how it is scheduled, not on
+/// the code measured (a reader thread here moved a send's count by up to 150 instructions
+/// from run to run). Callgrind does not follow the child (no `--trace-children`).
+struct Drain {
+    child: Child,
+    /// Where the wsk side connects, and where the raw side does.
+    addresses: [SocketAddr; 2],
+}
+
+impl Drain {
+    fn spawn() -> Drain {
+        let mut child = Command::new(std::env::current_exe().expect("the benchmark's path"))
+            .arg("drain")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the drain process starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the drain process prints its addresses");
+        let addresses: Vec<SocketAddr> = line
+            .split_whitespace()
+            .map(|a| a.parse().expect("an address"))
+            .collect();
+        let [wsk, raw] = addresses[..] else {
+            panic!("the drain process printed `{line}`, not two addresses");
+        };
+        Drain {
+            child,
+            addresses: [wsk, raw],
+        }
+    }
+
+    /// Waits (10 s at most) for the process to end, once both connections are closed.
+    fn finish(mut self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self
+                .child
+                .try_wait()
+                .expect("the drain process can be waited for")
+            {
+                Some(status) => {
+                    assert!(status.success(), "the drain process failed: {status}");
+                    return;
+                }
+                None if std::time::Instant::now() >= deadline => {
+                    let _ = self.child.kill();
+                    panic!("the drain process did not end after its connections closed");
+                }
+                None => std::thread::sleep(std::time::Duration::from_millis(5)),
             }
         }
-    })
+    }
+}
+
+/// `wsk-bench drain`: the peer process of [`Drain`]. Prints its two listening addresses on a
+/// line, then reads each accepted connection to its end.
+fn drain() -> Result<(), Box<dyn std::error::Error>> {
+    let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+    let listeners = [TcpListener::bind(loopback)?, TcpListener::bind(loopback)?];
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} {}",
+        listeners[0].local_addr()?,
+        listeners[1].local_addr()?
+    )?;
+    out.flush()?;
+    drop(out);
+    let readers: Vec<JoinHandle<std::io::Result<()>>> = listeners
+        .into_iter()
+        .map(|listener| {
+            std::thread::spawn(move || {
+                let (mut peer, _) = listener.accept()?;
+                let mut sink = vec![0u8; 1 << 16];
+                while peer.read(&mut sink)? != 0 {}
+                Ok(())
+            })
+        })
+        .collect();
+    for reader in readers {
+        reader.join().map_err(|_| "a drain reader panicked")??;
+    }
+    Ok(())
 }
 
 /// Who provides the data receives take.
@@ -193,7 +274,8 @@ enum Sockets {
         raw: PWSK_SOCKET,
         /// The peers (accepted std sockets) of the wsk and raw sockets, for receive.
         peers: Option<(TcpStream, TcpStream)>,
-        drains: Vec<JoinHandle<()>>,
+        /// The peers of send.
+        drain: Option<Drain>,
     },
     Datagram {
         wsk: DatagramSocket,
@@ -248,7 +330,19 @@ impl<'s> Fixture<'s> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let mut feed = Feed::Batch;
         let sockets = match kind {
-            Kind::Send | Kind::Receive => {
+            Kind::Send => {
+                let drain = Drain::spawn();
+                let mut remote = raw::sockaddr(drain.addresses[1]);
+                let wsk = client.connect(drain.addresses[0]).wait().unwrap();
+                let raw = raw_client.connect(&mut io[0], &mut remote);
+                Sockets::Stream {
+                    wsk,
+                    raw,
+                    peers: None,
+                    drain: Some(drain),
+                }
+            }
+            Kind::Receive => {
                 let (wsk_listener, raw_listener) = (
                     TcpListener::bind(loopback).unwrap(),
                     TcpListener::bind(loopback).unwrap(),
@@ -259,11 +353,8 @@ impl<'s> Fixture<'s> {
                     .wait()
                     .unwrap();
                 let raw = raw_client.connect(&mut io[0], &mut remote);
-                let (mut drains, mut peers) = (Vec::new(), None);
-                if kind == Kind::Send {
-                    drains.push(drain(wsk_listener));
-                    drains.push(drain(raw_listener));
-                } else {
+                let mut peers = None;
+                {
                     let wsk_peer = wsk_listener.accept().unwrap().0;
                     let raw_peer = raw_listener.accept().unwrap().0;
                     if depth > 1 {
@@ -291,7 +382,7 @@ impl<'s> Fixture<'s> {
                     wsk,
                     raw,
                     peers,
-                    drains,
+                    drain: None,
                 }
             }
             Kind::SendTo | Kind::ReceiveFrom => {
@@ -650,18 +741,15 @@ impl<'s> Fixture<'s> {
             stop.store(true, Ordering::Relaxed);
             writer.join().unwrap();
         }
-        let mut drains = Vec::new();
+        let mut drain = None;
         match sockets {
             Sockets::Stream {
-                wsk,
-                raw,
-                drains: d,
-                ..
+                wsk, raw, drain: d, ..
             } => {
                 wsk.close().wait().unwrap();
                 // SAFETY: nothing in flight; not used afterwards.
                 unsafe { raw::close(raw, &mut io[0]) };
-                drains = d;
+                drain = d;
             }
             Sockets::Datagram { wsk, raw, .. } => {
                 wsk.close().wait().unwrap();
@@ -675,8 +763,8 @@ impl<'s> Fixture<'s> {
             }
             Sockets::Connect { .. } => {}
         }
-        for d in drains {
-            d.join().unwrap();
+        if let Some(drain) = drain {
+            drain.finish();
         }
         drop((io, raw_bufs, bufs, raw_client));
         client.shutdown().unwrap();
@@ -913,7 +1001,8 @@ fn main() -> ExitCode {
         Some("count") => count(&args[1..]),
         Some("allocs") => allocs(&args[1..]),
         Some("echo") => echo::command(&args[1..]),
-        _ => Err("usage: wsk-bench count OP raw|wsk inline|pending N | allocs [--ops N] [--check] | echo time|count ...\n(run through `cargo xtask bench`, `cargo xtask bench --echo`)".into()),
+        Some("drain") => drain().map_err(|e| format!("drain: {e}")),
+        _ => Err("usage: wsk-bench count OP raw|wsk inline|pending N | allocs [--ops N] [--check] | echo time|count ... | drain\n(run through `cargo xtask bench`, `cargo xtask bench --echo`)".into()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
