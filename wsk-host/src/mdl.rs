@@ -320,30 +320,47 @@ pub(crate) unsafe fn check_chain(function: &str, buf: &WSK_BUF) -> bool {
 /// The memory a `WSK_BUF` describes, as (address, length) ranges in order.
 ///
 /// # Safety
-/// `buf` must describe valid MDLs of resident memory.
-pub(crate) unsafe fn ranges(buf: &WSK_BUF) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut mdl = buf.Mdl;
-    let mut offset = buf.Offset as usize;
-    let mut remaining = buf.Length as usize;
-    while remaining > 0 && !mdl.is_null() {
-        // SAFETY: forwarded from the caller.
-        let (va, count, next) = unsafe {
-            (
-                MmGetMdlVirtualAddress(mdl) as usize,
-                (*mdl).ByteCount as usize,
-                (*mdl).Next,
-            )
-        };
-        if offset < count {
-            let take = (count - offset).min(remaining);
-            out.push((va + offset, take));
-            remaining -= take;
-            offset = 0;
-        } else {
-            offset -= count;
-        }
-        mdl = next;
+/// `buf` must describe valid MDLs of resident memory, which stay so while the ranges are
+/// walked.
+pub(crate) unsafe fn ranges(buf: &WSK_BUF) -> Ranges {
+    Ranges {
+        mdl: buf.Mdl,
+        offset: buf.Offset as usize,
+        remaining: buf.Length as usize,
     }
-    out
+}
+
+/// The ranges of a `WSK_BUF` (see [`ranges`]), walked without allocating: a request's
+/// buffer is read or written where it lies.
+pub(crate) struct Ranges {
+    mdl: PMDL,
+    offset: usize,
+    remaining: usize,
+}
+
+impl Iterator for Ranges {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        while self.remaining > 0 && !self.mdl.is_null() {
+            // SAFETY: `ranges`' caller guarantees the chain is valid while it is walked.
+            let (va, count, next) = unsafe {
+                (
+                    MmGetMdlVirtualAddress(self.mdl) as usize,
+                    (*self.mdl).ByteCount as usize,
+                    (*self.mdl).Next,
+                )
+            };
+            self.mdl = next;
+            if self.offset < count {
+                let take = (count - self.offset).min(self.remaining);
+                let range = (va + self.offset, take);
+                self.remaining -= take;
+                self.offset = 0;
+                return Some(range);
+            }
+            self.offset -= count;
+        }
+        None
+    }
 }

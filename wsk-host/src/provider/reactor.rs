@@ -316,6 +316,7 @@ impl Reactor {
         irql::set(wsk_sys::DISPATCH_LEVEL);
         let mut events = Events::with_capacity(256);
         let mut deferred: Vec<(Instant, Box<dyn FnOnce() + Send>)> = Vec::new();
+        let mut batch: VecDeque<Work> = VecDeque::new();
         loop {
             let queued = !self
                 .queue
@@ -352,8 +353,13 @@ impl Reactor {
             // This pass serves what was queued when it began; what its runs queue (a socket
             // with more to do, requests issued from completion routines) waits for the next
             // pass, after the sockets that became ready meanwhile.
-            let batch = std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()));
-            for work in batch {
+            // Swapped with the queue, not taken: both keep their capacity, so a steady flow
+            // of requests queues without allocating.
+            std::mem::swap(
+                &mut batch,
+                &mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()),
+            );
+            for work in batch.drain(..) {
                 match work {
                     Work::Socket(socket) => {
                         socket.kicked.store(false, Ordering::Release);

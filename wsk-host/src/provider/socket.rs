@@ -336,16 +336,18 @@ impl HostSocket {
     /// event); a socket with more to do is queued again, behind the other sockets.
     pub(crate) fn progress(self: &Arc<Self>) {
         let threads = faults::event_threads();
+        // One list for every round of the pass, kept by the thread between passes: steady
+        // completions allocate nothing (a nested pass starts with an empty one).
+        let mut completions = CompletionList::take();
         for _ in 0..ROUNDS_PER_PASS {
-            let mut completions = Vec::new();
             let mut state = self.lock();
             if state.closed {
                 return;
             }
             // The thread completing requests looks at the queues again before it stops, so
             // another one may skip them.
-            let orphan = !state.completing && progress_queues(self, &mut state, &mut completions);
-            let had_completions = !completions.is_empty();
+            let orphan = !state.completing && progress_queues(self, &mut state, &mut completions.0);
+            let had_completions = !completions.0.is_empty();
             state.completing |= had_completions;
             let event = if had_completions {
                 None
@@ -358,7 +360,7 @@ impl HostSocket {
                 state.receive_indicating |= receive;
             }
             drop(state);
-            deliver_all(completions);
+            deliver_all(completions.0.drain(..));
             if had_completions {
                 self.lock().completing = false;
             }
@@ -663,8 +665,34 @@ pub(crate) fn finish(
     }
 }
 
+thread_local! {
+    /// The completion list of the passes this thread runs ([`CompletionList`]).
+    static COMPLETIONS: std::cell::Cell<Vec<Completion>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// The completions one pass of [`HostSocket::progress`] collects under the socket's lock
+/// and delivers after it: the thread's list, taken for the pass and given back (emptied,
+/// with its capacity) when the pass ends however it ends, so that steady completions
+/// allocate nothing. A nested pass takes an empty list.
+struct CompletionList(Vec<Completion>);
+
+impl CompletionList {
+    fn take() -> CompletionList {
+        CompletionList(COMPLETIONS.take())
+    }
+}
+
+impl Drop for CompletionList {
+    fn drop(&mut self) {
+        self.0.clear();
+        let list = std::mem::take(&mut self.0);
+        // At thread exit the list may be gone already: then this one is simply dropped.
+        let _ = COMPLETIONS.try_with(|cell| cell.set(list));
+    }
+}
+
 /// Delivers completions collected under a socket's lock, from the provider's side.
-pub(crate) fn deliver_all(completions: Vec<Completion>) {
+pub(crate) fn deliver_all(completions: impl IntoIterator<Item = Completion>) {
     for completion in completions {
         finish(
             completion.irp,
@@ -776,9 +804,13 @@ pub(crate) fn attempt(socket: &Arc<HostSocket>, state: &mut State, op: &mut Op) 
             information_is_socket,
         } => connect_result(socket, state, *information_is_socket),
         Op::SendTo { buf, remote } => {
-            // SAFETY: the WSK_BUF describes the client's locked buffer.
-            let data = unsafe { gather(buf) };
-            send_datagram(state, &data, *remote)
+            // SAFETY: the WSK_BUF describes the client's locked buffer, which only the
+            // provider reads until the completion.
+            match unsafe { single_range(buf) } {
+                Some(data) => send_datagram(state, data, *remote),
+                // SAFETY: as above.
+                None => send_datagram(state, &unsafe { gather(buf) }, *remote),
+            }
         }
         Op::SendMessages { list, remote } => {
             let mut sent = 0;
@@ -817,21 +849,35 @@ pub(crate) unsafe fn gather(buf: &WSK_BUF) -> Vec<u8> {
 ///
 /// # Safety
 /// The buffer must describe valid, resident, writable memory not aliased for the duration.
-unsafe fn spare_slices(buf: &WSK_BUF, mut skip: usize) -> Vec<&'static mut [u8]> {
-    let mut slices = Vec::new();
+unsafe fn spare_slices(buf: &WSK_BUF, mut skip: usize) -> impl Iterator<Item = &'static mut [u8]> {
     // SAFETY: forwarded.
-    for (address, length) in unsafe { crate::mdl::ranges(buf) } {
+    unsafe { crate::mdl::ranges(buf) }.filter_map(move |(address, length)| {
         if skip >= length {
             skip -= length;
-            continue;
+            return None;
         }
-        // SAFETY: inside the described memory.
-        slices.push(unsafe {
-            std::slice::from_raw_parts_mut((address + skip) as *mut u8, length - skip)
-        });
+        // SAFETY: inside the described memory, which the caller guarantees.
+        let slice =
+            unsafe { std::slice::from_raw_parts_mut((address + skip) as *mut u8, length - skip) };
         skip = 0;
+        Some(slice)
+    })
+}
+
+/// The memory of a `WSK_BUF` that lies in one range (the usual buffer: one MDL), which a
+/// datagram is sent from or received into where it lies; `None` for a buffer in several.
+///
+/// # Safety
+/// The buffer must describe valid, resident memory, not aliased while the slice is used.
+unsafe fn single_range(buf: &WSK_BUF) -> Option<&'static mut [u8]> {
+    // SAFETY: forwarded.
+    let mut ranges = unsafe { crate::mdl::ranges(buf) };
+    let (address, length) = ranges.next()?;
+    if ranges.next().is_some() {
+        return None;
     }
-    slices
+    // SAFETY: the described memory, which the caller guarantees.
+    Some(unsafe { std::slice::from_raw_parts_mut(address as *mut u8, length) })
 }
 
 fn send(
@@ -1147,6 +1193,23 @@ fn receive_datagram(state: &mut State, buf: &WSK_BUF, remote: PSOCKADDR) -> Outc
     let Io::Datagram(udp) = &mut state.io else {
         return Outcome::Done(STATUS_INVALID_DEVICE_STATE, 0);
     };
+    // The usual buffer (one range) takes the datagram where it lies; a buffer in several
+    // ranges takes it through a copy (a datagram is received in one call).
+    // SAFETY: the WSK_BUF describes the client's buffer, the provider's until completion.
+    if let Some(slice) = unsafe { single_range(buf) } {
+        return match udp.recv_from(slice) {
+            Ok((count, source)) => {
+                crate::session::count(|c| c.bytes_received += count as u64);
+                if !remote.is_null() {
+                    // SAFETY: `remote` is the client's storage for the source.
+                    unsafe { write_sockaddr(remote, &source) };
+                }
+                Outcome::Done(STATUS_SUCCESS, count)
+            }
+            Err(error) if error.kind() == ErrorKind::WouldBlock => Outcome::Waiting,
+            Err(error) => Outcome::Done(status_of_io(&error), 0),
+        };
+    }
     let mut datagram = vec![0u8; 65_536];
     match udp.recv_from(&mut datagram) {
         Ok((count, source)) => {

@@ -182,6 +182,11 @@ pub(crate) struct Block {
     /// reset: the next arm has nothing to clear.
     signal_consumed: AtomicBool,
     client_request_open: AtomicBool,
+    /// A waker was registered for the request in flight: the completion routine wakes
+    /// `waker` only then (a blocking wait registers none, and pays no wake). Set before the
+    /// registration, reset by `arm`; with `done`, both SeqCst: a registration that the
+    /// routine does not see sees `done` (see [`BlockRef::register`]).
+    waker_registered: AtomicBool,
     waker: AtomicWaker,
     event: UnsafeCell<KEVENT>,
     irp: UnsafeCell<Irp>,
@@ -445,6 +450,7 @@ impl BlockRef {
             *block.information.get() = 0;
             block.done.store(false, Ordering::Relaxed);
             block.wait_signal.store(false, Ordering::Relaxed);
+            block.waker_registered.store(false, Ordering::Relaxed);
             block.refs.fetch_add(1, Ordering::Relaxed);
             IoSetCompletionRoutine(
                 irp.as_ptr(),
@@ -466,9 +472,16 @@ impl BlockRef {
     }
 
     /// Registers the waker to wake when the completion arrives; returns whether it already has.
+    ///
+    /// The routine stores `done` then loads `waker_registered`; this stores
+    /// `waker_registered` then loads `done`, all SeqCst: either the routine sees the flag and
+    /// wakes the waker (`AtomicWaker` orders that wake with this registration), or this sees
+    /// `done` and the caller does not wait for a wake.
     pub(crate) fn register(&self, waker: &core::task::Waker) -> bool {
-        self.get().waker.register(waker);
-        self.is_done()
+        let block = self.get();
+        block.waker_registered.store(true, Ordering::SeqCst);
+        block.waker.register(waker);
+        block.done.load(Ordering::SeqCst)
     }
 
     /// Blocks the calling thread until the completion arrives, or until `timeout` (100 ns
@@ -976,7 +989,9 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
         if block.wait_signal.load(Ordering::SeqCst) {
             KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
         }
-        block.waker.wake();
+        if block.waker_registered.load(Ordering::SeqCst) {
+            block.waker.wake();
+        }
         // A forwarded IRP of an operation abandoned in flight, released with its block just
         // now, goes on up to its originator with WSK's result.
         let continue_completion = release::<true>(ptr);
@@ -1051,6 +1066,7 @@ impl BlockPool {
             cancelling: AtomicU32::new(0),
             signal_consumed: AtomicBool::new(false),
             client_request_open: AtomicBool::new(false),
+            waker_registered: AtomicBool::new(false),
             waker: AtomicWaker::new(),
             event: UnsafeCell::new(KEVENT::default()),
             irp: UnsafeCell::new(irp),
