@@ -3,7 +3,9 @@
 
 use std::alloc::Layout;
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use rustc_hash::FxBuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 use wsk_sys::*;
@@ -30,7 +32,7 @@ pub(crate) static LIVE: Mutex<Option<HashMap<usize, IrpRecord>>> = Mutex::new(No
 /// touches memory given to someone else.
 static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
     order: VecDeque::new(),
-    members: BTreeSet::new(),
+    members: HashSet::with_hasher(FxBuildHasher),
     buckets: [0; QUARANTINE_BUCKETS],
 });
 
@@ -40,7 +42,7 @@ static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
 /// so that the usual check — of a live IRP, whose bucket is most often empty — is one load.
 struct Quarantine {
     order: VecDeque<(usize, usize)>,
-    members: BTreeSet<usize>,
+    members: HashSet<usize, FxBuildHasher>,
     buckets: [u16; QUARANTINE_BUCKETS],
 }
 

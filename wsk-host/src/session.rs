@@ -113,7 +113,8 @@ pub struct Report {
     pub sockets_closed: u64,
     /// Bytes sent through the provider's sockets.
     pub bytes_sent: u64,
-    /// Bytes received through the provider's sockets.
+    /// Bytes received through the provider's sockets and delivered to the client (a
+    /// datagram cut to a receive's buffer counts what the buffer took).
     pub bytes_received: u64,
     /// Pool blocks allocated (`ExAllocatePool2`, `ExAllocatePoolWithTag`).
     pub pool_allocations: u64,

@@ -564,6 +564,67 @@ fn datagrams_from_a_slice_and_into_an_mdl_chain() {
     session.finish();
 }
 
+/// Receives `datagram` into the window `offset..offset + len` of a chain of pool pieces of
+/// `sizes` bytes (filled with a pattern first); returns the count, the pieces' bytes after,
+/// and the bytes the provider says it delivered.
+fn datagram_into_window(
+    sizes: &[usize],
+    offset: usize,
+    len: usize,
+    datagram: &[u8],
+) -> (usize, Vec<u8>, u64) {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let socket = client
+        .bind_datagram("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    let local = socket.local_addr().wait().unwrap();
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut pieces = PoolChain::new(sizes, &drops);
+    pieces.fill(0xa0);
+    let first = pieces.first();
+    // SAFETY: the pieces' MDLs describe their non-paged memory, which the chain owns.
+    let mut chain = unsafe { MdlChain::from_raw(first, offset, len, pieces) }.unwrap();
+    chain.clear();
+    peer.send_to(datagram, local).unwrap();
+    let before = session.report().bytes_received;
+    let (received, chain) = DatagramSocket::receive_from(&socket, chain)
+        .timeout(DEADLINE)
+        .wait();
+    let delivered = session.report().bytes_received - before;
+    let (count, from) = received.unwrap();
+    assert_eq!(from, peer.local_addr().unwrap());
+    assert_eq!(chain.bytes_init(), count);
+    let bytes = chain.into_owner().unwrap().bytes();
+    drop((socket, client));
+    session.finish();
+    (count, bytes, delivered)
+}
+
+/// A datagram longer than the receive's buffer is cut to it, whether the buffer lies in one
+/// range of its chain (received where it lies) or across two (received through a copy): the
+/// same count, the same bytes, nothing written outside the window, the same bytes counted as
+/// delivered. An empty datagram into one range receives nothing.
+#[test]
+fn a_datagram_is_cut_to_a_window_of_an_mdl_chain_in_one_range_or_across_two() {
+    let datagram: Vec<u8> = (0..100u8).collect();
+    let expected = |offset: usize| {
+        let mut bytes: Vec<u8> = (0..60u8).map(|i| 0xa0u8.wrapping_add(i)).collect();
+        bytes[offset..offset + 8].copy_from_slice(&datagram[..8]);
+        bytes
+    };
+    // 8 bytes at 12: inside the second piece (10, 20, 30 bytes).
+    let one_range = datagram_into_window(&[10, 20, 30], 12, 8, &datagram);
+    // 8 bytes at 6: 4 in the first piece, 4 in the second.
+    let two_ranges = datagram_into_window(&[10, 20, 30], 6, 8, &datagram);
+    assert_eq!(one_range, (8, expected(12), 8));
+    assert_eq!(two_ranges, (8, expected(6), 8));
+    let (count, _, delivered) = datagram_into_window(&[10], 0, 10, &[]);
+    assert_eq!((count, delivered), (0, 0));
+}
+
 // ---- operations dropped or forgotten in flight ----------------------------------------------
 
 #[test]

@@ -807,7 +807,13 @@ pub(crate) fn attempt(socket: &Arc<HostSocket>, state: &mut State, op: &mut Op) 
             // SAFETY: the WSK_BUF describes the client's locked buffer, which only the
             // provider reads until the completion.
             match unsafe { single_range(buf) } {
-                Some(data) => send_datagram(state, data, *remote),
+                // Read only: the memory may be locked for reading and sent by others at once.
+                // SAFETY: the range lies in the client's buffer, as above.
+                Some((address, length)) => send_datagram(
+                    state,
+                    unsafe { std::slice::from_raw_parts(address as *const u8, length) },
+                    *remote,
+                ),
                 // SAFETY: as above.
                 None => send_datagram(state, &unsafe { gather(buf) }, *remote),
             }
@@ -845,7 +851,7 @@ pub(crate) unsafe fn gather(buf: &WSK_BUF) -> Vec<u8> {
     data
 }
 
-/// The writable range of a `WSK_BUF` at `skip`, as a slice of at most `limit` bytes.
+/// The writable ranges of a `WSK_BUF` from `skip` bytes in, as slices.
 ///
 /// # Safety
 /// The buffer must describe valid, resident, writable memory not aliased for the duration.
@@ -864,20 +870,17 @@ unsafe fn spare_slices(buf: &WSK_BUF, mut skip: usize) -> impl Iterator<Item = &
     })
 }
 
-/// The memory of a `WSK_BUF` that lies in one range (the usual buffer: one MDL), which a
-/// datagram is sent from or received into where it lies; `None` for a buffer in several.
+/// The (address, length) of a `WSK_BUF` that lies in one range (the usual buffer: one
+/// MDL), which a datagram is sent from or received into where it lies; `None` for a buffer
+/// in several, or an empty one.
 ///
 /// # Safety
-/// The buffer must describe valid, resident memory, not aliased while the slice is used.
-unsafe fn single_range(buf: &WSK_BUF) -> Option<&'static mut [u8]> {
+/// The buffer must describe valid, resident memory.
+unsafe fn single_range(buf: &WSK_BUF) -> Option<(usize, usize)> {
     // SAFETY: forwarded.
     let mut ranges = unsafe { crate::mdl::ranges(buf) };
-    let (address, length) = ranges.next()?;
-    if ranges.next().is_some() {
-        return None;
-    }
-    // SAFETY: the described memory, which the caller guarantees.
-    Some(unsafe { std::slice::from_raw_parts_mut(address as *mut u8, length) })
+    let range = ranges.next()?;
+    ranges.next().is_none().then_some(range)
 }
 
 fn send(
@@ -1196,7 +1199,10 @@ fn receive_datagram(state: &mut State, buf: &WSK_BUF, remote: PSOCKADDR) -> Outc
     // The usual buffer (one range) takes the datagram where it lies; a buffer in several
     // ranges takes it through a copy (a datagram is received in one call).
     // SAFETY: the WSK_BUF describes the client's buffer, the provider's until completion.
-    if let Some(slice) = unsafe { single_range(buf) } {
+    if let Some((address, length)) = unsafe { single_range(buf) } {
+        // SAFETY: the range lies in the client's buffer, written only by the provider until
+        // the completion.
+        let slice = unsafe { std::slice::from_raw_parts_mut(address as *mut u8, length) };
         return match udp.recv_from(slice) {
             Ok((count, source)) => {
                 crate::session::count(|c| c.bytes_received += count as u64);
@@ -1213,7 +1219,6 @@ fn receive_datagram(state: &mut State, buf: &WSK_BUF, remote: PSOCKADDR) -> Outc
     let mut datagram = vec![0u8; 65_536];
     match udp.recv_from(&mut datagram) {
         Ok((count, source)) => {
-            crate::session::count(|c| c.bytes_received += count as u64);
             let mut copied = 0;
             // SAFETY: the WSK_BUF describes the client's buffer, the provider's until
             // completion; `remote` is the client's storage for the source.
@@ -1230,6 +1235,8 @@ fn receive_datagram(state: &mut State, buf: &WSK_BUF, remote: PSOCKADDR) -> Outc
                     write_sockaddr(remote, &source);
                 }
             }
+            // What the client's buffer took, as on the one-range path above.
+            crate::session::count(|c| c.bytes_received += copied as u64);
             Outcome::Done(STATUS_SUCCESS, copied)
         }
         Err(error) if error.kind() == ErrorKind::WouldBlock => Outcome::Waiting,
