@@ -37,9 +37,9 @@ static QUARANTINE: Mutex<Quarantine> = Mutex::new(Quarantine {
 });
 
 /// The quarantined IRPs in the order they were freed (address, size), and their addresses
-/// for a lookup that grows only logarithmically with the quarantine (every IRP use is
-/// checked), behind a counting filter: how many quarantined addresses hash to each bucket,
-/// so that the usual check — of a live IRP, whose bucket is most often empty — is one load.
+/// in a hash set (every IRP use is checked, every free inserts and evicts one), behind a
+/// counting filter: how many quarantined addresses hash to each bucket, so that the usual
+/// check — of a live IRP, whose bucket is most often empty — is one load.
 struct Quarantine {
     order: VecDeque<(usize, usize)>,
     members: HashSet<usize, FxBuildHasher>,
