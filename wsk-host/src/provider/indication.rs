@@ -46,7 +46,10 @@ pub(crate) enum Event {
 /// Decides the next event of a socket, taking its data out of the host socket (or the
 /// buffered bytes), under the socket's lock.
 pub(crate) fn next_event(socket: &Arc<HostSocket>, state: &mut State) -> Option<Event> {
-    if state.closing || state.client_dispatch.is_null() {
+    // No event enabled (and no conditional accept, whose inspection needs none): nothing to
+    // indicate, whatever the socket's state.
+    if state.closing || state.client_dispatch.is_null() || (state.events == 0 && !state.conditional)
+    {
         return None;
     }
     match socket.category {
