@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -531,16 +531,26 @@ fn the_verifier_reports_a_wsk_buf_beyond_its_mdl_chain() {
 
 // ---- datagrams ------------------------------------------------------------------------------
 
-#[test]
-fn datagrams_from_a_slice_and_into_an_mdl_chain() {
-    let session = Session::start();
-    let client = WskClient::register(driver(&session)).unwrap();
+/// A client of `session`, a datagram socket bound to loopback, its address, and a host peer.
+fn bound_datagram(session: &Session) -> (WskClient, DatagramSocket, SocketAddr, UdpSocket) {
+    let client = WskClient::register(driver(session)).unwrap();
     let socket = client
         .bind_datagram("127.0.0.1:0".parse().unwrap())
         .wait()
         .unwrap();
     let local = socket.local_addr().wait().unwrap();
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    (
+        client,
+        socket,
+        local,
+        UdpSocket::bind("127.0.0.1:0").unwrap(),
+    )
+}
+
+#[test]
+fn datagrams_from_a_slice_and_into_an_mdl_chain() {
+    let session = Session::start();
+    let (client, socket, local, peer) = bound_datagram(&session);
     peer.set_read_timeout(Some(DEADLINE)).unwrap();
     let buf = Buf::from_slice(b"xxdatagramyy").unwrap();
     let (sent, slice) = socket
@@ -574,13 +584,7 @@ fn datagram_into_window(
     datagram: &[u8],
 ) -> (usize, Vec<u8>, u64) {
     let session = Session::start();
-    let client = WskClient::register(driver(&session)).unwrap();
-    let socket = client
-        .bind_datagram("127.0.0.1:0".parse().unwrap())
-        .wait()
-        .unwrap();
-    let local = socket.local_addr().wait().unwrap();
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (client, socket, local, peer) = bound_datagram(&session);
     let drops = Arc::new(AtomicUsize::new(0));
     let mut pieces = PoolChain::new(sizes, &drops);
     pieces.fill(0xa0);
