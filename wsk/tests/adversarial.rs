@@ -7,7 +7,6 @@
 //! an `AsyncStream` whose client goes first; running out of memory on the new paths. After
 //! each, the verifier must report no leak and no broken rule, and the session must end.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
 use std::io::{Read, Write};
@@ -30,51 +29,9 @@ use wsk_host::{FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{Originator, driver, forwarded_request};
+use common::{FailingAllocator, Originator, driver, fail_nth_heap_allocation, forwarded_request};
 
 // ---- heap allocations that fail on demand -----------------------------------------------------
-
-/// The system allocator, except that the calling thread's `n`-th allocation from now fails
-/// when armed with [`fail_nth_heap_allocation`].
-struct FailingAllocator;
-
-thread_local! {
-    static COUNTDOWN: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Makes this thread's `n`-th heap allocation from now (1-based) fail; 0 disarms.
-fn fail_nth_heap_allocation(n: usize) {
-    COUNTDOWN.with(|c| c.set(n));
-}
-
-// SAFETY: forwards to the system allocator, or returns null (an allowed answer).
-unsafe impl GlobalAlloc for FailingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let fail = COUNTDOWN
-            .try_with(|c| match c.get() {
-                0 => false,
-                1 => {
-                    c.set(0);
-                    true
-                }
-                n => {
-                    c.set(n - 1);
-                    false
-                }
-            })
-            .unwrap_or(false);
-        if fail {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: FailingAllocator = FailingAllocator;

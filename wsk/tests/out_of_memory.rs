@@ -3,53 +3,11 @@
 //! failure must be a clean [`Error::INSUFFICIENT_RESOURCES`] that leaks nothing the kernel
 //! gave (MDLs, pool, IRPs) — checked by the verifier at the end of each session.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use wsk::{Buf, BufList, Error};
 use wsk_host::Session;
 
-/// The system allocator, except that the calling thread's `n`-th allocation from now fails
-/// when armed with [`fail_nth_allocation`].
-struct FailingAllocator;
-
-thread_local! {
-    static COUNTDOWN: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Makes this thread's `n`-th allocation from now (1-based) fail; 0 disarms.
-fn fail_nth_allocation(n: usize) {
-    COUNTDOWN.with(|c| c.set(n));
-}
-
-// SAFETY: forwards to the system allocator, or returns null (an allowed answer).
-unsafe impl GlobalAlloc for FailingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let fail = COUNTDOWN
-            .try_with(|c| match c.get() {
-                0 => false,
-                1 => {
-                    c.set(0);
-                    true
-                }
-                n => {
-                    c.set(n - 1);
-                    false
-                }
-            })
-            .unwrap_or(false);
-        if fail {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+mod common;
+use common::{FailingAllocator, fail_nth_heap_allocation, heap_failure_armed};
 
 #[global_allocator]
 static ALLOCATOR: FailingAllocator = FailingAllocator;
@@ -63,10 +21,10 @@ fn a_buf_list_that_cannot_grow_leaks_no_mdl() {
     for n in 1..16 {
         let mut list = BufList::new();
         let buf = Buf::from_slice(b"payload").unwrap();
-        fail_nth_allocation(n);
+        fail_nth_heap_allocation(n);
         let pushed = list.push(buf);
-        let armed = COUNTDOWN.with(Cell::get) != 0;
-        fail_nth_allocation(0);
+        let armed = heap_failure_armed();
+        fail_nth_heap_allocation(0);
         match pushed {
             Err(error) => {
                 assert_eq!(error, Error::INSUFFICIENT_RESOURCES);

@@ -1,6 +1,8 @@
 //! What the test binaries of `wsk` share. Each binary uses a part of it.
 #![allow(dead_code)]
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
@@ -81,4 +83,54 @@ pub fn forwarded_request(originator: &Arc<Originator>) -> NonNull<IRP> {
         IoSetNextIrpStackLocation(irp);
     }
     NonNull::new(irp).unwrap()
+}
+
+// ---- heap allocations that fail on demand -----------------------------------------------------
+
+/// The system allocator, except that the calling thread's `n`-th allocation from now fails
+/// when armed with [`fail_nth_heap_allocation`]. A test binary installs it with
+/// `#[global_allocator] static ALLOCATOR: FailingAllocator = FailingAllocator;`.
+pub struct FailingAllocator;
+
+thread_local! {
+    static COUNTDOWN: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether this thread's armed failure is still to come (no allocation failed yet).
+pub fn heap_failure_armed() -> bool {
+    COUNTDOWN.with(Cell::get) != 0
+}
+
+/// Makes this thread's `n`-th heap allocation from now (1-based) fail; 0 disarms.
+pub fn fail_nth_heap_allocation(n: usize) {
+    COUNTDOWN.with(|c| c.set(n));
+}
+
+// SAFETY: forwards to the system allocator, or returns null (an allowed answer).
+unsafe impl GlobalAlloc for FailingAllocator {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let fail = COUNTDOWN
+            .try_with(|c| match c.get() {
+                0 => false,
+                1 => {
+                    c.set(0);
+                    true
+                }
+                n => {
+                    c.set(n - 1);
+                    false
+                }
+            })
+            .unwrap_or(false);
+        if fail {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
 }
