@@ -466,7 +466,7 @@ impl<B: IoBuf> Issue for SendRequest<B> {
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
         // SAFETY: forwarded.
-        unsafe { issue_send(&self.core, self.flags, block, irp) }
+        unsafe { issue_transfer(&self.core, Direction::Send, self.flags, block, irp) }
     }
 
     fn finish(
@@ -485,14 +485,25 @@ impl<B: IoBuf> Issue for SendRequest<B> {
     }
 }
 
-/// `WskSend` of the `WSK_BUF` in the block's scratch fields: the part of a request that does not
-/// depend on the buffer type, compiled once in this crate (the generic part stays small).
+/// Which way a connection's buffer request moves its bytes.
+#[derive(Clone, Copy)]
+enum Direction {
+    /// `WskSend`.
+    Send,
+    /// `WskReceive`.
+    Receive,
+}
+
+/// `WskSend` or `WskReceive` of the `WSK_BUF` in the block's scratch fields: the part of a
+/// request that does not depend on the buffer type, compiled once in this crate (the generic
+/// part stays small).
 ///
 /// # Safety
 /// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch `WSK_BUF` and held
 /// buffer live until the completion.
-unsafe fn issue_send(
+unsafe fn issue_transfer(
     core: &Shared<SocketCore>,
+    direction: Direction,
     flags: ULONG,
     block: &BlockRef,
     irp: PIRP,
@@ -502,10 +513,12 @@ unsafe fn issue_send(
     unsafe {
         let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
         core.call(irp, |socket| {
-            let send = table_of(socket, category)
-                .send
-                .expect("connection sockets have WskSend");
-            send(socket, wsk_buf, flags, irp)
+            let table = table_of(socket, category);
+            let transfer = match direction {
+                Direction::Send => table.send.expect("connection sockets have WskSend"),
+                Direction::Receive => table.receive.expect("connection sockets have WskReceive"),
+            };
+            transfer(socket, wsk_buf, flags, irp)
         })
     }
 }
@@ -608,7 +621,7 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
         // SAFETY: forwarded.
-        unsafe { issue_receive(&self.core, self.flags, block, irp) }
+        unsafe { issue_transfer(&self.core, Direction::Receive, self.flags, block, irp) }
     }
 
     fn finish(
@@ -643,31 +656,6 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
 
     fn fail(&mut self, error: Error) -> Self::Output {
         (Err(error), self.buf.take().unwrap_or_else(B::stand_in))
-    }
-}
-
-/// `WskReceive` of the `WSK_BUF` in the block's scratch fields: the part of a request that does not
-/// depend on the buffer type, compiled once in this crate (the generic part stays small).
-///
-/// # Safety
-/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch `WSK_BUF` and held
-/// buffer live until the completion.
-unsafe fn issue_receive(
-    core: &Shared<SocketCore>,
-    flags: ULONG,
-    block: &BlockRef,
-    irp: PIRP,
-) -> NTSTATUS {
-    let category = core.category;
-    // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
-    unsafe {
-        let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
-        core.call(irp, |socket| {
-            let receive = table_of(socket, category)
-                .receive
-                .expect("connection sockets have WskReceive");
-            receive(socket, wsk_buf, flags, irp)
-        })
     }
 }
 
