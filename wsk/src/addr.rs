@@ -115,12 +115,16 @@ impl RawAddr {
     }
 }
 
-/// Reads a socket address written by the provider.
+/// Reads a socket address written by the provider; a null address (one the provider did not
+/// give) is `STATUS_INVALID_ADDRESS`.
 ///
 /// # Safety
-/// `sa` must point to a `SOCKADDR_IN` when its family is `AF_INET` and to a `SOCKADDR_IN6`
-/// when it is `AF_INET6`.
+/// `sa` must be null, or point to a `SOCKADDR_IN` when its family is `AF_INET` and to a
+/// `SOCKADDR_IN6` when it is `AF_INET6`.
 pub(crate) unsafe fn from_sockaddr(sa: *const SOCKADDR) -> Result<SocketAddr> {
+    if sa.is_null() {
+        return Err(Error::from_status(STATUS_INVALID_ADDRESS));
+    }
     // SAFETY: the caller guarantees the pointer is valid for the family it holds.
     unsafe {
         match (*sa).sa_family {

@@ -297,10 +297,7 @@ pub struct Datagram<'a> {
 impl<'a> Datagram<'a> {
     /// The address the datagram came from.
     pub fn source(&self) -> Result<SocketAddr> {
-        if self.indication.RemoteAddress.is_null() {
-            return Err(Error::from_status(STATUS_INVALID_ADDRESS));
-        }
-        // SAFETY: the provider gives a socket address of the socket's family.
+        // SAFETY: the provider gives null or a socket address of the socket's family.
         unsafe { crate::addr::from_sockaddr(self.indication.RemoteAddress) }
     }
 

@@ -155,19 +155,13 @@ impl<'a> InspectDecision<'a> {
 impl<'a> Inspection<'a> {
     /// The local address of the connection.
     pub fn local_addr(&self) -> Result<SocketAddr> {
-        if self.local.is_null() {
-            return Err(Error::from_status(STATUS_INVALID_ADDRESS));
-        }
-        // SAFETY: the provider gives an address of the listener's family, valid for the
-        // callback.
+        // SAFETY: the provider gives null or an address of the listener's family, valid
+        // for the callback.
         unsafe { from_sockaddr(self.local) }
     }
 
     /// The remote address of the connection.
     pub fn peer_addr(&self) -> Result<SocketAddr> {
-        if self.remote.is_null() {
-            return Err(Error::from_status(STATUS_INVALID_ADDRESS));
-        }
         // SAFETY: as above.
         unsafe { from_sockaddr(self.remote) }
     }
