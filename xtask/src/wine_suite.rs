@@ -206,8 +206,12 @@ fn udp_echo(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, R
 }
 
 /// A loopback peer that accepts one connection and keeps what it receives until the end of
-/// the stream, `expected` bytes, or the deadline.
-fn receiving_peer(expected: usize) -> Result<(u16, mpsc::Receiver<Vec<u8>>)> {
+/// the stream, `enough` says it has what it waits for, or the deadline; then writes `reply`
+/// (if any) and shuts the connection down. Returns its port and what it received.
+fn receiving_peer(
+    enough: impl Fn(&[u8]) -> bool + Send + 'static,
+    reply: Option<&'static [u8]>,
+) -> Result<(u16, mpsc::Receiver<Vec<u8>>)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     listener.set_nonblocking(true)?;
@@ -228,12 +232,16 @@ fn receiving_peer(expected: usize) -> Result<(u16, mpsc::Receiver<Vec<u8>>)> {
             let _ = stream.set_nonblocking(false);
             let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
             let mut chunk = [0u8; 4096];
-            while received.len() < expected && started.elapsed() < CHECK_DEADLINE * 2 {
+            while !enough(&received) && started.elapsed() < CHECK_DEADLINE * 2 {
                 match stream.read(&mut chunk) {
                     Ok(0) => break,
                     Ok(n) => received.extend_from_slice(&chunk[..n]),
                     Err(_) => {}
                 }
+            }
+            if let Some(reply) = reply {
+                let _ = stream.write_all(reply);
+                let _ = stream.shutdown(Shutdown::Both);
             }
         }
         let _ = sender.send(received);
@@ -241,14 +249,25 @@ fn receiving_peer(expected: usize) -> Result<(u16, mpsc::Receiver<Vec<u8>>)> {
     Ok((port, receiver))
 }
 
-fn tcp_send(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, Result<String>)> {
-    let message = "sent from a Rust WSK driver under Wine";
-    let (port, received) = receiving_peer(message.len())?;
-    let mut got = Vec::new();
+/// Runs a sending example (`Server`, `Message`) against a [`receiving_peer`]; returns the
+/// run, how its hold ended, and what the peer received within `wait` — `None` if it did not
+/// finish by then, which fails the hold when `peer_required`.
+fn run_sender(
+    wine: &Wine,
+    sys: &std::path::Path,
+    service: &str,
+    message: &str,
+    wait: Duration,
+    peer_required: bool,
+) -> Result<(Run, Result<()>, Option<Vec<u8>>)> {
+    let expected = message.len();
+    let (port, received) = receiving_peer(move |got| got.len() >= expected, None)?;
+    let mut got = None;
     let mut check = |_: &crate::wine::Log| -> Result<()> {
-        got = received
-            .recv_timeout(CHECK_DEADLINE * 2)
-            .map_err(|_| "the peer did not finish")?;
+        got = received.recv_timeout(wait).ok();
+        if peer_required && got.is_none() {
+            return Err("the peer did not finish".into());
+        }
         Ok(())
     };
     let (run, held) = run_image(
@@ -262,56 +281,38 @@ fn tcp_send(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, R
         Hold::While(&mut check),
         false,
     )?;
+    Ok((run, held, got))
+}
+
+/// Requires the peer to have received `message`, exactly.
+fn received_message(got: &[u8], message: &str) -> Result<String> {
+    require(
+        got == message.as_bytes(),
+        &format!(
+            "the peer received {:?}, not the message",
+            String::from_utf8_lossy(got)
+        ),
+    )?;
+    Ok(format!("the peer received the {} bytes", message.len()))
+}
+
+fn tcp_send(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, Result<String>)> {
+    let message = "sent from a Rust WSK driver under Wine";
+    let (run, held, got) = run_sender(wine, sys, service, message, CHECK_DEADLINE * 2, true)?;
     let verdict = (|| {
         require(run.running, "did not reach RUNNING")?;
         held?;
-        require(
-            got == message.as_bytes(),
-            &format!(
-                "the peer received {:?}, not the message",
-                String::from_utf8_lossy(&got)
-            ),
-        )?;
-        Ok(format!("the peer received the {} bytes", message.len()))
+        received_message(&got.unwrap_or_default(), message)
     })();
     Ok((run, verdict))
 }
 
 fn http_get(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, Result<String>)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    listener.set_nonblocking(true)?;
-    let (sender, received) = mpsc::channel::<Vec<u8>>();
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        let mut request = Vec::new();
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break Some(stream),
-                Err(_) if started.elapsed() < CHECK_DEADLINE * 2 => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(_) => break None,
-            }
-        };
-        if let Some(mut stream) = stream {
-            let _ = stream.set_nonblocking(false);
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let mut chunk = [0u8; 4096];
-            while !request.windows(4).any(|w| w == b"\r\n\r\n")
-                && started.elapsed() < CHECK_DEADLINE * 2
-            {
-                match stream.read(&mut chunk) {
-                    Ok(0) => break,
-                    Ok(n) => request.extend_from_slice(&chunk[..n]),
-                    Err(_) => {}
-                }
-            }
-            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nhello, wine\n");
-            let _ = stream.shutdown(Shutdown::Both);
-        }
-        let _ = sender.send(request);
-    });
+    // The request ends with its blank line; the reply is a 12-byte page.
+    let (port, received) = receiving_peer(
+        |request| request.windows(4).any(|w| w == b"\r\n\r\n"),
+        Some(b"HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\nhello, wine\n"),
+    )?;
     let mut request = Vec::new();
     let mut result = None;
     let mut check = |log: &crate::wine::Log| -> Result<()> {
@@ -435,41 +436,17 @@ fn tcp_send_raw(
     service: &str,
 ) -> Result<(Run, Result<String>)> {
     let message = "sent from the raw driver under Wine";
-    let (port, received) = receiving_peer(message.len())?;
-    let mut got = Vec::new();
-    let mut check = |_: &crate::wine::Log| -> Result<()> {
-        got = received
-            .recv_timeout(Duration::from_secs(3))
-            .unwrap_or_default();
-        Ok(())
-    };
-    let (run, held) = run_image(
-        wine,
-        sys,
-        service,
-        &[
-            Parameter::new("Server", format!("127.0.0.1:{port}")),
-            Parameter::new("Message", message),
-        ],
-        Hold::While(&mut check),
-        false,
-    )?;
+    let (run, held, got) = run_sender(wine, sys, service, message, Duration::from_secs(3), false)?;
     let verdict = (|| {
         require(run.running, "did not reach RUNNING")?;
         held?;
+        let got = got.unwrap_or_default();
         if got.is_empty() {
             // WskSocketConnect is a stub in Wine 8.0: the raw driver, which uses it, never
             // connects.
             Ok("RUNNING; nothing received (WskSocketConnect not implemented)".to_string())
         } else {
-            require(
-                got == message.as_bytes(),
-                &format!(
-                    "the peer received {:?}, not the message",
-                    String::from_utf8_lossy(&got)
-                ),
-            )?;
-            Ok(format!("the peer received the {} bytes", message.len()))
+            received_message(&got, message)
         }
     })();
     Ok((run, verdict))
