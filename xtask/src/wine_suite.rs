@@ -205,6 +205,24 @@ fn udp_echo(wine: &Wine, sys: &std::path::Path, service: &str) -> Result<(Run, R
     Ok((run, verdict))
 }
 
+/// The first connection `listener` (bound, blocking) accepts within the check's deadline
+/// from `started`, blocking; `None` when none came.
+fn accept_within(listener: &TcpListener, started: Instant) -> Option<TcpStream> {
+    listener.set_nonblocking(true).ok()?;
+    loop {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                return Some(stream);
+            }
+            Err(_) if started.elapsed() < CHECK_DEADLINE * 2 => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
 /// A loopback peer that accepts one connection and keeps what it receives until the end of
 /// the stream, `enough` says it has what it waits for, or the deadline; then writes `reply`
 /// (if any) and shuts the connection down. Returns its port and what it received.
@@ -214,22 +232,11 @@ fn receiving_peer(
 ) -> Result<(u16, mpsc::Receiver<Vec<u8>>)> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    listener.set_nonblocking(true)?;
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
         let started = Instant::now();
         let mut received = Vec::new();
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break Some(stream),
-                Err(_) if started.elapsed() < CHECK_DEADLINE * 2 => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(_) => break None,
-            }
-        };
-        if let Some(mut stream) = stream {
-            let _ = stream.set_nonblocking(false);
+        if let Some(mut stream) = accept_within(&listener, started) {
             let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
             let mut chunk = [0u8; 4096];
             while !enough(&received) && started.elapsed() < CHECK_DEADLINE * 2 {
@@ -368,22 +375,11 @@ fn http_get_silent(
     const TIMEOUT_MS: u64 = 1500;
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    listener.set_nonblocking(true)?;
     let (sender, requested) = mpsc::channel::<Instant>();
     let (release, released) = mpsc::channel::<()>();
     std::thread::spawn(move || {
         let started = Instant::now();
-        let stream = loop {
-            match listener.accept() {
-                Ok((stream, _)) => break Some(stream),
-                Err(_) if started.elapsed() < CHECK_DEADLINE * 2 => {
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                Err(_) => break None,
-            }
-        };
-        if let Some(mut stream) = stream {
-            let _ = stream.set_nonblocking(false);
+        if let Some(mut stream) = accept_within(&listener, started) {
             let _ = stream.set_read_timeout(Some(CHECK_DEADLINE));
             let mut chunk = [0u8; 4096];
             if stream.read(&mut chunk).is_ok_and(|n| n > 0) {
