@@ -343,7 +343,7 @@ impl<'s> Fixture<'s> {
         let sockets = match kind {
             Kind::Send => {
                 let drain = Drain::spawn();
-                let mut remote = raw::sockaddr(drain.addresses[1]);
+                let mut remote = SOCKADDR_INET::from(drain.addresses[1]);
                 let wsk = client.connect(drain.addresses[0]).wait().unwrap();
                 let raw = raw_client.connect(&mut io[0], &mut remote);
                 Sockets::Stream {
@@ -358,7 +358,7 @@ impl<'s> Fixture<'s> {
                     TcpListener::bind(loopback).unwrap(),
                     TcpListener::bind(loopback).unwrap(),
                 );
-                let mut remote = raw::sockaddr(raw_listener.local_addr().unwrap());
+                let mut remote = SOCKADDR_INET::from(raw_listener.local_addr().unwrap());
                 let wsk = client
                     .connect(wsk_listener.local_addr().unwrap())
                     .wait()
@@ -449,8 +449,8 @@ impl<'s> Fixture<'s> {
             }
         };
         let target = match &sockets {
-            Sockets::Datagram { peer, .. } => raw::sockaddr(peer.local_addr().unwrap()),
-            Sockets::Connect { address, .. } => raw::sockaddr(*address),
+            Sockets::Datagram { peer, .. } => SOCKADDR_INET::from(peer.local_addr().unwrap()),
+            Sockets::Connect { address, .. } => SOCKADDR_INET::from(*address),
             _ => SOCKADDR_INET::default(),
         };
         let receive = matches!(kind, Kind::Receive | Kind::ReceiveFrom);

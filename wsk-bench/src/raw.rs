@@ -56,7 +56,7 @@ impl RawClient {
         } else {
             (SOCK_STREAM, IPPROTO_TCP)
         };
-        let mut local = sockaddr(local);
+        let mut local = SOCKADDR_INET::from(local);
         // SAFETY: the IRP is not in flight; the address lives across the waits.
         unsafe {
             let irp = io.arm();
@@ -84,7 +84,7 @@ impl RawClient {
 
     /// `WskSocketConnect` to `remote`: the connected socket.
     pub fn connect(&self, io: &mut RawIo, remote: &mut SOCKADDR_INET) -> PWSK_SOCKET {
-        let mut local = sockaddr(SocketAddr::from(([0u8; 4], 0)));
+        let mut local = SOCKADDR_INET::from(SocketAddr::from(([0u8; 4], 0)));
         // SAFETY: the IRP is not in flight; the addresses live across the wait.
         unsafe {
             let irp = io.arm();
@@ -433,22 +433,4 @@ pub unsafe fn local_address(socket: PWSK_SOCKET, io: &mut RawIo, datagram: bool)
         let ip = raw.Ipv4.sin_addr.S_un.S_addr.to_ne_bytes();
         SocketAddr::from((ip, port))
     }
-}
-
-/// `address` as a `SOCKADDR_INET`.
-pub fn sockaddr(address: SocketAddr) -> SOCKADDR_INET {
-    let mut raw = SOCKADDR_INET::default();
-    match address {
-        SocketAddr::V4(v4) => {
-            raw.Ipv4.sin_family = AF_INET;
-            raw.Ipv4.sin_port = v4.port().to_be();
-            raw.Ipv4.sin_addr.S_un.S_addr = u32::from_ne_bytes(v4.ip().octets());
-        }
-        SocketAddr::V6(v6) => {
-            raw.Ipv6.sin6_family = AF_INET6;
-            raw.Ipv6.sin6_port = v6.port().to_be();
-            raw.Ipv6.sin6_addr.u.Byte = v6.ip().octets();
-        }
-    }
-    raw
 }

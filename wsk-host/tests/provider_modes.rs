@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{Registration, SyncRequest, sockaddr, socket_addr};
+use common::{Registration, SyncRequest};
 use wsk_host::{CompletionMode, FaultPlan, Session};
 use wsk_sys::*;
 
@@ -302,7 +302,7 @@ fn datagram_socket(
         );
     }
     let socket = request.wait_for_socket().expect("WskSocket");
-    let mut address = sockaddr("127.0.0.1:0".parse().unwrap());
+    let mut address = SOCKADDR_INET::from("127.0.0.1:0".parse::<SocketAddr>().unwrap());
     // SAFETY: the open datagram socket just made; the address lives until the waits.
     let dispatch = unsafe { datagram_dispatch(socket) };
     let irp = request.irp();
@@ -313,7 +313,7 @@ fn datagram_socket(
     // SAFETY: as above.
     unsafe { (dispatch.WskGetLocalAddress.unwrap())(socket, (&raw mut address).cast(), irp) };
     assert_eq!(request.wait().0, STATUS_SUCCESS, "WskGetLocalAddress");
-    (socket, socket_addr(&address))
+    (socket, address.to_socket_addr().expect("an IP address"))
 }
 
 /// Closes a socket with an IRP whose completion routine marks the probe closed and records
@@ -469,8 +469,8 @@ fn data_then_fin(threads: usize, linger: Duration) -> Probe {
     {
         let registration = Registration::new();
         let mut request = SyncRequest::new().unwrap();
-        let mut local = sockaddr("0.0.0.0:0".parse().unwrap());
-        let mut remote = sockaddr(listener.local_addr().unwrap());
+        let mut local = SOCKADDR_INET::from("0.0.0.0:0".parse::<SocketAddr>().unwrap());
+        let mut remote = SOCKADDR_INET::from(listener.local_addr().unwrap());
         let irp = request.irp();
         // SAFETY: the addresses live until the wait; the context outlives the socket; the
         // dispatch table is static.
@@ -719,12 +719,12 @@ fn completion_irqls(at_caller_irql: bool, caller_irql: KIRQL) -> [KIRQL; 4] {
         irqls[0] = seen.irql.load(Ordering::SeqCst);
         let socket = (*irp).IoStatus.Information as PWSK_SOCKET;
         let dispatch = datagram_dispatch(socket);
-        let mut local = sockaddr("127.0.0.1:0".parse().unwrap());
+        let mut local = SOCKADDR_INET::from("127.0.0.1:0".parse::<SocketAddr>().unwrap());
         let status =
             (dispatch.WskBind.unwrap())(socket, (&raw mut local).cast(), 0, ready(irp, &seen));
         assert_eq!(status, STATUS_SUCCESS, "WskBind completed inline");
         irqls[1] = seen.irql.load(Ordering::SeqCst);
-        let mut to = sockaddr(peer.local_addr().unwrap());
+        let mut to = SOCKADDR_INET::from(peer.local_addr().unwrap());
         let mut data = buffer.wsk_buf(0, 8);
         let status = (dispatch.WskSendTo.unwrap())(
             socket,

@@ -91,6 +91,7 @@ mod mdl;
 mod object_attributes;
 pub mod pool;
 pub mod routine_pointer;
+mod socket_address;
 mod spin_lock;
 #[cfg(not(all(windows, feature = "wdk-sys")))]
 mod status;
@@ -105,6 +106,7 @@ pub use irp::*;
 pub use irql::*;
 pub use mdl::*;
 pub use object_attributes::*;
+pub use socket_address::socket_addr_at;
 pub use spin_lock::*;
 #[cfg(not(all(windows, feature = "wdk-sys")))]
 pub use status::*;

@@ -1,6 +1,6 @@
 //! Conversions between `core::net::SocketAddr` and the WSK socket address structures.
 
-use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use wsk_sys::*;
 
@@ -58,35 +58,7 @@ impl RawAddr {
 
     /// The WSK form of `addr`.
     pub(crate) fn from_socket_addr(addr: &SocketAddr) -> RawAddr {
-        let mut raw = SOCKADDR_INET::default();
-        match addr {
-            SocketAddr::V4(v4) => {
-                raw.Ipv4 = SOCKADDR_IN {
-                    sin_family: AF_INET,
-                    sin_port: v4.port().to_be(),
-                    sin_addr: IN_ADDR {
-                        S_un: IN_ADDR_VIEWS {
-                            S_addr: u32::from_ne_bytes(v4.ip().octets()),
-                        },
-                    },
-                    sin_zero: [0; 8],
-                };
-            }
-            SocketAddr::V6(v6) => {
-                raw.Ipv6 = SOCKADDR_IN6 {
-                    sin6_family: AF_INET6,
-                    sin6_port: v6.port().to_be(),
-                    sin6_flowinfo: v6.flowinfo().to_be(),
-                    sin6_addr: IN6_ADDR {
-                        u: IN6_ADDR_VIEWS {
-                            Byte: v6.ip().octets(),
-                        },
-                    },
-                    sin6_scope_id: v6.scope_id(),
-                };
-            }
-        }
-        RawAddr(raw)
+        RawAddr(SOCKADDR_INET::from(*addr))
     }
 
     /// The address, when the storage holds an IPv4 or IPv6 one.
@@ -122,33 +94,8 @@ impl RawAddr {
 /// `sa` must be null, or point to a `SOCKADDR_IN` when its family is `AF_INET` and to a
 /// `SOCKADDR_IN6` when it is `AF_INET6`.
 pub(crate) unsafe fn from_sockaddr(sa: *const SOCKADDR) -> Result<SocketAddr> {
-    if sa.is_null() {
-        return Err(Error::from_status(STATUS_INVALID_ADDRESS));
-    }
-    // SAFETY: the caller guarantees the pointer is valid for the family it holds.
-    unsafe {
-        match (*sa).sa_family {
-            AF_INET => {
-                let v4 = &*sa.cast::<SOCKADDR_IN>();
-                let ip = Ipv4Addr::from(v4.sin_addr.S_un.S_addr.to_ne_bytes());
-                Ok(SocketAddr::V4(SocketAddrV4::new(
-                    ip,
-                    u16::from_be(v4.sin_port),
-                )))
-            }
-            AF_INET6 => {
-                let v6 = &*sa.cast::<SOCKADDR_IN6>();
-                let ip = Ipv6Addr::from(v6.sin6_addr.u.Byte);
-                Ok(SocketAddr::V6(SocketAddrV6::new(
-                    ip,
-                    u16::from_be(v6.sin6_port),
-                    u32::from_be(v6.sin6_flowinfo),
-                    v6.sin6_scope_id,
-                )))
-            }
-            _ => Err(Error::from_status(STATUS_INVALID_ADDRESS)),
-        }
-    }
+    // SAFETY: forwarded from the caller.
+    unsafe { socket_addr_at(sa) }.ok_or(Error::from_status(STATUS_INVALID_ADDRESS))
 }
 
 /// Fails with [`Error::ADDRESS_FAMILY_MISMATCH`] unless `addr` is of `family`.

@@ -70,23 +70,6 @@ struct Context {
 /// The driver's context between `DriverEntry` and `DriverUnload`.
 static CONTEXT: AtomicPtr<Context> = AtomicPtr::new(null_mut());
 
-fn sockaddr(address: SocketAddr) -> SOCKADDR_INET {
-    let mut raw = SOCKADDR_INET::default();
-    match address {
-        SocketAddr::V4(v4) => {
-            raw.Ipv4.sin_family = AF_INET;
-            raw.Ipv4.sin_port = v4.port().to_be();
-            raw.Ipv4.sin_addr.S_un.S_addr = u32::from_ne_bytes(v4.ip().octets());
-        }
-        SocketAddr::V6(v6) => {
-            raw.Ipv6.sin6_family = AF_INET6;
-            raw.Ipv6.sin6_port = v6.port().to_be();
-            raw.Ipv6.sin6_addr.u.Byte = v6.ip().octets();
-        }
-    }
-    raw
-}
-
 /// Prepares the IRP for the next step: reused, with the completion routine set again.
 ///
 /// # Safety
@@ -284,8 +267,8 @@ fn start(registry_path: PUNICODE_STRING) -> Result<(), NTSTATUS> {
             mdl: null_mut(),
             length: message.len(),
             sent: 0,
-            local: sockaddr(unspecified),
-            remote: sockaddr(server),
+            local: SOCKADDR_INET::from(unspecified),
+            remote: SOCKADDR_INET::from(server),
             server,
             status: STATUS_SUCCESS,
             stopping: AtomicBool::new(false),

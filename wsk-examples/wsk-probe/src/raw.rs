@@ -47,24 +47,6 @@ static RAW_CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
     WskClientEvent: None,
 };
 
-/// An IPv4 or IPv6 address in the provider's layout.
-pub fn sockaddr(address: SocketAddr) -> SOCKADDR_INET {
-    let mut raw = SOCKADDR_INET::default();
-    match address {
-        SocketAddr::V4(v4) => {
-            raw.Ipv4.sin_family = AF_INET;
-            raw.Ipv4.sin_port = v4.port().to_be();
-            raw.Ipv4.sin_addr.S_un.S_addr = u32::from_ne_bytes(v4.ip().octets());
-        }
-        SocketAddr::V6(v6) => {
-            raw.Ipv6.sin6_family = AF_INET6;
-            raw.Ipv6.sin6_port = v6.port().to_be();
-            raw.Ipv6.sin6_addr.u.Byte = v6.ip().octets();
-        }
-    }
-    raw
-}
-
 /// What a raw request came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -236,8 +218,13 @@ pub unsafe fn issue(
         status: AtomicI32::new(STATUS_PENDING),
         information: AtomicUsize::new(0),
         done: UnsafeCell::new(KEVENT::default()),
-        local: UnsafeCell::new(arguments.local.map(sockaddr).unwrap_or_default()),
-        remote: UnsafeCell::new(arguments.remote.map(sockaddr).unwrap_or_default()),
+        local: UnsafeCell::new(arguments.local.map(SOCKADDR_INET::from).unwrap_or_default()),
+        remote: UnsafeCell::new(
+            arguments
+                .remote
+                .map(SOCKADDR_INET::from)
+                .unwrap_or_default(),
+        ),
         value: UnsafeCell::new(arguments.value),
         creates_socket: arguments.creates_socket,
     });

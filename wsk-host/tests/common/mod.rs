@@ -14,7 +14,7 @@
 pub mod clients;
 pub mod echo;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::ptr::null_mut;
 
 use wsk_sys::*;
@@ -27,44 +27,6 @@ static CLIENT_DISPATCH: WSK_CLIENT_DISPATCH = WSK_CLIENT_DISPATCH {
     Reserved: 0,
     WskClientEvent: None,
 };
-
-/// `address` as a `SOCKADDR_INET`.
-pub fn sockaddr(address: SocketAddr) -> SOCKADDR_INET {
-    let mut raw = SOCKADDR_INET::default();
-    match address {
-        SocketAddr::V4(v4) => {
-            raw.Ipv4.sin_family = AF_INET;
-            raw.Ipv4.sin_port = v4.port().to_be();
-            raw.Ipv4.sin_addr.S_un.S_addr = u32::from_ne_bytes(v4.ip().octets());
-        }
-        SocketAddr::V6(v6) => {
-            raw.Ipv6.sin6_family = AF_INET6;
-            raw.Ipv6.sin6_port = v6.port().to_be();
-            raw.Ipv6.sin6_addr.u.Byte = v6.ip().octets();
-        }
-    }
-    raw
-}
-
-/// The address in a `SOCKADDR_INET` of family `AF_INET` or `AF_INET6`.
-pub fn socket_addr(raw: &SOCKADDR_INET) -> SocketAddr {
-    // SAFETY: every variant of the union is plain data; the family says which one is valid.
-    unsafe {
-        if raw.si_family == AF_INET {
-            let ip = Ipv4Addr::from(raw.Ipv4.sin_addr.S_un.S_addr.to_ne_bytes());
-            SocketAddr::from((ip, u16::from_be(raw.Ipv4.sin_port)))
-        } else {
-            assert_eq!(raw.si_family, AF_INET6, "an IP address");
-            let ip = Ipv6Addr::from(raw.Ipv6.sin6_addr.u.Byte);
-            SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(raw.Ipv6.sin6_port),
-                0,
-                0,
-            ))
-        }
-    }
-}
 
 /// The unspecified address of `address`'s family, port 0.
 pub fn unspecified_like(address: SocketAddr) -> SocketAddr {
@@ -345,8 +307,8 @@ pub fn connect(
     request: &mut SyncRequest,
     remote: SocketAddr,
 ) -> Result<PWSK_SOCKET, NTSTATUS> {
-    let mut local = sockaddr(unspecified_like(remote));
-    let mut remote = sockaddr(remote);
+    let mut local = SOCKADDR_INET::from(unspecified_like(remote));
+    let mut remote = SOCKADDR_INET::from(remote);
     let irp = request.irp();
     // SAFETY: the addresses live until the wait below; the IRP is readied for this call.
     unsafe {
@@ -394,7 +356,7 @@ pub fn listen(
         );
     }
     let socket = request.wait_for_socket().expect("WskSocket");
-    let mut address = sockaddr(local);
+    let mut address = SOCKADDR_INET::from(local);
     // SAFETY: `socket` is the open listening socket just made; the address lives until the
     // waits below.
     let dispatch = unsafe { listen_dispatch(socket) };
@@ -406,7 +368,7 @@ pub fn listen(
     // SAFETY: as above.
     unsafe { (dispatch.WskGetLocalAddress.unwrap())(socket, (&raw mut address).cast(), irp) };
     assert_eq!(request.wait().0, STATUS_SUCCESS, "WskGetLocalAddress");
-    (socket, socket_addr(&address))
+    (socket, address.to_socket_addr().expect("an IP address"))
 }
 
 /// `WskAccept` on a listening socket; returns the accepted connection socket.
