@@ -429,8 +429,6 @@ pub unsafe fn local_address(socket: PWSK_SOCKET, io: &mut RawIo, datagram: bool)
         };
         get.unwrap()(socket, (&raw mut raw).cast(), irp);
         io.wait_ok();
-        let port = u16::from_be(raw.Ipv4.sin_port);
-        let ip = raw.Ipv4.sin_addr.S_un.S_addr.to_ne_bytes();
-        SocketAddr::from((ip, port))
     }
+    raw.to_socket_addr().expect("the provider wrote an IP address")
 }
