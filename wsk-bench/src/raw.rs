@@ -430,5 +430,6 @@ pub unsafe fn local_address(socket: PWSK_SOCKET, io: &mut RawIo, datagram: bool)
         get.unwrap()(socket, (&raw mut raw).cast(), irp);
         io.wait_ok();
     }
-    raw.to_socket_addr().expect("the provider wrote an IP address")
+    raw.to_socket_addr()
+        .expect("the provider wrote an IP address")
 }

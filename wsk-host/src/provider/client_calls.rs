@@ -178,12 +178,7 @@ pub(crate) unsafe extern "system" fn socket_connect(
         return finish(Irp, STATUS_NOT_SUPPORTED, 0, Delivery::Inline);
     }
     // SAFETY: the client's addresses.
-    let (local, remote) = unsafe {
-        (
-            super::address::read_sockaddr(LocalAddress),
-            destination(RemoteAddress),
-        )
-    };
+    let (local, remote) = unsafe { (socket_addr_at(LocalAddress), destination(RemoteAddress)) };
     let (local, remote) = match (local, remote) {
         (Some(local), Ok(remote)) if domain_matches(&local, &remote) => (local, remote),
         (Some(_), Ok(_)) => {
@@ -698,7 +693,7 @@ pub(crate) unsafe extern "system" fn get_name_info(
         return status;
     }
     // SAFETY: the client's address.
-    let Some(address) = (unsafe { super::address::read_sockaddr(SockAddr) }) else {
+    let Some(address) = (unsafe { socket_addr_at(SockAddr) }) else {
         return finish(Irp, STATUS_INVALID_PARAMETER, 0, Delivery::Inline);
     };
     // Names come from the loopback convention only: no query leaves the machine.

@@ -159,7 +159,7 @@ unsafe extern "system" fn bind(
         Err(status) => return status,
     };
     // SAFETY: the client's address.
-    let status = match unsafe { super::address::read_sockaddr(LocalAddress) } {
+    let status = match unsafe { socket_addr_at(LocalAddress) } {
         Some(address) if domain(host.family) == Some(socket2::Domain::for_address(address)) => {
             bind_to(&host, address)
         }

@@ -11,7 +11,7 @@ use mio::Interest;
 use socket2::SockRef;
 use wsk_sys::*;
 
-use super::address::{read_sockaddr, write_sockaddr};
+use super::address::write_sockaddr;
 use super::indication;
 use super::reactor::{reactor, take_inline_allowance};
 use super::{HostClient, status_of_io};
@@ -1251,7 +1251,7 @@ fn receive_datagram(state: &mut State, buf: &WSK_BUF, remote: PSOCKADDR) -> Outc
 /// `address` must be null or a socket address of its family.
 pub(crate) unsafe fn destination(address: PSOCKADDR) -> Result<SocketAddr, NTSTATUS> {
     // SAFETY: forwarded.
-    let address = unsafe { read_sockaddr(address) }.ok_or(STATUS_INVALID_ADDRESS)?;
+    let address = unsafe { socket_addr_at(address) }.ok_or(STATUS_INVALID_ADDRESS)?;
     let loopback = match address {
         SocketAddr::V4(v4) => v4.ip().is_loopback(),
         SocketAddr::V6(v6) => {
