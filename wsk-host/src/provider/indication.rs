@@ -380,18 +380,8 @@ fn deliver_accept(
     local: SocketAddr,
     remote: SocketAddr,
 ) {
-    // SAFETY: a listening socket's client dispatch table is a WSK_CLIENT_LISTEN_DISPATCH (or
-    // a stream table's `Listen` member).
-    let table = unsafe {
-        if listener.category == Category::Stream {
-            dispatch
-                .cast::<WSK_CLIENT_STREAM_DISPATCH>()
-                .as_ref()
-                .and_then(|t| t.Listen.as_ref())
-        } else {
-            dispatch.cast::<WSK_CLIENT_LISTEN_DISPATCH>().as_ref()
-        }
-    };
+    // SAFETY: the client dispatch table given for this listening socket.
+    let table = unsafe { super::inspect::listen_table(listener, dispatch) };
     let Some(callback) = table.and_then(|t| t.WskAcceptEvent) else {
         accepted.discard();
         return;

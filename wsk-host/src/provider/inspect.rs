@@ -121,9 +121,12 @@ pub(crate) fn deliver_abort(
     }
 }
 
+/// The listen members of a listening socket's client dispatch table (a stream socket's are
+/// its table's `Listen` member), if it gave any.
+///
 /// # Safety
 /// `dispatch` must be the client dispatch table given for `listener`.
-unsafe fn listen_table<'a>(
+pub(crate) unsafe fn listen_table<'a>(
     listener: &HostSocket,
     dispatch: *const core::ffi::c_void,
 ) -> Option<&'a WSK_CLIENT_LISTEN_DISPATCH> {
