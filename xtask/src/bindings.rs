@@ -150,7 +150,7 @@ pub fn output_path(arch: Arch, part: Part) -> PathBuf {
 }
 
 /// Clang arguments shared by every generation from the project's headers.
-fn clang_args(arch: Arch, include: &Path) -> Vec<String> {
+pub fn clang_args(arch: Arch, include: &Path) -> Vec<String> {
     vec![
         format!("--target={}", arch.triple),
         "-fms-extensions".into(),

@@ -341,15 +341,7 @@ fn wdk_builder(arch: crate::bindings::Arch, source: Source) -> Result<bindgen::B
         .must_use_type("NTSTATUS")
         .default_enum_style(bindgen::EnumVariation::ModuleConsts)
         .rust_target(bindgen::RustTarget::stable(85, 0).map_err(|e| e.to_string())?)
-        .clang_args([
-            format!("--target={}", arch.triple),
-            "-fms-extensions".into(),
-            "-fms-compatibility".into(),
-            "-ffreestanding".into(),
-            "-nostdinc".into(),
-            "-std=c11".into(),
-            format!("-I{}", include.display()),
-        ])
+        .clang_args(crate::bindings::clang_args(arch, &include))
         .header(header.display().to_string());
     for item in [
         "ExAllocatePoolWithTag",
