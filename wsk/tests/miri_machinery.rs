@@ -434,6 +434,42 @@ fn block_on_refuses_dispatch_level() {
     session.finish();
 }
 
+// ---- events ---------------------------------------------------------------------------------------
+
+/// A `KEVENT` may be freed as soon as a wait on it returns, while the thread that set it may
+/// still be inside `KeSetEvent` (an event on a waiter's stack, signalled from a completion
+/// routine: the pattern of the raw code, and of a `wsk` block's blocking wait). Under Miri, a
+/// touch of the freed event by the setter is reported.
+#[test]
+fn an_event_freed_as_soon_as_its_wait_returns() {
+    let session = Session::start();
+    for _ in 0..ROUNDS {
+        let event = Box::into_raw(Box::new(KEVENT::default()));
+        // SAFETY: a fresh event, in memory that lives until the wait below returns.
+        unsafe { KeInitializeEvent(event, SynchronizationEvent, FALSE) };
+        let address = event as usize;
+        let setter = thread::spawn(move || {
+            // SAFETY: the event is alive until the wait returns, which needs this signal.
+            unsafe { KeSetEvent(address as PRKEVENT, IO_NO_INCREMENT.into(), FALSE) };
+        });
+        // SAFETY: a live event; PASSIVE_LEVEL.
+        let status = unsafe {
+            KeWaitForSingleObject(
+                event.cast(),
+                Executive,
+                KernelMode,
+                FALSE,
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(status, STATUS_SUCCESS);
+        // SAFETY: allocated above; nothing uses it once the wait returned.
+        drop(unsafe { Box::from_raw(event) });
+        setter.join().unwrap();
+    }
+    session.finish();
+}
+
 // ---- buffers ------------------------------------------------------------------------------------------
 
 #[test]
