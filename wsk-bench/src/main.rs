@@ -516,6 +516,19 @@ impl<'s> Fixture<'s> {
         }
     }
 
+    /// Reserves on the wsk side what `depth` requests in flight use — the raw side made its
+    /// [`MAX_DEPTH`] IRPs up front — so that no block is grown while counting: blocks on the
+    /// socket (or, for connect, on the client).
+    fn reserve(&self, depth: usize) {
+        match &self.sockets {
+            Sockets::Stream { wsk, .. } => wsk.reserve_requests(depth),
+            Sockets::Datagram { wsk, .. } => wsk.reserve_requests(depth),
+            Sockets::Listen { wsk, .. } => wsk.reserve_requests(depth),
+            Sockets::Connect { .. } => self.client.reserve_requests(depth),
+        }
+        .expect("reserve the blocks of the operations in flight");
+    }
+
     /// Runs `count` operations one at a time, waited for.
     fn run(&mut self, side: Impl, count: u64) {
         match side {
@@ -858,10 +871,6 @@ const KNOWN_ALLOCATING: &[(Kind, &str)] = &[
     (Kind::Connect, "pending"),
 ];
 
-/// Heap allocations that come with a completion block grown: the block itself, and in
-/// wsk-host the memory of its IRP and the state of its event.
-const HEAP_PER_BLOCK: usize = 3;
-
 /// Heap allocations in a whole steady-state run that are growth rather than per operation:
 /// wsk-host's tables (of IRPs, of events) double, and reach any length in a few allocations.
 /// One allocation per operation shows as the run's length (hundreds or more), one every
@@ -907,6 +916,9 @@ fn allocs(args: &[String]) -> Result<(), String> {
                         ops.div_ceil(8)
                     };
                     row[i] = with_fixture(kind, mode, depth, |f| {
+                        if side == Impl::Wsk {
+                            f.reserve(depth);
+                        }
                         f.run_depth(side, depth, kind.warm_up());
                         let session = f.session;
                         allocations(session, || f.run_depth(side, depth, ops))
@@ -934,28 +946,18 @@ fn allocs(args: &[String]) -> Result<(), String> {
                 // Kernel allocations are counted exactly. Heap allocations are counted on
                 // every thread, wsk-host's provider included, which allocates nothing per
                 // request in steady state (the raw column), so wsk's own are the excess over
-                // the raw code, in every mode and at every depth.
-                // What grows once is not per operation. A block pool grows to the depth
-                // reached (in inline mode the depth reached varies with timing: a send that
-                // finds the socket's buffer full waits), each block one kernel allocation
-                // (its IRP) and HEAP_PER_BLOCK heap ones; and a table that doubles allocates a
-                // few times in a run. So the kernel excess may be up to `depth` (the blocks
-                // grown), the heap excess up to HEAP_PER_BLOCK per block grown plus GROWTH;
-                // more is per operation.
+                // the raw code, in every mode and at every depth. The wsk side reserved its
+                // blocks for `depth` requests before the warm-up (as the raw side made its
+                // IRPs), so no block is grown while counting: any kernel excess is per
+                // operation. A table that doubles allocates a few times in a run (GROWTH);
+                // more heap is per operation.
                 let kernel_excess = row[1].0 as f64 - row[0].0 as f64;
-                let blocks_grown = if kernel_excess <= depth as f64 {
-                    kernel_excess.max(0.0)
-                } else {
-                    0.0
-                };
-                let kernel_excess = kernel_excess - blocks_grown;
                 let heap_excess = row[1].1 as f64 - row[0].1 as f64;
-                let heap_excess =
-                    if heap_excess <= HEAP_PER_BLOCK as f64 * blocks_grown + GROWTH as f64 {
-                        0.0
-                    } else {
-                        heap_excess
-                    };
+                let heap_excess = if heap_excess <= GROWTH as f64 {
+                    0.0
+                } else {
+                    heap_excess
+                };
                 let mut what = Vec::new();
                 if kernel_excess > 0.0 {
                     what.push(format!("{:.3} kernel", kernel_excess / ops as f64));

@@ -19,7 +19,7 @@ use wsk::irql::Irql;
 use wsk::{
     Buf, ConnectionSocket, DatagramSocket, Error, IoBuf, IoBufMut, Irp, MdlChain, WskClient,
 };
-use wsk_host::{CompletionMode, FaultPlan, Rule, Session};
+use wsk_host::{CompletionMode, FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
 mod common;
@@ -816,6 +816,148 @@ fn slices_chains_and_caller_irps_allocate_nothing_per_operation() {
     socket.disconnect().wait().0.unwrap();
     drop((socket, client));
     drain.join().unwrap();
+    session.finish();
+}
+
+// ---- reserved requests ----------------------------------------------------------------------
+
+/// Kernel allocations (IRPs, MDLs, pool blocks) the session counted so far.
+fn kernel_allocations(session: &Session) -> u64 {
+    let report = session.report();
+    report.irps_allocated + report.mdls_allocated + report.pool_allocations
+}
+
+/// Starts a receive into each of `bufs` on `socket` at once (none can complete: the peer
+/// sends nothing), into `ops` (with room for them); returns the (kernel, heap) allocations
+/// starting them cost.
+fn receives_in_flight(
+    session: &Session,
+    socket: &ConnectionSocket,
+    bufs: &mut Vec<Buf>,
+    ops: &mut Vec<wsk::Op<wsk::ops::ReceiveRequest>>,
+) -> (u64, u64) {
+    let kernel = kernel_allocations(session);
+    let heap = heap_allocations();
+    ops.extend(bufs.drain(..).map(|buf| start(socket.receive(buf))));
+    (
+        kernel_allocations(session) - kernel,
+        heap_allocations() - heap,
+    )
+}
+
+const DEPTH: usize = 8;
+
+#[test]
+fn reserved_requests_in_flight_allocate_nothing() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (unreserved, _peer) = connected(&client);
+    let (reserved, _reserved_peer) = connected(&client);
+    let bufs = || -> Vec<Buf> { (0..DEPTH).map(|_| Buf::with_capacity(64).unwrap()).collect() };
+    let mut ops = Vec::with_capacity(DEPTH);
+
+    // Without a reservation, the first 8 receives in flight at once grow the pool, one block
+    // (an IRP, a heap box) each: this is what a reservation moves to set-up time, and what
+    // shows this test can fail.
+    let (kernel, heap) = receives_in_flight(&session, &unreserved, &mut bufs(), &mut ops);
+    assert_eq!(kernel, DEPTH as u64, "an unreserved socket grows its pool");
+    assert!(heap >= DEPTH as u64, "{heap} heap allocations");
+    // Dropped in flight: cancelled, each buffer released when its completion arrives.
+    ops.clear();
+
+    let before = kernel_allocations(&session);
+    reserved.reserve_requests(DEPTH).unwrap();
+    assert_eq!(
+        kernel_allocations(&session) - before,
+        DEPTH as u64,
+        "one IRP per block reserved"
+    );
+    // Reserving what is there costs nothing.
+    let before = (kernel_allocations(&session), heap_allocations());
+    reserved.reserve_requests(DEPTH).unwrap();
+    reserved.reserve_requests(1).unwrap();
+    reserved.reserve_requests(0).unwrap();
+    assert_eq!(
+        (kernel_allocations(&session), heap_allocations()),
+        before,
+        "a reservation already met allocates nothing"
+    );
+
+    // The first 8 in flight take the reserved blocks: no IRP, and fewer heap allocations
+    // than blocks (what is left is the provider's, which runs on this thread and sizes its
+    // queue of pending receives on first use).
+    let (kernel, heap) = receives_in_flight(&session, &reserved, &mut bufs(), &mut ops);
+    assert_eq!(kernel, 0, "reserved receives in flight allocate no block");
+    assert!(heap < DEPTH as u64, "{heap} heap allocations");
+    // Dropped in flight, then again: the blocks come back to the pool when the cancelled
+    // requests complete, and serve the next round — which allocates nothing at all.
+    let cancelled = session.report().cancelled;
+    ops.clear();
+    eventually("the cancelled receives complete", || {
+        session.report().cancelled >= cancelled + DEPTH as u64
+    });
+    let mut next = bufs();
+    let allocations = receives_in_flight(&session, &reserved, &mut next, &mut ops);
+    assert_eq!(allocations, (0, 0), "the reserved blocks are reused");
+    ops.clear();
+
+    // Beyond the limit: refused, nothing allocated.
+    let before = kernel_allocations(&session);
+    assert_eq!(
+        reserved.reserve_requests(wsk::MAX_RESERVED_REQUESTS + 1),
+        Err(Error::INVALID_PARAMETER)
+    );
+    assert_eq!(kernel_allocations(&session), before);
+    drop((unreserved, reserved, client));
+    session.finish();
+}
+
+#[test]
+fn a_reservation_that_runs_out_of_irps_fails_cleanly_and_keeps_what_it_got() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _peer) = connected(&client);
+    // The third IRP the reservation allocates fails.
+    session.set_faults(FaultPlan::new(3).fail_irp_allocation(Nth::Call(3)));
+    let before = kernel_allocations(&session);
+    assert_eq!(
+        socket.reserve_requests(DEPTH),
+        Err(Error::INSUFFICIENT_RESOURCES)
+    );
+    assert_eq!(kernel_allocations(&session) - before, 2, "two blocks added");
+    session.set_faults(FaultPlan::new(3));
+    // The two stay; the rest is added by the next reservation.
+    let before = kernel_allocations(&session);
+    socket.reserve_requests(DEPTH).unwrap();
+    assert_eq!(kernel_allocations(&session) - before, DEPTH as u64 - 2);
+    // Everything is freed with the socket and client: the verifier reports no leak.
+    drop((socket, client));
+    session.finish();
+}
+
+#[test]
+fn a_client_reservation_serves_socket_creation() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let connect_irps = |client: &WskClient| {
+        let before = session.report().irps_allocated;
+        let socket = client.connect(address).wait().unwrap();
+        let irps = session.report().irps_allocated - before;
+        drop(listener.accept().unwrap());
+        socket.close().wait().unwrap();
+        irps
+    };
+    // A connect on a fresh client: its block in the client's pool and the new socket's
+    // close IRP.
+    let fresh = connect_irps(&client);
+    let other = WskClient::register(driver(&session)).unwrap();
+    other.reserve_requests(1).unwrap();
+    let reserved = connect_irps(&other);
+    assert_eq!(fresh, 2);
+    assert_eq!(reserved, 1, "the connect took the reserved block");
+    drop((client, other));
     session.finish();
 }
 

@@ -1005,6 +1005,11 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
+/// The most requests one socket or client may reserve completion blocks for
+/// (`reserve_requests`): a block is about 900 bytes of non-paged memory with its IRP, so 4096
+/// of them pin about 3.6 MiB — more than any one socket or client should.
+pub const MAX_RESERVED_REQUESTS: usize = 4096;
+
 /// The completion blocks of one owner (a socket or the client): every block ever allocated
 /// for it, idle or in use, as a push-only lock-free list. Taking an idle block is a walk and
 /// one compare-exchange, at any IRQL <= DISPATCH_LEVEL; a block is allocated only when all
@@ -1105,6 +1110,34 @@ impl BlockPool {
         }
         // SAFETY: `Box::into_raw` is never null.
         Ok(unsafe { NonNull::new_unchecked(ptr) })
+    }
+
+    /// Grows the pool to at least `count` blocks, idle or in use, so that as many requests
+    /// can be in flight on the owner at once without allocating: each block added costs its
+    /// allocations (the block in non-paged memory, its IRP, and the event the kernel
+    /// initialises) now instead of on the request that would have needed it. Blocks are never
+    /// given back before the owner goes, so a reservation lasts. Fails with
+    /// [`Error::INVALID_PARAMETER`](crate::Error::INVALID_PARAMETER) above
+    /// [`MAX_RESERVED_REQUESTS`] (nothing allocated), or with the allocation's error (the
+    /// blocks added until then stay). IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn reserve(&self, home: *const SocketCore, count: usize) -> Result<()> {
+        if count > MAX_RESERVED_REQUESTS {
+            return Err(crate::Error::INVALID_PARAMETER);
+        }
+        // Concurrent reservations may both add blocks: the pool ends with at least `count`.
+        let mut blocks = self.raw_blocks().count();
+        while blocks < count {
+            let block = self.grow(home)?;
+            // SAFETY: `grow` published the block taken (`OWNED`) and nobody holds a reference
+            // to it: it is in the state `release` leaves a block in (no reference counted,
+            // owner `Idle`, holding nothing, no request in flight), so making it idle hands it
+            // to the next `take`.
+            unsafe { block.as_ref() }
+                .pool_state
+                .store(IDLE, Ordering::Release);
+            blocks += 1;
+        }
+        Ok(())
     }
 
     /// Cancels every request in flight on the pool's blocks (`IoCancelIrp`). The caller must
@@ -1578,6 +1611,47 @@ mod tests {
         }
         // Every request reused the one idle block: no allocation after the first.
         assert_eq!(pool.blocks().count(), 1);
+        drop(pool);
+        session.finish();
+    }
+
+    #[test]
+    fn reserved_blocks_are_idle_and_taken_before_any_is_grown() {
+        let session = Session::start();
+        let pool = BlockPool::new();
+        pool.reserve(core::ptr::null(), 3).unwrap();
+        assert_eq!(pool.blocks().count(), 3);
+        // Met already: nothing added.
+        pool.reserve(core::ptr::null(), 2).unwrap();
+        assert_eq!(
+            pool.reserve(core::ptr::null(), MAX_RESERVED_REQUESTS + 1),
+            Err(crate::Error::INVALID_PARAMETER)
+        );
+        assert_eq!(pool.blocks().count(), 3);
+        // Three requests in flight at once, completed from another thread, each holding a
+        // buffer: they take the three reserved blocks, and the pool does not grow.
+        let in_flight: Vec<_> = (0..3)
+            .map(|_| armed(&pool, Some(Buf::from_slice(b"reserved").unwrap())))
+            .collect();
+        assert_eq!(pool.blocks().count(), 3);
+        let (blocks, irps): (Vec<_>, Vec<_>) = in_flight.into_iter().unzip();
+        let completer = thread::spawn(move || {
+            for irp in irps {
+                irp.complete(STATUS_SUCCESS);
+            }
+        });
+        completer.join().unwrap();
+        for block in &blocks {
+            assert!(block.is_done());
+        }
+        drop(blocks);
+        // A fourth at once grows it.
+        let more: Vec<_> = (0..4).map(|_| armed(&pool, None)).collect();
+        assert_eq!(pool.blocks().count(), 4);
+        for (block, irp) in more {
+            irp.complete(STATUS_SUCCESS);
+            drop(block);
+        }
         drop(pool);
         session.finish();
     }

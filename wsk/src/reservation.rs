@@ -1,0 +1,66 @@
+//! Reserving ahead of I/O: `reserve_requests` on every socket kind and on the client.
+//!
+//! Every request this crate issues uses a completion block (its IRP, its event, the fields
+//! the provider reads and writes) from the pool of its socket — or of its client, for socket
+//! creation, connection and name resolution. A pool grows by one block when a request finds
+//! all of them in use, and keeps its blocks until its owner goes: so steady-state I/O
+//! allocates nothing, but the first time `n` requests are in flight at once costs `n`
+//! allocations, at whatever IRQL and moment that happens — and can fail for lack of memory.
+//!
+//! A driver that knows how many requests it keeps in flight (a receive and a send per
+//! connection, a window of 8 sends, 64 accepts posted) reserves them once, at set-up: from
+//! then on up to that many requests in flight at once allocate nothing and never fail for
+//! lack of a block. A reservation is a floor, not a limit: more requests still grow the
+//! pool. Blocks reserved are freed with their owner (the socket when its last operation and
+//! its close are done, the client at its teardown), never before.
+
+use crate::client::WskClient;
+use crate::socket::{SocketHandle, SocketKind};
+use crate::{ConnectionSocket, DatagramSocket, ListenSocket, Result, StreamSocket};
+
+pub use crate::lifecycle::completion::MAX_RESERVED_REQUESTS;
+
+/// Grows the pool of the socket behind `handle` to `count` blocks.
+fn reserve_on(handle: &SocketHandle, count: usize) -> Result<()> {
+    let core = &handle.core;
+    core.blocks().reserve(core.as_ptr(), count)
+}
+
+macro_rules! reserve_requests_method {
+    ($kind:ident, $what:literal) => {
+        impl $kind {
+            #[doc = concat!(
+                "Reserves completion blocks for `count` requests in flight at once on this ",
+                $what,
+                " socket: until the socket is closed, up to `count` of its requests in flight ",
+                "together allocate nothing (no IRP, no pool block) and never fail for lack of ",
+                "one. Each block missing is allocated now (non-paged pool and an IRP); blocks ",
+                "the socket already has count, so reserving again costs nothing.\n\n",
+                "Fails with [`Error::INVALID_PARAMETER`](crate::Error::INVALID_PARAMETER) ",
+                "above [`MAX_RESERVED_REQUESTS`](crate::MAX_RESERVED_REQUESTS) (nothing ",
+                "allocated), or with `STATUS_INSUFFICIENT_RESOURCES` when memory runs out (the ",
+                "blocks added until then stay reserved). IRQL <= DISPATCH_LEVEL; never waits.",
+            )]
+            pub fn reserve_requests(&self, count: usize) -> Result<()> {
+                reserve_on(self.handle(), count)
+            }
+        }
+    };
+}
+
+reserve_requests_method!(ConnectionSocket, "connection");
+reserve_requests_method!(ListenSocket, "listening");
+reserve_requests_method!(DatagramSocket, "datagram");
+reserve_requests_method!(StreamSocket, "stream");
+
+impl WskClient {
+    /// Reserves completion blocks for `count` client-level requests in flight at once:
+    /// socket creation ([`connect`](WskClient::connect),
+    /// [`bind_datagram`](WskClient::bind_datagram), `create`), name resolution and client
+    /// controls. Until the client's teardown, up to `count` of them in flight together
+    /// allocate no block (the sockets they create are still allocated). Errors and IRQL as
+    /// for [`ConnectionSocket::reserve_requests`].
+    pub fn reserve_requests(&self, count: usize) -> Result<()> {
+        self.core().blocks().reserve(core::ptr::null(), count)
+    }
+}
