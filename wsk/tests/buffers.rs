@@ -853,7 +853,11 @@ fn reserved_requests_in_flight_allocate_nothing() {
     let client = WskClient::register(driver(&session)).unwrap();
     let (unreserved, _peer) = connected(&client);
     let (reserved, _reserved_peer) = connected(&client);
-    let bufs = || -> Vec<Buf> { (0..DEPTH).map(|_| Buf::with_capacity(64).unwrap()).collect() };
+    let bufs = || -> Vec<Buf> {
+        (0..DEPTH)
+            .map(|_| Buf::with_capacity(64).unwrap())
+            .collect()
+    };
     let mut ops = Vec::with_capacity(DEPTH);
 
     // Without a reservation, the first 8 receives in flight at once grow the pool, one block
