@@ -518,13 +518,16 @@ impl<'s> Fixture<'s> {
 
     /// Reserves on the wsk side what `depth` requests in flight use — the raw side made its
     /// [`MAX_DEPTH`] IRPs up front — so that no block is grown while counting: blocks on the
-    /// socket (or, for connect, on the client).
+    /// socket (or, for connect, on the client). Two per request: each is reissued as soon as
+    /// it completes, when the completion routine of the last one may not have let its block
+    /// go yet (see `reserve_requests`).
     fn reserve(&self, depth: usize) {
+        let blocks = 2 * depth;
         match &self.sockets {
-            Sockets::Stream { wsk, .. } => wsk.reserve_requests(depth),
-            Sockets::Datagram { wsk, .. } => wsk.reserve_requests(depth),
-            Sockets::Listen { wsk, .. } => wsk.reserve_requests(depth),
-            Sockets::Connect { .. } => self.client.reserve_requests(depth),
+            Sockets::Stream { wsk, .. } => wsk.reserve_requests(blocks),
+            Sockets::Datagram { wsk, .. } => wsk.reserve_requests(blocks),
+            Sockets::Listen { wsk, .. } => wsk.reserve_requests(blocks),
+            Sockets::Connect { .. } => self.client.reserve_requests(blocks),
         }
         .expect("reserve the blocks of the operations in flight");
     }

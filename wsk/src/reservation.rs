@@ -13,6 +13,16 @@
 //! lack of a block. A reservation is a floor, not a limit: more requests still grow the
 //! pool. Blocks reserved are freed with their owner (the socket when its last operation and
 //! its close are done, the client at its teardown), never before.
+//!
+//! # What "in flight" counts
+//!
+//! A request holds its block from its issue until its completion routine has returned —
+//! which can be a moment *after* its result was delivered: the routine wakes the waiter (or
+//! the task) and only then lets the block go. A driver that issues the next request the
+//! instant the last one completed may therefore find that block not back yet, and take
+//! another. To never allocate whatever the timing, reserve two blocks per request kept in
+//! flight and reissued at once (a window of 8 sends: `reserve_requests(16)`); requests issued
+//! once (64 accepts posted at start) need one each.
 
 use crate::client::WskClient;
 use crate::socket::{SocketHandle, SocketKind};
@@ -35,7 +45,12 @@ macro_rules! reserve_requests_method {
                 " socket: until the socket is closed, up to `count` of its requests in flight ",
                 "together allocate nothing (no IRP, no pool block) and never fail for lack of ",
                 "one. Each block missing is allocated now (non-paged pool and an IRP); blocks ",
-                "the socket already has count, so reserving again costs nothing.\n\n",
+                "the socket already has count, so reserving again costs nothing. A request ",
+                "counts until its completion routine has returned, a moment after its result ",
+                "is delivered: a request reissued the instant the last one completed may not ",
+                "find that block back yet, so reserve two per request kept in flight that way ",
+                "(a window of 8 sends reissued as each completes: `reserve_requests(16)`), one ",
+                "per request issued once.\n\n",
                 "Fails with [`Error::INVALID_PARAMETER`](crate::Error::INVALID_PARAMETER) ",
                 "above [`MAX_RESERVED_REQUESTS`](crate::MAX_RESERVED_REQUESTS) (nothing ",
                 "allocated), or with `STATUS_INSUFFICIENT_RESOURCES` when memory runs out (the ",
