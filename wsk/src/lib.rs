@@ -95,11 +95,14 @@
 //!
 //! Forgetting is safe, and leaks are what it can cause — never a use after free or a wait
 //! at DISPATCH_LEVEL:
-//! - a forgotten operation leaks its completion block (an IRP and its memory), the buffers
-//!   it holds (an [`MdlChain`]'s owner is never dropped, so the memory stays valid) and a
-//!   caller's IRP it was issued with (a forwarded one is never completed: its originator
-//!   waits for good); it is cancelled and completed by the teardown like any other, so it does not
-//!   delay unload;
+//! - a forgotten operation leaks the buffers it holds (an [`MdlChain`]'s owner is never
+//!   dropped, so the memory stays valid), a caller's IRP it was issued with (a forwarded one
+//!   is never completed: its originator waits for good), and its socket's memory — the
+//!   operation keeps the socket's core, so the core and **every completion block of its
+//!   pool** (an IRP and its memory each, reserved ones included: see `reserve_requests`) are
+//!   never freed; a client-level operation (a connect, a resolution) keeps the client's core
+//!   and pool the same way. It is cancelled and completed by the teardown like any other, so
+//!   it does not delay unload;
 //! - a forgotten socket is never closed by its handle; the client's teardown closes it;
 //! - a forgotten [`RetainedData`] leaks its bookkeeping and keeps its socket's memory (the
 //!   core, its IRPs) allocated; the close still revokes the indications, so nothing waits;

@@ -9,8 +9,10 @@
 //!
 //! A driver that knows how many requests it keeps in flight (a receive and a send per
 //! connection, a window of 8 sends, 64 accepts posted) reserves them once, at set-up: from
-//! then on up to that many requests in flight at once allocate nothing and never fail for
-//! lack of a block. A reservation is a floor, not a limit: more requests still grow the
+//! then on up to that many requests in flight at once allocate no completion block and never
+//! fail for lack of one. A request that creates a socket — an accept, a connect through the
+//! client — still allocates the new socket's own state (its core and the IRP reserved for its
+//! close) when it is issued; everything else a request needs is in its block. A reservation is a floor, not a limit: more requests still grow the
 //! pool. Blocks reserved are freed with their owner (the socket when its last operation and
 //! its close are done, the client at its teardown), never before.
 //!
@@ -26,13 +28,18 @@
 
 use crate::client::WskClient;
 use crate::socket::{SocketHandle, SocketKind};
-use crate::{ConnectionSocket, DatagramSocket, ListenSocket, Result, StreamSocket};
+use crate::{ConnectionSocket, DatagramSocket, Error, ListenSocket, Result, StreamSocket};
 
 pub use crate::lifecycle::completion::MAX_RESERVED_REQUESTS;
 
 /// Grows the pool of the socket behind `handle` to `count` blocks.
 fn reserve_on(handle: &SocketHandle, count: usize) -> Result<()> {
     let core = &handle.core;
+    // Blocks added to a closing socket could never serve a request (a close racing this
+    // check is harmless: they are freed with the socket).
+    if core.close_requested() {
+        return Err(Error::SOCKET_CLOSED);
+    }
     core.blocks().reserve(core.as_ptr(), count)
 }
 
@@ -43,8 +50,9 @@ macro_rules! reserve_requests_method {
                 "Reserves completion blocks for `count` requests in flight at once on this ",
                 $what,
                 " socket: until the socket is closed, up to `count` of its requests in flight ",
-                "together allocate nothing (no IRP, no pool block) and never fail for lack of ",
-                "one. Each block missing is allocated now (non-paged pool and an IRP); blocks ",
+                "together allocate no completion block (no IRP, no pool block) and never fail ",
+                "for lack of one — except for the state of the socket an accept creates (its ",
+                "core and close IRP, allocated when the accept is issued). Each block missing is allocated now (non-paged pool and an IRP); blocks ",
                 "the socket already has count, so reserving again costs nothing. A request ",
                 "counts until its completion routine has returned, a moment after its result ",
                 "is delivered: a request reissued the instant the last one completed may not ",
@@ -52,9 +60,13 @@ macro_rules! reserve_requests_method {
                 "(a window of 8 sends reissued as each completes: `reserve_requests(16)`), one ",
                 "per request issued once.\n\n",
                 "Fails with [`Error::INVALID_PARAMETER`](crate::Error::INVALID_PARAMETER) ",
-                "above [`MAX_RESERVED_REQUESTS`](crate::MAX_RESERVED_REQUESTS) (nothing ",
-                "allocated), or with `STATUS_INSUFFICIENT_RESOURCES` when memory runs out (the ",
-                "blocks added until then stay reserved). IRQL <= DISPATCH_LEVEL; never waits.",
+                "above [`MAX_RESERVED_REQUESTS`](crate::MAX_RESERVED_REQUESTS) and with ",
+                "[`Error::SOCKET_CLOSED`](crate::Error::SOCKET_CLOSED) once the socket's close ",
+                "was requested (nothing allocated), or with `STATUS_INSUFFICIENT_RESOURCES` when ",
+                "memory runs out (the blocks added until then stay reserved). A forgotten ",
+                "(`mem::forget`) operation of the socket keeps every block of its pool, ",
+                "reserved ones included, allocated for good. IRQL <= DISPATCH_LEVEL; never ",
+                "waits.",
             )]
             pub fn reserve_requests(&self, count: usize) -> Result<()> {
                 reserve_on(self.handle(), count)
@@ -73,8 +85,9 @@ impl WskClient {
     /// socket creation ([`connect`](WskClient::connect),
     /// [`bind_datagram`](WskClient::bind_datagram), `create`), name resolution and client
     /// controls. Until the client's teardown, up to `count` of them in flight together
-    /// allocate no block (the sockets they create are still allocated). Errors and IRQL as
-    /// for [`ConnectionSocket::reserve_requests`].
+    /// allocate no block (the sockets they create are still allocated: each one's core and
+    /// close IRP). Errors and IRQL as for [`ConnectionSocket::reserve_requests`] (a client
+    /// is never closed while it can be called).
     pub fn reserve_requests(&self, count: usize) -> Result<()> {
         self.core().blocks().reserve(core::ptr::null(), count)
     }

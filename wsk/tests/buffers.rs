@@ -965,6 +965,59 @@ fn a_client_reservation_serves_socket_creation() {
     session.finish();
 }
 
+#[test]
+fn a_closed_socket_refuses_a_reservation_and_allocates_nothing() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let (socket, _peer) = connected(&client);
+    let (other, _other_peer) = connected(&client);
+    // The client's teardown closes both; their handles outlive it.
+    client.shutdown().unwrap();
+    let before = kernel_allocations(&session);
+    assert_eq!(socket.reserve_requests(DEPTH), Err(Error::SOCKET_CLOSED));
+    assert_eq!(other.reserve_requests(1), Err(Error::SOCKET_CLOSED));
+    assert_eq!(kernel_allocations(&session), before);
+    drop((socket, other));
+    session.finish();
+}
+
+#[test]
+fn reserved_accepts_allocate_only_the_state_of_the_sockets_they_create() {
+    let session = Session::start();
+    let client = WskClient::register(driver(&session)).unwrap();
+    let listener = client
+        .listen("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    let accepts_in_flight = |listener: &wsk::ListenSocket| {
+        let before = session.report();
+        let ops: Vec<_> = (0..DEPTH)
+            .map(|_| Box::pin(start(Box::pin(listener.accept()))))
+            .collect();
+        let after = session.report();
+        (ops, after.irps_allocated - before.irps_allocated)
+    };
+    // Unreserved: a block (an IRP) each but the one its bind left, and the close IRP of the
+    // socket each will create.
+    let (ops, irps) = accepts_in_flight(&listener);
+    assert_eq!(irps, 2 * DEPTH as u64 - 1);
+    drop(ops);
+    // Reserved on a fresh listener: only the new sockets' close IRPs, as documented.
+    let reserved = client
+        .listen("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    reserved.reserve_requests(DEPTH).unwrap();
+    let (ops, irps) = accepts_in_flight(&reserved);
+    assert_eq!(
+        irps, DEPTH as u64,
+        "one close IRP per socket to be accepted"
+    );
+    drop(ops);
+    drop((listener, reserved, client));
+    session.finish();
+}
+
 // ---- caller-owned IRPs ----------------------------------------------------------------------
 
 #[test]
