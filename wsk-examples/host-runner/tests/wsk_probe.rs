@@ -7,6 +7,7 @@
 
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use wsk_host::{FaultPlan, Nth, RegValue, Rule, Session};
@@ -92,17 +93,30 @@ fn show(table: &Table) -> String {
         .join("\n")
 }
 
-/// A base port N such that N..N+9 are free on 127.0.0.1 for TCP and UDP now.
+/// The lowest port of the system's ephemeral range: ports the kernel picks by itself (a bind
+/// to port 0, a connect's local port) come from there. Linux's is in
+/// `/proc/sys/net/ipv4/ip_local_port_range` (32768 by default); Windows' starts at 49152.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
+}
+
+/// Nine consecutive ports free on 127.0.0.1 (TCP and UDP), for the probe's fixed ports. They
+/// are taken below the ephemeral range, where no port is handed out by the kernel to the
+/// tests running alongside (which bind port 0 and connect all the time): so ports free when
+/// checked stay free until the probe binds them. Each call starts from another place
+/// (process and call count), as the tests of this binary run at once.
 fn free_ports() -> u16 {
-    for _ in 0..100 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 65_000 {
-            continue;
-        }
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    const FIRST: u32 = 10_000;
+    let span = u32::from(ephemeral_low()).saturating_sub(FIRST + 9).max(1);
+    let seed = std::process::id().wrapping_mul(7919);
+    for _ in 0..200 {
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let base = FIRST + (seed.wrapping_add(call.wrapping_mul(613)) % span);
+        let base = u16::try_from(base).expect("below the ephemeral range");
         let free = (base..base + 9).all(|port| {
             TcpListener::bind(("127.0.0.1", port)).is_ok()
                 && UdpSocket::bind(("127.0.0.1", port)).is_ok()
@@ -111,7 +125,7 @@ fn free_ports() -> u16 {
             return base;
         }
     }
-    panic!("no 9 free ports in a row on 127.0.0.1");
+    panic!("no 9 free ports in a row on 127.0.0.1 below the ephemeral range");
 }
 
 #[test]
