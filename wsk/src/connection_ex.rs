@@ -137,7 +137,7 @@ unsafe fn ex_table(socket: PWSK_SOCKET, category: Category) -> ExTable {
 }
 
 fn require(core: &Shared<SocketCore>, feature: Feature) -> Result<()> {
-    if core.client.info().supports(feature) {
+    if core.client().info().supports(feature) {
         Ok(())
     } else {
         Err(Error::NOT_SUPPORTED)

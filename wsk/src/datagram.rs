@@ -283,7 +283,7 @@ impl Issue for SendMessagesRequest {
     type Output = (Result<usize>, BufList);
 
     fn start(&mut self) -> Result<BlockRef> {
-        if !self.core.client.info().supports(Feature::SendMessages) {
+        if !self.core.client().info().supports(Feature::SendMessages) {
             return Err(Error::NOT_SUPPORTED);
         }
         require_family(&self.remote, self.core.family)?;

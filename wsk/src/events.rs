@@ -345,7 +345,7 @@ impl<'a> Incoming<'a> {
     fn take(&self) -> Result<ConnectionSocket> {
         let _hold = self.listener.enter()?;
         let core = SocketCore::new(
-            &self.listener.client,
+            self.listener.client(),
             Category::Connection,
             self.listener.family,
             Handlers::none(),

@@ -73,6 +73,9 @@ pub(crate) struct Pended {
     phase: AtomicU8,
 }
 
+// Freed with its last reference.
+impl crate::lifecycle::shared::LastReference for Pended {}
+
 /// The pended inspections of a listening socket (kept with its handler), so that an abort
 /// event settles the right one.
 pub(crate) struct PendedList {

@@ -169,7 +169,7 @@ impl Issue for AcceptRequest {
 
     fn start(&mut self) -> Result<BlockRef> {
         let core = SocketCore::new(
-            &self.listener.client,
+            self.listener.client(),
             Category::Connection,
             self.listener.family,
             Handlers::none(),

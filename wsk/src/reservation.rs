@@ -11,8 +11,9 @@
 //! connection, a window of 8 sends, 64 accepts posted) reserves them once, at set-up: from
 //! then on up to that many requests in flight at once allocate no completion block and never
 //! fail for lack of one. A request that creates a socket — an accept, a connect through the
-//! client — still allocates the new socket's own state (its core and the IRP reserved for its
-//! close) when it is issued; everything else a request needs is in its block. A reservation is a floor, not a limit: more requests still grow the
+//! client — also needs the new socket's own state (its core and the IRP reserved for its
+//! close): it takes one of its client's spare sockets (the cores of its sockets closed
+//! before, kept for reuse), and allocates one only when there is none. A reservation is a floor, not a limit: more requests still grow the
 //! pool. Blocks reserved are freed with their owner (the socket when its last operation and
 //! its close are done, the client at its teardown), never before.
 //!
@@ -52,7 +53,8 @@ macro_rules! reserve_requests_method {
                 " socket: until the socket is closed, up to `count` of its requests in flight ",
                 "together allocate no completion block (no IRP, no pool block) and never fail ",
                 "for lack of one — except for the state of the socket an accept creates (its ",
-                "core and close IRP, allocated when the accept is issued). Each block missing is allocated now (non-paged pool and an IRP); blocks ",
+                "core and close IRP), which is allocated when the accept is issued unless the ",
+                "client has a spare one (a socket closed before). Each block missing is allocated now (non-paged pool and an IRP); blocks ",
                 "the socket already has count, so reserving again costs nothing. A request ",
                 "counts until its completion routine has returned, a moment after its result ",
                 "is delivered: a request reissued the instant the last one completed may not ",
@@ -85,8 +87,8 @@ impl WskClient {
     /// socket creation ([`connect`](WskClient::connect),
     /// [`bind_datagram`](WskClient::bind_datagram), `create`), name resolution and client
     /// controls. Until the client's teardown, up to `count` of them in flight together
-    /// allocate no block (the sockets they create are still allocated: each one's core and
-    /// close IRP). Errors and IRQL as for [`ConnectionSocket::reserve_requests`] (a client
+    /// allocate no block (the sockets they create take the cores of sockets closed before,
+    /// if the client keeps some, or allocate them). Errors and IRQL as for [`ConnectionSocket::reserve_requests`] (a client
     /// is never closed while it can be called).
     pub fn reserve_requests(&self, count: usize) -> Result<()> {
         self.core().blocks().reserve(core::ptr::null(), count)

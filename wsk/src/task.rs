@@ -59,6 +59,9 @@ struct Task {
     in_deferred: UnsafeCell<bool>,
 }
 
+// Freed with its last reference.
+impl crate::lifecycle::shared::LastReference for Task {}
+
 /// How many operations a task may start in one run — one wake-up, usually inside a
 /// completion routine at DISPATCH_LEVEL — before the run ends and the task continues from a
 /// work item at PASSIVE_LEVEL. A task whose requests all complete inline would otherwise
@@ -95,6 +98,9 @@ struct SetCore {
     work_item_runs: AtomicUsize,
     work_item_idle: UnsafeCell<KEVENT>,
 }
+
+// Freed with its last reference.
+impl crate::lifecycle::shared::LastReference for SetCore {}
 
 struct DeferredList {
     head: *const Task,
@@ -563,6 +569,9 @@ pub fn block_on<F: Future>(future: F) -> Result<F::Output> {
 struct Signal {
     event: UnsafeCell<KEVENT>,
 }
+
+// Freed with its last reference.
+impl crate::lifecycle::shared::LastReference for Signal {}
 
 // SAFETY: a kernel event may be signalled from any thread.
 unsafe impl Send for Signal {}

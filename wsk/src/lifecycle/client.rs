@@ -10,8 +10,9 @@ use wsk_sys::*;
 use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode};
 
 use super::completion::BlockPool;
-use super::shared::Shared;
+use super::shared::{Shared, Spare};
 use super::socket::SocketCore;
+use super::spare_sockets::SpareSockets;
 use crate::irql::{Irql, require_at_most};
 use crate::sync::SpinLock;
 use crate::{Error, Result};
@@ -168,7 +169,12 @@ pub(crate) struct ClientCore {
     all_closed: UnsafeCell<KEVENT>,
     blocks: BlockPool,
     work_item: AtomicPtr<IO_WORKITEM>,
+    /// Cores of the client's closed sockets, for its next ones.
+    spare_sockets: SpinLock<SpareSockets>,
 }
+
+// Freed with its last reference.
+impl super::shared::LastReference for ClientCore {}
 
 // SAFETY: the WSK structures are used by the provider from any thread; the mutable parts are
 // behind the spin lock or written only before the core is shared.
@@ -197,6 +203,17 @@ impl ClientCore {
         // SAFETY: valid while the NPI is captured, which lasts while any socket is open or a
         // client request is open (the teardown releases it only after both are over).
         unsafe { &*self.npi().Dispatch }
+    }
+
+    /// A spare socket core to reuse, if the client keeps one. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn take_spare_socket(&self) -> Option<Spare<SocketCore>> {
+        self.spare_sockets.lock().take()
+    }
+
+    /// Keeps the core of a closed socket, reset for reuse, unless enough are kept; hands it
+    /// back then. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn keep_spare_socket(&self, spare: Spare<SocketCore>) -> Option<Spare<SocketCore>> {
+        self.spare_sockets.lock().keep(spare)
     }
 
     /// The completion blocks of client-level requests.
@@ -466,6 +483,7 @@ impl WskClient {
             all_closed: UnsafeCell::new(KEVENT::default()),
             blocks: BlockPool::new(),
             work_item: AtomicPtr::new(work_item),
+            spare_sockets: SpinLock::new(SpareSockets::new()),
         }) {
             Ok(core) => core,
             Err(error) => {

@@ -160,7 +160,8 @@ impl Scratch {
 ///
 /// # Invariants
 /// - The block lives in the [`BlockPool`] of one owner from its allocation until that pool is
-///   dropped; `next_in_pool` does not change after it was published.
+///   dropped (or trims it, with exclusive access: [`BlockPool::trim`]); `next_in_pool` does
+///   not change after it was published, except by that trim.
 /// - `pool_state` is `OWNED` while a [`BlockRef`] exists; `owner` then holds a reference to the
 ///   pool's owner, so the pool (and the block) outlive every reference.
 /// - `refs` counts the [`BlockRef`]s plus one while the IRP is in flight.
@@ -1159,6 +1160,34 @@ impl BlockPool {
     }
 }
 
+impl BlockPool {
+    /// Frees the blocks beyond the first `keep`: for a pool whose owner is kept for reuse,
+    /// which should not pin what a past reservation or burst grew.
+    ///
+    /// Exclusive access (`&mut`): no reference to any block exists, none is in flight.
+    pub(crate) fn trim(&mut self, keep: usize) {
+        let mut link: *mut *const Block = core::ptr::from_mut(self.head.get_mut()).cast();
+        for _ in 0..keep {
+            // SAFETY: `link` is the pool's head or the link of a block the pool owns; blocks
+            // live as long as the pool.
+            let Some(block) = NonNull::new(unsafe { *link }.cast_mut()) else {
+                return;
+            };
+            // SAFETY: as above; exclusive access, so the link may be written below.
+            link = unsafe { &raw mut (*block.as_ptr()).next_in_pool };
+        }
+        // SAFETY: exclusive access; the rest of the list is cut off, then freed.
+        let mut next = unsafe { core::mem::replace(&mut *link, core::ptr::null()) }.cast_mut();
+        while let Some(ptr) = NonNull::new(next) {
+            // SAFETY: a block of the pool, from `Box::into_raw`, unreferenced (exclusive
+            // access) and now out of the list.
+            let block = unsafe { Box::from_raw(ptr.as_ptr()) };
+            debug_assert_eq!(block.pool_state.load(Ordering::Relaxed), IDLE);
+            next = block.next_in_pool.cast_mut();
+        }
+    }
+}
+
 impl Drop for BlockPool {
     fn drop(&mut self) {
         let mut next = *self.head.get_mut();
@@ -1653,6 +1682,29 @@ mod tests {
             drop(block);
         }
         drop(pool);
+        session.finish();
+    }
+
+    #[test]
+    fn a_trimmed_pool_keeps_its_first_blocks_and_frees_the_rest() {
+        let session = Session::start();
+        let mut pool = BlockPool::new();
+        pool.trim(2);
+        pool.reserve(core::ptr::null(), 6).unwrap();
+        let first: Vec<_> = pool.raw_blocks().take(4).collect();
+        pool.trim(4);
+        assert_eq!(pool.raw_blocks().collect::<Vec<_>>(), first);
+        // Still a working pool: a request takes a kept block.
+        let (block, irp) = armed(&pool, None);
+        irp.complete(STATUS_SUCCESS);
+        drop(block);
+        assert_eq!(pool.blocks().count(), 4);
+        pool.trim(4);
+        assert_eq!(pool.blocks().count(), 4);
+        pool.trim(0);
+        assert_eq!(pool.blocks().count(), 0);
+        drop(pool);
+        // Every IRP of the trimmed blocks was freed.
         session.finish();
     }
 }

@@ -129,3 +129,4 @@ pub(crate) mod op;
 pub(crate) mod retention;
 pub(crate) mod shared;
 pub(crate) mod socket;
+pub(crate) mod spare_sockets;

@@ -61,6 +61,9 @@ pub(crate) struct Retention {
     this: AtomicPtr<Retention>,
 }
 
+// Freed with its last reference.
+impl super::shared::LastReference for Retention {}
+
 // SAFETY: the indication is provider memory usable from any thread until released; the
 // mutable fields are guarded by the socket's lock.
 unsafe impl Send for Retention {}

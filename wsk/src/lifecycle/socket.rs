@@ -19,7 +19,8 @@ use super::completion::{BlockPool, BlockRef, Held};
 use super::op::Op;
 use super::op::issue::Issue;
 use super::retention::{RetainedList, RetainedLock};
-use super::shared::Shared;
+use super::shared::{LastReference, Shared, Spare};
+use super::spare_sockets::MAX_SPARE_BLOCKS;
 use crate::addr::AddressFamily;
 use crate::events::Handlers;
 use crate::irp::Irp;
@@ -127,7 +128,9 @@ pub(crate) struct SocketCore {
     this: AtomicPtr<SocketCore>,
     pub(crate) category: Category,
     pub(crate) family: AddressFamily,
-    pub(crate) client: Shared<ClientCore>,
+    /// The client: always there while references point to the core; a spare kept by its
+    /// client for reuse has none (see [`super::spare_sockets`]).
+    client: Option<Shared<ClientCore>>,
     blocks: BlockPool,
     gate: Gate,
     close_irp: UnsafeCell<Irp>,
@@ -160,13 +163,23 @@ impl SocketCore {
         handlers: Handlers,
     ) -> Result<Shared<SocketCore>> {
         handlers.check()?;
+        if let Some(mut spare) = client.take_spare_socket() {
+            // A core reset by the last reference of an earlier socket of this client: its
+            // close IRP, event and blocks serve this one.
+            let core = spare.value_mut();
+            core.client = Some(client.clone());
+            core.category = category;
+            core.family = family;
+            core.handlers = handlers;
+            return Ok(spare.revive());
+        }
         let close_irp = Irp::new()?;
         let core = Shared::try_new(SocketCore {
             raw: AtomicPtr::new(core::ptr::null_mut()),
             this: AtomicPtr::new(core::ptr::null_mut()),
             category,
             family,
-            client: client.clone(),
+            client: Some(client.clone()),
             blocks: BlockPool::new(),
             gate: Gate::new(),
             close_irp: UnsafeCell::new(close_irp),
@@ -187,6 +200,53 @@ impl SocketCore {
         unsafe { KeInitializeEvent(core.closed_event.get(), NotificationEvent, FALSE) };
         core.this.store(core.as_ptr().cast_mut(), Ordering::Relaxed);
         Ok(core)
+    }
+
+    /// The client the socket belongs to.
+    pub(crate) fn client(&self) -> &Shared<ClientCore> {
+        // Only a spare, which no reference points to, has no client.
+        self.client
+            .as_ref()
+            .expect("a socket core has its client while it is referenced")
+    }
+
+    /// Readies the core of a socket whose last reference went for another socket of its
+    /// client: everything of this socket's is dropped or reset (handler, retained list,
+    /// waker, links, close state), the close IRP made reusable, the blocks trimmed; returns
+    /// the client reference it held, or `None` (and changes nothing) when the core is not
+    /// reusable: the provider's socket was created and its close never completed (which a
+    /// last reference never sees, as the provider holds one until then).
+    ///
+    /// Exclusive access: no reference to the core, no request in flight, no block in use.
+    /// IRQL <= DISPATCH_LEVEL.
+    fn reset_for_reuse(&mut self) -> Option<Shared<ClientCore>> {
+        if !self.raw.get_mut().is_null() && !*self.closed.get_mut() {
+            return None;
+        }
+        let client = self.client.take()?;
+        *self.raw.get_mut() = core::ptr::null_mut();
+        self.gate = Gate::new();
+        *self.closed.get_mut() = false;
+        *self.close_status.get_mut() = STATUS_PENDING;
+        // SAFETY: the event lives in the core; nobody waits on it (no reference to the core).
+        unsafe { KeClearEvent(self.closed_event.get()) };
+        self.closed_waker = AtomicWaker::new();
+        self.handlers = Handlers::none();
+        *self.callbacks_armed.get_mut() = false;
+        self.retained = RetainedLock::new(RetainedList::new());
+        *self.links.get_mut() = Links {
+            prev: core::ptr::null(),
+            next: core::ptr::null(),
+            linked: false,
+        };
+        // Used by the close (or never): reset for the next one. Possibly from inside its own
+        // completion routine (the close's completion drops the provider's reference, which
+        // may be the last), which has returned nothing yet: it touches the IRP no more, and
+        // returns `STATUS_MORE_PROCESSING_REQUIRED`, after which the I/O manager does not
+        // either — as for an IRP freed there.
+        self.close_irp.get_mut().reuse();
+        self.blocks.trim(MAX_SPARE_BLOCKS);
+        Some(client)
     }
 
     /// The lock of this socket's retained indications.
@@ -221,7 +281,7 @@ impl SocketCore {
     /// context, which the provider now holds.
     pub(crate) unsafe fn attach(core: &Shared<SocketCore>, socket: PWSK_SOCKET) {
         core.raw.store(socket, Ordering::Release);
-        if !core.client.link(core) {
+        if !core.client().link(core) {
             // The client is shutting down: the new socket is closed at once.
             core.request_close();
         }
@@ -281,7 +341,7 @@ impl SocketCore {
         {
             return Err(Error::from_status(STATUS_INVALID_DEVICE_STATE));
         }
-        core.client.unlink(core);
+        core.client().unlink(core);
         let socket = core.raw.swap(core::ptr::null_mut(), Ordering::AcqRel);
         core.mark_closed(STATUS_SUCCESS);
         Ok(socket)
@@ -406,6 +466,22 @@ impl SocketCore {
     }
 }
 
+impl LastReference for SocketCore {
+    /// Goes back to its client for reuse ([`super::spare_sockets`]) unless the client keeps
+    /// enough spares already.
+    fn last_reference_gone(mut spare: Spare<SocketCore>) -> Option<Spare<SocketCore>> {
+        let Some(client) = spare.value_mut().reset_for_reuse() else {
+            return Some(spare);
+        };
+        let unkept = client.keep_spare_socket(spare);
+        // Last: this may be the client's last reference, which frees its spares (this one
+        // included, if kept), and what was not kept is freed by the caller; neither is
+        // touched here any more.
+        drop(client);
+        unkept
+    }
+}
+
 impl Drop for SocketCore {
     fn drop(&mut self) {
         debug_assert!(
@@ -458,7 +534,7 @@ unsafe extern "system" fn close_complete(
     // then.
     unsafe {
         let core = Shared::<SocketCore>::from_raw(context.cast::<SocketCore>());
-        core.client.unlink(&core);
+        core.client().unlink(&core);
         core.mark_closed(io_status::status(&raw const (*irp).IoStatus));
         // No callback runs after the close: the handler goes now, not with the core's last
         // reference — what it owns (an operation on this very socket, say) would otherwise
