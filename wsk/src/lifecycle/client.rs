@@ -170,7 +170,7 @@ pub(crate) struct ClientCore {
     blocks: BlockPool,
     work_item: AtomicPtr<IO_WORKITEM>,
     /// Cores of the client's closed sockets, for its next ones.
-    spare_sockets: SpinLock<SpareSockets>,
+    spare_sockets: SpareSockets,
 }
 
 // Freed with its last reference.
@@ -207,13 +207,13 @@ impl ClientCore {
 
     /// A spare socket core to reuse, if the client keeps one. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn take_spare_socket(&self) -> Option<Spare<SocketCore>> {
-        self.spare_sockets.lock().take()
+        self.spare_sockets.take()
     }
 
     /// Keeps the core of a closed socket, reset for reuse, unless enough are kept; hands it
     /// back then. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn keep_spare_socket(&self, spare: Spare<SocketCore>) -> Option<Spare<SocketCore>> {
-        self.spare_sockets.lock().keep(spare)
+        self.spare_sockets.keep(spare)
     }
 
     /// The completion blocks of client-level requests.
@@ -483,7 +483,7 @@ impl WskClient {
             all_closed: UnsafeCell::new(KEVENT::default()),
             blocks: BlockPool::new(),
             work_item: AtomicPtr::new(work_item),
-            spare_sockets: SpinLock::new(SpareSockets::new()),
+            spare_sockets: SpareSockets::new(),
         }) {
             Ok(core) => core,
             Err(error) => {

@@ -14,6 +14,8 @@
 //! at most [`MAX_SPARE_BLOCKS`] completion blocks; what is beyond is freed when the socket's
 //! last reference goes.
 
+use core::sync::atomic::{AtomicPtr, Ordering};
+
 use super::shared::Spare;
 use super::socket::SocketCore;
 
@@ -24,53 +26,62 @@ pub(crate) const MAX_SPARE_SOCKETS: usize = 16;
 /// burst or a reservation, are freed when it becomes a spare).
 pub(crate) const MAX_SPARE_BLOCKS: usize = 4;
 
-/// A client's spare socket cores: a list linked through the cores' own (unused) `links`,
-/// guarded by the client's spin lock around it.
+/// A client's spare socket cores, one per slot: kept with a compare-exchange into an empty
+/// slot, taken with a swap that empties one — so a spare is taken by exactly one thread, with
+/// no lock and no ABA problem, at any IRQL <= DISPATCH_LEVEL.
 ///
 /// # Invariants
-/// `head` is null or a spare given up with [`Spare::into_raw`], whose `links.next` is the
-/// next one; `count` is the length of the list; nothing else points to a listed core.
+/// Each slot is null or holds a spare given up with [`Spare::into_raw`], which nothing else
+/// points to.
 pub(crate) struct SpareSockets {
-    head: *const SocketCore,
-    count: usize,
+    slots: [AtomicPtr<SocketCore>; MAX_SPARE_SOCKETS],
 }
 
-// SAFETY: the listed cores are exclusively the list's (like boxes it owns), and `SocketCore`
-// is `Send`.
-unsafe impl Send for SpareSockets {}
-
 impl SpareSockets {
-    /// An empty list.
+    /// No spare.
     pub(crate) const fn new() -> SpareSockets {
         SpareSockets {
-            head: core::ptr::null(),
-            count: 0,
+            slots: [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_SPARE_SOCKETS],
         }
     }
 
-    /// Keeps `spare` (reset for reuse by its last reference) unless the list is full; hands
-    /// it back then, to be freed.
-    pub(crate) fn keep(&mut self, mut spare: Spare<SocketCore>) -> Option<Spare<SocketCore>> {
-        if self.count >= MAX_SPARE_SOCKETS {
-            return Some(spare);
+    /// Keeps `spare` (reset for reuse by its last reference) in an empty slot; hands it back
+    /// when there is none, to be freed.
+    pub(crate) fn keep(&self, spare: Spare<SocketCore>) -> Option<Spare<SocketCore>> {
+        let raw = spare.into_raw().cast_mut();
+        for slot in &self.slots {
+            // Release: the reset of the core happens before its taker's Acquire.
+            if slot
+                .compare_exchange(
+                    core::ptr::null_mut(),
+                    raw,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                return None;
+            }
         }
-        spare.value_mut().links.get_mut().next = self.head;
-        self.head = spare.into_raw();
-        self.count += 1;
-        None
+        // SAFETY: given up just above and stored nowhere: taken back once.
+        Some(unsafe { Spare::from_raw(raw) })
     }
 
     /// A spare socket core, if one is kept.
-    pub(crate) fn take(&mut self) -> Option<Spare<SocketCore>> {
-        if self.head.is_null() {
-            return None;
+    pub(crate) fn take(&self) -> Option<Spare<SocketCore>> {
+        for slot in &self.slots {
+            // A plain load first: an empty slot costs no read-modify-write.
+            if slot.load(Ordering::Relaxed).is_null() {
+                continue;
+            }
+            let raw = slot.swap(core::ptr::null_mut(), Ordering::Acquire);
+            if !raw.is_null() {
+                // SAFETY: a kept spare (invariant), which the swap took out of its slot:
+                // this thread alone takes it back.
+                return Some(unsafe { Spare::from_raw(raw) });
+            }
         }
-        // SAFETY: a listed spare (invariant), taken off the list once here.
-        let mut spare = unsafe { Spare::from_raw(self.head) };
-        let links = spare.value_mut().links.get_mut();
-        self.head = core::mem::replace(&mut links.next, core::ptr::null());
-        self.count -= 1;
-        Some(spare)
+        None
     }
 }
 
