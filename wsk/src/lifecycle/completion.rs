@@ -268,14 +268,18 @@ impl BlockRef {
             Some(ptr) => ptr,
             None => pool.grow(home)?,
         };
-        // SAFETY: taken from the pool (IDLE -> OWNED): no reference exists, exclusive access.
-        // An idle block's owner is `Owner::Idle` (`release` takes it before the block goes
-        // back), which owns nothing: it is overwritten without drop glue.
+        // SAFETY: taken from the pool (IDLE -> OWNED): no reference exists, so its request
+        // fields are ours. The block is still in the pool's list, whose walkers read its link
+        // and state at any moment: only the fields written here are touched, never the whole
+        // block through one `&mut` (which would race with those reads). An idle block's owner
+        // is `Owner::Idle` (`release` takes it before the block goes back), which owns
+        // nothing: it is overwritten without drop glue.
         unsafe {
-            let block = &mut *ptr.as_ptr();
-            block.refs.store(1, Ordering::Relaxed);
-            debug_assert!(matches!(*block.owner.get_mut(), Owner::Idle));
-            core::ptr::write(block.owner.get_mut(), owner);
+            let block = ptr.as_ptr();
+            (*block).refs.store(1, Ordering::Relaxed);
+            let owner_slot = (*block).owner.get();
+            debug_assert!(matches!(*owner_slot, Owner::Idle));
+            core::ptr::write(owner_slot, owner);
         }
         Ok(BlockRef { ptr })
     }
@@ -1705,6 +1709,36 @@ mod tests {
         assert_eq!(pool.blocks().count(), 0);
         drop(pool);
         // Every IRP of the trimmed blocks was freed.
+        session.finish();
+    }
+
+    #[test]
+    fn threads_taking_blocks_while_others_walk_the_pool() {
+        // A block taken from the pool stays in its list: other threads walk through it (its
+        // link) looking for an idle one while its taker fills it in. Under Miri, writing the
+        // taken block through a reference to the whole of it races with those reads.
+        let session = Session::start();
+        let pool = Arc::new(BlockPool::new());
+        let rounds = if cfg!(miri) { 4 } else { 200 };
+        let threads: Vec<_> = (0..3)
+            .map(|_| {
+                let pool = Arc::clone(&pool);
+                thread::spawn(move || {
+                    for _ in 0..rounds {
+                        let (block, irp) = armed(&pool, None);
+                        irp.complete(STATUS_SUCCESS);
+                        assert!(block.is_done());
+                        drop(block);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let pool = Arc::into_inner(pool).unwrap();
+        assert!(pool.blocks().count() <= 3, "a block per thread at most");
+        drop(pool);
         session.finish();
     }
 }
