@@ -188,18 +188,22 @@ pub unsafe extern "system" fn WskDeregister(WskRegistration: PWSK_REGISTRATION) 
             .0;
     }
     drop(guard);
-    let client_ptr = std::ptr::from_ref(client);
     REGISTRATIONS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .get_or_insert_with(HashSet::new)
-        .remove(&(client_ptr as usize));
-    // SAFETY: deregistered: nothing refers to the client any more; the registration is the
-    // caller's and is reset.
+        .remove(&(std::ptr::from_ref(client) as usize));
+    // SAFETY: deregistered: nothing refers to the client any more (`client` is not used
+    // again); the registration is the caller's and is reset. The client is freed through the
+    // pointer the registration kept — the box's own, from `Box::into_raw` — not through one
+    // made from the shared reference, which may not free it.
     unsafe {
+        let boxed = (*WskRegistration)
+            .ReservedRegistrationContext
+            .cast::<HostClient>();
         (*WskRegistration).ReservedRegistrationContext = std::ptr::null_mut();
         (*WskRegistration).ReservedRegistrationState = 0;
-        drop(Box::from_raw(client_ptr.cast_mut()));
+        drop(Box::from_raw(boxed));
     }
 }
 

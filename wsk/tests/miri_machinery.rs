@@ -1,6 +1,8 @@
-//! The unsafe machinery of `wsk` that needs no WSK provider — spin locks, the task executor,
-//! `block_on`'s waker, buffers and IRPs — driven from several threads, on wsk-host's kernel
-//! functions (events, spin locks, pool, MDLs, IRPs, the emulated IRQL).
+//! The unsafe machinery of `wsk` that needs no network — spin locks, the task executor,
+//! `block_on`'s waker, buffers and IRPs, a client's completion blocks and spare sockets with
+//! every socket creation failing at the provider — driven from several threads, on
+//! wsk-host's kernel functions (events, spin locks, pool, MDLs, IRPs, the emulated IRQL) and
+//! its provider's registration.
 //!
 //! The test suite also runs this file under Miri (Stacked Borrows), which checks every
 //! pointer these types hand around; the iteration counts are smaller there (`cfg(miri)`) so
@@ -656,4 +658,38 @@ fn irp_cancelled_from_another_thread() {
     drop(event);
     let report = session.finish();
     assert_eq!((report.irps_allocated, report.irps_freed), (1, 1));
+}
+
+// ---- a client, its completion blocks and its spare sockets ---------------------------------------
+
+/// A client whose socket creations all fail at the provider: each creation takes a block of
+/// the client's pool and a socket core (a spare one when the client keeps some, which the
+/// failed socket's last reference gives back), from several threads at once — the pool's
+/// lock-free list walked while blocks are taken, the spare slots filled and emptied — then
+/// the client's teardown frees the spares, and the provider deregisters it. No socket is
+/// ever created, so none of this needs the network.
+#[test]
+fn failed_creations_from_several_threads_share_the_pool_and_the_spare_sockets() {
+    let session = Session::start();
+    session.set_faults(
+        wsk_host::FaultPlan::new(17).fail_requests("WskSocket", STATUS_INSUFFICIENT_RESOURCES),
+    );
+    let client = Arc::new(wsk::WskClient::register(driver(&session)).unwrap());
+    let rounds = if cfg!(miri) { 3 } else { 50 };
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let client = Arc::clone(&client);
+            thread::spawn(move || {
+                for _ in 0..rounds {
+                    let created = client.bind_datagram("127.0.0.1:0".parse().unwrap()).wait();
+                    assert_eq!(created.unwrap_err(), wsk::Error::INSUFFICIENT_RESOURCES);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    Arc::into_inner(client).unwrap().shutdown().unwrap();
+    session.finish();
 }
