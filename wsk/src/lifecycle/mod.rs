@@ -67,13 +67,18 @@
 //!           adopted (`from_raw`: a reference stands for the provider's) ─attached→ open
 //!           open ─`into_raw` (no user, no handler, no callbacks armed, no reference but the
 //!                handle's and the provider's)→ detached: close claimed, unlinked, core
-//!                freed; the caller owns the socket's `WskCloseSocket`
+//!                released; the caller owns the socket's `WskCloseSocket`
 //!           open ─close requested (handle drop, close(), client teardown)→ closing
 //!           closing: in-flight requests cancelled, retained data revoked; WskCloseSocket
 //!                    issued once the gate is empty (no provider call in progress, no
 //!                    retained indication left: see `retention`)
 //!           ─close completion routine: unlinked, handler dropped, provider reference
 //!            released→ closed
+//!           closed (or never created, or detached) ─last reference gone→ spare: reset (no
+//!            client reference, no handler, close IRP reused, blocks trimmed to 4) and kept
+//!            by its client, or freed when it keeps 16 already ([`spare_sockets`])
+//!           spare ─the client's next socket of any kind→ creating (or adopted); freed with
+//!            the client
 //! client:   registered ─teardown→ shutting down: no new socket or request; client
 //!           requests cancelled; every socket closed ─all closes and requests over→
 //!           NPI released, deregistered, work item freed
@@ -89,6 +94,7 @@
 //! | install or restore a caller's IRP; release a block: drop an uncollected buffer (any [`IoBuf`](crate::IoBuf): its `Drop` must allow it), free or complete (forwarded) an uncollected caller's IRP | <= DISPATCH_LEVEL (the release of an abandoned request runs in its completion routine) |
 //! | completion routine, close completion, event callbacks, task polls | <= DISPATCH_LEVEL (usually DISPATCH_LEVEL; PASSIVE_LEVEL for an inline completion), inside a [`callback::CallbackScope`] |
 //! | request close, attach or link a new socket, adopt (`from_raw`) or detach (`into_raw`) | <= DISPATCH_LEVEL |
+//! | a socket's last reference: reset as a spare (its handler, if never closed, dropped there), kept or freed; a spare taken | <= DISPATCH_LEVEL (often inside the close's completion routine) |
 //! | blocking waits (`Op::wait`, `Close::wait`, `block_on`, `TaskSet::wait_idle`, registration) | <= APC_LEVEL, refused inside every callback scope |
 //! | client teardown | PASSIVE_LEVEL: inline when dropped there outside a callback scope, else a work item |
 //! | teardown's `KeFlushQueuedDpcs` (after every request has completed) | PASSIVE_LEVEL |

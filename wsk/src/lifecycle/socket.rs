@@ -319,7 +319,8 @@ impl SocketCore {
     /// (conditional accept), no close requested, no provider
     /// call in progress and no other reference than `core` and the provider's (no request
     /// in flight, no retained indication, no borrowed view): the caller then drops `core`
-    /// and the provider's reference with [`release_context`], freeing the core. Nothing
+    /// and the provider's reference with [`release_context`], releasing the core (kept by
+    /// the client as a spare, or freed). Nothing
     /// changes on failure. IRQL <= DISPATCH_LEVEL.
     pub(crate) fn detach(core: &Shared<SocketCore>) -> Result<PWSK_SOCKET> {
         if core.raw.load(Ordering::Acquire).is_null() {
@@ -410,7 +411,7 @@ impl SocketCore {
         // SAFETY: reached exactly once (the gate hands the close to one caller), so the IRP
         // is taken once; the socket is open and no provider call is in progress on it.
         unsafe {
-            // The IRP stays owned by the core and is freed with it.
+            // The IRP stays owned by the core: reused if the core is, freed with it.
             let irp_ptr = (*self.close_irp.get()).as_ptr();
             IoSetCompletionRoutine(
                 irp_ptr,
