@@ -28,7 +28,7 @@ pub(crate) mod issue {
 
         /// Checks the request and gets the completion block it will use, filling its scratch
         /// fields and moving in what the provider will use. An error here never reaches the
-        /// provider; the output is what [`Request::fail`] makes of it.
+        /// provider; the output is what [`Issue::fail`] makes of it.
         fn start(&mut self) -> Result<BlockRef>;
 
         /// Calls the provider with the armed IRP; returns what the WSK function returned.

@@ -784,7 +784,7 @@ impl Issue for BindRequest {
     }
 }
 
-/// A socket option value: what [`set_option`]/[`get_option`] send and receive.
+/// A socket option value: what the typed option requests send and receive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum OptionValue {
     Ulong(ULONG),
