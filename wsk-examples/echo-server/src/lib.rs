@@ -18,7 +18,8 @@
 //! (5 s at most) for the listening sockets: when none could be opened, it fails with the
 //! last error instead of staying loaded serving nothing. Each accepted connection gets a task
 //! of its own that receives into one buffer and sends it back, reusing the buffer and the
-//! socket's IRPs: no allocation per message. A failed accept (no memory, no descriptors) does
+//! socket's IRPs, reserved when the connection starts (`reserve_requests`): no allocation per
+//! message, and none that can fail mid-conversation. A failed accept (no memory, no descriptors) does
 //! not stop the server: the accept is retried after a pause that doubles from 10 ms to 1 s.
 //! Everything runs in completion routines (`wsk::task`) and the runtime's timer work item;
 //! nothing blocks a system thread. `DriverUnload` cancels every task — pending accepts,
@@ -127,6 +128,13 @@ async fn echo(socket: ConnectionSocket, peer: SocketAddr, slot: Slot) {
             return;
         }
     };
+    // One request in flight at a time, each issued from the task the last one woke: two
+    // completion blocks cover it whatever the timing, allocated now rather than in the
+    // middle of the conversation, where running out of memory would cut it.
+    if let Err(error) = socket.reserve_requests(2) {
+        kprint!("wsk_echo_server: {peer}: no memory for its requests: {error}\n");
+        return;
+    }
     let mut echoed = 0u64;
     let outcome = loop {
         buf.clear();
