@@ -20,7 +20,6 @@ use super::op::Op;
 use super::op::issue::Issue;
 use super::retention::{RetainedList, RetainedLock};
 use super::shared::{LastReference, Shared, Spare};
-use super::spare_sockets::MAX_SPARE_BLOCKS;
 use crate::addr::AddressFamily;
 use crate::events::Handlers;
 use crate::irp::Irp;
@@ -103,6 +102,11 @@ impl Gate {
         self.state.load(Ordering::Acquire) & CLOSE_REQUESTED != 0
     }
 }
+
+/// The most completion blocks a socket keeps when its core becomes a spare
+/// ([`super::spare_sockets`]): its blocks beyond, grown by a burst or a reservation, are
+/// freed then.
+pub(crate) const MAX_SPARE_BLOCKS: usize = 4;
 
 /// Links of a socket in its client's list of open sockets (guarded by the client's lock).
 pub(crate) struct Links {

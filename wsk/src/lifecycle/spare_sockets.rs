@@ -11,8 +11,8 @@
 //!
 //! A spare holds no reference to its client (which holds the spares), so the spares never keep
 //! a client alive; they are freed with it. At most [`MAX_SPARE_SOCKETS`] are kept, each with
-//! at most [`MAX_SPARE_BLOCKS`] completion blocks; what is beyond is freed when the socket's
-//! last reference goes.
+//! at most [`MAX_SPARE_BLOCKS`](super::socket::MAX_SPARE_BLOCKS) completion blocks; what is
+//! beyond is freed when the socket's last reference goes.
 
 use core::sync::atomic::{AtomicPtr, Ordering};
 
@@ -21,10 +21,6 @@ use super::socket::SocketCore;
 
 /// The most spare sockets a client keeps.
 pub(crate) const MAX_SPARE_SOCKETS: usize = 16;
-
-/// The most completion blocks a spare socket keeps (a socket's blocks beyond, grown by a
-/// burst or a reservation, are freed when it becomes a spare).
-pub(crate) const MAX_SPARE_BLOCKS: usize = 4;
 
 /// A client's spare socket cores, one per slot: kept with a compare-exchange into an empty
 /// slot, taken with a swap that empties one — so a spare is taken by exactly one thread, with
