@@ -1021,6 +1021,63 @@ fn reserved_accepts_allocate_nothing_once_the_client_has_spare_sockets() {
     session.finish();
 }
 
+#[test]
+fn every_socket_kind_reserves_and_its_requests_in_flight_then_allocate_no_block() {
+    let session = Session::start();
+    // Every IRP allocation fails from the reservations on: a request that needed a block
+    // would fail to start (`start` asserts it is in flight).
+    let (client, datagram, _, _peer) = bound_datagram(&session);
+    let listener = client
+        .listen("127.0.0.1:0".parse().unwrap())
+        .wait()
+        .unwrap();
+    let stream = wsk::StreamSocket::create(&client, wsk::AddressFamily::V4)
+        .wait()
+        .unwrap();
+    stream.bind("127.0.0.1:0".parse().unwrap()).wait().unwrap();
+    stream.listen().wait().unwrap();
+    let (connection, _connection_peer) = connected(&client);
+    datagram.reserve_requests(DEPTH).unwrap();
+    listener.reserve_requests(DEPTH).unwrap();
+    stream.reserve_requests(DEPTH).unwrap();
+    connection.reserve_requests(DEPTH).unwrap();
+    // The sockets the accepts will create take spare cores: 8 sockets open at once, closed.
+    let open: Vec<_> = (0..DEPTH).map(|_| connected(&client)).collect();
+    for (socket, _peer) in open {
+        socket.close().wait().unwrap();
+    }
+    session.set_faults(FaultPlan::new(4).fail_irp_allocation(Nth::Every(1)));
+    let before = kernel_allocations(&session);
+    let receives_from: Vec<_> = (0..DEPTH)
+        .map(|_| {
+            Box::pin(start(
+                datagram.receive_from(Buf::with_capacity(64).unwrap()),
+            ))
+        })
+        .collect();
+    let receives: Vec<_> = (0..DEPTH)
+        .map(|_| Box::pin(start(connection.receive(Buf::with_capacity(64).unwrap()))))
+        .collect();
+    let accepts: Vec<_> = (0..DEPTH / 2)
+        .map(|_| Box::pin(start(listener.accept())))
+        .collect();
+    let stream_accepts: Vec<_> = (0..DEPTH / 2)
+        .map(|_| Box::pin(start(stream.accept())))
+        .collect();
+    let irps = session.report().irps_allocated;
+    assert_eq!(
+        kernel_allocations(&session) - before,
+        // The buffers' MDLs and pool blocks, made above; no IRP.
+        2 * 2 * DEPTH as u64,
+        "only the buffers allocated"
+    );
+    drop((receives_from, receives, accepts, stream_accepts));
+    session.set_faults(FaultPlan::new(4));
+    assert_eq!(session.report().irps_allocated, irps);
+    drop((datagram, listener, stream, connection, client));
+    session.finish();
+}
+
 // ---- caller-owned IRPs ----------------------------------------------------------------------
 
 #[test]
