@@ -936,7 +936,7 @@ fn allocs(args: &[String]) -> Result<(), String> {
                 // every thread, wsk-host's provider included, which allocates nothing per
                 // request in steady state (the raw column), so wsk's own are the excess over
                 // the raw code, in every mode and at every depth. The wsk side reserved its
-                // blocks for `depth` requests before the warm-up (as the raw side made its
+                // blocks for `depth` requests (two each) before the warm-up (as the raw side made its
                 // IRPs), so no block is grown while counting: any kernel excess is per
                 // operation. A table that doubles allocates a few times in a run (GROWTH);
                 // more heap is per operation. Accept and connect make a socket per

@@ -124,8 +124,8 @@
 //!   number of requests in flight (`reserve_requests` allocates them up front). A closed
 //!   socket's core, with its close IRP and a few of its blocks, goes back to its client for
 //!   the next socket, so accepting or connecting allocates nothing of this crate's either
-//!   once warmed up; the spares are freed with the client. Every IRP completes through one completion routine, which
-//!   returns `STATUS_MORE_PROCESSING_REQUIRED`. A driver that owns an IRP — allocated, or a
+//!   once warmed up; the spares are freed with the client. Every IRP completes through one
+//!   completion routine, which returns `STATUS_MORE_PROCESSING_REQUIRED`. A driver that owns an IRP — allocated, or a
 //!   request forwarded to it ([`Irp::from_forwarded`]) — issues any operation with it through
 //!   [`Op::with_irp`], and gets it back, completed, with the result.
 //! - **Buffers** are [`Buf`] by default, or any [`IoBuf`] / [`IoBufMut`]: a [`Slice`] of a

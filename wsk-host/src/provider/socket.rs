@@ -1197,33 +1197,22 @@ fn receive_datagram(state: &mut State, buf: &WSK_BUF, remote: PSOCKADDR) -> Outc
         return Outcome::Done(STATUS_INVALID_DEVICE_STATE, 0);
     };
     // The usual buffer (one range) takes the datagram where it lies; a buffer in several
-    // ranges takes it through a copy (a datagram is received in one call).
+    // ranges takes it through a copy (a datagram is received in one call). Either way, what
+    // the client's buffer took is counted and completed.
     // SAFETY: the WSK_BUF describes the client's buffer, the provider's until completion.
-    if let Some((address, length)) = unsafe { single_range(buf) } {
-        // SAFETY: the range lies in the client's buffer, written only by the provider until
-        // the completion.
-        let slice = unsafe { std::slice::from_raw_parts_mut(address as *mut u8, length) };
-        return match udp.recv_from(slice) {
-            Ok((count, source)) => {
-                crate::session::count(|c| c.bytes_received += count as u64);
-                if !remote.is_null() {
-                    // SAFETY: `remote` is the client's storage for the source.
-                    unsafe { write_sockaddr(remote, &source) };
-                }
-                Outcome::Done(STATUS_SUCCESS, count)
-            }
-            Err(error) if error.kind() == ErrorKind::WouldBlock => Outcome::Waiting,
-            Err(error) => Outcome::Done(status_of_io(&error), 0),
-        };
-    }
-    let mut datagram = vec![0u8; 65_536];
-    match udp.recv_from(&mut datagram) {
-        Ok((count, source)) => {
-            let mut copied = 0;
-            // SAFETY: the WSK_BUF describes the client's buffer, the provider's until
-            // completion; `remote` is the client's storage for the source.
-            unsafe {
-                for slice in spare_slices(buf, 0) {
+    let received = match unsafe { single_range(buf) } {
+        Some((address, length)) => {
+            // SAFETY: the range lies in the client's buffer, written only by the provider
+            // until the completion.
+            let slice = unsafe { std::slice::from_raw_parts_mut(address as *mut u8, length) };
+            udp.recv_from(slice)
+        }
+        None => {
+            let mut datagram = vec![0u8; 65_536];
+            udp.recv_from(&mut datagram).map(|(count, source)| {
+                let mut copied = 0;
+                // SAFETY: as above.
+                for slice in unsafe { spare_slices(buf, 0) } {
                     let take = slice.len().min(count - copied);
                     slice[..take].copy_from_slice(&datagram[copied..copied + take]);
                     copied += take;
@@ -1231,13 +1220,18 @@ fn receive_datagram(state: &mut State, buf: &WSK_BUF, remote: PSOCKADDR) -> Outc
                         break;
                     }
                 }
-                if !remote.is_null() {
-                    write_sockaddr(remote, &source);
-                }
+                (copied, source)
+            })
+        }
+    };
+    match received {
+        Ok((taken, source)) => {
+            crate::session::count(|c| c.bytes_received += taken as u64);
+            if !remote.is_null() {
+                // SAFETY: `remote` is the client's storage for the source.
+                unsafe { write_sockaddr(remote, &source) };
             }
-            // What the client's buffer took, as on the one-range path above.
-            crate::session::count(|c| c.bytes_received += copied as u64);
-            Outcome::Done(STATUS_SUCCESS, copied)
+            Outcome::Done(STATUS_SUCCESS, taken)
         }
         Err(error) if error.kind() == ErrorKind::WouldBlock => Outcome::Waiting,
         Err(error) => Outcome::Done(status_of_io(&error), 0),

@@ -1011,8 +1011,8 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
 }
 
 /// The most requests one socket or client may reserve completion blocks for
-/// (`reserve_requests`): a block is about 900 bytes of non-paged memory with its IRP, so 4096
-/// of them pin about 3.6 MiB — more than any one socket or client should.
+/// (`reserve_requests`): each block is a few hundred bytes of non-paged memory plus its IRP,
+/// so 4096 of them pin a few MiB — more than any one socket or client should.
 pub const MAX_RESERVED_REQUESTS: usize = 4096;
 
 /// The completion blocks of one owner (a socket or the client): every block ever allocated
@@ -1145,28 +1145,9 @@ impl BlockPool {
         Ok(())
     }
 
-    /// Cancels every request in flight on the pool's blocks (`IoCancelIrp`). The caller must
-    /// keep the pool's owner alive. IRQL <= DISPATCH_LEVEL.
-    pub(crate) fn cancel_in_flight(&self) {
-        for block in self.raw_blocks() {
-            cancel_if_in_flight(block);
-        }
-    }
-
-    /// Takes, one by one, the name-resolution results that completed and were not collected.
-    pub(crate) fn uncollected_address_lists(&self) -> impl Iterator<Item = PADDRINFOEXW> + '_ {
-        self.blocks().filter_map(|block| {
-            let list = block
-                .address_list
-                .swap(core::ptr::null_mut(), Ordering::AcqRel);
-            (!list.is_null()).then_some(list)
-        })
-    }
-}
-
-impl BlockPool {
     /// Frees the blocks beyond the first `keep`: for a pool whose owner is kept for reuse,
-    /// which should not pin what a past reservation or burst grew.
+    /// which should not pin what a past reservation or burst grew (and all of them, with 0,
+    /// when the pool is dropped).
     ///
     /// Exclusive access (`&mut`): no reference to any block exists, none is in flight.
     pub(crate) fn trim(&mut self, keep: usize) {
@@ -1190,18 +1171,31 @@ impl BlockPool {
             next = block.next_in_pool.cast_mut();
         }
     }
+
+    /// Cancels every request in flight on the pool's blocks (`IoCancelIrp`). The caller must
+    /// keep the pool's owner alive. IRQL <= DISPATCH_LEVEL.
+    pub(crate) fn cancel_in_flight(&self) {
+        for block in self.raw_blocks() {
+            cancel_if_in_flight(block);
+        }
+    }
+
+    /// Takes, one by one, the name-resolution results that completed and were not collected.
+    pub(crate) fn uncollected_address_lists(&self) -> impl Iterator<Item = PADDRINFOEXW> + '_ {
+        self.blocks().filter_map(|block| {
+            let list = block
+                .address_list
+                .swap(core::ptr::null_mut(), Ordering::AcqRel);
+            (!list.is_null()).then_some(list)
+        })
+    }
 }
 
 impl Drop for BlockPool {
     fn drop(&mut self) {
-        let mut next = *self.head.get_mut();
-        while let Some(ptr) = NonNull::new(next) {
-            // SAFETY: the pool owns its blocks; each came from `Box::into_raw` and, the pool's
-            // owner being dropped, none is referenced any more (a reference holds the owner).
-            let block = unsafe { Box::from_raw(ptr.as_ptr()) };
-            debug_assert_eq!(block.pool_state.load(Ordering::Relaxed), IDLE);
-            next = block.next_in_pool.cast_mut();
-        }
+        // The pool's owner is being dropped: no block is referenced any more (a reference
+        // holds the owner).
+        self.trim(0);
     }
 }
 

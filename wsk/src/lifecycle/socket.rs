@@ -224,21 +224,41 @@ impl SocketCore {
     /// Exclusive access: no reference to the core, no request in flight, no block in use.
     /// IRQL <= DISPATCH_LEVEL.
     fn reset_for_reuse(&mut self) -> Option<Shared<ClientCore>> {
-        if !self.raw.get_mut().is_null() && !*self.closed.get_mut() {
+        // Every field named: one added to the core must be given its fate here too (the
+        // values are those `new` starts a socket with).
+        let SocketCore {
+            raw,
+            this: _,
+            category: _,
+            family: _,
+            client,
+            blocks,
+            gate,
+            close_irp,
+            closed,
+            close_status,
+            closed_event,
+            closed_waker,
+            handlers,
+            callbacks_armed,
+            retained,
+            links,
+        } = self;
+        if !raw.get_mut().is_null() && !*closed.get_mut() {
             return None;
         }
-        let client = self.client.take()?;
-        *self.raw.get_mut() = core::ptr::null_mut();
-        self.gate = Gate::new();
-        *self.closed.get_mut() = false;
-        *self.close_status.get_mut() = STATUS_PENDING;
+        let client = client.take()?;
+        *raw.get_mut() = core::ptr::null_mut();
+        *gate = Gate::new();
+        *closed.get_mut() = false;
+        *close_status.get_mut() = STATUS_PENDING;
         // SAFETY: the event lives in the core; nobody waits on it (no reference to the core).
-        unsafe { KeClearEvent(self.closed_event.get()) };
-        self.closed_waker = AtomicWaker::new();
-        self.handlers = Handlers::none();
-        *self.callbacks_armed.get_mut() = false;
-        self.retained = RetainedLock::new(RetainedList::new());
-        *self.links.get_mut() = Links {
+        unsafe { KeClearEvent(closed_event.get()) };
+        *closed_waker = AtomicWaker::new();
+        *handlers = Handlers::none();
+        *callbacks_armed.get_mut() = false;
+        *retained = RetainedLock::new(RetainedList::new());
+        *links.get_mut() = Links {
             prev: core::ptr::null(),
             next: core::ptr::null(),
             linked: false,
@@ -248,8 +268,8 @@ impl SocketCore {
         // may be the last), which has returned nothing yet: it touches the IRP no more, and
         // returns `STATUS_MORE_PROCESSING_REQUIRED`, after which the I/O manager does not
         // either — as for an IRP freed there.
-        self.close_irp.get_mut().reuse();
-        self.blocks.trim(MAX_SPARE_BLOCKS);
+        close_irp.get_mut().reuse();
+        blocks.trim(MAX_SPARE_BLOCKS);
         Some(client)
     }
 

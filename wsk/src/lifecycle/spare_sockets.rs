@@ -46,15 +46,17 @@ impl SpareSockets {
     pub(crate) fn keep(&self, spare: Spare<SocketCore>) -> Option<Spare<SocketCore>> {
         let raw = spare.into_raw().cast_mut();
         for slot in &self.slots {
-            // Release: the reset of the core happens before its taker's Acquire.
-            if slot
-                .compare_exchange(
-                    core::ptr::null_mut(),
-                    raw,
-                    Ordering::Release,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
+            // A plain load first: a full slot costs no read-modify-write. Release: the reset
+            // of the core happens before its taker's Acquire.
+            if slot.load(Ordering::Relaxed).is_null()
+                && slot
+                    .compare_exchange(
+                        core::ptr::null_mut(),
+                        raw,
+                        Ordering::Release,
+                        Ordering::Relaxed,
+                    )
+                    .is_ok()
             {
                 return None;
             }
