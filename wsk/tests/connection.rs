@@ -1,13 +1,13 @@
 //! Connection sockets through `wsk` on wsk-host, against std sockets on loopback.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 
 use wsk::{Buf, ConnectionSocket, ErrorKind, WskClient};
 use wsk_host::Session;
 
 mod common;
-use common::driver;
+use common::{RefusingPort, driver};
 
 fn listener(family_v6: bool) -> TcpListener {
     TcpListener::bind(if family_v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap()
@@ -70,12 +70,9 @@ fn send_and_receive_over_ipv6() {
 #[test]
 fn refused_connect_is_an_error() {
     let session = Session::start();
-    let port = listener(false).local_addr().unwrap().port();
+    let refusing = RefusingPort::new(false);
     let client = WskClient::register(driver(&session)).unwrap();
-    let error = client
-        .connect(SocketAddr::from(([127, 0, 0, 1], port)))
-        .wait()
-        .unwrap_err();
+    let error = client.connect(refusing.address()).wait().unwrap_err();
     assert_eq!(error.kind(), ErrorKind::ConnectionRefused);
     drop(client);
     session.finish();

@@ -41,7 +41,7 @@ use wsk::{
 use wsk_host::{CompletionMode, FaultPlan, Nth, Rule, Session};
 
 mod common;
-use common::driver;
+use common::{RefusingPort, driver};
 
 /// The seeds CI runs.
 const DEFAULT_SEEDS: [u64; 6] = [
@@ -236,6 +236,8 @@ struct Peers {
     staller: SocketAddr,
     udp4: SocketAddr,
     udp6: SocketAddr,
+    /// Refuses every connection while the run lasts (see `RefusingPort`).
+    _refusing: RefusingPort,
     refused: SocketAddr,
 }
 
@@ -300,10 +302,8 @@ impl Peers {
         };
         let udp4 = spawn_udp(false);
         let udp6 = spawn_udp(true);
-        let refused = {
-            let listener = TcpListener::bind(loopback(false)).unwrap();
-            listener.local_addr().unwrap()
-        };
+        let refusing = RefusingPort::new(false);
+        let refused = refusing.address();
         Peers {
             stop,
             threads,
@@ -313,6 +313,7 @@ impl Peers {
             staller,
             udp4,
             udp6,
+            _refusing: refusing,
             refused,
         }
     }

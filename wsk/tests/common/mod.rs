@@ -134,3 +134,45 @@ unsafe impl GlobalAlloc for FailingAllocator {
         unsafe { System.dealloc(ptr, layout) }
     }
 }
+
+/// A loopback port that refuses every connection for as long as this lives: a TCP socket bound
+/// to it that never listens.
+///
+/// A port taken from a listener that was then dropped is free again: the system may give it
+/// to any socket bound to port 0 meanwhile — even to the connecting socket itself, which then
+/// connects to itself (a TCP simultaneous open) instead of being refused. A bound socket
+/// keeps the port out of reach of every other bind (it does not set `SO_REUSEADDR`), and a
+/// connection to a bound socket that does not listen is reset: refused.
+pub struct RefusingPort {
+    socket: socket2::Socket,
+}
+
+impl RefusingPort {
+    /// A port of the loopback address of IPv4 (`v6` false) or IPv6 (`v6` true).
+    pub fn new(v6: bool) -> RefusingPort {
+        use socket2::{Domain, Socket, Type};
+        let (domain, address) = if v6 {
+            (
+                Domain::IPV6,
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+            )
+        } else {
+            (
+                Domain::IPV4,
+                std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0)),
+            )
+        };
+        let socket = Socket::new(domain, Type::STREAM, None).expect("a TCP socket");
+        socket.bind(&address.into()).expect("a loopback port");
+        RefusingPort { socket }
+    }
+
+    /// The address of the port.
+    pub fn address(&self) -> std::net::SocketAddr {
+        self.socket
+            .local_addr()
+            .expect("a bound socket has an address")
+            .as_socket()
+            .expect("an IP address")
+    }
+}
