@@ -448,20 +448,34 @@ pub struct SendRequest<B = Buf> {
     flags: ULONG,
 }
 
+impl<B: IoBuf> SendRequest<B> {
+    /// Takes the block and describes the buffer to the provider; `HOLD`: the block holds the
+    /// buffer until the completion (else the request keeps it: see `Issue::start_waited`).
+    #[inline(always)]
+    fn begin<const HOLD: bool>(&mut self) -> Result<BlockRef> {
+        let buf = self.buf.as_ref().expect("a send starts once");
+        let wsk_buf = wsk_buf_of_data(buf, self.offset)?;
+        let mut block = BlockRef::for_socket(&self.core)?;
+        // SAFETY: nothing in flight on the block yet.
+        unsafe { block.scratch().wsk_buf = wsk_buf };
+        if HOLD {
+            let buf = self.buf.take().expect("checked above");
+            // SAFETY: as above.
+            unsafe { block.held().store(Held::Io(HeldBuf::new(buf))) };
+        }
+        Ok(block)
+    }
+}
+
 impl<B: IoBuf> Issue for SendRequest<B> {
     type Output = (Result<usize>, B);
 
     fn start(&mut self) -> Result<BlockRef> {
-        let buf = self.buf.as_ref().expect("a send starts once");
-        let wsk_buf = wsk_buf_of_data(buf, self.offset)?;
-        let mut block = BlockRef::for_socket(&self.core)?;
-        let buf = self.buf.take().expect("checked above");
-        // SAFETY: nothing in flight on the block yet.
-        unsafe {
-            block.scratch().wsk_buf = wsk_buf;
-            block.held().store(Held::Io(HeldBuf::new(buf)));
-        }
-        Ok(block)
+        self.begin::<true>()
+    }
+
+    fn start_waited(&mut self) -> Result<BlockRef> {
+        self.begin::<false>()
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
@@ -477,6 +491,16 @@ impl<B: IoBuf> Issue for SendRequest<B> {
     ) -> Self::Output {
         // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
         let buf = unsafe { block.held().take_io::<B>() }.expect("a send holds its buffer");
+        (Error::check(status).map(|()| information), buf)
+    }
+
+    fn finish_waited(
+        &mut self,
+        _: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        let buf = self.buf.take().expect("a send waited for keeps its buffer");
         (Error::check(status).map(|()| information), buf)
     }
 
@@ -600,44 +624,40 @@ impl<B: IoBufMut> ReceiveRequest<B> {
     }
 }
 
-impl<B: IoBufMut> Issue for ReceiveRequest<B> {
-    type Output = (Result<usize>, B);
-
-    fn start(&mut self) -> Result<BlockRef> {
+impl<B: IoBufMut> ReceiveRequest<B> {
+    /// Takes the block and describes the buffer's spare capacity to the provider; `HOLD`:
+    /// the block holds the buffer until the completion (else the request keeps it: see
+    /// `Issue::start_waited`).
+    #[inline(always)]
+    fn begin<const HOLD: bool>(&mut self) -> Result<BlockRef> {
         let buf = self.buf.as_ref().expect("a receive starts once");
         if self.invalid {
             return Err(Error::INVALID_BUFFER_SIZE);
         }
         let wsk_buf = wsk_buf_of_spare(buf, self.max)?;
         let mut block = BlockRef::for_socket(&self.core)?;
-        let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
-        unsafe {
-            block.scratch().wsk_buf = wsk_buf;
-            block.held().store(Held::Io(HeldBuf::new(buf)));
+        unsafe { block.scratch().wsk_buf = wsk_buf };
+        if HOLD {
+            let buf = self.buf.take().expect("checked above");
+            // SAFETY: as above.
+            unsafe { block.held().store(Held::Io(HeldBuf::new(buf))) };
         }
         Ok(block)
     }
 
-    unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
-        // SAFETY: forwarded.
-        unsafe { issue_transfer(&self.core, Direction::Receive, self.flags, block, irp) }
-    }
-
-    fn finish(
+    /// The output, once the completion has arrived, with the buffer back in hand.
+    #[inline(always)]
+    fn end(
         &mut self,
         block: &mut BlockRef,
+        mut buf: B,
         status: NTSTATUS,
         information: usize,
-    ) -> Self::Output {
-        // SAFETY: done: the buffer is ours again; the provider wrote `information` bytes at
-        // the start of its spare capacity (the WSK_BUF described exactly that range).
-        let (mut buf, wanted) = unsafe {
-            let wanted = block.scratch().wsk_buf.Length as usize;
-            // Stored as a `B` by `start`.
-            let buf = block.held().take_io::<B>();
-            (buf.expect("a receive holds its buffer"), wanted)
-        };
+    ) -> (Result<usize>, B) {
+        // SAFETY: done: the provider wrote `information` bytes at the start of the buffer's
+        // spare capacity (the WSK_BUF described exactly that range).
+        let wanted = unsafe { block.scratch().wsk_buf.Length as usize };
         let received = information.min(wanted);
         if NT_SUCCESS(status) {
             let filled = buf.bytes_init() + received;
@@ -652,6 +672,47 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
             }
         });
         (result, buf)
+    }
+}
+
+impl<B: IoBufMut> Issue for ReceiveRequest<B> {
+    type Output = (Result<usize>, B);
+
+    fn start(&mut self) -> Result<BlockRef> {
+        self.begin::<true>()
+    }
+
+    fn start_waited(&mut self) -> Result<BlockRef> {
+        self.begin::<false>()
+    }
+
+    unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+        // SAFETY: forwarded.
+        unsafe { issue_transfer(&self.core, Direction::Receive, self.flags, block, irp) }
+    }
+
+    fn finish(
+        &mut self,
+        block: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
+        let buf = unsafe { block.held().take_io::<B>() }.expect("a receive holds its buffer");
+        self.end(block, buf, status, information)
+    }
+
+    fn finish_waited(
+        &mut self,
+        block: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        let buf = self
+            .buf
+            .take()
+            .expect("a receive waited for keeps its buffer");
+        self.end(block, buf, status, information)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {

@@ -160,25 +160,42 @@ pub struct SendToRequest<B = Buf> {
     remote: SocketAddr,
 }
 
-impl<B: IoBuf> Issue for SendToRequest<B> {
-    type Output = (Result<usize>, B);
-
-    fn start(&mut self) -> Result<BlockRef> {
+impl<B: IoBuf> SendToRequest<B> {
+    /// Takes the block and describes the datagram and its destination to the provider;
+    /// `HOLD`: the block holds the buffer until the completion (else the request keeps it:
+    /// see `Issue::start_waited`).
+    #[inline(always)]
+    fn begin<const HOLD: bool>(&mut self) -> Result<BlockRef> {
         require_family(&self.remote, self.core.family)?;
         let wsk_buf = match self.buf.as_ref() {
             Some(buf) => wsk_buf_of_datagram(buf)?,
             None => return Err(Error::INVALID_BUFFER_SIZE),
         };
         let mut block = BlockRef::for_socket(&self.core)?;
-        let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
             scratch.wsk_buf = wsk_buf;
             scratch.remote = RawAddr::from_socket_addr(&self.remote);
-            block.held().store(Held::Io(HeldBuf::new(buf)));
+        }
+        if HOLD {
+            let buf = self.buf.take().expect("checked above");
+            // SAFETY: as above.
+            unsafe { block.held().store(Held::Io(HeldBuf::new(buf))) };
         }
         Ok(block)
+    }
+}
+
+impl<B: IoBuf> Issue for SendToRequest<B> {
+    type Output = (Result<usize>, B);
+
+    fn start(&mut self) -> Result<BlockRef> {
+        self.begin::<true>()
+    }
+
+    fn start_waited(&mut self) -> Result<BlockRef> {
+        self.begin::<false>()
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
@@ -194,6 +211,16 @@ impl<B: IoBuf> Issue for SendToRequest<B> {
     ) -> Self::Output {
         // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
         let buf = unsafe { block.held().take_io::<B>() }.expect("a send holds its buffer");
+        (Error::check(status).map(|()| information), buf)
+    }
+
+    fn finish_waited(
+        &mut self,
+        _: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        let buf = self.buf.take().expect("a send waited for keeps its buffer");
         (Error::check(status).map(|()| information), buf)
     }
 
@@ -343,16 +370,17 @@ pub struct ReceiveFromRequest<B = Buf> {
     buf: Option<B>,
 }
 
-impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
-    type Output = (Result<(usize, SocketAddr)>, B);
-
-    fn start(&mut self) -> Result<BlockRef> {
+impl<B: IoBufMut> ReceiveFromRequest<B> {
+    /// Takes the block and describes the buffer's spare capacity to the provider; `HOLD`:
+    /// the block holds the buffer until the completion (else the request keeps it: see
+    /// `Issue::start_waited`).
+    #[inline(always)]
+    fn begin<const HOLD: bool>(&mut self) -> Result<BlockRef> {
         let wsk_buf = match self.buf.as_ref() {
             Some(buf) => wsk_buf_of_spare(buf, usize::MAX)?,
             None => return Err(Error::INVALID_BUFFER_SIZE),
         };
         let mut block = BlockRef::for_socket(&self.core)?;
-        let buf = self.buf.take().expect("checked above");
         // SAFETY: nothing in flight on the block yet.
         unsafe {
             let scratch = block.scratch();
@@ -360,9 +388,42 @@ impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
             scratch.remote = RawAddr::empty();
             scratch.control_length = 0;
             scratch.control_flags = 0;
-            block.held().store(Held::Io(HeldBuf::new(buf)));
+        }
+        if HOLD {
+            let buf = self.buf.take().expect("checked above");
+            // SAFETY: as above.
+            unsafe { block.held().store(Held::Io(HeldBuf::new(buf))) };
         }
         Ok(block)
+    }
+}
+
+/// The output of a datagram receive, once the completion has arrived, with the buffer back in
+/// hand.
+#[inline(always)]
+fn received_datagram<B: IoBufMut>(
+    block: &mut BlockRef,
+    mut buf: B,
+    status: NTSTATUS,
+    information: usize,
+) -> (Result<(usize, SocketAddr)>, B) {
+    let (received, result) = receive_from_result(block, status, information);
+    let filled = buf.bytes_init() + received;
+    // SAFETY: the provider wrote `received` bytes at the start of the spare capacity the
+    // WSK_BUF described.
+    unsafe { buf.set_init(filled) };
+    (result, buf)
+}
+
+impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
+    type Output = (Result<(usize, SocketAddr)>, B);
+
+    fn start(&mut self) -> Result<BlockRef> {
+        self.begin::<true>()
+    }
+
+    fn start_waited(&mut self) -> Result<BlockRef> {
+        self.begin::<false>()
     }
 
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
@@ -376,14 +437,22 @@ impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
         status: NTSTATUS,
         information: usize,
     ) -> Self::Output {
-        let (received, result) = receive_from_result(block, status, information);
         // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
-        let mut buf = unsafe { block.held().take_io::<B>() }.expect("a receive holds its buffer");
-        let filled = buf.bytes_init() + received;
-        // SAFETY: the provider wrote `received` bytes at the start of the spare capacity the
-        // WSK_BUF described.
-        unsafe { buf.set_init(filled) };
-        (result, buf)
+        let buf = unsafe { block.held().take_io::<B>() }.expect("a receive holds its buffer");
+        received_datagram(block, buf, status, information)
+    }
+
+    fn finish_waited(
+        &mut self,
+        block: &mut BlockRef,
+        status: NTSTATUS,
+        information: usize,
+    ) -> Self::Output {
+        let buf = self
+            .buf
+            .take()
+            .expect("a receive waited for keeps its buffer");
+        received_datagram(block, buf, status, information)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {

@@ -166,7 +166,10 @@ impl Scratch {
 ///   pool's owner, so the pool (and the block) outlive every reference.
 /// - `refs` counts the [`BlockRef`]s plus one while the IRP is in flight.
 /// - While `refs > 1` and `done` is false, the provider may read `scratch` and the memory
-///   `held` owns, and the completion routine may write `status`, `information` and `held`,
+///   `held` owns — or, for a request waited for in the frame that issued it
+///   ([`Issue::start_waited`](crate::op::issue::Issue::start_waited)), the memory the request
+///   kept in itself, which that frame holds until `done` — and the completion routine may
+///   write `status`, `information` and `held`,
 ///   and touch `event`/`waker`; the issuing operation touches only the atomics.
 /// - Once `done` is true (Acquire), the holder of a [`BlockRef`] has exclusive access to every
 ///   field except the atomics.
@@ -1423,6 +1426,178 @@ mod tests {
         fn fail(&mut self, error: crate::Error) -> NTSTATUS {
             error.status()
         }
+    }
+
+    /// The bytes a request lets the provider write, and where they are.
+    struct Bytes(Box<[u8; 64]>);
+
+    /// The address the "provider" thread writes through, as an MDL would describe it.
+    struct Target(*mut u8, PIRP);
+
+    // SAFETY: the pointers are used by one thread at a time, under the request protocol.
+    unsafe impl Send for Target {}
+
+    /// A request whose "provider" is another thread: it fills the request's bytes through
+    /// their address, then completes the IRP — or, given `stall`, does both only once it is
+    /// cancelled. Started by `start_waited`, it keeps its bytes in itself; by `start`,
+    /// the block holds them.
+    struct FilledByAnotherThread {
+        pool: Arc<BlockPool>,
+        bytes: Option<Bytes>,
+        stall: bool,
+        provider: Option<thread::JoinHandle<()>>,
+        started_waited: bool,
+    }
+
+    impl FilledByAnotherThread {
+        fn new(pool: &Arc<BlockPool>, stall: bool) -> Self {
+            FilledByAnotherThread {
+                pool: Arc::clone(pool),
+                bytes: Some(Bytes(Box::new([0; 64]))),
+                stall,
+                provider: None,
+                started_waited: false,
+            }
+        }
+    }
+
+    impl crate::op::issue::Issue for FilledByAnotherThread {
+        type Output = (NTSTATUS, usize, Bytes);
+
+        fn start(&mut self) -> Result<BlockRef> {
+            let mut block = BlockRef::from_pool(&self.pool, core::ptr::null(), Owner::Idle)?;
+            let bytes = self.bytes.take().unwrap();
+            // SAFETY: nothing in flight on the block yet.
+            unsafe { block.held().store(Held::Io(HeldBuf::new(bytes))) };
+            Ok(block)
+        }
+
+        fn start_waited(&mut self) -> Result<BlockRef> {
+            self.started_waited = true;
+            BlockRef::from_pool(&self.pool, core::ptr::null(), Owner::Idle)
+        }
+
+        unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
+            let data = if self.started_waited {
+                self.bytes.as_mut().unwrap().0.as_mut_ptr()
+            } else {
+                // SAFETY: stored as `Bytes` by `start`, nothing else touches the block until
+                // the completion; only the address of the bytes is taken (the provider's
+                // view, as an MDL's).
+                unsafe {
+                    match &mut *block.held_ptr() {
+                        Held::Io(held) => (*held.value_ptr::<Bytes>()).0.as_mut_ptr(),
+                        _ => unreachable!(),
+                    }
+                }
+            };
+            let target = Target(data, irp);
+            let stall = self.stall;
+            if stall {
+                // The block's IRP is reused: forget the cancel of an earlier round.
+                STALLED_CANCELLED.store(core::ptr::null_mut(), Ordering::SeqCst);
+                // SAFETY: the IRP is armed and given to this "provider" alone.
+                unsafe { IoSetCancelRoutine(irp, Some(stalled_cancelled)) };
+            }
+            self.provider = Some(thread::spawn(move || {
+                let target = target;
+                // SAFETY: the request's bytes live until its completion: that is what the
+                // test checks; the IRP is armed and given to this "provider" alone.
+                unsafe {
+                    // A stalled one writes only once cancelled, as data arriving then would
+                    // be: a wait that gave the bytes back at its timeout, before the
+                    // completion, would race these writes.
+                    while stall && STALLED_CANCELLED.load(Ordering::SeqCst) != target.1 {
+                        thread::yield_now();
+                    }
+                    for i in 0..64 {
+                        target.0.add(i).write(i as u8 + 1);
+                    }
+                    if stall {
+                        run_completion_routine(target.1, STATUS_CANCELLED);
+                    } else {
+                        (*target.1).IoStatus.Information = 64;
+                        let location = IoGetNextIrpStackLocation(target.1);
+                        let routine = (*location).CompletionRoutine.unwrap();
+                        (*target.1).IoStatus.u.Status = STATUS_SUCCESS;
+                        routine(core::ptr::null_mut(), target.1, (*location).Context);
+                    }
+                }
+            }));
+            STATUS_PENDING
+        }
+
+        fn finish(&mut self, block: &mut BlockRef, status: NTSTATUS, info: usize) -> Self::Output {
+            // SAFETY: done; stored as `Bytes` by `start`.
+            let bytes = unsafe { block.held().take_io::<Bytes>() }.unwrap();
+            (status, info, bytes)
+        }
+
+        fn finish_waited(
+            &mut self,
+            _: &mut BlockRef,
+            status: NTSTATUS,
+            info: usize,
+        ) -> Self::Output {
+            (status, info, self.bytes.take().unwrap())
+        }
+
+        fn fail(&mut self, error: crate::Error) -> Self::Output {
+            (error.status(), 0, Bytes(Box::new([0; 64])))
+        }
+    }
+
+    /// The IRP of the stalled request last cancelled.
+    static STALLED_CANCELLED: AtomicPtr<IRP> = AtomicPtr::new(core::ptr::null_mut());
+
+    /// The stalled request's cancel routine: tells its "provider".
+    unsafe extern "system" fn stalled_cancelled(_device: PDEVICE_OBJECT, irp: PIRP) {
+        // SAFETY: called by `IoCancelIrp` with the cancel spin lock held, which a cancel
+        // routine releases.
+        unsafe { IoReleaseCancelSpinLock((*irp).CancelIrql) };
+        STALLED_CANCELLED.store(irp, Ordering::SeqCst);
+    }
+
+    impl Drop for FilledByAnotherThread {
+        fn drop(&mut self) {
+            if let Some(provider) = self.provider.take() {
+                provider.join().unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_waited_for_in_its_frame_keeps_its_bytes_in_itself_until_the_completion() {
+        let session = Session::start();
+        let pool = Arc::new(BlockPool::new());
+        let filled: [u8; 64] = core::array::from_fn(|i| i as u8 + 1);
+        for _ in 0..ROUNDS / 8 + 1 {
+            // Waited for unstarted: the bytes stay in the request, written in place.
+            let (status, info, bytes) =
+                crate::op::Op::new(FilledByAnotherThread::new(&pool, false)).wait();
+            assert_eq!((status, info, *bytes.0), (STATUS_SUCCESS, 64, filled));
+            // Polled first, then waited for: the block holds them meanwhile.
+            let mut op = crate::op::Op::new(FilledByAnotherThread::new(&pool, false));
+            let mut cx = core::task::Context::from_waker(Waker::noop());
+            // (Done already if the "provider" was quick: the block held them all the same.)
+            let (status, info, bytes) = match core::pin::Pin::new(&mut op).poll(&mut cx) {
+                core::task::Poll::Ready(output) => output,
+                core::task::Poll::Pending => op.wait(),
+            };
+            assert_eq!((status, info, *bytes.0), (STATUS_SUCCESS, 64, filled));
+            // Waited for with a timeout the provider outlasts: cancelled, timed out, and the
+            // bytes back only once the provider is done with them.
+            let (status, _, bytes) =
+                crate::op::Op::new(FilledByAnotherThread::new(&pool, true)).wait_timeout(1);
+            assert_eq!((status, *bytes.0), (STATUS_IO_TIMEOUT, filled));
+        }
+        // Every block idle again: each request joined its "provider" thread when dropped.
+        assert!(
+            pool.blocks()
+                .all(|b| b.pool_state.load(Ordering::Acquire) == IDLE)
+        );
+        drop(pool);
+        session.finish();
     }
 
     /// Runs the completion routine registered in the IRP's next stack location, as the I/O

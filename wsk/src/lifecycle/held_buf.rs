@@ -70,6 +70,12 @@ impl HeldBuf {
     /// `T` must be the type the value was stored as, and this `HeldBuf` must then be
     /// forgotten or overwritten without being dropped (as
     /// [`Held::take_io`](super::completion::Held::take_io) does).
+    /// Where the stored value lies (for tests that write through it as a provider would).
+    #[cfg(test)]
+    pub(crate) fn value_ptr<T>(&mut self) -> *mut T {
+        self.bytes.as_mut_ptr().cast()
+    }
+
     #[inline]
     pub(crate) unsafe fn read<T>(&self) -> T {
         // SAFETY: by the invariant and the caller, a valid `T` is stored and moved out once.

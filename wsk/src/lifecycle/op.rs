@@ -31,6 +31,27 @@ pub(crate) mod issue {
         /// provider; the output is what [`Issue::fail`] makes of it.
         fn start(&mut self) -> Result<BlockRef>;
 
+        /// [`Issue::start`] for a request waited for in the frame that issues it
+        /// ([`Op::wait`](super::Op::wait) of an operation not started): that frame outlives
+        /// the completion, so the request may keep in itself what the provider uses instead
+        /// of moving it into the block. Only the request's own [`Issue::finish_waited`] ends
+        /// such a start.
+        #[inline(always)]
+        fn start_waited(&mut self) -> Result<BlockRef> {
+            self.start()
+        }
+
+        /// [`Issue::finish`] of a request started by [`Issue::start_waited`].
+        #[inline(always)]
+        fn finish_waited(
+            &mut self,
+            block: &mut BlockRef,
+            status: NTSTATUS,
+            information: usize,
+        ) -> Self::Output {
+            self.finish(block, status, information)
+        }
+
         /// Calls the provider with the armed IRP; returns what the WSK function returned.
         ///
         /// # Safety
@@ -235,9 +256,7 @@ impl<R: Request> Op<R> {
             return self.request.fail(error);
         }
         if let Stage::NotStarted = self.stage {
-            if let Some(output) = self.launch() {
-                return output;
-            }
+            return self.run_to_completion(timeout);
         }
         let Stage::InFlight(block) = &self.stage else {
             // Waited for after it was polled to completion: its output was handed out then.
@@ -258,6 +277,43 @@ impl<R: Request> Op<R> {
             }
         }
         self.take_output()
+    }
+}
+
+impl<R: Request> Op<R> {
+    /// Issues the request and blocks until its completion, the block kept in this frame
+    /// (never stored in the operation: nobody else can reach it before the wait returns).
+    /// The caller checked that the IRQL allows waiting.
+    #[inline(always)]
+    fn run_to_completion(&mut self, timeout: Option<i64>) -> <R as Issue>::Output {
+        let mut block = match self.request.start_waited() {
+            Ok(block) => block,
+            Err(error) => {
+                self.stage = Stage::Finished;
+                return self.request.fail(error);
+            }
+        };
+        self.stage = Stage::Finished;
+        // SAFETY: the block was just prepared and no request is in flight on it.
+        let irp = unsafe { block.arm() };
+        if self.deadline != 0 {
+            // SAFETY: armed just above, not issued yet, no timer set.
+            unsafe { block.set_timer(deadline::for_set_timer(self.deadline), TimerAction::Cancel) };
+        }
+        // SAFETY: as in `launch`.
+        let _ = unsafe { self.request.issue(&block, irp) };
+        if !block.block_until_done(timeout) {
+            block.cancel();
+            block.block_until_done(None);
+            // SAFETY: done (the infinite wait returned).
+            let (status, _) = unsafe { block.result() };
+            if status == STATUS_CANCELLED {
+                return self.request.finish_waited(&mut block, STATUS_IO_TIMEOUT, 0);
+            }
+        }
+        // SAFETY: done (the wait returned true, or the infinite one above).
+        let (status, information) = unsafe { block.result() };
+        self.request.finish_waited(&mut block, status, information)
     }
 }
 
