@@ -300,11 +300,18 @@ impl<R: Request> Op<R> {
             // SAFETY: armed just above, not issued yet, no timer set.
             unsafe { block.set_timer(deadline::for_set_timer(self.deadline), TimerAction::Cancel) };
         }
+        // From the call until the completion, the provider may use memory this frame owns
+        // (`start_waited`): the frame must not unwind meanwhile.
+        let provider_holds_the_frame = AbortOnUnwind;
         // SAFETY: as in `launch`.
         let _ = unsafe { self.request.issue(&block, irp) };
-        if !block.block_until_done(timeout) {
+        let completed = block.block_until_done(timeout);
+        if !completed {
             block.cancel();
             block.block_until_done(None);
+        }
+        core::mem::forget(provider_holds_the_frame);
+        if !completed {
             // SAFETY: done (the infinite wait returned).
             let (status, _) = unsafe { block.result() };
             if status == STATUS_CANCELLED {
@@ -314,6 +321,19 @@ impl<R: Request> Op<R> {
         // SAFETY: done (the wait returned true, or the infinite one above).
         let (status, information) = unsafe { block.result() };
         self.request.finish_waited(&mut block, status, information)
+    }
+}
+
+/// Ends the process if dropped, which only unwinding can do (it is forgotten otherwise): held
+/// across a stretch where the provider may still use memory of the frame, so that a panic
+/// there — none can come from safe code: only a provider missing a function the request
+/// calls fails an `expect` there — never frees that memory under the provider. A panic while
+/// panicking aborts; in a driver, built with `panic = "abort"`, any panic already does.
+struct AbortOnUnwind;
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        panic!("a request waited for unwound while the provider could still use its memory");
     }
 }
 
