@@ -8,7 +8,9 @@
 //! the driver already has behind an MDL chain ([`MdlChain`](crate::MdlChain)), or a type of
 //! the driver's own. Operations are generic over the buffer type and monomorphised: a `Buf`
 //! goes through the same code as before, and no buffer type costs a copy or an allocation
-//! per operation (the operation keeps the value inline in its completion block).
+//! per operation (the operation keeps the value inline in its completion block, or, waited
+//! for with [`Op::wait`](crate::Op::wait) before it was ever polled, in itself: that wait's
+//! frame outlives the completion).
 //!
 //! # Ownership
 //! The value is **moved into** the operation and **handed back** with its result. While the
