@@ -29,7 +29,10 @@ use wsk_host::{FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{FailingAllocator, Originator, driver, fail_nth_heap_allocation, forwarded_request};
+use common::{
+    DEADLINE, FailingAllocator, Originator, driver, fail_nth_heap_allocation, forwarded_request,
+    within,
+};
 
 // ---- heap allocations that fail on demand -----------------------------------------------------
 
@@ -37,9 +40,6 @@ use common::{FailingAllocator, Originator, driver, fail_nth_heap_allocation, for
 static ALLOCATOR: FailingAllocator = FailingAllocator;
 
 // ---- helpers --------------------------------------------------------------------------------
-
-/// Every wait of these tests ends by this deadline.
-const DEADLINE: Duration = Duration::from_secs(10);
 
 /// A connection socket connected to a loopback peer (with read and write deadlines).
 fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
@@ -67,17 +67,6 @@ fn start<F: Future + Unpin>(mut future: F) -> F {
 /// Polls the future once.
 fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
     Pin::new(future).poll(&mut Context::from_waker(Waker::noop()))
-}
-
-/// Runs `f` on another thread, failing if it does not return by the deadline (a hang fails).
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    result
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{what}: still running at the deadline"))
 }
 
 /// Waits until `condition` holds, or fails at the deadline.

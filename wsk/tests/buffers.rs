@@ -23,7 +23,7 @@ use wsk_host::{CompletionMode, FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{Originator, driver, forwarded_request};
+use common::{DEADLINE, Originator, driver, forwarded_request, within};
 
 // ---- heap allocations of the test thread ----------------------------------------------------
 
@@ -63,9 +63,6 @@ fn heap_allocations() -> u64 {
 
 // ---- helpers --------------------------------------------------------------------------------
 
-/// Every wait of these tests ends by this deadline.
-const DEADLINE: Duration = Duration::from_secs(10);
-
 /// A connection socket connected to a loopback peer (with a read deadline).
 fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -102,17 +99,6 @@ fn eventually(what: &str, condition: impl Fn() -> bool) {
         assert!(Instant::now() < deadline, "{what}: not by the deadline");
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// Runs `f` on another thread, failing if it does not return by the deadline (a hang fails).
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    result
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{what}: still running at the deadline"))
 }
 
 // ---- a driver's own buffer type: a Vec's pages locked behind an MDL ---------------------------

@@ -20,9 +20,8 @@ use wsk_host::{CompletionMode, FaultPlan, Session};
 use wsk_sys::*;
 
 mod common;
-use common::driver;
+use common::{DEADLINE, driver, within};
 
-const DEADLINE: Duration = Duration::from_secs(10);
 const TAG: u32 = u32::from_le_bytes(*b"WskA");
 
 fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
@@ -46,16 +45,6 @@ fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket)
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(DEADLINE)).unwrap();
     (socket, local, peer)
-}
-
-fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (done, result) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(f());
-    });
-    result
-        .recv_timeout(DEADLINE)
-        .unwrap_or_else(|_| panic!("{what}: still running at the deadline"))
 }
 
 fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {

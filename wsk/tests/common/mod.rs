@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use wsk_host::Session;
 use wsk_sys::*;
@@ -175,4 +176,18 @@ impl RefusingPort {
             .as_socket()
             .expect("an IP address")
     }
+}
+
+/// How long a test waits for anything (a peer, a completion, a thread) before it fails.
+pub const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Runs `f` on another thread, failing if it does not return by the deadline (a hang fails).
+pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(f());
+    });
+    result
+        .recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("{what}: still running at the deadline"))
 }
