@@ -1440,11 +1440,13 @@ mod tests {
     /// A request whose "provider" is another thread: it fills the request's bytes through
     /// their address, then completes the IRP — or, given `stall`, does both only once it is
     /// cancelled. Started by `start_waited`, it keeps its bytes in itself; by `start`,
-    /// the block holds them.
+    /// the block holds them. Given `panic_after_issue`, its issue panics once the "provider"
+    /// has the request.
     struct FilledByAnotherThread {
         pool: Arc<BlockPool>,
         bytes: Option<Bytes>,
         stall: bool,
+        panic_after_issue: bool,
         provider: Option<thread::JoinHandle<()>>,
         started_waited: bool,
     }
@@ -1455,6 +1457,7 @@ mod tests {
                 pool: Arc::clone(pool),
                 bytes: Some(Bytes(Box::new([0; 64]))),
                 stall,
+                panic_after_issue: false,
                 provider: None,
                 started_waited: false,
             }
@@ -1524,6 +1527,9 @@ mod tests {
                     }
                 }
             }));
+            if self.panic_after_issue {
+                panic!("the provider has the request");
+            }
             STATUS_PENDING
         }
 
@@ -1545,6 +1551,62 @@ mod tests {
         fn fail(&mut self, error: crate::Error) -> Self::Output {
             (error.status(), 0, Bytes(Box::new([0; 64])))
         }
+    }
+
+    /// Set in the child process of the test below.
+    const UNWIND_CHILD: &str = "WSK_TEST_UNWIND_WHILE_THE_PROVIDER_HAS_IT";
+
+    #[test]
+    #[cfg(unix)]
+    #[cfg_attr(miri, ignore = "runs itself as a child process")]
+    fn a_waited_request_unwinding_while_the_provider_has_it_aborts_the_process() {
+        const NAME: &str = "lifecycle::completion::tests::\
+            a_waited_request_unwinding_while_the_provider_has_it_aborts_the_process";
+        if std::env::var_os(UNWIND_CHILD).is_some() {
+            // The child: a request waited for unstarted panics once the provider (a thread
+            // that writes its bytes, then completes it) has it. Unwinding would free the
+            // bytes under the writer; the wait aborts the process instead.
+            let session = Session::start();
+            let pool = Arc::new(BlockPool::new());
+            let mut request = FilledByAnotherThread::new(&pool, false);
+            request.panic_after_issue = true;
+            let _ = crate::op::Op::new(request).wait();
+            drop(session);
+            return;
+        }
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(UNWIND_CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the child neither aborted nor ended within 30 s");
+            }
+            thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let child = child.wait_with_output().unwrap();
+        let stderr = alloc::string::String::from_utf8_lossy(&child.stderr);
+        assert!(
+            stderr.contains("the provider has the request"),
+            "the child did not run the request: {stderr}"
+        );
+        // Aborted (SIGABRT), not a test failure (exit code 101) after unwinding the frame.
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            child.status.signal(),
+            Some(6),
+            "{:?}: {stderr}",
+            child.status
+        );
+        assert!(
+            stderr.contains("a request waited for unwound while the provider could still use"),
+            "{stderr}"
+        );
     }
 
     /// The IRP of the stalled request last cancelled.

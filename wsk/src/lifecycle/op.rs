@@ -172,6 +172,15 @@ impl<R: Request> Op<R> {
                 return Some(self.request.fail(error));
             }
         };
+        self.issue_on(&mut block);
+        self.stage = Stage::InFlight(block);
+        None
+    }
+
+    /// Arms `block` (just prepared by the request's start), sets the deadline's timer if the
+    /// operation has one, and gives the request to the provider.
+    #[inline(always)]
+    fn issue_on(&mut self, block: &mut BlockRef) {
         // SAFETY: the block was just prepared and no request is in flight on it.
         let irp = unsafe { block.arm() };
         if self.deadline != 0 {
@@ -181,9 +190,7 @@ impl<R: Request> Op<R> {
         // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
         // completion routine runs whatever the call returns (WSK completes every IRP it is
         // given), so the returned status carries no extra information.
-        let _ = unsafe { self.request.issue(&block, irp) };
-        self.stage = Stage::InFlight(block);
-        None
+        let _ = unsafe { self.request.issue(block, irp) };
     }
 
     /// The same operation, issued with `irp` — an IRP the caller owns, allocated by the
@@ -262,22 +269,30 @@ impl<R: Request> Op<R> {
             // Waited for after it was polled to completion: its output was handed out then.
             return self.request.fail(FINISHED);
         };
-        if !block.block_until_done(timeout) {
-            block.cancel();
-            block.block_until_done(None);
-            // SAFETY: done (the infinite wait returned).
-            let (status, _) = unsafe { block.result() };
-            if status == STATUS_CANCELLED {
-                let Stage::InFlight(mut block) =
-                    core::mem::replace(&mut self.stage, Stage::Finished)
-                else {
-                    unreachable!()
-                };
-                return self.request.finish(&mut block, STATUS_IO_TIMEOUT, 0);
-            }
+        if wait_or_cancel(block, timeout) {
+            let Stage::InFlight(mut block) = core::mem::replace(&mut self.stage, Stage::Finished)
+            else {
+                unreachable!()
+            };
+            return self.request.finish(&mut block, STATUS_IO_TIMEOUT, 0);
         }
         self.take_output()
     }
+}
+
+/// Blocks until the request on `block` completes; at `timeout` (100 ns units, negative =
+/// relative) cancels it and blocks until the cancelled request completes. Returns whether it
+/// timed out: cancelled at the timeout and completed as cancelled (a request the provider
+/// completed another way meanwhile keeps its result). IRQL <= APC_LEVEL (callers check).
+fn wait_or_cancel(block: &BlockRef, timeout: Option<i64>) -> bool {
+    if block.block_until_done(timeout) {
+        return false;
+    }
+    block.cancel();
+    block.block_until_done(None);
+    // SAFETY: done (the infinite wait returned).
+    let (status, _) = unsafe { block.result() };
+    status == STATUS_CANCELLED
 }
 
 impl<R: Request> Op<R> {
@@ -285,41 +300,26 @@ impl<R: Request> Op<R> {
     /// (never stored in the operation: nobody else can reach it before the wait returns).
     /// The caller checked that the IRQL allows waiting.
     #[inline(always)]
+    /// The operation's stage stays `NotStarted`: it is consumed by the wait, and its drop
+    /// has nothing in flight to cancel either way.
     fn run_to_completion(&mut self, timeout: Option<i64>) -> <R as Issue>::Output {
         let mut block = match self.request.start_waited() {
             Ok(block) => block,
-            Err(error) => {
-                self.stage = Stage::Finished;
-                return self.request.fail(error);
-            }
+            Err(error) => return self.request.fail(error),
         };
-        self.stage = Stage::Finished;
-        // SAFETY: the block was just prepared and no request is in flight on it.
-        let irp = unsafe { block.arm() };
-        if self.deadline != 0 {
-            // SAFETY: armed just above, not issued yet, no timer set.
-            unsafe { block.set_timer(deadline::for_set_timer(self.deadline), TimerAction::Cancel) };
-        }
-        // From the call until the completion, the provider may use memory this frame owns
-        // (`start_waited`): the frame must not unwind meanwhile.
+        // From the provider call until the completion, the provider may use memory this frame
+        // owns (`start_waited`): the frame must not unwind meanwhile (nor while arming, just
+        // before: nothing there can panic either).
         let provider_holds_the_frame = AbortOnUnwind;
-        // SAFETY: as in `launch`.
-        let _ = unsafe { self.request.issue(&block, irp) };
-        let completed = block.block_until_done(timeout);
-        if !completed {
-            block.cancel();
-            block.block_until_done(None);
-        }
+        self.issue_on(&mut block);
+        let timed_out = wait_or_cancel(&block, timeout);
         core::mem::forget(provider_holds_the_frame);
-        if !completed {
-            // SAFETY: done (the infinite wait returned).
-            let (status, _) = unsafe { block.result() };
-            if status == STATUS_CANCELLED {
-                return self.request.finish_waited(&mut block, STATUS_IO_TIMEOUT, 0);
-            }
-        }
-        // SAFETY: done (the wait returned true, or the infinite one above).
-        let (status, information) = unsafe { block.result() };
+        let (status, information) = if timed_out {
+            (STATUS_IO_TIMEOUT, 0)
+        } else {
+            // SAFETY: done (the wait returned).
+            unsafe { block.result() }
+        };
         self.request.finish_waited(&mut block, status, information)
     }
 }
