@@ -188,8 +188,22 @@ fn a_pended_inspection_is_completed_later() {
     };
     let first_is_a = seen.lock().unwrap().inspected[0].0 == a.id();
     assert!(first_is_a);
-    a.accept().wait().unwrap();
-    b.reject().wait().unwrap();
+    // Which inspection is which peer's: by its address (a provider delivering events on
+    // several threads may inspect the second connection first).
+    let first_peer = first.local_addr().unwrap();
+    let peer_of = |id: InspectId| {
+        let seen = seen.lock().unwrap();
+        seen.inspected.iter().find(|(i, _)| *i == id).unwrap().1
+    };
+    let (firsts, seconds) = if peer_of(a.id()) == first_peer {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(peer_of(firsts.id()), first_peer);
+    assert_eq!(peer_of(seconds.id()), second.local_addr().unwrap());
+    firsts.accept().wait().unwrap();
+    seconds.reject().wait().unwrap();
     until("the accept", || seen.lock().unwrap().accepted.len() == 1);
     assert!(peer_sees_reset(&mut second));
     let socket = seen.lock().unwrap().accepted.pop().unwrap();
