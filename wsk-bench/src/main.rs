@@ -7,7 +7,9 @@
 //!   `send_to`, `receive_from`, `accept`, `connect`) the `IMPL` way (`raw`: `wsk-sys` as the
 //!   C of the documentation, one IRP reused, a completion routine setting a KEVENT, waited
 //!   for; `wsk`: `op.wait()`), with every request completing `MODE` (`inline` or `pending`:
-//!   [`CompletionMode::AlwaysInline`] / [`CompletionMode::AlwaysPending`]), then tears down.
+//!   [`CompletionMode::AlwaysInline`] / [`CompletionMode::AlwaysPending`]; `delayed`: pending,
+//!   and completed [`DELAY`] later, so that the waiting thread has always gone to sleep by
+//!   then — as it has when a network is in between), then tears down.
 //!   Run under callgrind with `N` and `2N`, the difference of the two counts divided by `N`
 //!   is the cost of one operation with every set-up removed.
 //! - `wsk-bench allocs [--ops N] [--check]`: allocations per operation in steady state, at
@@ -40,6 +42,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use wsk::{Buf, ConnectionSocket, DatagramSocket, ListenSocket, WskClient};
 use wsk_host::{CompletionMode, FaultPlan, Session};
@@ -158,6 +161,13 @@ fn parse_mode(text: &str) -> Option<CompletionMode> {
         _ => None,
     }
 }
+
+/// How long the provider waits before it completes a request in the `delayed` mode of
+/// `count`: the waiting thread, which goes to sleep a few thousand instructions after it
+/// issued the request (even under valgrind, well within this), always sleeps first. In the
+/// `pending` mode, whether it sleeps first or finds its request complete depends on how the
+/// two threads are scheduled; here the count of the code that waits does not.
+const DELAY: Duration = Duration::from_micros(200);
 
 fn mode_name(mode: CompletionMode) -> &'static str {
     match mode {
@@ -330,8 +340,18 @@ struct Fixture<'s> {
 }
 
 impl<'s> Fixture<'s> {
-    fn new(session: &'s Session, kind: Kind, mode: CompletionMode, depth: usize) -> Self {
-        session.set_faults(FaultPlan::new(SEED).completion(mode));
+    fn new(
+        session: &'s Session,
+        kind: Kind,
+        mode: CompletionMode,
+        depth: usize,
+        delay: Option<Duration>,
+    ) -> Self {
+        let plan = FaultPlan::new(SEED).completion(mode);
+        session.set_faults(match delay {
+            Some(delay) => plan.delay_completions(delay),
+            None => plan,
+        });
         // SAFETY: the session's own driver object, valid until the session ends.
         let driver = unsafe { wsk::DriverObject::from_raw(session.driver_object()) }
             .expect("a session has a driver object");
@@ -587,32 +607,33 @@ impl<'s> Fixture<'s> {
 
     #[inline(never)]
     fn run_wsk(&mut self, count: u64) {
+        // The buffer is the loop's, as in a user's loop: moved into each operation and back
+        // (the raw side lends its buffer to each request).
+        let mut buf = self.bufs[0].take().expect("the first slot's buffer");
         for i in 0..count {
             self.feed(Impl::Wsk, i);
             match &self.sockets {
                 Sockets::Stream { wsk, .. } if self.kind == Kind::Send => {
-                    let (sent, back) = wsk.send(self.bufs[0].take().unwrap()).wait();
+                    let (sent, back) = wsk.send(buf).wait();
                     assert_eq!(sent.unwrap(), SIZE);
-                    self.bufs[0] = Some(back);
+                    buf = back;
                 }
                 Sockets::Stream { wsk, .. } => {
-                    let mut buf = self.bufs[0].take().unwrap();
                     buf.clear();
                     let (received, back) = wsk.receive(buf).wait();
                     assert!(received.unwrap() > 0);
-                    self.bufs[0] = Some(back);
+                    buf = back;
                 }
                 Sockets::Datagram { wsk, target, .. } if self.kind == Kind::SendTo => {
-                    let (sent, back) = wsk.send_to(self.bufs[0].take().unwrap(), *target).wait();
+                    let (sent, back) = wsk.send_to(buf, *target).wait();
                     assert_eq!(sent.unwrap(), SIZE);
-                    self.bufs[0] = Some(back);
+                    buf = back;
                 }
                 Sockets::Datagram { wsk, .. } => {
-                    let mut buf = self.bufs[0].take().unwrap();
                     buf.clear();
                     let (received, back) = wsk.receive_from(buf).wait();
                     assert_eq!(received.unwrap().0, SIZE);
-                    self.bufs[0] = Some(back);
+                    buf = back;
                 }
                 Sockets::Listen {
                     wsk, wsk_address, ..
@@ -629,6 +650,7 @@ impl<'s> Fixture<'s> {
                 }
             }
         }
+        self.bufs[0] = Some(buf);
     }
 
     /// Runs `count` operations with `depth` in flight on one socket (`depth` > 1: send,
@@ -855,8 +877,19 @@ fn with_fixture<T>(
     depth: usize,
     f: impl FnOnce(&mut Fixture) -> T,
 ) -> T {
+    with_delayed_fixture(kind, mode, depth, None, f)
+}
+
+/// [`with_fixture`], completions delayed by `delay` if given.
+fn with_delayed_fixture<T>(
+    kind: Kind,
+    mode: CompletionMode,
+    depth: usize,
+    delay: Option<Duration>,
+    f: impl FnOnce(&mut Fixture) -> T,
+) -> T {
     let session = Session::start();
-    let mut fixture = Fixture::new(&session, kind, mode, depth);
+    let mut fixture = Fixture::new(&session, kind, mode, depth, delay);
     let result = f(&mut fixture);
     fixture.close();
     session.finish();
@@ -982,7 +1015,7 @@ fn allocs(args: &[String]) -> Result<(), String> {
 }
 
 fn count(args: &[String]) -> Result<(), String> {
-    let usage = "count OP raw|wsk inline|pending N";
+    let usage = "count OP raw|wsk inline|pending|delayed N";
     let [op, side, mode, n] = args else {
         return Err(usage.into());
     };
@@ -992,9 +1025,12 @@ fn count(args: &[String]) -> Result<(), String> {
         "wsk" => Impl::Wsk,
         _ => return Err(usage.into()),
     };
-    let mode = parse_mode(mode).ok_or(usage)?;
+    let (mode, delay) = match mode.as_str() {
+        "delayed" => (CompletionMode::AlwaysPending, Some(DELAY)),
+        mode => (parse_mode(mode).ok_or(usage)?, None),
+    };
     let n: u64 = n.parse().map_err(|_| usage)?;
-    with_fixture(kind, mode, 1, |f| {
+    with_delayed_fixture(kind, mode, 1, delay, |f| {
         f.run(side, kind.warm_up());
         f.run(side, n);
     });

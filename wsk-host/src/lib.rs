@@ -74,6 +74,7 @@ pub mod irql;
 mod mdl;
 mod netio;
 mod pool;
+mod processor;
 mod provider;
 pub mod registry;
 mod rtl;

@@ -384,6 +384,9 @@ fn conclude() -> (Report, Vec<Violation>) {
     crate::provider::wait_idle(deadline.saturating_duration_since(Instant::now()));
     crate::workitem::wait_idle(work_item_deadline.saturating_duration_since(Instant::now()));
     crate::workitem::report_still_running("the end of the session", work_item_wait);
+    if crate::workitem::in_flight() == 0 {
+        crate::workitem::join_stopped_workers();
+    }
     crate::timer::report_pending("the end of the session");
     let mut findings: Vec<Violation> = verifier::take_recorded();
     let leak = |rule: Rule, details: String| Violation { rule, details };

@@ -1,6 +1,8 @@
 //! Work items: `IoAllocateWorkItem`, `IoQueueWorkItemEx` and `IoFreeWorkItem`, run by system
 //! worker threads that `wsk-host` owns — one per queue type, each running its items one after
-//! the other at PASSIVE_LEVEL.
+//! the other at PASSIVE_LEVEL. A queue's thread starts with its first item and ends when the
+//! queue is empty (the next item starts another); the end of a session joins the threads that
+//! ended, so that no thread of the host outlives the work it was started for.
 //!
 //! Like the I/O manager, which holds a reference on a work item's IO object while the item is
 //! queued or running (so the driver cannot unload under it), the end of a session and
@@ -8,7 +10,8 @@
 //! running.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Condvar, Mutex, MutexGuard, Once};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use wsk_sys::*;
@@ -72,17 +75,53 @@ struct Job {
 
 /// One system worker queue and its thread.
 struct WorkerQueue {
-    jobs: Mutex<VecDeque<Job>>,
-    ready: Condvar,
-    thread: Once,
+    state: Mutex<QueueState>,
+}
+
+/// A queue's jobs and thread.
+struct QueueState {
+    jobs: VecDeque<Job>,
+    /// Whether the queue's thread is running its jobs (it stops, under this lock, when it
+    /// finds none).
+    running: bool,
+    /// The queue's last thread, to join once it has stopped.
+    thread: Option<JoinHandle<()>>,
 }
 
 impl WorkerQueue {
     const fn new() -> WorkerQueue {
         WorkerQueue {
-            jobs: Mutex::new(VecDeque::new()),
-            ready: Condvar::new(),
-            thread: Once::new(),
+            state: Mutex::new(QueueState {
+                jobs: VecDeque::new(),
+                running: false,
+                thread: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Joins the worker threads, which stop once their queues are empty. Called when no work
+/// item is queued or running: a thread still running then has just returned from its last
+/// routine and is about to find its queue empty; a queue that has jobs again is left alone.
+pub(crate) fn join_stopped_workers() {
+    for queue in &QUEUES {
+        let thread = loop {
+            let mut state = queue.lock();
+            if !state.running {
+                break state.thread.take();
+            }
+            if !state.jobs.is_empty() {
+                break None;
+            }
+            drop(state);
+            std::thread::yield_now();
+        };
+        if let Some(thread) = thread {
+            let _ = thread.join();
         }
     }
 }
@@ -153,17 +192,18 @@ pub(crate) fn report_still_running(what: &str, waited: Duration) -> bool {
     count > 0
 }
 
-/// The worker thread of queue `index`.
+/// The worker thread of queue `index`: runs its jobs until there are none.
 fn worker(index: usize) {
     let queue = &QUEUES[index];
     loop {
         let job = {
-            let mut jobs = queue.jobs.lock().unwrap_or_else(|e| e.into_inner());
-            loop {
-                if let Some(job) = jobs.pop_front() {
-                    break job;
+            let mut state = queue.lock();
+            match state.jobs.pop_front() {
+                Some(job) => job,
+                None => {
+                    state.running = false;
+                    return;
                 }
-                jobs = queue.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
             }
         };
         run(job);
@@ -297,24 +337,26 @@ pub unsafe extern "system" fn IoQueueWorkItemEx(
         }
     };
     *active() += 1;
-    let worker_queue = &QUEUES[queue];
-    worker_queue.thread.call_once(|| {
-        std::thread::Builder::new()
-            .name(format!("wsk-host work queue {queue}"))
-            .spawn(move || worker(queue))
-            .expect("a system worker thread starts");
+    let mut state = QUEUES[queue].lock();
+    state.jobs.push_back(Job {
+        item: address,
+        routine,
+        io_object,
+        context: Context as usize,
     });
-    worker_queue
-        .jobs
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push_back(Job {
-            item: address,
-            routine,
-            io_object,
-            context: Context as usize,
-        });
-    worker_queue.ready.notify_one();
+    if !state.running {
+        state.running = true;
+        // The queue's last thread stopped (or is returning, past its last use of the lock).
+        if let Some(stopped) = state.thread.take() {
+            let _ = stopped.join();
+        }
+        state.thread = Some(
+            std::thread::Builder::new()
+                .name(format!("wsk-host work queue {queue}"))
+                .spawn(move || worker(queue))
+                .expect("a system worker thread starts"),
+        );
+    }
 }
 
 /// `IoFreeWorkItem`.

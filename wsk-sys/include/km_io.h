@@ -733,6 +733,11 @@ NTSTATUS __stdcall KeDelayExecutionThread(KPROCESSOR_MODE WaitMode, BOOLEAN Aler
 /** The identifier of the current thread, unique among live threads. Any IRQL. WDK:
  *  `PsGetCurrentThreadId`. */
 HANDLE __stdcall PsGetCurrentThreadId(void);
+/** The system-wide index of the processor the caller runs on (unique across processor
+ *  groups, below `KeQueryMaximumProcessorCountEx(ALL_PROCESSOR_GROUPS)`), and, unless
+ *  `ProcNumber` is null, its group and number. Stable while the caller runs at
+ *  DISPATCH_LEVEL or above. Any IRQL. WDK: `KeGetCurrentProcessorNumberEx`. */
+ULONG __stdcall KeGetCurrentProcessorNumberEx(PPROCESSOR_NUMBER ProcNumber);
 /** Returns the performance counter and, optionally, its frequency. Any IRQL. WDK:
  *  `KeQueryPerformanceCounter`. */
 LARGE_INTEGER __stdcall KeQueryPerformanceCounter(PLARGE_INTEGER PerformanceFrequency);

@@ -135,6 +135,18 @@ typedef union _LARGE_INTEGER {
 /** Pointer to [`LARGE_INTEGER`]. WDK: `PLARGE_INTEGER`. */
 typedef LARGE_INTEGER *PLARGE_INTEGER;
 
+/** A processor, as its group and its number in the group. WDK: `PROCESSOR_NUMBER`. */
+typedef struct _PROCESSOR_NUMBER {
+    /** The processor group. WDK: `Group`. */
+    USHORT Group;
+    /** The processor's number in its group. WDK: `Number`. */
+    UCHAR Number;
+    /** Reserved. WDK: `Reserved`. */
+    UCHAR Reserved;
+} PROCESSOR_NUMBER;
+/** Pointer to [`PROCESSOR_NUMBER`]. WDK: `PPROCESSOR_NUMBER`. */
+typedef PROCESSOR_NUMBER *PPROCESSOR_NUMBER;
+
 /** Entry of a doubly linked list. WDK: `LIST_ENTRY`. */
 typedef struct _LIST_ENTRY {
     /** Next entry. WDK: `Flink`. */

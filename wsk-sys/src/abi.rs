@@ -158,6 +158,7 @@ mod kernel_base {
     layout!(IO_STATUS_BLOCK, size 16, align 8, u.Status @ 0, Information @ 8);
     layout!(UNICODE_STRING, size 16, align 8, Length @ 0, MaximumLength @ 2, Buffer @ 8);
     layout!(LIST_ENTRY, size 16, align 8, Flink @ 0, Blink @ 8);
+    layout!(PROCESSOR_NUMBER, size 4, align 2, Group @ 0, Number @ 2, Reserved @ 3);
     layout!(GUID, size 16, align 4, Data1 @ 0, Data2 @ 4, Data3 @ 6, Data4 @ 8);
     layout!(MDL, size 0x30, align 8,
         Next @ 0x00, Size @ 0x08, MdlFlags @ 0x0a, Process @ 0x10, MappedSystemVa @ 0x18,
@@ -217,6 +218,7 @@ const _: () = {
     assert!(size_of::<wdk_sys::NTSTATUS>() == size_of::<own_base::NTSTATUS>());
     assert!(size_of::<wdk_sys::KTIMER>() == size_of::<own_base::KTIMER>());
     assert!(size_of::<wdk_sys::KDPC>() == size_of::<own_base::KDPC>());
+    assert!(size_of::<wdk_sys::PROCESSOR_NUMBER>() == size_of::<own_base::PROCESSOR_NUMBER>());
 };
 
 use core::ffi::c_void;

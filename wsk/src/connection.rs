@@ -474,6 +474,8 @@ impl<B: IoBuf> Issue for SendRequest<B> {
         self.begin::<true>()
     }
 
+    const COMPLETES_IN_FRAME: bool = true;
+
     fn start_waited(&mut self) -> Result<BlockRef> {
         self.begin::<false>()
     }
@@ -681,6 +683,8 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
     fn start(&mut self) -> Result<BlockRef> {
         self.begin::<true>()
     }
+
+    const COMPLETES_IN_FRAME: bool = true;
 
     fn start_waited(&mut self) -> Result<BlockRef> {
         self.begin::<false>()

@@ -194,6 +194,8 @@ impl<B: IoBuf> Issue for SendToRequest<B> {
         self.begin::<true>()
     }
 
+    const COMPLETES_IN_FRAME: bool = true;
+
     fn start_waited(&mut self) -> Result<BlockRef> {
         self.begin::<false>()
     }
@@ -421,6 +423,8 @@ impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
     fn start(&mut self) -> Result<BlockRef> {
         self.begin::<true>()
     }
+
+    const COMPLETES_IN_FRAME: bool = true;
 
     fn start_waited(&mut self) -> Result<BlockRef> {
         self.begin::<false>()

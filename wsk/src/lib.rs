@@ -84,7 +84,8 @@
 //! | no memory the provider may read or write is freed or touched before the completion | ownership: [`Buf`]/[`BufList`], and any [`IoBuf`] ([`Slice`], [`MdlChain`] and the caller's MDLs' owner, a driver's own type), are moved into the operation and handed back with its result, as is a caller's [`Irp`] ([`Op::with_irp`]); the completion block that holds them is reference-counted, and the in-flight IRP holds a reference until its completion routine has run, whatever is dropped when; an operation waited for before it was ever polled keeps them in the waiting frame, which returns only after the completion and aborts rather than unwind before it |
 //! | indicated data is read only while the provider lends it | lifetimes: slices from [`ReceivedData`]/[`ReceivedDatagrams`] borrow them and end when the decision is made; [`RetainedData`] is read through views that the indications cannot be released under; closing the socket revokes it (released at once, or when its views are dropped); one dropped inside its own callback turns the decision into a consumption instead of releasing early |
 //! | a callback returns only its own decision | branding: [`ReceiveDecision<'a>`], [`AcceptDecision<'a>`] and [`InspectDecision<'a>`] carry the invariant lifetime of their callback |
-//! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines, event callbacks and task polls run in a callback scope where every wait refuses the same way, whatever the IRQL the provider called them at (PASSIVE_LEVEL for an inline completion); a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await` |
+//! | no wait at DISPATCH_LEVEL or inside a callback | every blocking wait checks the IRQL and fails with [`Error::IRQL_TOO_HIGH`]; completion routines and event callbacks run in a callback scope where every wait refuses the same way, whatever the IRQL the provider called them at (PASSIVE_LEVEL for an inline completion), and task polls at DISPATCH_LEVEL; a [`SpinLockGuard`] is `!Send`, so no spawned task holds one across an `.await`, and a thread's spin locks are counted per processor, so releasing them in any order lowers the IRQL only with the last |
+//! | no runaway stack or reentrancy in the executor | a task is polled inline only in the completion routine of its own request, never nested in another task's poll nor under a [`SpinLock`] of this crate; woken any other way it is continued by its set's work item; a run ends after [`task::RUN_BUDGET`] operations |
 //! | no IRP, MDL, pool block, socket or registration leaks | every IRP lives in a completion block owned by a socket or the client and freed with it; sockets close when dropped; the client's teardown cancels its requests, closes its sockets, frees uncollected results, releases the NPI and deregisters, once |
 //! | unload does not hang | the teardown waits only for requests it has cancelled and closes it has issued (a close revokes the socket's retained data, and waits only for a [`RetainedView`] open at that moment); its handler is dropped when the close completes, so what a handler owns cannot keep its socket alive; dropped above PASSIVE_LEVEL it runs in a work item of the driver (`IoQueueWorkItemEx`), which keeps the driver loaded until it is done |
 //!
@@ -115,6 +116,11 @@
 //!   nothing waits for it. Dropped — or its decision's operation dropped before it is issued
 //!   — it rejects the connection;
 //! - a forgotten [`SpinLockGuard`] leaves its lock held and the IRQL raised on that processor;
+//! - a forgotten `Close` (the operation of `close()`) keeps its socket's core — the close
+//!   IRP and every completion block of its pool — allocated for good, like any forgotten
+//!   operation; the socket is closed all the same, and nothing waits for it;
+//! - a forgotten [`task::TaskSet`] leaks its work item and its tasks' bookkeeping; its tasks
+//!   are cancelled by the teardown of the requests they wait for, and nothing waits for them;
 //! - a forgotten [`WskClient`] stays registered: `WskDeregister` never runs.
 //!
 //! ## Ownership in practice
@@ -219,6 +225,7 @@ pub mod irql;
 mod lifecycle;
 mod listen;
 mod mdl_chain;
+mod per_processor;
 mod per_thread;
 mod raw_socket;
 mod reservation;

@@ -1,22 +1,24 @@
-//! What this crate must know about the calling kernel thread — whether it is inside a
-//! callback scope, how many of the crate's spin locks it holds and the IRQL to go back to —
-//! kept in a small table keyed by `PsGetCurrentThreadId` (the kernel has no thread-local
-//! storage for drivers).
+//! What this crate must know about a kernel thread running below DISPATCH_LEVEL — whether it
+//! is inside a callback scope ([`crate::lifecycle::callback`]) — kept in a small table keyed
+//! by `PsGetCurrentThreadId` (the kernel has no thread-local storage for drivers).
 //!
-//! A record belongs to one thread: only that thread changes its counters; others only read
-//! the `thread` field while looking for their own. A thread holding a spin lock runs at
-//! DISPATCH_LEVEL and so stays on its processor, and a thread inside a callback scope below
-//! DISPATCH_LEVEL is the one that entered it: the thread identifier is stable for as long as
-//! its record is in use. The record is freed when both counters are back to zero.
+//! A record belongs to one thread: only that thread changes it, and only below
+//! DISPATCH_LEVEL; others only read the `thread` field while looking for their own. Code at
+//! DISPATCH_LEVEL or above never changes a record — a scope entered there counts nothing, and
+//! the crate's spin locks count per processor ([`crate::sync`]) — so a DPC, which runs on
+//! whatever thread it interrupted and borrows its identifier, cannot touch that thread's
+//! record halfway through a change. (A kernel APC interrupting the thread is the thread
+//! itself: whatever it changes, it finishes before the thread goes on.) A thread inside a
+//! callback scope below DISPATCH_LEVEL is the one that entered it: the identifier is stable
+//! for as long as its record is in use. The record is freed when the count is back to zero.
 
-use core::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
-use wsk_sys::{KIRQL, PsGetCurrentThreadId};
+use wsk_sys::PsGetCurrentThreadId;
 
-/// How many threads can have a record at once. A thread holding a spin lock runs at
-/// DISPATCH_LEVEL, one per processor; threads inside a callback scope below DISPATCH_LEVEL
-/// are the provider's completing threads. Past this, spin locks wait for a free record and
-/// callback scopes raise the IRQL instead.
+/// How many threads can have a record at once: threads inside a callback scope below
+/// DISPATCH_LEVEL (the provider's completing threads, task polls in a spawning thread or a
+/// work item). Past this, callback scopes raise the IRQL instead (see `CallbackScope`).
 const RECORDS: usize = 64;
 
 /// One thread's record.
@@ -25,18 +27,12 @@ pub(crate) struct ThreadRecord {
     thread: AtomicUsize,
     /// Depth of callback scopes entered below DISPATCH_LEVEL.
     pub(crate) callback_depth: AtomicUsize,
-    /// Number of this crate's spin locks held.
-    pub(crate) spin_locks: AtomicUsize,
-    /// The IRQL the first of those spin locks raised from.
-    pub(crate) base_irql: AtomicU8,
 }
 
 static TABLE: [ThreadRecord; RECORDS] = [const {
     ThreadRecord {
         thread: AtomicUsize::new(0),
         callback_depth: AtomicUsize::new(0),
-        spin_locks: AtomicUsize::new(0),
-        base_irql: AtomicU8::new(0),
     }
 }; RECORDS];
 
@@ -61,7 +57,9 @@ pub(crate) fn find() -> Option<&'static ThreadRecord> {
 }
 
 /// The calling thread's record, claimed if it has none; `None` when the table is full.
+/// Below DISPATCH_LEVEL only (see the module documentation).
 pub(crate) fn find_or_claim() -> Option<&'static ThreadRecord> {
+    debug_assert!(wsk_sys::KeGetCurrentIrql() < wsk_sys::typed::DISPATCH_LEVEL);
     if let Some(record) = find() {
         return Some(record);
     }
@@ -76,18 +74,12 @@ pub(crate) fn find_or_claim() -> Option<&'static ThreadRecord> {
     Some(record)
 }
 
-/// Frees the calling thread's record once nothing is counted in it.
+/// Frees the calling thread's record once nothing is counted in it. Below DISPATCH_LEVEL
+/// only.
 pub(crate) fn release_if_unused(record: &ThreadRecord) {
-    if record.callback_depth.load(Ordering::Relaxed) == 0
-        && record.spin_locks.load(Ordering::Relaxed) == 0
-    {
+    debug_assert!(wsk_sys::KeGetCurrentIrql() < wsk_sys::typed::DISPATCH_LEVEL);
+    if record.callback_depth.load(Ordering::Relaxed) == 0 {
         IN_USE.fetch_sub(1, Ordering::AcqRel);
         record.thread.store(0, Ordering::Release);
     }
-}
-
-/// The IRQL the thread's first held spin lock raised from: where to go back to when its last
-/// is released.
-pub(crate) fn base_irql(record: &ThreadRecord) -> KIRQL {
-    record.base_irql.load(Ordering::Relaxed)
 }

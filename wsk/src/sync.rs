@@ -4,12 +4,10 @@ use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 
-use core::sync::atomic::Ordering;
-
 use wsk_sys::typed::DISPATCH_LEVEL;
 use wsk_sys::{KIRQL, KSPIN_LOCK, KeAcquireSpinLockRaiseToDpc, KeLowerIrql, KeReleaseSpinLock};
 
-use crate::per_thread::{self, ThreadRecord};
+use crate::per_processor::{self, ProcessorRecord};
 
 /// Data guarded by a kernel spin lock (`KSPIN_LOCK`). Taking the lock raises the IRQL to
 /// DISPATCH_LEVEL until the guard is dropped, so the lock may be shared between threads at
@@ -40,21 +38,19 @@ impl<T> SpinLock<T> {
 
     /// Takes the lock, raising the IRQL to DISPATCH_LEVEL. IRQL <= DISPATCH_LEVEL.
     ///
-    /// The IRQL goes back to what it was before the thread's *first* lock when its *last*
+    /// The IRQL goes back to what it was before the processor's *first* lock when its *last*
     /// guard is released, whatever the order the guards are dropped in: dropping an outer
-    /// guard before an inner one never lowers the IRQL while a lock is still held.
+    /// guard before an inner one never lowers the IRQL while a lock is still held. The count
+    /// is kept per processor (`KeGetCurrentProcessorNumberEx`; a holder keeps its processor),
+    /// in a table sized for the most processors Windows runs on: it never runs out.
     pub fn lock(&self) -> SpinLockGuard<'_, T> {
         // SAFETY: the lock word is initialised and lives as long as `self`.
         let entry_irql = unsafe { KeAcquireSpinLockRaiseToDpc(self.lock.get()) };
-        // At DISPATCH_LEVEL now: the thread keeps its processor until the IRQL is lowered,
-        // which only the last guard's release does. Without a free record (more threads than
-        // the table holds are inside callbacks or holding locks) the guard falls back to
-        // restoring its own entry IRQL, which is right for guards dropped in reverse order.
-        let record = per_thread::find_or_claim();
+        // At DISPATCH_LEVEL now: this code keeps the processor until the IRQL is lowered,
+        // which only the release of its last lock does (see `per_processor`).
+        let record = per_processor::current();
         if let Some(record) = record {
-            if record.spin_locks.fetch_add(1, Ordering::Relaxed) == 0 {
-                record.base_irql.store(entry_irql, Ordering::Relaxed);
-            }
+            record.lock_taken(entry_irql);
         }
         SpinLockGuard {
             lock: self,
@@ -104,8 +100,10 @@ impl<T> SpinLock<T> {
 /// [`TaskSet`]: crate::task::TaskSet
 pub struct SpinLockGuard<'a, T> {
     lock: &'a SpinLock<T>,
-    /// The holding thread's record (its count of held locks and IRQL to go back to).
-    record: Option<&'static ThreadRecord>,
+    /// The record of the processor the lock was taken on (its count of held locks and IRQL
+    /// to go back to); `None` only for a processor index Windows does not give (see
+    /// `per_processor::current`).
+    record: Option<&'static ProcessorRecord>,
     /// The IRQL this lock raised from (used without a record).
     entry_irql: KIRQL,
     /// Not `Send`: the IRQL it restores belongs to this processor and thread.
@@ -137,18 +135,86 @@ impl<T> Drop for SpinLockGuard<'_, T> {
         // IRQL where it is (the thread may hold other locks).
         unsafe { KeReleaseSpinLock(self.lock.lock.get(), DISPATCH_LEVEL) };
         let lower_to = match self.record {
-            Some(record) if record.spin_locks.fetch_sub(1, Ordering::Relaxed) == 1 => {
-                let base = per_thread::base_irql(record);
-                per_thread::release_if_unused(record);
-                Some(base)
-            }
-            Some(_) => None,
+            Some(record) => record.lock_released(),
             None => Some(self.entry_irql),
         };
         if let Some(irql) = lower_to.filter(|&irql| irql < DISPATCH_LEVEL) {
-            // SAFETY: the thread's last lock (or, without a record, this one) is released:
-            // back to the IRQL it raised from, on this processor (the guard is not `Send`).
+            // SAFETY: the processor's last lock (or, without a record, this one) is released:
+            // back to the IRQL the first raised from, on this processor (the guard is not
+            // `Send`, and its holder kept the processor).
             unsafe { KeLowerIrql(irql) };
         }
+    }
+}
+
+/// Spin locks released out of order on several threads at once, under Miri too: the IRQL
+/// is lowered only with each thread's last lock, back to where it was before its first.
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use std::thread;
+    use std::vec::Vec;
+
+    use wsk_host::Session;
+
+    use super::*;
+    use crate::irql::Irql;
+
+    /// Rounds per thread: fewer under the interpreter.
+    const ROUNDS: usize = if cfg!(miri) { 3 } else { 200 };
+
+    #[test]
+    fn guards_released_in_any_order_lower_the_irql_only_with_the_last() {
+        let session = Session::start();
+        let locks: Vec<SpinLock<u32>> = (0..3).map(SpinLock::new).collect();
+        thread::scope(|scope| {
+            for t in 0..4usize {
+                let locks = &locks;
+                scope.spawn(move || {
+                    for round in 0..ROUNDS {
+                        assert_eq!(Irql::current(), Irql::PASSIVE);
+                        // Taken in one order (no deadlock between the threads), released in
+                        // every order: the guards in the order of a permutation.
+                        let mut guards: Vec<Option<SpinLockGuard<'_, u32>>> =
+                            locks.iter().map(|lock| Some(lock.lock())).collect();
+                        for guard in guards.iter_mut() {
+                            **guard.as_mut().unwrap() += 1;
+                        }
+                        let order = [
+                            [0, 1, 2],
+                            [1, 0, 2],
+                            [2, 1, 0],
+                            [1, 2, 0],
+                            [2, 0, 1],
+                            [0, 2, 1],
+                        ][(t + round) % 6];
+                        for (released, &index) in order.iter().enumerate() {
+                            drop(guards[index].take());
+                            let expected = if released < 2 {
+                                Irql::DISPATCH
+                            } else {
+                                Irql::PASSIVE
+                            };
+                            assert_eq!(Irql::current(), expected);
+                        }
+                    }
+                });
+            }
+        });
+        // Nested inside a section already at DISPATCH_LEVEL: the IRQL stays there.
+        let entry = wsk_sys::KeRaiseIrqlToDpcLevel();
+        let outer = locks[0].lock();
+        let inner = locks[1].lock();
+        drop(outer);
+        drop(inner);
+        assert_eq!(Irql::current(), Irql::DISPATCH);
+        // SAFETY: back to the IRQL raised from, on this thread.
+        unsafe { wsk_sys::KeLowerIrql(entry) };
+        assert_eq!(
+            locks.iter().map(|l| *l.lock()).sum::<u32>(),
+            3 + 12 * ROUNDS as u32
+        );
+        session.finish();
     }
 }

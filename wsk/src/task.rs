@@ -1,14 +1,28 @@
 //! A minimal executor for kernel drivers: [`TaskSet`] runs futures without a thread of its
-//! own, polling each task wherever it is woken — in the spawning thread, or in the
-//! completion routine of the request it waits for, at DISPATCH_LEVEL — which is how C WSK
-//! code chains its work in completion routines. And [`block_on`] for PASSIVE_LEVEL threads.
+//! own. A task is polled once in the spawning thread, then in the completion routine of the
+//! request it waits for, at DISPATCH_LEVEL — which is how C WSK code chains its work in
+//! completion routines. And [`block_on`] for PASSIVE_LEVEL threads.
 //!
 //! Tasks must therefore be DISPATCH-safe: no waiting, no paged memory. Everything this crate
-//! issues is. Every poll — the first one in [`TaskSet::spawn`] too — runs in a callback
-//! scope: every blocking wait of this crate refuses inside a task with
-//! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), whatever the IRQL it is polled
-//! at (usually DISPATCH_LEVEL; PASSIVE_LEVEL in the spawning thread or when woken from a
-//! completion at PASSIVE_LEVEL), so a task behaves the same wherever it is woken.
+//! issues is. Every poll — the first one in [`TaskSet::spawn`], and those of the work item
+//! below, too — runs at DISPATCH_LEVEL (raised for it when it starts below): every blocking
+//! wait of this crate refuses inside a task with
+//! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), and a task behaves the same
+//! wherever it is polled.
+//!
+//! Where a task is *not* polled, so that polls never pile up on one stack (a kernel stack is
+//! a few pages; a DPC's is the processor's) nor run inside a critical section of whoever
+//! woke them:
+//! - woken by anything but a completion routine of this crate — a channel or a timer of the
+//!   driver's, another task, an event handler — a task is continued by the set's work item
+//!   (`IoQueueWorkItemEx`, PASSIVE_LEVEL raised to DISPATCH_LEVEL for the poll), never on the
+//!   waker's stack: the waker may hold the very lock the task takes;
+//! - nor inside another task's poll on the same processor (a task spawned by a task, a
+//!   request completed inline inside another task's call), nor under a [`SpinLock`] of this
+//!   crate held by the code that woke it or spawned it: the work item continues it then too.
+//!
+//! A run is bounded as well: after [`RUN_BUDGET`] operations started, it ends and the work
+//! item continues the task.
 
 use alloc::boxed::Box;
 use core::cell::UnsafeCell;
@@ -24,7 +38,8 @@ use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode, TRUE};
 use crate::client::DriverObject;
 use crate::heap::try_box;
 use crate::irql::{Irql, require_at_most};
-use crate::lifecycle::callback::{CallbackScope, require_wait_allowed};
+use crate::lifecycle::callback::require_wait_allowed;
+use crate::per_processor::{self, ProcessorRecord};
 use crate::shared::Shared;
 use crate::sync::SpinLock;
 use crate::{Error, Result};
@@ -179,8 +194,10 @@ impl TaskSet {
         Ok(TaskSet { core })
     }
 
-    /// Runs `future` as a task: it is polled at once, on the calling thread, then wherever
-    /// it is woken. IRQL <= DISPATCH_LEVEL. Fails only when memory is short.
+    /// Runs `future` as a task: it is polled at once, on the calling thread at
+    /// DISPATCH_LEVEL — or, spawned from inside a task's poll or under a [`SpinLock`] of this
+    /// crate, by the set's work item — then where it is woken (see the module
+    /// documentation). IRQL <= DISPATCH_LEVEL. Fails only when memory is short.
     pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         require_at_most(Irql::DISPATCH)?;
         let boxed: BoxedFuture = Box::into_pin(try_box(future)?);
@@ -310,9 +327,69 @@ impl core::fmt::Debug for TaskSet {
     }
 }
 
+/// The IRQL raised to DISPATCH_LEVEL for a task's run, unless it was there already; lowered
+/// back when dropped. Not `Send`: it belongs to the processor that raised it.
+struct RunAtDispatch {
+    entry: Option<KIRQL>,
+    _not_send: core::marker::PhantomData<*mut ()>,
+}
+
+impl RunAtDispatch {
+    fn raise() -> RunAtDispatch {
+        let entry = if KeGetCurrentIrql() >= DISPATCH_LEVEL {
+            None
+        } else {
+            Some(KeRaiseIrqlToDpcLevel())
+        };
+        RunAtDispatch {
+            entry,
+            _not_send: core::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for RunAtDispatch {
+    fn drop(&mut self) {
+        if let Some(entry) = self.entry {
+            // SAFETY: the IRQL this guard raised from, on this processor (not `Send`).
+            unsafe { KeLowerIrql(entry) };
+        }
+    }
+}
+
+/// Counts a task poll in its processor's record while it runs (see `per_processor`).
+struct PollCount(Option<&'static ProcessorRecord>);
+
+impl PollCount {
+    fn enter(record: Option<&'static ProcessorRecord>) -> PollCount {
+        if let Some(record) = record {
+            record.count_poll(true);
+        }
+        PollCount(record)
+    }
+}
+
+impl Drop for PollCount {
+    fn drop(&mut self) {
+        if let Some(record) = self.0 {
+            record.count_poll(false);
+        }
+    }
+}
+
 /// Polls (or, once cancelled, drops) the task until it is pending without a new wake-up, or
-/// finished. Returns at once if another thread is polling it (that thread will poll again).
+/// finished, at DISPATCH_LEVEL (raised here if called below) — or, when that would nest it
+/// in another task's poll on this processor or run it under a spin lock of this crate its
+/// caller holds, hands it to the set's work item instead, so that polls never pile up on one
+/// stack nor run inside a critical section of their waker's. Returns at once if another
+/// thread is polling it (that thread will poll again).
 fn run(task: &Shared<Task>) {
+    let _at_dispatch = RunAtDispatch::raise();
+    let processor = per_processor::current();
+    if processor.is_some_and(|p| p.polling() || p.holds_locks()) {
+        schedule(task);
+        return;
+    }
     let mut state = task.state.load(Ordering::Acquire);
     loop {
         match state {
@@ -339,7 +416,7 @@ fn run(task: &Shared<Task>) {
     }
     let waker = waker_for(task);
     let mut cx = Context::from_waker(&waker);
-    let _scope = CallbackScope::enter();
+    let _counted = PollCount::enter(processor);
     task.budget.store(RUN_BUDGET, Ordering::Relaxed);
     loop {
         // SAFETY: this thread moved the state to POLLING: it alone touches the future.
@@ -373,6 +450,46 @@ fn run(task: &Shared<Task>) {
             Err(_) => task.state.store(POLLING, Ordering::Release),
         }
     }
+}
+
+/// A wake-up that does not poll here: a task being polled is polled again by its poller; an
+/// idle one is handed to the set's work item. Any IRQL <= DISPATCH_LEVEL.
+fn schedule(task: &Shared<Task>) {
+    let mut state = task.state.load(Ordering::Acquire);
+    loop {
+        match state {
+            POLLING => match task.state.compare_exchange(
+                POLLING,
+                NOTIFIED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) | Err(NOTIFIED) => return,
+                Err(actual) => state = actual,
+            },
+            IDLE => {
+                defer(task);
+                return;
+            }
+            // Notified already, or finished.
+            _ => return,
+        }
+    }
+}
+
+/// Wakes `waker` from a completion routine of this crate: a task's is run here, in the
+/// routine (see [`run`]: unless that would nest polls or run under a lock) — how a task
+/// continues where its request completed; any other waker is woken as usual.
+pub(crate) fn wake_from_completion(waker: Waker) {
+    if !core::ptr::eq(waker.vtable(), &TASK_WAKER) {
+        waker.wake();
+        return;
+    }
+    let waker = core::mem::ManuallyDrop::new(waker);
+    // SAFETY: a waker with this vtable holds a task reference (the waker protocol), which
+    // this takes over (the waker is not dropped).
+    let task = unsafe { Shared::from_raw(waker.data().cast::<Task>()) };
+    run(&task);
 }
 
 /// Whether the operation being polled with `cx` must not start now: inside a task whose run
@@ -515,16 +632,19 @@ unsafe fn clone_waker(data: *const ()) -> RawWaker {
     RawWaker::new(task.into_raw().cast(), &TASK_WAKER)
 }
 
+/// A wake-up from anywhere but a completion routine of this crate (a channel, a timer of the
+/// user's, another task, a handler): the task is not polled on the waker's stack, where the
+/// waker may hold a lock the task takes, or be polling a task itself (see [`schedule`]).
 unsafe fn wake(data: *const ()) {
     // SAFETY: `wake` consumes the waker's reference.
     let task = unsafe { Shared::from_raw(data.cast::<Task>()) };
-    run(&task);
+    schedule(&task);
 }
 
 unsafe fn wake_by_ref(data: *const ()) {
     // SAFETY: the waker keeps its reference.
     let task = unsafe { Shared::clone_from_raw(data.cast::<Task>()) };
-    run(&task);
+    schedule(&task);
 }
 
 unsafe fn drop_waker(data: *const ()) {

@@ -236,8 +236,8 @@ fn tasks_woken_from_other_threads() {
             .unwrap();
     }
     assert_eq!(tasks.len(), TASKS);
-    // Every thread wakes every task, interleaved with the others: a task is polled by
-    // whichever thread wakes it, possibly while another thread is polling it.
+    // Every thread wakes every task, interleaved with the others: each wake-up hands the
+    // task to the set's work item, while the work item may be polling it.
     let wakers: Vec<_> = (0..THREADS)
         .map(|id| {
             let gates = gates.clone();

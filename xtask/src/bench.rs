@@ -46,12 +46,13 @@
 //! its own table (kernel: pool blocks + IRPs + MDLs from the session's counters; heap: a
 //! counting global allocator, every thread).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::client_share;
 use crate::{Result, on_path, run, workspace_root};
 
 /// The operations measured, as `wsk-bench` names them.
@@ -65,6 +66,15 @@ const OPERATIONS: &[&str] = &[
 ];
 /// The completion modes.
 const MODES: &[&str] = &["inline", "pending"];
+
+/// The mode whose runs give a mode's client share ([`client_share`]): its own, except for
+/// `pending`, whose client share moves with whether the waiting thread finds its request
+/// complete or goes to sleep first (up to the scheduler): `delayed` is `pending` with the
+/// completion a little later, so that the waiting thread always sleeps first — what a
+/// network in between makes of every request — and its client share is one number.
+fn client_mode(mode: &'static str) -> &'static str {
+    if mode == "pending" { "delayed" } else { mode }
+}
 /// Accept and connect run `N / ACCEPT_DIVISOR` operations: each leaves a port in TIME_WAIT
 /// for a minute, and the suite must not run out of ephemeral ports.
 const ACCEPT_DIVISOR: u64 = 8;
@@ -77,6 +87,9 @@ fn length(operation: &str, n: u64) -> u64 {
         n
     }
 }
+
+/// How `wsk-bench`'s `delayed` mode delays completions (said in the table's legend).
+const DELAY_NOTE: &str = "200 us later";
 
 /// The target ratio wsk / raw (printed, not asserted yet: issue 13).
 const TARGET_RATIO: f64 = 1.05;
@@ -205,6 +218,12 @@ struct Measured {
     range: (f64, f64),
     /// The median run's callgrind outputs (`N`, `2N`).
     outputs: [Vec<PathBuf>; 2],
+    /// The median of the runs' client instructions per operation ([`client_share`]), and
+    /// the lowest and highest.
+    client: f64,
+    client_range: (f64, f64),
+    /// The client's provider calls per operation, by function, in the median run.
+    provider_calls: BTreeMap<String, f64>,
 }
 
 /// Runs the whole suite: build, counts, table, profiles, allocations.
@@ -233,7 +252,7 @@ pub fn run_suite(options: &Options) -> Result<()> {
 
     let mut cases = Vec::new();
     for &operation in OPERATIONS {
-        for &mode in MODES {
+        for mode in ["inline", "pending", "delayed"] {
             for side in ["raw", "wsk"] {
                 cases.push(Case {
                     operation,
@@ -266,40 +285,98 @@ pub fn run_suite(options: &Options) -> Result<()> {
          4 KiB payloads, loopback, wsk-host; the median of {repeat} run(s), lowest-highest beside it):"
     );
     println!(
-        "{:<13} {:<8} {:>10} {:>13} {:>10} {:>13} {:>7} {:>8}",
-        "operation", "mode", "raw", "raw range", "wsk", "wsk range", "ratio", "wsk-raw"
+        "- all: every instruction of every thread; client: the share of the code measured (wsk, or the raw path), \
+         kernel calls included, the provider's own instructions not (see xtask/src/client_share.rs);"
+    );
+    println!(
+        "- client counts of the pending rows come from `delayed` runs (pending, completed {DELAY_NOTE}): the waiting thread always sleeps first;"
+    );
+    println!(
+        "- ratio: wsk all / raw all; ratio*: (raw all + wsk client - raw client) / raw all, the ratio with the provider's count \
+         the same on both sides — it moves with how the provider's thread and the client's interleave, not with the client's code."
+    );
+    println!(
+        "{:<13} {:<8} {:>7} {:>11} {:>7} {:>11} {:>6} {:>7} {:>7} {:>11} {:>6} {:>7}",
+        "operation",
+        "mode",
+        "raw all",
+        "range",
+        "wsk all",
+        "range",
+        "ratio",
+        "raw cl.",
+        "wsk cl.",
+        "wsk range",
+        "excess",
+        "ratio*"
     );
     let mut over = Vec::new();
+    let mut unequal_calls = Vec::new();
     for &operation in OPERATIONS {
         for &mode in MODES {
             let raw = &results[&format!("{operation}-raw-{mode}")];
             let wsk = &results[&format!("{operation}-wsk-{mode}")];
             let ratio = wsk.per_op / raw.per_op;
-            let range = |m: &Measured| format!("{:.0}-{:.0}", m.range.0, m.range.1);
+            // The client shares, from the runs of the mode that gives them one value.
+            let raw_client = &results[&format!("{operation}-raw-{}", client_mode(mode))];
+            let wsk_client = &results[&format!("{operation}-wsk-{}", client_mode(mode))];
+            let excess = wsk_client.client - raw_client.client;
+            let equalised = (raw.per_op + excess) / raw.per_op;
+            let range = |r: (f64, f64)| format!("{:.0}-{:.0}", r.0, r.1);
             println!(
-                "{:<13} {:<8} {:>10.0} {:>13} {:>10.0} {:>13} {:>7.3} {:>8.0}",
+                "{:<13} {:<8} {:>7.0} {:>11} {:>7.0} {:>11} {:>6.3} {:>7.0} {:>7.0} {:>11} {:>6.0} {:>7.3}",
                 operation,
                 mode,
                 raw.per_op,
-                range(raw),
+                range(raw.range),
                 wsk.per_op,
-                range(wsk),
+                range(wsk.range),
                 ratio,
-                wsk.per_op - raw.per_op
+                raw_client.client,
+                wsk_client.client,
+                range(wsk_client.client_range),
+                excess,
+                equalised
             );
-            if ratio > TARGET_RATIO {
-                over.push(format!("{operation}/{mode} {ratio:.3}"));
+            if equalised > TARGET_RATIO {
+                over.push(format!("{operation}/{mode} {equalised:.3}"));
+            }
+            // Provider calls per operation, side by side: a difference would put the extra
+            // calls' cost in the provider's share.
+            let names: std::collections::BTreeSet<&String> = wsk_client
+                .provider_calls
+                .keys()
+                .chain(raw_client.provider_calls.keys())
+                .collect();
+            for name in names {
+                let (w, r) = (
+                    wsk_client.provider_calls.get(name).copied().unwrap_or(0.0),
+                    raw_client.provider_calls.get(name).copied().unwrap_or(0.0),
+                );
+                if (w - r).abs() > 0.01 {
+                    unequal_calls.push(format!(
+                        "{operation}/{mode}: {name}: wsk {w:.2}, raw {r:.2} per operation"
+                    ));
+                }
             }
         }
     }
     println!(
-        "target: wsk <= {TARGET_RATIO} x raw (not asserted yet); above it: {}",
+        "target: ratio* <= {TARGET_RATIO} (not asserted); above it: {}",
         if over.is_empty() {
             "none".to_string()
         } else {
             over.join(", ")
         }
     );
+    if unequal_calls.is_empty() {
+        println!("provider calls per operation: the same on both sides in every case");
+    } else {
+        println!("provider calls per operation that differ between the sides:");
+        for line in &unequal_calls {
+            println!("  {line}");
+        }
+    }
 
     for operation in &options.profile {
         for &mode in MODES {
@@ -751,6 +828,11 @@ fn by_function(costs: HashMap<String, f64>) -> HashMap<String, f64> {
 /// The target of the end-to-end figure: wsk's throughput / raw's (issue 13).
 const ECHO_TARGET: f64 = 0.95;
 
+/// One repetition of a case: instructions per operation (all threads), its callgrind
+/// outputs (`N`, `2N`), the client's instructions per operation, and the client's provider
+/// calls per operation by function.
+type Run = (f64, [Vec<PathBuf>; 2], f64, BTreeMap<String, f64>);
+
 /// The instructions of one run (all threads) and its callgrind outputs, per (case, length,
 /// repetition).
 type Totals = HashMap<(usize, u64, usize), (u64, Vec<PathBuf>)>;
@@ -811,25 +893,46 @@ fn run_cases(
     let mut results = HashMap::new();
     for (i, case) in cases.iter().enumerate() {
         let n = length(case.operation, n);
-        let mut runs: Vec<(f64, [Vec<PathBuf>; 2])> = (0..repeat)
-            .map(|r| {
+        let mut runs: Vec<Run> = (0..repeat)
+            .map(|r| -> Result<_> {
                 let (short, short_files) = totals.remove(&(i, n, r)).expect("measured");
                 let (long, long_files) = totals.remove(&(i, 2 * n, r)).expect("measured");
-                (
-                    (long as f64 - short as f64) / n as f64,
+                let (short_split, long_split) = (
+                    client_share::split(&short_files)?,
+                    client_share::split(&long_files)?,
+                );
+                let per_op = |a: u64, b: u64| (b as f64 - a as f64) / n as f64;
+                let calls = long_split
+                    .provider_calls
+                    .iter()
+                    .map(|(name, &count)| {
+                        let before = short_split.provider_calls.get(name).copied().unwrap_or(0);
+                        (name.clone(), per_op(before, count))
+                    })
+                    .filter(|(_, per)| per.abs() >= 0.01)
+                    .collect();
+                Ok((
+                    per_op(short, long),
                     [short_files, long_files],
-                )
+                    per_op(short_split.client, long_split.client),
+                    calls,
+                ))
             })
-            .collect();
+            .collect::<Result<_>>()?;
+        let mut clients: Vec<f64> = runs.iter().map(|run| run.2).collect();
+        clients.sort_by(f64::total_cmp);
         runs.sort_by(|a, b| a.0.total_cmp(&b.0));
         let range = (runs[0].0, runs[runs.len() - 1].0);
-        let (per_op, outputs) = runs.swap_remove(runs.len() / 2);
+        let (per_op, outputs, _, provider_calls) = runs.swap_remove(runs.len() / 2);
         results.insert(
             case.name(),
             Measured {
                 per_op,
                 range,
                 outputs,
+                client: clients[clients.len() / 2],
+                client_range: (clients[0], clients[clients.len() - 1]),
+                provider_calls,
             },
         );
     }

@@ -9,6 +9,7 @@ mod bench;
 mod bindings;
 #[cfg(windows)]
 mod bindings_wdk;
+mod client_share;
 mod driver_build;
 mod emulation;
 mod examples;

@@ -164,15 +164,21 @@ impl Scratch {
 ///   not change after it was published, except by that trim.
 /// - `pool_state` is `OWNED` while a [`BlockRef`] exists; `owner` then holds a reference to the
 ///   pool's owner, so the pool (and the block) outlive every reference.
-/// - `refs` counts the [`BlockRef`]s plus one while the IRP is in flight.
-/// - While `refs > 1` and `done` is false, the provider may read `scratch` and the memory
-///   `held` owns — or, for a request waited for in the frame that issued it
-///   ([`Issue::start_waited`](crate::op::issue::Issue::start_waited)), the memory the request
-///   kept in itself, which that frame holds until `done` — and the completion routine may
-///   write `status`, `information` and `held`,
-///   and touch `event`/`waker`; the issuing operation touches only the atomics.
-/// - Once `done` is true (Acquire), the holder of a [`BlockRef`] has exclusive access to every
-///   field except the atomics.
+/// - Counted protocol (`frame` is [`FRAME_NONE`]): `refs` counts the [`BlockRef`]s plus one
+///   while the IRP is in flight. While `refs > 1` and `done` is false, the provider may read
+///   `scratch` and the memory `held` owns — or, for a request waited for in the frame that
+///   issued it ([`Issue::start_waited`](crate::op::issue::Issue::start_waited)), the memory
+///   the request kept in itself, which that frame holds until `done` — and the completion
+///   routine may write `status`, `information` and `held`, and touch `event`/`waker`; the
+///   issuing operation touches only the atomics. Once `done` is true (Acquire), the holder
+///   of a [`BlockRef`] has exclusive access to every field except the atomics.
+/// - Frame protocol ([`BlockRef::arm_in_frame`]; `frame` is not [`FRAME_NONE`]): `refs` is 1,
+///   the one [`BlockRef`] held by the waiting frame. Until `frame` shows [`FRAME_DONE`]
+///   (Acquire), the provider may read `scratch` and the memory the request kept in itself,
+///   and the completion routine may write `status` and `information`; then it touches
+///   nothing of the block but the event, and that only when its swap showed
+///   [`FRAME_WAITER`] — a waiter that sets that flag without finding [`FRAME_DONE`] lets the
+///   block go only after its wait consumed the signal.
 pub(crate) struct Block {
     refs: AtomicU32,
     pool_state: AtomicU8,
@@ -192,6 +198,11 @@ pub(crate) struct Block {
     /// routine does not see sees `done` (see [`BlockRef::register`]).
     waker_registered: AtomicBool,
     waker: AtomicWaker,
+    /// The request in flight is waited for in the frame that issued it, under the frame
+    /// protocol ([`BlockRef::arm_in_frame`]): [`FRAME_NONE`] for every other request; else
+    /// [`FRAME_ISSUED`], with [`FRAME_WAITER`] or-ed in by the waiter about to block, and
+    /// [`FRAME_DONE`] swapped in by the completion routine.
+    frame: AtomicU8,
     event: UnsafeCell<KEVENT>,
     irp: UnsafeCell<Irp>,
     /// The block's own IRP while a caller's IRP is installed in `irp` for one request
@@ -220,6 +231,15 @@ pub(crate) struct Block {
 
 const IDLE: u8 = 0;
 const OWNED: u8 = 1;
+
+/// The request in flight uses the counted protocol (`refs`, `done`, `wait_signal`).
+const FRAME_NONE: u8 = 0;
+/// A request under the frame protocol was issued.
+const FRAME_ISSUED: u8 = 1;
+/// Its waiter is about to block on the event: the completion routine signals it.
+const FRAME_WAITER: u8 = 2;
+/// Its completion routine is finished with the block (but for the signal to a waiter).
+const FRAME_DONE: u8 = 4;
 
 /// No timer set for the request in flight.
 const TIMER_IDLE: u8 = 0;
@@ -266,6 +286,7 @@ unsafe impl Sync for BlockRef {}
 
 impl BlockRef {
     /// A block from `pool` (an idle one, or a new one added to it). IRQL <= DISPATCH_LEVEL.
+    #[inline]
     fn from_pool(pool: &BlockPool, home: *const SocketCore, owner: Owner) -> Result<BlockRef> {
         let ptr = match pool.take() {
             Some(ptr) => ptr,
@@ -459,6 +480,7 @@ impl BlockRef {
             block.done.store(false, Ordering::Relaxed);
             block.wait_signal.store(false, Ordering::Relaxed);
             block.waker_registered.store(false, Ordering::Relaxed);
+            block.frame.store(FRAME_NONE, Ordering::Relaxed);
             block.refs.fetch_add(1, Ordering::Relaxed);
             IoSetCompletionRoutine(
                 irp.as_ptr(),
@@ -472,6 +494,105 @@ impl BlockRef {
             block.in_flight.store(true, Ordering::Release);
             irp.as_ptr()
         }
+    }
+
+    /// [`BlockRef::arm`] for a request waited for in the frame that issues it, under the
+    /// frame protocol: this reference is the only one, held by that frame until the
+    /// completion routine is finished with the block ([`BlockRef::wait_in_frame`], then
+    /// [`BlockRef::release_in_frame`]); the routine counts no reference of its own and sets
+    /// neither `done` nor a waker. Its last access to the block is one swap of `frame` —
+    /// and, if that swap shows a waiter, the event's signal, which the waiter consumes before
+    /// it lets the block go: the kernel's pattern of an event on the waiter's stack. So the
+    /// block may go back to its pool, and be armed again, the moment the waiter sees the
+    /// completion. Returns the IRP to pass to the WSK function, which **must** then be called
+    /// exactly once.
+    ///
+    /// # Safety
+    /// No request may be in flight on this block. The request sets no timer on the block
+    /// (no deadline), has no caller's IRP installed, and leaves nothing in `held` or `owner`
+    /// for the completion routine or the release. The caller then calls `wait_in_frame` and
+    /// `release_in_frame` on this reference, and does not unwind before `wait_in_frame`
+    /// returned.
+    #[inline]
+    pub(crate) unsafe fn arm_in_frame(&mut self) -> PIRP {
+        let block = self.get();
+        // SAFETY: exclusive access (no request in flight).
+        unsafe {
+            let irp = &mut *block.irp.get();
+            irp.reuse();
+            // A signal the counted protocol's last request left unconsumed (see `arm`).
+            if block.wait_signal.load(Ordering::Relaxed)
+                && !block.signal_consumed.load(Ordering::Relaxed)
+            {
+                KeClearEvent(block.event.get());
+            }
+            // This request consumes any signal it asks for: nothing left for the next arm.
+            block.wait_signal.store(false, Ordering::Relaxed);
+            *block.status.get() = STATUS_PENDING;
+            *block.information.get() = 0;
+            block.frame.store(FRAME_ISSUED, Ordering::Relaxed);
+            IoSetCompletionRoutine(
+                irp.as_ptr(),
+                wsk_sys::io_completion_routine!(complete),
+                self.ptr.as_ptr().cast(),
+                true,
+                true,
+                true,
+            );
+            // Published last: from here the owner's teardown may cancel the IRP.
+            block.in_flight.store(true, Ordering::Release);
+            irp.as_ptr()
+        }
+    }
+
+    /// Blocks until the completion routine of a request armed by [`BlockRef::arm_in_frame`]
+    /// is finished with the block; at `timeout` (100 ns units, negative = relative) cancels
+    /// the request and blocks on until then. Returns whether it timed out: cancelled at the
+    /// timeout and completed as cancelled (a request the provider completed another way
+    /// meanwhile keeps its result). Either way [`BlockRef::result`] may be read after.
+    ///
+    /// IRQL <= APC_LEVEL (checked by the callers).
+    #[inline]
+    pub(crate) fn wait_in_frame(&self, timeout: Option<i64>) -> bool {
+        let block = self.get();
+        // Already complete (inline, or while the caller did other work): no signal asked for.
+        if block.frame.load(Ordering::Acquire) & FRAME_DONE != 0
+            || block.frame.fetch_or(FRAME_WAITER, Ordering::AcqRel) & FRAME_DONE != 0
+        {
+            return false;
+        }
+        // The routine will see the waiter and signal the event, once; the waits below consume
+        // that signal before the block can be let go.
+        if wait_for_event(block, timeout) {
+            let _ = block.frame.load(Ordering::Acquire);
+            return false;
+        }
+        self.cancel();
+        wait_for_event(block, None);
+        let _ = block.frame.load(Ordering::Acquire);
+        // SAFETY: the routine is finished with the fields (its signal came after its swap).
+        let (status, _) = unsafe { self.result() };
+        status == STATUS_CANCELLED
+    }
+
+    /// Gives back the block of a request under the frame protocol, once
+    /// [`BlockRef::wait_in_frame`] returned and its result was collected.
+    #[inline]
+    pub(crate) fn release_in_frame(self) {
+        let this = core::mem::ManuallyDrop::new(self);
+        let block = this.get();
+        debug_assert_eq!(block.frame.load(Ordering::Relaxed) & FRAME_DONE, FRAME_DONE);
+        debug_assert_eq!(block.refs.load(Ordering::Relaxed), 1);
+        // SAFETY: the routine is finished with the block: exclusive access to its fields.
+        debug_assert!(unsafe {
+            matches!(*block.held.get(), Held::None)
+                && matches!(*block.owner.get(), Owner::Idle)
+                && (*block.parked_irp.get()).is_none()
+        });
+        debug_assert!(!block.client_request_open.load(Ordering::Relaxed));
+        // What `release` leaves: no reference counted, holding nothing, idle.
+        block.refs.store(0, Ordering::Relaxed);
+        block.pool_state.store(IDLE, Ordering::Release);
     }
 
     /// Whether the completion has arrived.
@@ -507,26 +628,7 @@ impl BlockRef {
         if block.done.load(Ordering::SeqCst) {
             return true;
         }
-        let mut interval = LARGE_INTEGER {
-            QuadPart: timeout.unwrap_or(0),
-        };
-        let timeout_ptr = if timeout.is_some() {
-            &raw mut interval
-        } else {
-            core::ptr::null_mut()
-        };
-        // SAFETY: the event lives in the block, which this reference keeps alive; the IRQL
-        // allows waiting (callers check).
-        let status = unsafe {
-            KeWaitForSingleObject(
-                block.event.get().cast(),
-                Executive,
-                KernelMode,
-                FALSE,
-                timeout_ptr,
-            )
-        };
-        if status == STATUS_SUCCESS {
+        if wait_for_event(block, timeout) {
             // The wait consumed the signal (a synchronization event resets as it satisfies a
             // wait), and the signal follows `done`.
             block.signal_consumed.store(true, Ordering::Relaxed);
@@ -629,6 +731,35 @@ impl BlockRef {
         // SAFETY: after `done`, the completion routine no longer writes these.
         unsafe { (*self.get().status.get(), *self.get().information.get()) }
     }
+}
+
+/// Waits on the block's event (a synchronization event: a satisfied wait resets it) for
+/// `timeout` (100 ns units, negative = relative; `None`: no limit); returns whether the
+/// event was signalled. IRQL <= APC_LEVEL (callers check).
+#[inline]
+fn wait_for_event(block: &Block, timeout: Option<i64>) -> bool {
+    let mut interval = LARGE_INTEGER {
+        QuadPart: timeout.unwrap_or(0),
+    };
+    let timeout_ptr = if timeout.is_some() {
+        &raw mut interval
+    } else {
+        core::ptr::null_mut()
+    };
+    // SAFETY: the event lives in the block, which the caller's reference keeps alive; the
+    // IRQL allows waiting (callers check).
+    let status = unsafe {
+        KeWaitForSingleObject(
+            block.event.get().cast(),
+            Executive,
+            KernelMode,
+            FALSE,
+            timeout_ptr,
+        )
+    };
+    // A kernel-mode, non-alertable wait ends signalled or timed out.
+    debug_assert!(status == STATUS_SUCCESS || status == STATUS_TIMEOUT);
+    status == STATUS_SUCCESS
 }
 
 /// Cancels the request in flight on the block, if any. IRQL <= DISPATCH_LEVEL. The caller
@@ -941,16 +1072,38 @@ unsafe fn dispose_of_caller_irp(block: &Block, completing: bool) -> bool {
 const STATUS_CONTINUE_COMPLETION: NTSTATUS = STATUS_SUCCESS;
 
 /// The completion routine of every request this crate issues. Runs at IRQL <= DISPATCH_LEVEL
-/// (inside a [`CallbackScope`], so at DISPATCH_LEVEL from the first line) and returns
-/// `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block (or to the caller who
-/// lent it), and the I/O manager must stop processing it — except for a forwarded IRP
-/// ([`Irp::from_forwarded`]) whose operation was abandoned in flight: its completion goes on
-/// to its originator (`STATUS_CONTINUE_COMPLETION`).
+/// and returns `STATUS_MORE_PROCESSING_REQUIRED`: the IRP belongs to the block (or to the
+/// caller who lent it), and the I/O manager must stop processing it — except for a forwarded
+/// IRP ([`Irp::from_forwarded`]) whose operation was abandoned in flight: its completion goes
+/// on to its originator (`STATUS_CONTINUE_COMPLETION`). A request under the frame protocol is
+/// completed by [`complete_in_frame`]; any other inside a [`CallbackScope`] (at
+/// DISPATCH_LEVEL from the first line), since it may wake a task or drop what the request
+/// held.
 unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: PVOID) -> NTSTATUS {
-    let _scope = CallbackScope::enter();
-    // SAFETY: the context is the block `arm` registered, kept alive by the in-flight
-    // reference until `release` below.
+    // SAFETY: the context is the block the arm registered, kept alive until the routine is
+    // done with it: by the in-flight reference until `release` below, or by the frame waiting
+    // for it (the frame protocol).
     let ptr = unsafe { NonNull::new_unchecked(context.cast::<Block>()) };
+    // Written by the arm, before the provider had the IRP.
+    // SAFETY: as above.
+    if unsafe { ptr.as_ref() }.frame.load(Ordering::Relaxed) != FRAME_NONE {
+        // SAFETY: the IRP and block of a request under the frame protocol, completing.
+        return unsafe { complete_in_frame(ptr, irp) };
+    }
+    // SAFETY: the IRP and block of a request under the counted protocol, completing.
+    unsafe { complete_counted(ptr, irp) }
+}
+
+/// The completion of a request under the counted protocol (see [`complete`]). Out of line:
+/// the frame protocol's completion, in [`complete`] itself, saves and restores none of the
+/// registers this one needs.
+///
+/// # Safety
+/// `ptr` is the block of a request under the counted protocol whose IRP `irp` is
+/// completing; the in-flight reference is the routine's to release.
+#[inline(never)]
+unsafe fn complete_counted(ptr: NonNull<Block>, irp: PIRP) -> NTSTATUS {
+    let _scope = CallbackScope::enter();
     // SAFETY: the invariant gives the routine the status fields and `held` until it sets
     // `done`; the provider is finished with the scratch fields.
     unsafe {
@@ -998,7 +1151,10 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
             KeSetEvent(block.event.get(), IO_NETWORK_INCREMENT, FALSE);
         }
         if block.waker_registered.load(Ordering::SeqCst) {
-            block.waker.wake();
+            if let Some(waker) = block.waker.take() {
+                // A task waiting for this request continues here, in its completion routine.
+                crate::task::wake_from_completion(waker);
+            }
         }
         // A forwarded IRP of an operation abandoned in flight, released with its block just
         // now, goes on up to its originator with WSK's result.
@@ -1008,6 +1164,35 @@ unsafe extern "system" fn complete(_device: PDEVICE_OBJECT, irp: PIRP, context: 
         }
         if continue_completion {
             return STATUS_CONTINUE_COMPLETION;
+        }
+    }
+    STATUS_MORE_PROCESSING_REQUIRED
+}
+
+/// The completion of a request under the frame protocol ([`BlockRef::arm_in_frame`]): the
+/// result into the block, then one swap of `frame` — the last access to the block, which the
+/// waiter may take back at once — and the signal to a waiter that swap shows, which blocks
+/// until then. It runs no code of the user's (no waker, nothing held to drop), so it enters
+/// no [`CallbackScope`].
+///
+/// # Safety
+/// `ptr` is the block of a request under the frame protocol whose IRP `irp` is completing.
+#[inline(always)]
+unsafe fn complete_in_frame(ptr: NonNull<Block>, irp: PIRP) -> NTSTATUS {
+    // SAFETY: the invariant (frame protocol) gives the routine the status fields until its
+    // swap; the frame waiting for the request keeps the block alive until then, and until
+    // the signal to a waiter the swap shows.
+    unsafe {
+        let block = ptr.as_ref();
+        // No deadline's timer under the frame protocol.
+        debug_assert_eq!(block.timer_state.load(Ordering::Relaxed), TIMER_IDLE);
+        *block.status.get() = io_status::status(&raw const (*irp).IoStatus);
+        *block.information.get() = (*irp).IoStatus.Information as usize;
+        // SeqCst: ordered with the counted cancels (see `Block::cancel_irp_in_flight`).
+        block.in_flight.store(false, Ordering::SeqCst);
+        let event = block.event.get();
+        if block.frame.swap(FRAME_DONE, Ordering::AcqRel) & FRAME_WAITER != 0 {
+            KeSetEvent(event, IO_NETWORK_INCREMENT, FALSE);
         }
     }
     STATUS_MORE_PROCESSING_REQUIRED
@@ -1081,6 +1266,7 @@ impl BlockPool {
             client_request_open: AtomicBool::new(false),
             waker_registered: AtomicBool::new(false),
             waker: AtomicWaker::new(),
+            frame: AtomicU8::new(FRAME_NONE),
             event: UnsafeCell::new(KEVENT::default()),
             irp: UnsafeCell::new(irp),
             parked_irp: UnsafeCell::new(None),
@@ -1474,6 +1660,8 @@ mod tests {
             unsafe { block.held().store(Held::Io(HeldBuf::new(bytes))) };
             Ok(block)
         }
+
+        const COMPLETES_IN_FRAME: bool = true;
 
         fn start_waited(&mut self) -> Result<BlockRef> {
             self.started_waited = true;

@@ -41,6 +41,14 @@ pub(crate) mod issue {
             self.start()
         }
 
+        /// Whether a request of this type started by [`Issue::start_waited`] may complete
+        /// under the frame protocol (`BlockRef::arm_in_frame`) when it has no deadline: its
+        /// block then holds nothing for the completion routine or the release — nothing in
+        /// `held`, no caller's IRP, no client request, an idle owner — only what the provider
+        /// reads in the scratch fields. The waiting frame's reference is then the block's
+        /// only one, and the routine neither counts nor releases one.
+        const COMPLETES_IN_FRAME: bool = false;
+
         /// [`Issue::finish`] of a request started by [`Issue::start_waited`].
         #[inline(always)]
         fn finish_waited(
@@ -311,8 +319,21 @@ impl<R: Request> Op<R> {
         // owns (`start_waited`): the frame must not unwind meanwhile (nor while arming, just
         // before: nothing there can panic either).
         let provider_holds_the_frame = AbortOnUnwind;
-        self.issue_on(&mut block);
-        let timed_out = wait_or_cancel(&block, timeout);
+        let in_frame = R::COMPLETES_IN_FRAME && self.deadline == 0;
+        let timed_out = if in_frame {
+            // SAFETY: the block was just prepared by `start_waited` of a request that
+            // completes in its frame (no caller's IRP, nothing held, idle owner), with no
+            // deadline; nothing unwinds before the wait below returns (the guard above), and
+            // the block is released in this frame after it.
+            let irp = unsafe { block.arm_in_frame() };
+            // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call,
+            // whose completion routine runs whatever it returns.
+            let _ = unsafe { self.request.issue(&block, irp) };
+            block.wait_in_frame(timeout)
+        } else {
+            self.issue_on(&mut block);
+            wait_or_cancel(&block, timeout)
+        };
         core::mem::forget(provider_holds_the_frame);
         let (status, information) = if timed_out {
             (STATUS_IO_TIMEOUT, 0)
@@ -320,7 +341,11 @@ impl<R: Request> Op<R> {
             // SAFETY: done (the wait returned).
             unsafe { block.result() }
         };
-        self.request.finish_waited(&mut block, status, information)
+        let output = self.request.finish_waited(&mut block, status, information);
+        if in_frame {
+            block.release_in_frame();
+        }
+        output
     }
 }
 

@@ -194,17 +194,32 @@ impl<T: LastReference> core::ops::Deref for Shared<T> {
 }
 
 impl<T: LastReference> Drop for Shared<T> {
+    #[inline]
     fn drop(&mut self) {
         // SAFETY: the box is live while `self` is.
         let previous = unsafe { (*self.ptr.as_ptr()).refs.fetch_sub(1, Ordering::Release) };
         if previous == 1 {
-            fence(Ordering::Acquire);
-            // This was the last reference: the allocation, value inside, is nobody else's.
-            let spare = Spare { ptr: self.ptr };
-            // Dropped here (value and allocation) unless the value kept it.
-            drop(T::last_reference_gone(spare));
+            // SAFETY: that was the last reference.
+            unsafe { last_reference_gone::<T>(self.ptr) };
         }
     }
+}
+
+/// Hands the allocation of a value whose last reference just went to
+/// [`LastReference::last_reference_gone`], and drops what that gives back (the value and the
+/// allocation). Out of line: a reference that is not the last costs its caller a decrement
+/// and a test.
+///
+/// # Safety
+/// The last reference to `ptr`'s allocation was just released (its count reached 0).
+#[cold]
+#[inline(never)]
+unsafe fn last_reference_gone<T: LastReference>(ptr: NonNull<SharedBox<T>>) {
+    fence(Ordering::Acquire);
+    // This was the last reference: the allocation, value inside, is nobody else's.
+    let spare = Spare { ptr };
+    // Dropped here (value and allocation) unless the value kept it.
+    drop(T::last_reference_gone(spare));
 }
 
 /// The reuse of an allocation by its last reference, under Miri too: a value that keeps its

@@ -264,6 +264,16 @@ pub type PLARGE_INTEGER = *mut LARGE_INTEGER;
 
 #[repr(C)]
 #[derive(Debug, Default, Copy, Clone)]
+pub struct _PROCESSOR_NUMBER {
+    pub Group: USHORT,
+    pub Number: UCHAR,
+    pub Reserved: UCHAR,
+}
+pub type PROCESSOR_NUMBER = _PROCESSOR_NUMBER;
+pub type PPROCESSOR_NUMBER = *mut _PROCESSOR_NUMBER;
+
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
 pub struct _UNICODE_STRING {
     pub Length: USHORT,
     pub MaximumLength: USHORT,
@@ -737,6 +747,7 @@ pub mod ntddk {
             Interval: PLARGE_INTEGER,
         ) -> NTSTATUS;
         pub fn PsGetCurrentThreadId() -> HANDLE;
+        pub fn KeGetCurrentProcessorNumberEx(ProcNumber: PPROCESSOR_NUMBER) -> ULONG;
         pub fn KeQueryPerformanceCounter(PerformanceFrequency: PLARGE_INTEGER) -> LARGE_INTEGER;
         pub fn KeBugCheckEx(
             BugCheckCode: ULONG,

@@ -149,6 +149,32 @@ impl Default for _LARGE_INTEGER {
 pub type LARGE_INTEGER = _LARGE_INTEGER;
 #[doc = " Pointer to [`LARGE_INTEGER`]. WDK: `PLARGE_INTEGER`."]
 pub type PLARGE_INTEGER = *mut LARGE_INTEGER;
+#[doc = " A processor, as its group and its number in the group. WDK: `PROCESSOR_NUMBER`."]
+#[repr(C)]
+#[derive(Debug, Default, Copy, Clone)]
+pub struct _PROCESSOR_NUMBER {
+    #[doc = " The processor group. WDK: `Group`."]
+    pub Group: USHORT,
+    #[doc = " The processor's number in its group. WDK: `Number`."]
+    pub Number: UCHAR,
+    #[doc = " Reserved. WDK: `Reserved`."]
+    pub Reserved: UCHAR,
+}
+#[allow(clippy::unnecessary_operation, clippy::identity_op)]
+const _: () = {
+    ["Size of _PROCESSOR_NUMBER"][::core::mem::size_of::<_PROCESSOR_NUMBER>() - 4usize];
+    ["Alignment of _PROCESSOR_NUMBER"][::core::mem::align_of::<_PROCESSOR_NUMBER>() - 2usize];
+    ["Offset of field: _PROCESSOR_NUMBER::Group"]
+        [::core::mem::offset_of!(_PROCESSOR_NUMBER, Group) - 0usize];
+    ["Offset of field: _PROCESSOR_NUMBER::Number"]
+        [::core::mem::offset_of!(_PROCESSOR_NUMBER, Number) - 2usize];
+    ["Offset of field: _PROCESSOR_NUMBER::Reserved"]
+        [::core::mem::offset_of!(_PROCESSOR_NUMBER, Reserved) - 3usize];
+};
+#[doc = " A processor, as its group and its number in the group. WDK: `PROCESSOR_NUMBER`."]
+pub type PROCESSOR_NUMBER = _PROCESSOR_NUMBER;
+#[doc = " Pointer to [`PROCESSOR_NUMBER`]. WDK: `PPROCESSOR_NUMBER`."]
+pub type PPROCESSOR_NUMBER = *mut PROCESSOR_NUMBER;
 #[doc = " Entry of a doubly linked list. WDK: `LIST_ENTRY`."]
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
@@ -1809,6 +1835,8 @@ unsafe extern "system" {
     ) -> NTSTATUS;
     #[doc = " The identifier of the current thread, unique among live threads. Any IRQL. WDK:\n  `PsGetCurrentThreadId`."]
     pub fn PsGetCurrentThreadId() -> HANDLE;
+    #[doc = " The system-wide index of the processor the caller runs on (unique across processor\n  groups, below `KeQueryMaximumProcessorCountEx(ALL_PROCESSOR_GROUPS)`), and, unless\n  `ProcNumber` is null, its group and number. Stable while the caller runs at\n  DISPATCH_LEVEL or above. Any IRQL. WDK: `KeGetCurrentProcessorNumberEx`."]
+    pub fn KeGetCurrentProcessorNumberEx(ProcNumber: PPROCESSOR_NUMBER) -> ULONG;
     #[doc = " Returns the performance counter and, optionally, its frequency. Any IRQL. WDK:\n  `KeQueryPerformanceCounter`."]
     pub fn KeQueryPerformanceCounter(PerformanceFrequency: PLARGE_INTEGER) -> LARGE_INTEGER;
     #[doc = " Initialises a DPC object in non-paged memory with its routine and context. IRQL any.\n  WDK: `KeInitializeDpc`."]

@@ -1,0 +1,91 @@
+//! What this crate must know about the code running on a processor at DISPATCH_LEVEL — how
+//! many of the crate's spin locks it holds and the IRQL to go back to ([`crate::sync`]),
+//! how many task polls it is nested in ([`crate::task`]) — kept in a table indexed by
+//! `KeGetCurrentProcessorNumberEx`.
+//!
+//! # Invariants
+//! A record changes only while its processor runs at DISPATCH_LEVEL, and only by the code
+//! that raised it there and keeps the processor until it lowers the IRQL (nothing else runs
+//! on the processor meanwhile: a DPC or another thread only once the IRQL is lowered; an
+//! interrupt, above DISPATCH_LEVEL, uses none of this). That code puts the record back as it
+//! found it — 0 — before it lowers the IRQL. So a record describes one holder at a time, and
+//! reads 0 whenever its processor runs below DISPATCH_LEVEL.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use wsk_sys::KeGetCurrentProcessorNumberEx;
+
+/// The most processors Windows runs on: 32 processor groups of 64
+/// (`MAXIMUM_PROC_PER_GROUP`). `KeGetCurrentProcessorNumberEx` answers below it.
+const MAX_PROCESSORS: usize = 2048;
+
+/// One processor's record.
+pub(crate) struct ProcessorRecord {
+    /// The crate's spin locks held (above the low 8 bits), and the IRQL the first of them
+    /// raised from (the low 8 bits).
+    locks: AtomicU32,
+    /// Task polls running, nested in one another.
+    polls: AtomicU32,
+}
+
+static RECORDS: [ProcessorRecord; MAX_PROCESSORS] = [const {
+    ProcessorRecord {
+        locks: AtomicU32::new(0),
+        polls: AtomicU32::new(0),
+    }
+}; MAX_PROCESSORS];
+
+/// One lock in [`ProcessorRecord::locks`].
+const ONE_LOCK: u32 = 1 << 8;
+
+/// The record of the processor the caller runs on; `None` only for a processor index
+/// beyond the most processors Windows runs on, which it does not give. IRQL >=
+/// DISPATCH_LEVEL: the caller keeps the processor until it lowers the IRQL.
+pub(crate) fn current() -> Option<&'static ProcessorRecord> {
+    // SAFETY: a null processor number is allowed (only the index is asked for).
+    let index = unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) };
+    RECORDS.get(index as usize)
+}
+
+impl ProcessorRecord {
+    /// Counts a spin lock taken, which raised from `entry_irql`.
+    pub(crate) fn lock_taken(&self, entry_irql: u8) {
+        let held = self.locks.load(Ordering::Acquire);
+        let next = if held < ONE_LOCK {
+            // The first lock: the IRQL the last release goes back to.
+            ONE_LOCK | u32::from(entry_irql)
+        } else {
+            held + ONE_LOCK
+        };
+        self.locks.store(next, Ordering::Release);
+    }
+
+    /// Uncounts a spin lock released; returns the IRQL to go back to when it was the last.
+    pub(crate) fn lock_released(&self) -> Option<u8> {
+        let held = self.locks.load(Ordering::Acquire) - ONE_LOCK;
+        if held < ONE_LOCK {
+            self.locks.store(0, Ordering::Release);
+            Some((held & 0xff) as u8)
+        } else {
+            self.locks.store(held, Ordering::Release);
+            None
+        }
+    }
+
+    /// Whether the code running on the processor holds one of the crate's spin locks.
+    pub(crate) fn holds_locks(&self) -> bool {
+        self.locks.load(Ordering::Acquire) >= ONE_LOCK
+    }
+
+    /// Whether the code running on the processor is inside a task poll.
+    pub(crate) fn polling(&self) -> bool {
+        self.polls.load(Ordering::Acquire) != 0
+    }
+
+    /// Counts a task poll entered (`true`) or left (`false`).
+    pub(crate) fn count_poll(&self, entered: bool) {
+        let polls = self.polls.load(Ordering::Acquire);
+        let polls = if entered { polls + 1 } else { polls - 1 };
+        self.polls.store(polls, Ordering::Release);
+    }
+}
