@@ -96,10 +96,8 @@ mod tests {
             mine
         );
         // SAFETY: null is allowed.
-        assert_eq!(
-            unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) },
-            mine
-        );
+        let again = unsafe { KeGetCurrentProcessorNumberEx(core::ptr::null_mut()) };
+        assert_eq!(again, mine);
         // Threads alive at once have distinct numbers.
         let barrier = std::sync::Barrier::new(4);
         let others: Vec<u32> = std::thread::scope(|scope| {

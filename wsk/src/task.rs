@@ -386,33 +386,9 @@ impl Drop for PollCount {
 fn run(task: &Shared<Task>) {
     let _at_dispatch = RunAtDispatch::raise();
     let processor = per_processor::current();
-    if processor.is_some_and(|p| p.polling() || p.holds_locks()) {
-        schedule(task);
+    let poll_here = !processor.is_some_and(|p| p.polling() || p.holds_locks());
+    if !take_wake_up(task, poll_here) {
         return;
-    }
-    let mut state = task.state.load(Ordering::Acquire);
-    loop {
-        match state {
-            IDLE => match task.state.compare_exchange(
-                IDLE,
-                POLLING,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(actual) => state = actual,
-            },
-            POLLING => match task.state.compare_exchange(
-                POLLING,
-                NOTIFIED,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) | Err(NOTIFIED) => return,
-                Err(actual) => state = actual,
-            },
-            _ => return,
-        }
     }
     let waker = waker_for(task);
     let mut cx = Context::from_waker(&waker);
@@ -455,24 +431,40 @@ fn run(task: &Shared<Task>) {
 /// A wake-up that does not poll here: a task being polled is polled again by its poller; an
 /// idle one is handed to the set's work item. Any IRQL <= DISPATCH_LEVEL.
 fn schedule(task: &Shared<Task>) {
+    take_wake_up(task, false);
+}
+
+/// Takes a wake-up into the task's state: a task being polled is marked to be polled again
+/// by its poller; an idle one becomes the caller's to poll (`poll_here`: returns `true`, the
+/// state `POLLING`) or is handed to the set's work item; a finished one ignores it.
+fn take_wake_up(task: &Shared<Task>, poll_here: bool) -> bool {
     let mut state = task.state.load(Ordering::Acquire);
     loop {
         match state {
+            IDLE if poll_here => match task.state.compare_exchange(
+                IDLE,
+                POLLING,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => state = actual,
+            },
+            IDLE => {
+                defer(task);
+                return false;
+            }
             POLLING => match task.state.compare_exchange(
                 POLLING,
                 NOTIFIED,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) | Err(NOTIFIED) => return,
+                Ok(_) | Err(NOTIFIED) => return false,
                 Err(actual) => state = actual,
             },
-            IDLE => {
-                defer(task);
-                return;
-            }
             // Notified already, or finished.
-            _ => return,
+            _ => return false,
         }
     }
 }

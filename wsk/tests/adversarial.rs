@@ -30,8 +30,8 @@ use wsk_sys::*;
 
 mod common;
 use common::{
-    DEADLINE, FailingAllocator, Originator, driver, fail_nth_heap_allocation, forwarded_request,
-    within,
+    DEADLINE, FailingAllocator, Originator, connected, driver, fail_nth_heap_allocation,
+    forwarded_request, start, within,
 };
 
 // ---- heap allocations that fail on demand -----------------------------------------------------
@@ -40,29 +40,6 @@ use common::{
 static ALLOCATOR: FailingAllocator = FailingAllocator;
 
 // ---- helpers --------------------------------------------------------------------------------
-
-/// A connection socket connected to a loopback peer (with read and write deadlines).
-fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = client
-        .connect(listener.local_addr().unwrap())
-        .wait()
-        .unwrap();
-    let (peer, _) = listener.accept().unwrap();
-    peer.set_read_timeout(Some(DEADLINE)).unwrap();
-    peer.set_write_timeout(Some(DEADLINE)).unwrap();
-    (socket, peer)
-}
-
-/// Polls the future once: it must then be in flight.
-fn start<F: Future + Unpin>(mut future: F) -> F {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(
-        Pin::new(&mut future).poll(&mut cx).is_pending(),
-        "the operation should be in flight"
-    );
-    future
-}
 
 /// Polls the future once.
 fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {

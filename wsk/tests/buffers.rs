@@ -5,14 +5,11 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use wsk::irql::Irql;
@@ -23,7 +20,7 @@ use wsk_host::{CompletionMode, FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{DEADLINE, Originator, driver, forwarded_request, within};
+use common::{DEADLINE, Originator, connected, driver, forwarded_request, start, within};
 
 // ---- heap allocations of the test thread ----------------------------------------------------
 
@@ -63,33 +60,11 @@ fn heap_allocations() -> u64 {
 
 // ---- helpers --------------------------------------------------------------------------------
 
-/// A connection socket connected to a loopback peer (with a read deadline).
-fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = client
-        .connect(listener.local_addr().unwrap())
-        .wait()
-        .unwrap();
-    let (peer, _) = listener.accept().unwrap();
-    peer.set_read_timeout(Some(DEADLINE)).unwrap();
-    (socket, peer)
-}
-
 /// Reads exactly `count` bytes from the peer.
 fn read_exact(peer: &mut TcpStream, count: usize) -> Vec<u8> {
     let mut data = vec![0; count];
     peer.read_exact(&mut data).unwrap();
     data
-}
-
-/// Polls the operation once: it must then be in flight.
-fn start<F: Future + Unpin>(mut future: F) -> F {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(
-        Pin::new(&mut future).poll(&mut cx).is_pending(),
-        "the operation should be in flight"
-    );
-    future
 }
 
 /// Waits until `condition` holds, or fails at the deadline.

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io::Read;
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::pin::Pin;
 use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
@@ -14,26 +14,7 @@ use wsk::{Buf, DatagramSocket, Error, ErrorKind, WskClient};
 use wsk_host::{FaultPlan, Session};
 
 mod common;
-use common::driver;
-
-/// Polls a future once with a no-op waker: the operation is issued and left in flight.
-fn start<F: Future + Unpin>(mut future: F) -> F {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(
-        Pin::new(&mut future).poll(&mut cx).is_pending(),
-        "the operation should be in flight"
-    );
-    future
-}
-
-fn connected(client: &WskClient) -> (wsk::ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = client
-        .connect(listener.local_addr().unwrap())
-        .wait()
-        .unwrap();
-    (socket, listener.accept().unwrap().0)
-}
+use common::{connected, driver, start};
 
 #[test]
 fn dropping_a_pending_receive_cancels_it() {

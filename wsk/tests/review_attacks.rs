@@ -23,31 +23,12 @@ use wsk::{
 use wsk_host::{CompletionMode, FaultPlan, Session};
 
 mod common;
-use common::{DEADLINE, driver, within};
+use common::{DEADLINE, connected, driver, start, within};
 
 /// A session, completing requests the provider's default way (the suite runs this file in
 /// every provider mode).
 fn session_start() -> Session {
     Session::start()
-}
-
-/// Polls a future once with a no-op waker: the operation is issued and left in flight.
-fn start<F: Future + Unpin>(mut future: F) -> F {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(
-        Pin::new(&mut future).poll(&mut cx).is_pending(),
-        "the operation should be in flight"
-    );
-    future
-}
-
-fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = client
-        .connect(listener.local_addr().unwrap())
-        .wait()
-        .unwrap();
-    (socket, listener.accept().unwrap().0)
 }
 
 fn connected_with_events(

@@ -22,7 +22,7 @@ use wsk::{
 use wsk_host::{CompletionMode, FaultPlan, Rule, Session};
 
 mod common;
-use common::driver;
+use common::{connected, driver, start};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -38,16 +38,6 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
         .unwrap_or_else(|_| panic!("{what}: did not return within {DEADLINE:?}"))
 }
 
-/// Polls a future once with a no-op waker: the operation is issued and left in flight.
-fn start<F: Future + Unpin>(mut future: F) -> F {
-    let mut cx = Context::from_waker(Waker::noop());
-    assert!(
-        Pin::new(&mut future).poll(&mut cx).is_pending(),
-        "the operation should be in flight"
-    );
-    future
-}
-
 /// A connection socket with event handlers, connected to a loopback peer.
 fn connected_with_events(
     client: &WskClient,
@@ -58,15 +48,6 @@ fn connected_with_events(
         ConnectionSocket::connect_with_events(client, listener.local_addr().unwrap(), events)
             .wait()
             .unwrap();
-    (socket, listener.accept().unwrap().0)
-}
-
-fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = client
-        .connect(listener.local_addr().unwrap())
-        .wait()
-        .unwrap();
     (socket, listener.accept().unwrap().0)
 }
 

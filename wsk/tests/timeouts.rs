@@ -8,7 +8,6 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::future::Future;
 use std::io::Write;
-use std::net::{TcpListener, TcpStream};
 use std::pin::Pin;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -16,11 +15,11 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wsk::task::{TaskSet, block_on};
-use wsk::{Buf, ConnectionSocket, Deadline, Error, WskClient};
+use wsk::{Buf, Deadline, Error, WskClient};
 use wsk_host::{FaultPlan, Rule, Session};
 
 mod common;
-use common::driver;
+use common::{connected, driver};
 
 /// Counts the allocations of the calling thread (the provider's threads are not counted).
 struct CountingAllocator;
@@ -49,15 +48,6 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
-}
-
-/// A connection to a loopback peer that accepts and stays silent until told to write.
-fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let address = listener.local_addr().unwrap();
-    let socket = client.connect(address).wait().unwrap();
-    let (peer, _) = listener.accept().unwrap();
-    (socket, peer)
 }
 
 /// Runs `f` on another thread and fails the test if it takes longer than 10 s.

@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,28 +13,14 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use wsk::irql::Irql;
-use wsk::{
-    Buf, ConnectionSocket, DatagramSocket, Deadline, Error, IoBuf, IoBufMut, Irp, WskClient,
-};
+use wsk::{Buf, DatagramSocket, Deadline, Error, IoBuf, IoBufMut, Irp, WskClient};
 use wsk_host::{CompletionMode, FaultPlan, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{DEADLINE, driver, within};
+use common::{DEADLINE, connected, driver, within};
 
 const TAG: u32 = u32::from_le_bytes(*b"WskA");
-
-fn connected(client: &WskClient) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket = client
-        .connect(listener.local_addr().unwrap())
-        .timeout(DEADLINE)
-        .wait()
-        .unwrap();
-    let (peer, _) = listener.accept().unwrap();
-    peer.set_read_timeout(Some(DEADLINE)).unwrap();
-    (socket, peer)
-}
 
 fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket) {
     let socket = client

@@ -462,38 +462,8 @@ impl BlockRef {
     /// # Safety
     /// No request may be in flight on this block.
     pub(crate) unsafe fn arm(&mut self) -> PIRP {
-        let block = self.get();
-        // SAFETY: exclusive access (no request in flight).
-        unsafe {
-            let irp = &mut *block.irp.get();
-            irp.reuse();
-            if block.wait_signal.load(Ordering::Relaxed)
-                && !block.signal_consumed.load(Ordering::Relaxed)
-            {
-                // Only a blocking wait ever signals the event, and a satisfied wait resets it:
-                // reset it only if a signal may be left over.
-                KeClearEvent(block.event.get());
-            }
-            block.signal_consumed.store(false, Ordering::Relaxed);
-            *block.status.get() = STATUS_PENDING;
-            *block.information.get() = 0;
-            block.done.store(false, Ordering::Relaxed);
-            block.wait_signal.store(false, Ordering::Relaxed);
-            block.waker_registered.store(false, Ordering::Relaxed);
-            block.frame.store(FRAME_NONE, Ordering::Relaxed);
-            block.refs.fetch_add(1, Ordering::Relaxed);
-            IoSetCompletionRoutine(
-                irp.as_ptr(),
-                wsk_sys::io_completion_routine!(complete),
-                self.ptr.as_ptr().cast(),
-                true,
-                true,
-                true,
-            );
-            // Published last: from here the owner's teardown may cancel the IRP.
-            block.in_flight.store(true, Ordering::Release);
-            irp.as_ptr()
-        }
+        // SAFETY: forwarded.
+        unsafe { self.arm_for(FRAME_NONE) }
     }
 
     /// [`BlockRef::arm`] for a request waited for in the frame that issues it, under the
@@ -515,22 +485,42 @@ impl BlockRef {
     /// returned.
     #[inline]
     pub(crate) unsafe fn arm_in_frame(&mut self) -> PIRP {
+        // SAFETY: forwarded.
+        unsafe { self.arm_for(FRAME_ISSUED) }
+    }
+
+    /// The arm of either protocol: `FRAME_NONE` (the counted one, [`BlockRef::arm`]) or
+    /// `FRAME_ISSUED` ([`BlockRef::arm_in_frame`]); inlined into each, the protocol a
+    /// constant.
+    ///
+    /// # Safety
+    /// As for the arm of that protocol.
+    #[inline(always)]
+    unsafe fn arm_for(&mut self, frame: u8) -> PIRP {
         let block = self.get();
         // SAFETY: exclusive access (no request in flight).
         unsafe {
             let irp = &mut *block.irp.get();
             irp.reuse();
-            // A signal the counted protocol's last request left unconsumed (see `arm`).
             if block.wait_signal.load(Ordering::Relaxed)
                 && !block.signal_consumed.load(Ordering::Relaxed)
             {
+                // Only a blocking wait ever signals the event, and a satisfied wait resets it:
+                // reset it only if a signal may be left over (a waiter of the frame protocol
+                // always consumes the signal it asked for, and leaves `wait_signal` clear).
                 KeClearEvent(block.event.get());
             }
-            // This request consumes any signal it asks for: nothing left for the next arm.
-            block.wait_signal.store(false, Ordering::Relaxed);
             *block.status.get() = STATUS_PENDING;
             *block.information.get() = 0;
-            block.frame.store(FRAME_ISSUED, Ordering::Relaxed);
+            block.wait_signal.store(false, Ordering::Relaxed);
+            block.frame.store(frame, Ordering::Relaxed);
+            if frame == FRAME_NONE {
+                block.signal_consumed.store(false, Ordering::Relaxed);
+                block.done.store(false, Ordering::Relaxed);
+                block.waker_registered.store(false, Ordering::Relaxed);
+                // The in-flight reference, released by the completion routine.
+                block.refs.fetch_add(1, Ordering::Relaxed);
+            }
             IoSetCompletionRoutine(
                 irp.as_ptr(),
                 wsk_sys::io_completion_routine!(complete),

@@ -191,3 +191,29 @@ pub fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'sta
         .recv_timeout(DEADLINE)
         .unwrap_or_else(|_| panic!("{what}: still running at the deadline"))
 }
+
+/// Polls a future once with a no-op waker: the operation must then be in flight (issued, not
+/// complete); returns it.
+pub fn start<F: std::future::Future + Unpin>(mut future: F) -> F {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(
+        std::pin::Pin::new(&mut future).poll(&mut cx).is_pending(),
+        "the operation should be in flight"
+    );
+    future
+}
+
+/// A connection of `client` to a listener on 127.0.0.1, and its peer; the connect, and the
+/// peer's reads and writes, fail at the deadline.
+pub fn connected(client: &wsk::WskClient) -> (wsk::ConnectionSocket, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket = client
+        .connect(listener.local_addr().unwrap())
+        .timeout(DEADLINE)
+        .wait()
+        .unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    peer.set_write_timeout(Some(DEADLINE)).unwrap();
+    (socket, peer)
+}
