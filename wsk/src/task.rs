@@ -33,7 +33,7 @@ use core::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use wsk_sys::*;
 // With either kernel base, typed as the parameters that take them.
-use wsk_sys::typed::{FALSE, IO_NO_INCREMENT, KernelMode, TRUE};
+use wsk_sys::typed::{DISPATCH_LEVEL, FALSE, IO_NO_INCREMENT, KernelMode, TRUE};
 
 use crate::client::DriverObject;
 use crate::heap::try_box;

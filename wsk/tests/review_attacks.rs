@@ -23,24 +23,12 @@ use wsk::{
 use wsk_host::{CompletionMode, FaultPlan, Session};
 
 mod common;
-use common::{DEADLINE, connected, driver, start, within};
+use common::{DEADLINE, connected, connected_with_events, driver, start, within};
 
 /// A session, completing requests the provider's default way (the suite runs this file in
 /// every provider mode).
 fn session_start() -> Session {
     Session::start()
-}
-
-fn connected_with_events(
-    client: &WskClient,
-    events: impl ConnectionEvents,
-) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket =
-        ConnectionSocket::connect_with_events(client, listener.local_addr().unwrap(), events)
-            .wait()
-            .unwrap();
-    (socket, listener.accept().unwrap().0)
 }
 
 fn eventually(what: &str, mut condition: impl FnMut() -> bool) {

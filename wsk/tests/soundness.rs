@@ -22,7 +22,7 @@ use wsk::{
 use wsk_host::{CompletionMode, FaultPlan, Rule, Session};
 
 mod common;
-use common::{connected, driver, start};
+use common::{connected, connected_with_events, driver, start};
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
@@ -36,19 +36,6 @@ fn within<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static)
     result
         .recv_timeout(DEADLINE)
         .unwrap_or_else(|_| panic!("{what}: did not return within {DEADLINE:?}"))
-}
-
-/// A connection socket with event handlers, connected to a loopback peer.
-fn connected_with_events(
-    client: &WskClient,
-    events: impl ConnectionEvents,
-) -> (ConnectionSocket, TcpStream) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let socket =
-        ConnectionSocket::connect_with_events(client, listener.local_addr().unwrap(), events)
-            .wait()
-            .unwrap();
-    (socket, listener.accept().unwrap().0)
 }
 
 // ---- hole 2: no wait in a completion routine, a task or a handler, whatever the IRQL ------

@@ -217,3 +217,21 @@ pub fn connected(client: &wsk::WskClient) -> (wsk::ConnectionSocket, std::net::T
     peer.set_write_timeout(Some(DEADLINE)).unwrap();
     (socket, peer)
 }
+
+/// A connection socket with event handlers, connected to a listener on 127.0.0.1, and its
+/// peer; the connect, and the peer's reads and writes, fail at the deadline.
+pub fn connected_with_events(
+    client: &wsk::WskClient,
+    events: impl wsk::ConnectionEvents,
+) -> (wsk::ConnectionSocket, std::net::TcpStream) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let socket =
+        wsk::ConnectionSocket::connect_with_events(client, listener.local_addr().unwrap(), events)
+            .timeout(DEADLINE)
+            .wait()
+            .unwrap();
+    let (peer, _) = listener.accept().unwrap();
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    peer.set_write_timeout(Some(DEADLINE)).unwrap();
+    (socket, peer)
+}
