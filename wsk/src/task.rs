@@ -44,10 +44,19 @@ use crate::shared::Shared;
 use crate::sync::SpinLock;
 use crate::{Error, Result};
 
+/// Not polled, not waiting for the work item: the next wake-up polls it or queues it.
 const IDLE: u32 = 0;
+/// Being polled by one thread.
 const POLLING: u32 = 1;
+/// Being polled, and woken meanwhile: its poller polls it again (or queues it).
 const NOTIFIED: u32 = 2;
+/// Finished (or cancelled and dropped): wake-ups do nothing.
 const DONE: u32 = 3;
+/// In the set's list for the work item, which alone takes it out of this state: a wake-up
+/// changes nothing, and a cancel leaves the dropping of its future to the work item — so a
+/// task waiting for the work item is never finished under it, and the set is not dropped
+/// (its work item freed) while the task is queued for it.
+const QUEUED: u32 = 4;
 
 type BoxedFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -412,10 +421,8 @@ fn run(task: &Shared<Task>) {
             return;
         }
         if task.yield_requested.swap(false, Ordering::Relaxed) {
-            // The budget is spent: this run ends here, and the work item continues the task
-            // (a wake-up meanwhile may also run it; a spurious poll is harmless).
-            task.state.store(IDLE, Ordering::Release);
-            defer(task);
+            // The budget is spent: this run ends here, and the work item continues the task.
+            queue(task);
             return;
         }
         match task
@@ -423,7 +430,18 @@ fn run(task: &Shared<Task>) {
             .compare_exchange(POLLING, IDLE, Ordering::AcqRel, Ordering::Acquire)
         {
             Ok(_) => return,
-            Err(_) => task.state.store(POLLING, Ordering::Release),
+            Err(_) => {
+                // Woken during its poll (by a completion it caused, by itself, by another
+                // thread): polled again — a re-poll spends the budget as an operation does,
+                // so that a task that keeps waking itself ends its run too.
+                let left = task.budget.load(Ordering::Relaxed);
+                if left == 0 {
+                    queue(task);
+                    return;
+                }
+                task.budget.store(left - 1, Ordering::Relaxed);
+                task.state.store(POLLING, Ordering::Release);
+            }
         }
     }
 }
@@ -451,8 +469,16 @@ fn take_wake_up(task: &Shared<Task>, poll_here: bool) -> bool {
                 Err(actual) => state = actual,
             },
             IDLE => {
-                defer(task);
-                return false;
+                match task
+                    .state
+                    .compare_exchange(IDLE, QUEUED, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => {
+                        enqueue(task);
+                        return false;
+                    }
+                    Err(actual) => state = actual,
+                }
             }
             POLLING => match task.state.compare_exchange(
                 POLLING,
@@ -460,10 +486,22 @@ fn take_wake_up(task: &Shared<Task>, poll_here: bool) -> bool {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) | Err(NOTIFIED) => return false,
+                Ok(_) => return false,
                 Err(actual) => state = actual,
             },
-            // Notified already, or finished.
+            // Notified already, or queued for the work item: its next poll comes after this
+            // wake-up (a read-modify-write, so that what the waker wrote before waking is seen
+            // by the thread that takes the task out of this state next).
+            NOTIFIED | QUEUED => {
+                match task
+                    .state
+                    .compare_exchange(state, state, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return false,
+                    Err(actual) => state = actual,
+                }
+            }
+            // Finished.
             _ => return false,
         }
     }
@@ -505,8 +543,20 @@ pub(crate) fn must_yield(cx: &Context<'_>) -> bool {
     }
 }
 
-/// Hands a task whose run used up its budget to the set's work item.
-fn defer(task: &Shared<Task>) {
+/// Ends the run of a task its poller holds (`POLLING` or `NOTIFIED`): the task goes to the
+/// set's work item.
+fn queue(task: &Shared<Task>) {
+    // A read-modify-write: it acquires what a waker that set `NOTIFIED` wrote, for the
+    // work item's poll.
+    task.state.swap(QUEUED, Ordering::AcqRel);
+    enqueue(task);
+}
+
+/// Puts a task this thread moved to `QUEUED` in the set's list for the work item, and queues
+/// the work item if it is not. The set's work item is alive: a queued task is not finished,
+/// so the set's drop has not freed it (it frees it only once every task has finished and no
+/// run of the item is queued or in progress).
+fn enqueue(task: &Shared<Task>) {
     let set = &task.set;
     {
         let mut list = set.deferred.lock();
@@ -551,9 +601,9 @@ unsafe extern "system" fn continue_deferred(
     context: PVOID,
     _work_item: PIO_WORKITEM,
 ) {
-    // SAFETY: the reference `defer` gave up with `into_raw`.
+    // SAFETY: the reference `enqueue` gave up with `into_raw`.
     let set = unsafe { Shared::<SetCore>::from_raw(context.cast::<SetCore>()) };
-    // Tasks deferred from now on queue the item again, and are continued by that next run of
+    // Tasks queued from now on queue the item again, and are continued by that next run of
     // the item: this one runs only as many tasks as were waiting when it started, so it is
     // bounded too (system worker threads are shared).
     set.work_item_queued.store(false, Ordering::Release);
@@ -573,8 +623,12 @@ unsafe extern "system" fn continue_deferred(
             list.len -= 1;
             head
         };
-        // SAFETY: the list's reference, given up in `defer`.
+        // SAFETY: the list's reference, given up in `enqueue`.
         let task = unsafe { Shared::from_raw(next) };
+        // Out of the list: the task is the work item's to release from `QUEUED` (nobody
+        // else moves it from there), then polled as any woken task is.
+        let was = task.state.swap(IDLE, Ordering::AcqRel);
+        debug_assert_eq!(was, QUEUED);
         run(&task);
     }
     if set.work_item_runs.fetch_sub(1, Ordering::AcqRel) == 1 {

@@ -521,12 +521,12 @@ fn a_chain_of_wake_ups_never_nests_task_polls() {
     );
 }
 
-/// A task woken by code that holds a lock runs inside that lock, on the waker's stack: a
-/// task that then takes the same lock (a channel's own lock, say) spins on it for good, at
-/// DISPATCH_LEVEL when the lock is a `SpinLock`. Detected here with `try_lock` instead of
-/// deadlocking the test.
+/// A task woken by code that holds a lock must not run inside that lock, on the waker's
+/// stack: a task that then takes the same lock (a channel's own lock, say) would spin on it
+/// for good, at DISPATCH_LEVEL when the lock is a `SpinLock`. Detected here with `try_lock`
+/// instead of deadlocking the test.
 #[test]
-fn a_task_woken_under_a_lock_runs_inside_that_lock() {
+fn a_task_woken_under_a_lock_never_runs_inside_it() {
     let session = session_start();
     let channel_lock = Arc::new(Mutex::new(Vec::<u32>::new()));
     let waker_slot: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
