@@ -21,8 +21,9 @@
 //!   request completed inline inside another task's call), nor under a [`SpinLock`] of this
 //!   crate held by the code that woke it or spawned it: the work item continues it then too.
 //!
-//! A run is bounded as well: after [`RUN_BUDGET`] operations started, it ends and the work
-//! item continues the task.
+//! A run is bounded as well: after [`RUN_BUDGET`] operations started or polls again (a task
+//! woken during its own poll, by a completion or by itself, is polled again), it ends and
+//! the work item continues the task.
 
 use alloc::boxed::Box;
 use core::cell::UnsafeCell;
@@ -71,8 +72,8 @@ struct Task {
     future: UnsafeCell<Option<BoxedFuture>>,
     set: Shared<SetCore>,
     links: UnsafeCell<(*const Task, *const Task)>,
-    /// Operations the task may still start in the current run (see [`RUN_BUDGET`]); touched
-    /// only by the thread polling it.
+    /// Operations the task may still start, or polls it may still have again, in the
+    /// current run (see [`RUN_BUDGET`]); touched only by the thread polling it.
     budget: AtomicU32,
     /// Set when an operation found the budget spent: the run ends and continues in the set's
     /// work item.
@@ -86,10 +87,11 @@ struct Task {
 // Freed with its last reference.
 impl crate::lifecycle::shared::LastReference for Task {}
 
-/// How many operations a task may start in one run — one wake-up, usually inside a
-/// completion routine at DISPATCH_LEVEL — before the run ends and the task continues from a
-/// work item at PASSIVE_LEVEL. A task whose requests all complete inline would otherwise
-/// never return from the routine that woke it: a DPC that runs too long is bug check 0x133
+/// How many operations a task may start, and how many times it may be polled again, in one
+/// run — one wake-up, usually inside a completion routine at DISPATCH_LEVEL — before the run
+/// ends and the task continues from the set's work item. A task whose requests all complete
+/// inline, or that keeps waking itself (a `yield_now` loop), would otherwise never return
+/// from the routine that woke it: a DPC that runs too long is bug check 0x133
 /// (DPC_WATCHDOG_VIOLATION).
 pub const RUN_BUDGET: u32 = 32;
 
