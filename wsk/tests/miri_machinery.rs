@@ -387,6 +387,9 @@ fn a_task_woken_while_it_is_cancelled() {
     };
     thread::yield_now();
     tasks.cancel_all();
+    // A task the waker queued for the set's work item is dropped there, once it runs: wait
+    // for it.
+    tasks.wait_idle().unwrap();
     assert!(tasks.is_empty());
     stop.store(true, Ordering::SeqCst);
     waker.join().unwrap();
