@@ -1,5 +1,6 @@
 //! What this crate must know about a kernel thread running below DISPATCH_LEVEL — whether it
-//! is inside a callback scope ([`crate::lifecycle::callback`]) — kept in a small table keyed
+//! is inside a callback scope ([`crate::lifecycle::callback`]), and in how many task polls —
+//! kept in a small table keyed
 //! by `PsGetCurrentThreadId` (the kernel has no thread-local storage for drivers).
 //!
 //! A record belongs to one thread: only that thread changes it, and only below
@@ -27,12 +28,15 @@ pub(crate) struct ThreadRecord {
     thread: AtomicUsize,
     /// Depth of callback scopes entered below DISPATCH_LEVEL.
     pub(crate) callback_depth: AtomicUsize,
+    /// How many of those scopes are task polls ([`crate::task`]).
+    pub(crate) task_polls: AtomicUsize,
 }
 
 static TABLE: [ThreadRecord; RECORDS] = [const {
     ThreadRecord {
         thread: AtomicUsize::new(0),
         callback_depth: AtomicUsize::new(0),
+        task_polls: AtomicUsize::new(0),
     }
 }; RECORDS];
 

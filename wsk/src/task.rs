@@ -5,18 +5,19 @@
 //!
 //! Tasks must therefore be DISPATCH-safe: no waiting, no paged memory. Everything this crate
 //! issues is. Every poll — the first one in [`TaskSet::spawn`], and those of the work item
-//! below, too — runs at DISPATCH_LEVEL (raised for it when it starts below): every blocking
-//! wait of this crate refuses inside a task with
-//! [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), and a task behaves the same
-//! wherever it is polled.
+//! below, too — runs in a callback scope: every blocking wait of this crate refuses inside a
+//! task with [`Error::IRQL_TOO_HIGH`](crate::Error::IRQL_TOO_HIGH), whatever the IRQL it is
+//! polled at (usually DISPATCH_LEVEL; PASSIVE_LEVEL in the spawning thread, in the work item,
+//! or when woken from a completion at PASSIVE_LEVEL), so a task behaves the same wherever it
+//! is polled.
 //!
 //! Where a task is *not* polled, so that polls never pile up on one stack (a kernel stack is
 //! a few pages; a DPC's is the processor's) nor run inside a critical section of whoever
 //! woke them:
 //! - woken by anything but a completion routine of this crate — a channel or a timer of the
 //!   driver's, another task, an event handler — a task is continued by the set's work item
-//!   (`IoQueueWorkItemEx`, PASSIVE_LEVEL raised to DISPATCH_LEVEL for the poll), never on the
-//!   waker's stack: the waker may hold the very lock the task takes;
+//!   (`IoQueueWorkItemEx`, at PASSIVE_LEVEL), never on the waker's stack: the waker may hold
+//!   the very lock the task takes;
 //! - nor inside another task's poll on the same processor (a task spawned by a task, a
 //!   request completed inline inside another task's call), nor under a [`SpinLock`] of this
 //!   crate held by the code that woke it or spawned it: the work item continues it then too.
@@ -39,8 +40,9 @@ use wsk_sys::typed::{DISPATCH_LEVEL, FALSE, IO_NO_INCREMENT, KernelMode, TRUE};
 use crate::client::DriverObject;
 use crate::heap::try_box;
 use crate::irql::{Irql, require_at_most};
-use crate::lifecycle::callback::require_wait_allowed;
+use crate::lifecycle::callback::{CallbackScope, require_wait_allowed};
 use crate::per_processor::{self, ProcessorRecord};
+use crate::per_thread::{self, ThreadRecord};
 use crate::shared::Shared;
 use crate::sync::SpinLock;
 use crate::{Error, Result};
@@ -205,10 +207,10 @@ impl TaskSet {
         Ok(TaskSet { core })
     }
 
-    /// Runs `future` as a task: it is polled at once, on the calling thread at
-    /// DISPATCH_LEVEL — or, spawned from inside a task's poll or under a [`SpinLock`] of this
-    /// crate, by the set's work item — then where it is woken (see the module
-    /// documentation). IRQL <= DISPATCH_LEVEL. Fails only when memory is short.
+    /// Runs `future` as a task: it is polled at once, on the calling thread — or, spawned
+    /// from inside a task's poll or under a [`SpinLock`] of this crate, by the set's work
+    /// item — then where it is woken (see the module documentation). IRQL <=
+    /// DISPATCH_LEVEL. Fails only when memory is short.
     pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         require_at_most(Irql::DISPATCH)?;
         let boxed: BoxedFuture = Box::into_pin(try_box(future)?);
@@ -338,72 +340,83 @@ impl core::fmt::Debug for TaskSet {
     }
 }
 
-/// The IRQL raised to DISPATCH_LEVEL for a task's run, unless it was there already; lowered
-/// back when dropped. Not `Send`: it belongs to the processor that raised it.
-struct RunAtDispatch {
-    entry: Option<KIRQL>,
-    _not_send: core::marker::PhantomData<*mut ()>,
+/// A task's poll: a callback scope (every blocking wait refuses inside), counted where a
+/// poll about to start looks for polls in progress — in the processor's record at
+/// DISPATCH_LEVEL (the poller keeps the processor), in the thread's record below. Not
+/// `Send`: it belongs to the thread and processor that entered it.
+struct PollScope {
+    counted: Counted,
+    // Dropped after the count: the thread's record it counts in lives while the scope does.
+    _scope: CallbackScope,
 }
 
-impl RunAtDispatch {
-    fn raise() -> RunAtDispatch {
-        let entry = if KeGetCurrentIrql() >= DISPATCH_LEVEL {
-            None
+enum Counted {
+    Processor(&'static ProcessorRecord),
+    Thread(&'static ThreadRecord),
+    Nowhere,
+}
+
+impl PollScope {
+    fn enter() -> PollScope {
+        let scope = CallbackScope::enter();
+        // At DISPATCH_LEVEL now if the scope had to raise the IRQL (no thread record free).
+        let counted = if KeGetCurrentIrql() >= DISPATCH_LEVEL {
+            per_processor::current().map_or(Counted::Nowhere, |record| {
+                record.count_poll(true);
+                Counted::Processor(record)
+            })
         } else {
-            Some(KeRaiseIrqlToDpcLevel())
+            scope.thread_record().map_or(Counted::Nowhere, |record| {
+                record.task_polls.fetch_add(1, Ordering::Relaxed);
+                Counted::Thread(record)
+            })
         };
-        RunAtDispatch {
-            entry,
-            _not_send: core::marker::PhantomData,
+        PollScope {
+            counted,
+            _scope: scope,
         }
     }
 }
 
-impl Drop for RunAtDispatch {
+impl Drop for PollScope {
     fn drop(&mut self) {
-        if let Some(entry) = self.entry {
-            // SAFETY: the IRQL this guard raised from, on this processor (not `Send`).
-            unsafe { KeLowerIrql(entry) };
+        match self.counted {
+            Counted::Processor(record) => record.count_poll(false),
+            Counted::Thread(record) => {
+                record.task_polls.fetch_sub(1, Ordering::Relaxed);
+            }
+            Counted::Nowhere => {}
         }
     }
 }
 
-/// Counts a task poll in its processor's record while it runs (see `per_processor`).
-struct PollCount(Option<&'static ProcessorRecord>);
-
-impl PollCount {
-    fn enter(record: Option<&'static ProcessorRecord>) -> PollCount {
-        if let Some(record) = record {
-            record.count_poll(true);
-        }
-        PollCount(record)
-    }
-}
-
-impl Drop for PollCount {
-    fn drop(&mut self) {
-        if let Some(record) = self.0 {
-            record.count_poll(false);
-        }
-    }
+/// Whether a task may not be polled here: inside another task's poll (on this processor at
+/// DISPATCH_LEVEL, or on this thread), or under a spin lock of this crate.
+fn inside_a_poll_or_a_lock() -> bool {
+    let processor = if KeGetCurrentIrql() >= DISPATCH_LEVEL {
+        per_processor::current()
+    } else {
+        // Below DISPATCH_LEVEL no spin lock is held and the processor's record reads 0.
+        None
+    };
+    processor.is_some_and(|p| p.polling() || p.holds_locks())
+        // A DPC borrowing the thread of a poll at PASSIVE_LEVEL finds it too: its wake-up
+        // goes to the work item, which is only later.
+        || per_thread::find().is_some_and(|record| record.task_polls.load(Ordering::Relaxed) != 0)
 }
 
 /// Polls (or, once cancelled, drops) the task until it is pending without a new wake-up, or
-/// finished, at DISPATCH_LEVEL (raised here if called below) — or, when that would nest it
-/// in another task's poll on this processor or run it under a spin lock of this crate its
-/// caller holds, hands it to the set's work item instead, so that polls never pile up on one
-/// stack nor run inside a critical section of their waker's. Returns at once if another
-/// thread is polling it (that thread will poll again).
+/// finished — or, when that would nest it in another task's poll or run it under a spin lock
+/// of this crate its caller holds, hands it to the set's work item instead, so that polls
+/// never pile up on one stack nor run inside a critical section of their waker's. Returns at
+/// once if another thread is polling it (that thread will poll again).
 fn run(task: &Shared<Task>) {
-    let _at_dispatch = RunAtDispatch::raise();
-    let processor = per_processor::current();
-    let poll_here = !processor.is_some_and(|p| p.polling() || p.holds_locks());
-    if !take_wake_up(task, poll_here) {
+    if !take_wake_up(task, !inside_a_poll_or_a_lock()) {
         return;
     }
     let waker = waker_for(task);
     let mut cx = Context::from_waker(&waker);
-    let _counted = PollCount::enter(processor);
+    let _poll = PollScope::enter();
     task.budget.store(RUN_BUDGET, Ordering::Relaxed);
     loop {
         // SAFETY: this thread moved the state to POLLING: it alone touches the future.

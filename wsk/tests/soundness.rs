@@ -59,12 +59,12 @@ fn no_wait_inside_a_task_even_at_passive_level_after_a_passive_inline_completion
         let socket = Arc::clone(&socket);
         tasks
             .spawn(async move {
-                // The first poll runs in the spawning thread, at DISPATCH_LEVEL (every poll
-                // does, raised from the thread's PASSIVE_LEVEL): a blocking wait is refused.
+                // The first poll runs in the spawning thread, at its PASSIVE_LEVEL: still a
+                // task, so a blocking wait is refused.
                 let first_poll = Irql::current();
                 let (waited_first, _) = socket.send(Buf::from_slice(b"x").unwrap()).wait();
                 let (received, _) = socket.receive(Buf::with_capacity(16).unwrap()).await;
-                // Continued after the completion (inline, at the caller's IRQL — the poll's):
+                // Woken from the completion routine, at PASSIVE_LEVEL when it ran inline:
                 // the wait is refused there too.
                 let (waited_after, _) = socket.send(Buf::from_slice(b"y").unwrap()).wait();
                 let _ = report.send((first_poll, waited_first.err(), received, waited_after.err()));
@@ -72,7 +72,7 @@ fn no_wait_inside_a_task_even_at_passive_level_after_a_passive_inline_completion
             .unwrap();
     }
     let (first_poll, waited_first, received, waited_after) = seen.recv_timeout(DEADLINE).unwrap();
-    assert_eq!(first_poll, Irql::DISPATCH);
+    assert_eq!(first_poll, Irql::PASSIVE);
     assert_eq!(waited_first, Some(Error::IRQL_TOO_HIGH));
     assert_eq!(received.unwrap(), 4);
     assert_eq!(waited_after, Some(Error::IRQL_TOO_HIGH));

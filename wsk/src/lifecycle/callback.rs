@@ -57,6 +57,15 @@ enum Exit {
 }
 
 impl CallbackScope {
+    /// The thread's record that counts this scope: entered below DISPATCH_LEVEL with a record
+    /// free (else the scope counts nothing, or raised the IRQL to DISPATCH_LEVEL).
+    pub(crate) fn thread_record(&self) -> Option<&'static ThreadRecord> {
+        match self.exit {
+            Exit::Record(record) => Some(record),
+            Exit::Nothing | Exit::Lower(_) => None,
+        }
+    }
+
     /// Enters the scope. Any IRQL <= DISPATCH_LEVEL.
     #[inline]
     pub(crate) fn enter() -> CallbackScope {
