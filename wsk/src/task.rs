@@ -130,8 +130,11 @@ struct SetCore {
 // Freed with its last reference.
 impl crate::lifecycle::shared::LastReference for SetCore {}
 
+/// The tasks queued for the work item, first in first out: a task queued again and again
+/// (a run ending on its budget) goes behind those woken meanwhile, never ahead of them.
 struct DeferredList {
     head: *const Task,
+    tail: *const Task,
     len: usize,
 }
 
@@ -185,6 +188,7 @@ impl TaskSet {
             idle: UnsafeCell::new(KEVENT::default()),
             deferred: SpinLock::new(DeferredList {
                 head: core::ptr::null(),
+                tail: core::ptr::null(),
                 len: 0,
             }),
             work_item: AtomicPtr::new(work_item),
@@ -258,28 +262,68 @@ impl TaskSet {
     }
 
     /// Cancels every task: its future is dropped (cancelling its requests) as soon as it is
-    /// not being polled. IRQL <= DISPATCH_LEVEL.
+    /// not being polled — here, for a task idle now (unless this is called inside a task's
+    /// poll or under a [`SpinLock`] of this crate: then by the set's work item), by its poller
+    /// for one being polled, by the work item for one queued there. One pass over the tasks.
+    /// IRQL <= DISPATCH_LEVEL.
     pub fn cancel_all(&self) {
-        loop {
-            let next = {
-                let list = self.core.tasks.lock();
-                let mut cursor = list.head;
-                let mut found = None;
-                // SAFETY: linked tasks are alive and their links guarded by the lock.
-                unsafe {
-                    while let Some(task) = cursor.as_ref() {
-                        if task.cancelled.load(Ordering::Acquire) == 0 {
-                            found = Some(Shared::clone_from_raw(cursor));
-                            break;
+        // Outside a task's poll and any spin lock of this crate, an idle task's future is
+        // dropped here; else by the work item, as a poll would be.
+        let drop_here = !inside_a_poll_or_a_lock();
+        // One pass over the list, under its lock: every task is marked cancelled; an idle
+        // one is claimed (`IDLE` to `POLLING`: nobody else polls it now) and chained through
+        // its `deferred_next` — free, as a task not `QUEUED` is in no queue — to have its
+        // future dropped once the lock is released; one being polled is notified (its poller
+        // polls it again, finds it cancelled, and drops it); one queued is left to the work
+        // item, which does the same.
+        let mut claimed: *const Task = core::ptr::null();
+        {
+            let list = self.core.tasks.lock();
+            let mut cursor = list.head;
+            // SAFETY: linked tasks are alive (the list's references) and their links guarded
+            // by the lock; a claimed task's `deferred_next` is this pass's alone.
+            unsafe {
+                while let Some(task) = cursor.as_ref() {
+                    let next = (*task.links.get()).1;
+                    if task.cancelled.swap(1, Ordering::AcqRel) == 0 {
+                        let claim = drop_here
+                            && task
+                                .state
+                                .compare_exchange(
+                                    IDLE,
+                                    POLLING,
+                                    Ordering::AcqRel,
+                                    Ordering::Acquire,
+                                )
+                                .is_ok();
+                        let task = Shared::clone_from_raw(cursor);
+                        if claim {
+                            *task.deferred_next.get() = claimed;
+                            claimed = task.into_raw();
+                        } else {
+                            take_wake_up(&task, false);
                         }
-                        cursor = (*task.links.get()).1;
                     }
+                    cursor = next;
                 }
-                found
-            };
-            let Some(task) = next else { break };
-            task.cancelled.store(1, Ordering::Release);
-            run(&task);
+            }
+        }
+        if claimed.is_null() {
+            return;
+        }
+        // Dropped in a poll's scope, as a cancelled task's future is by its poller.
+        let _poll = PollScope::enter();
+        while !claimed.is_null() {
+            // SAFETY: the reference the pass gave up with `into_raw`.
+            let task = unsafe { Shared::from_raw(claimed) };
+            // SAFETY: the pass claimed the task (`POLLING`): this thread alone touches its
+            // future and its `deferred_next`.
+            unsafe {
+                claimed = *task.deferred_next.get();
+                *task.future.get() = None;
+            }
+            task.state.store(DONE, Ordering::Release);
+            retire(&task);
         }
     }
 
@@ -573,7 +617,7 @@ fn queue(task: &Shared<Task>) {
 /// run of the item is queued or in progress).
 fn enqueue(task: &Shared<Task>) {
     let set = &task.set;
-    {
+    let queue_the_item = {
         let mut list = set.deferred.lock();
         // SAFETY: guarded by the lock.
         if unsafe { *task.in_deferred.get() } {
@@ -581,19 +625,29 @@ fn enqueue(task: &Shared<Task>) {
             return;
         }
         let raw = task.clone().into_raw();
-        // SAFETY: guarded by the lock; the list's reference keeps the task alive.
+        // SAFETY: guarded by the lock; the list's references keep the linked tasks alive.
         unsafe {
-            *task.deferred_next.get() = list.head;
+            *task.deferred_next.get() = core::ptr::null();
             *task.in_deferred.get() = true;
+            match list.tail.as_ref() {
+                Some(tail) => *tail.deferred_next.get() = raw,
+                None => list.head = raw,
+            }
         }
-        list.head = raw;
+        list.tail = raw;
         list.len += 1;
-    }
-    if !set.work_item_queued.swap(true, Ordering::AcqRel) {
-        if set.work_item_runs.fetch_add(1, Ordering::AcqRel) == 0 {
+        // The run is counted before the task can be seen in the list (the lock is still
+        // held): the set's drop, which frees the work item only once no run is counted, cannot
+        // free it between the task's linking and the queueing below — even if a run already
+        // in progress takes the task and finishes it meanwhile.
+        let queue_the_item = !set.work_item_queued.swap(true, Ordering::AcqRel);
+        if queue_the_item && set.work_item_runs.fetch_add(1, Ordering::AcqRel) == 0 {
             // SAFETY: the event lives in the set's core.
             unsafe { KeClearEvent(set.work_item_idle.get()) };
         }
+        queue_the_item
+    };
+    if queue_the_item {
         let context = set.clone().into_raw();
         // SAFETY: the work item belongs to the set, which the reference given here keeps
         // alive until the routine takes it back; it is not queued (the flag was clear), and
@@ -634,6 +688,9 @@ unsafe extern "system" fn continue_deferred(
             unsafe {
                 list.head = *(*head).deferred_next.get();
                 *(*head).in_deferred.get() = false;
+            }
+            if list.head.is_null() {
+                list.tail = core::ptr::null();
             }
             list.len -= 1;
             head

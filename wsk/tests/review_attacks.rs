@@ -23,20 +23,12 @@ use wsk::{
 use wsk_host::{CompletionMode, FaultPlan, Session};
 
 mod common;
-use common::{DEADLINE, connected, connected_with_events, driver, start, within};
+use common::{DEADLINE, connected, connected_with_events, driver, eventually, start, within};
 
 /// A session, completing requests the provider's default way (the suite runs this file in
 /// every provider mode).
 fn session_start() -> Session {
     Session::start()
-}
-
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < end, "{what}: not by the deadline");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 /// Finishes the session; returns the findings (printed), for tests that expect some.

@@ -18,7 +18,7 @@ use wsk_host::{CompletionMode, FaultPlan, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{DEADLINE, connected, driver, within};
+use common::{DEADLINE, connected, driver, eventually, within};
 
 const TAG: u32 = u32::from_le_bytes(*b"WskR");
 
@@ -31,14 +31,6 @@ fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket)
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(DEADLINE)).unwrap();
     (socket, local, peer)
-}
-
-fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
-    let end = Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(Instant::now() < end, "{what}: not by the deadline");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn no_violations(session: Session) {

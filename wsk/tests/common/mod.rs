@@ -235,3 +235,15 @@ pub fn connected_with_events(
     peer.set_write_timeout(Some(DEADLINE)).unwrap();
     (socket, peer)
 }
+
+/// Waits until `condition` holds, failing the test at the deadline.
+pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + DEADLINE;
+    while !condition() {
+        assert!(
+            std::time::Instant::now() < end,
+            "{what}: not by the deadline"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
