@@ -105,6 +105,14 @@ def ps_get_current_thread_id(emu, api_name, func, params):
     return 0x1004
 
 
+def ke_get_current_processor_number_ex(emu, api_name, func, params):
+    # The emulator runs DriverEntry on one processor: index 0, group 0, number 0.
+    (number,) = params
+    if number:
+        emu.mem_write(number, (0).to_bytes(4, "little"))
+    return 0
+
+
 def memcmp(emu, api_name, func, params):
     first, second, count = params
     if count == 0:
@@ -170,6 +178,7 @@ HOOKS = [
     ("ntoskrnl", "IoQueueWorkItemEx", 4, io_queue_work_item_ex),
     ("ntoskrnl", "IoFreeWorkItem", 1, io_free_work_item),
     ("ntoskrnl", "PsGetCurrentThreadId", 0, ps_get_current_thread_id),
+    ("ntoskrnl", "KeGetCurrentProcessorNumberEx", 1, ke_get_current_processor_number_ex),
     ("ntoskrnl", "__chkstk", 0, chkstk),
     ("ntoskrnl", "KeInitializeTimerEx", 2, ke_initialize_timer_ex),
     ("ntoskrnl", "KeFlushQueuedDpcs", 0, ke_flush_queued_dpcs),
