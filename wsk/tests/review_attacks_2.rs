@@ -1,26 +1,25 @@
 //! Second adversarial review: the frame protocol of waited operations, per-processor spin-lock
 //! counting, and the executor's wake-up rules. Public API only.
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use wsk::irql::Irql;
 use wsk::task::TaskSet;
-use wsk::{Buf, ConnectionSocket, DatagramSocket, Error, IoBuf, IoBufMut, SpinLock, WskClient};
+use wsk::{Buf, ConnectionSocket, DatagramSocket, Error, IoBuf, SpinLock, WskClient};
 use wsk_host::{CompletionMode, FaultPlan, Session};
-use wsk_sys::*;
 
 mod common;
-use common::{DEADLINE, connected, driver, eventually, within};
-
-const TAG: u32 = u32::from_le_bytes(*b"WskR");
+use common::{
+    DEADLINE,
+    canary_buf::{Canary, Quarantine},
+    connected, driver, eventually, poll_once, within, yield_now,
+};
 
 fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket) {
     let socket = client
@@ -38,176 +37,12 @@ fn no_violations(session: Session) {
     assert!(violations.is_empty(), "violations: {violations:#?}");
 }
 
-fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
-    let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(future).poll(&mut cx) {
-        Poll::Ready(output) => Some(output),
-        Poll::Pending => None,
-    }
-}
-
-/// `yield_now`: wakes itself and returns pending once.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
-fn yield_now() -> YieldNow {
-    YieldNow(false)
-}
-
 /// Counts its drops (a task's future dropped: finished or cancelled).
 struct DropCount(Arc<AtomicUsize>);
 
 impl Drop for DropCount {
     fn drop(&mut self) {
         self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-// ---- a canary buffer (as in waited_in_frame.rs) -------------------------------------------------
-
-#[derive(Default)]
-struct Quarantine(Mutex<Vec<(usize, usize, usize)>>);
-
-impl Quarantine {
-    fn check_and_free(&self) -> usize {
-        let mut list = self.0.lock().unwrap();
-        let count = list.len();
-        for (data, size, mdl) in list.drain(..) {
-            // SAFETY: the canary's memory, quarantined at its drop, freed only here.
-            unsafe {
-                let bytes = std::slice::from_raw_parts(data as *const u8, size);
-                let written = bytes.iter().position(|&b| b != 0xEE);
-                assert!(
-                    written.is_none(),
-                    "a dropped buffer was written after its drop at {written:?}"
-                );
-                IoFreeMdl(mdl as PMDL);
-                ExFreePoolWithTag(data as PVOID, TAG);
-            }
-        }
-        count
-    }
-}
-
-struct Canary {
-    data: *mut u8,
-    len: usize,
-    cap: usize,
-    mdl: PMDL,
-    quarantine: Option<Arc<Quarantine>>,
-}
-
-// SAFETY: pool memory and its MDL, owned.
-unsafe impl Send for Canary {}
-
-impl Canary {
-    fn new(quarantine: &Arc<Quarantine>, prefix: &[u8], cap: usize) -> Canary {
-        assert!(prefix.len() <= cap);
-        // SAFETY: non-zero size.
-        let data = unsafe { pool::allocate_non_paged_zeroed(cap as SIZE_T, TAG) }.cast::<u8>();
-        assert!(!data.is_null());
-        // SAFETY: fresh allocation of `cap` bytes.
-        unsafe {
-            std::ptr::write_bytes(data, 0x5A, cap);
-            std::ptr::copy_nonoverlapping(prefix.as_ptr(), data, prefix.len());
-        }
-        // SAFETY: describes the allocation just made.
-        let mdl = unsafe {
-            IoAllocateMdl(
-                data.cast(),
-                cap as ULONG,
-                FALSE,
-                FALSE,
-                std::ptr::null_mut(),
-            )
-        };
-        assert!(!mdl.is_null());
-        // SAFETY: non-paged pool.
-        unsafe { MmBuildMdlForNonPagedPool(mdl) };
-        Canary {
-            data,
-            len: prefix.len(),
-            cap,
-            mdl,
-            quarantine: Some(Arc::clone(quarantine)),
-        }
-    }
-
-    fn all(&self) -> &[u8] {
-        if self.cap == 0 {
-            return &[];
-        }
-        // SAFETY: owned allocation of `cap` bytes.
-        unsafe { std::slice::from_raw_parts(self.data, self.cap) }
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.all()[..self.len]
-    }
-
-    fn spare_untouched(&self) -> bool {
-        self.all()[self.len..].iter().all(|&b| b == 0x5A)
-    }
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        if self.cap == 0 {
-            return;
-        }
-        // SAFETY: owned; poisoned, then quarantined.
-        unsafe { std::ptr::write_bytes(self.data, 0xEE, self.cap) };
-        self.quarantine.as_ref().unwrap().0.lock().unwrap().push((
-            self.data as usize,
-            self.cap,
-            self.mdl as usize,
-        ));
-    }
-}
-
-// SAFETY: the MDL describes `cap` bytes of non-paged pool owned by the value.
-unsafe impl IoBuf for Canary {
-    fn mdl(&self) -> PMDL {
-        self.mdl
-    }
-    fn mdl_offset(&self) -> usize {
-        0
-    }
-    fn bytes_init(&self) -> usize {
-        self.len
-    }
-    fn bytes_total(&self) -> usize {
-        self.cap
-    }
-    fn stand_in() -> Canary {
-        Canary {
-            data: std::ptr::null_mut(),
-            len: 0,
-            cap: 0,
-            mdl: std::ptr::null_mut(),
-            quarantine: None,
-        }
-    }
-}
-
-// SAFETY: the spare capacity is the value's own.
-unsafe impl IoBufMut for Canary {
-    unsafe fn set_init(&mut self, count: usize) {
-        assert!(count <= self.cap);
-        if count > self.len {
-            self.len = count;
-        }
     }
 }
 

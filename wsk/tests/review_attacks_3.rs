@@ -14,30 +14,11 @@ use wsk::{Buf, SpinLock, WskClient};
 use wsk_host::Session;
 
 mod common;
-use common::{DEADLINE, connected, driver, eventually, within};
+use common::{DEADLINE, connected, driver, eventually, within, yield_now};
 
 fn no_violations(session: Session) {
     let (_, violations) = session.conclude();
     assert!(violations.is_empty(), "violations: {violations:#?}");
-}
-
-/// `yield_now`: wakes itself and returns pending once.
-struct YieldNow(bool);
-
-impl Future for YieldNow {
-    type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0 {
-            return Poll::Ready(());
-        }
-        self.0 = true;
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
-fn yield_now() -> YieldNow {
-    YieldNow(false)
 }
 
 /// Counts its drops (a task's future dropped: finished or cancelled).

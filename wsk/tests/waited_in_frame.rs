@@ -3,13 +3,10 @@
 //! the provider uses it. Each test compares it with the polled-then-waited path, or tries to
 //! get the buffer back (or freed) while the provider may still write it.
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, UdpSocket};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use wsk::irql::Irql;
@@ -18,9 +15,11 @@ use wsk_host::{CompletionMode, FaultPlan, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{DEADLINE, connected, driver, within};
-
-const TAG: u32 = u32::from_le_bytes(*b"WskA");
+use common::{
+    DEADLINE,
+    canary_buf::{Canary, Quarantine},
+    connected, driver, poll_once, within,
+};
 
 fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket) {
     let socket = client
@@ -31,159 +30,6 @@ fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket)
     let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
     peer.set_read_timeout(Some(DEADLINE)).unwrap();
     (socket, local, peer)
-}
-
-fn poll_once<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
-    let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(future).poll(&mut cx) {
-        std::task::Poll::Ready(output) => Some(output),
-        std::task::Poll::Pending => None,
-    }
-}
-
-// ---- a canary buffer: pool memory whose drop poisons it and keeps it for a later check ------
-
-/// Memory of dropped canaries: (address, size, MDL), poisoned with 0xEE at the drop, freed only
-/// by `Quarantine::check_and_free` — which fails if anyone (the provider) wrote it after.
-#[derive(Default)]
-struct Quarantine(Mutex<Vec<(usize, usize, usize)>>);
-
-impl Quarantine {
-    fn check_and_free(&self) -> usize {
-        let mut list = self.0.lock().unwrap();
-        let count = list.len();
-        for (data, size, mdl) in list.drain(..) {
-            // SAFETY: the canary's memory, quarantined at its drop, freed only here.
-            unsafe {
-                let bytes = std::slice::from_raw_parts(data as *const u8, size);
-                let written = bytes.iter().position(|&b| b != 0xEE);
-                assert!(
-                    written.is_none(),
-                    "a dropped buffer was written after its drop at {written:?}: {:?}",
-                    &bytes[..size.min(32)]
-                );
-                IoFreeMdl(mdl as PMDL);
-                ExFreePoolWithTag(data as PVOID, TAG);
-            }
-        }
-        count
-    }
-}
-
-/// An `IoBufMut` of pool memory (what a driver may write), poisoned and quarantined when
-/// dropped. The spare capacity is filled with 0x5A at creation, so writes after a hand-back are
-/// visible too.
-struct Canary {
-    data: *mut u8,
-    len: usize,
-    cap: usize,
-    mdl: PMDL,
-    quarantine: Option<Arc<Quarantine>>,
-}
-
-// SAFETY: pool memory and its MDL, owned.
-unsafe impl Send for Canary {}
-
-impl Canary {
-    fn new(quarantine: &Arc<Quarantine>, prefix: &[u8], cap: usize) -> Canary {
-        assert!(prefix.len() <= cap);
-        // SAFETY: non-zero size; PASSIVE_LEVEL.
-        let data = unsafe { pool::allocate_non_paged_zeroed(cap as SIZE_T, TAG) }.cast::<u8>();
-        assert!(!data.is_null());
-        // SAFETY: fresh allocation of `cap` bytes.
-        unsafe {
-            std::ptr::write_bytes(data, 0x5A, cap);
-            std::ptr::copy_nonoverlapping(prefix.as_ptr(), data, prefix.len());
-        }
-        // SAFETY: describes the allocation just made.
-        let mdl = unsafe {
-            IoAllocateMdl(
-                data.cast(),
-                cap as ULONG,
-                FALSE,
-                FALSE,
-                std::ptr::null_mut(),
-            )
-        };
-        assert!(!mdl.is_null());
-        // SAFETY: non-paged pool.
-        unsafe { MmBuildMdlForNonPagedPool(mdl) };
-        Canary {
-            data,
-            len: prefix.len(),
-            cap,
-            mdl,
-            quarantine: Some(Arc::clone(quarantine)),
-        }
-    }
-
-    fn all(&self) -> &[u8] {
-        if self.cap == 0 {
-            return &[];
-        }
-        // SAFETY: owned allocation of `cap` bytes (the provider does not hold it: only called
-        // on a buffer handed back).
-        unsafe { std::slice::from_raw_parts(self.data, self.cap) }
-    }
-
-    fn data(&self) -> &[u8] {
-        &self.all()[..self.len]
-    }
-
-    fn spare_untouched(&self) -> bool {
-        self.all()[self.len..].iter().all(|&b| b == 0x5A)
-    }
-}
-
-impl Drop for Canary {
-    fn drop(&mut self) {
-        if self.cap == 0 {
-            return;
-        }
-        // SAFETY: owned; poisoned, then handed to the quarantine (freed there).
-        unsafe { std::ptr::write_bytes(self.data, 0xEE, self.cap) };
-        self.quarantine.as_ref().unwrap().0.lock().unwrap().push((
-            self.data as usize,
-            self.cap,
-            self.mdl as usize,
-        ));
-    }
-}
-
-// SAFETY: the MDL describes `cap` bytes of non-paged pool owned by the value, which do not move
-// with it; len <= cap; the stand-in has capacity 0.
-unsafe impl IoBuf for Canary {
-    fn mdl(&self) -> PMDL {
-        self.mdl
-    }
-    fn mdl_offset(&self) -> usize {
-        0
-    }
-    fn bytes_init(&self) -> usize {
-        self.len
-    }
-    fn bytes_total(&self) -> usize {
-        self.cap
-    }
-    fn stand_in() -> Canary {
-        Canary {
-            data: std::ptr::null_mut(),
-            len: 0,
-            cap: 0,
-            mdl: std::ptr::null_mut(),
-            quarantine: None,
-        }
-    }
-}
-
-// SAFETY: the spare capacity is the value's own.
-unsafe impl IoBufMut for Canary {
-    unsafe fn set_init(&mut self, count: usize) {
-        assert!(count <= self.cap);
-        if count > self.len {
-            self.len = count;
-        }
-    }
 }
 
 fn no_violations(session: Session) {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use wsk_host::Session;
 use wsk_sys::*;
 
+pub mod canary_buf;
+
 /// The session's driver object, as `DriverEntry` would have received it.
 pub fn driver(session: &Session) -> wsk::DriverObject {
     // SAFETY: the session's own driver object, valid until the session ends.
@@ -246,4 +248,37 @@ pub fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Polls once with a no-op waker: the output if it is ready.
+pub fn poll_once<F: std::future::Future + Unpin>(future: &mut F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::Pin::new(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// `yield_now`: wakes itself and returns pending once (what every executor's `yield_now`
+/// does).
+pub struct YieldNow(bool);
+
+impl std::future::Future for YieldNow {
+    type Output = ();
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.0 {
+            return std::task::Poll::Ready(());
+        }
+        self.0 = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    }
+}
+
+/// See [`YieldNow`].
+pub fn yield_now() -> YieldNow {
+    YieldNow(false)
 }
