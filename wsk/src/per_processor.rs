@@ -48,26 +48,32 @@ pub(crate) fn current() -> Option<&'static ProcessorRecord> {
 }
 
 impl ProcessorRecord {
+    // Read-modify-write operations throughout, though on Windows the record has one holder at
+    // a time: a kernel that does not keep a thread at DISPATCH_LEVEL on its processor (Wine's,
+    // whose `KeGetCurrentProcessorNumberEx` answers 0 to every thread) then gets imprecise
+    // counts, never a torn one or an underflow.
+
     /// Counts a spin lock taken, which raised from `entry_irql`.
     pub(crate) fn lock_taken(&self, entry_irql: u8) {
-        let held = self.locks.load(Ordering::Acquire);
-        let next = if held < ONE_LOCK {
+        if self.locks.fetch_add(ONE_LOCK, Ordering::AcqRel) < ONE_LOCK {
             // The first lock: the IRQL the last release goes back to.
-            ONE_LOCK | u32::from(entry_irql)
-        } else {
-            held + ONE_LOCK
-        };
-        self.locks.store(next, Ordering::Release);
+            self.locks.fetch_or(u32::from(entry_irql), Ordering::AcqRel);
+        }
     }
 
     /// Uncounts a spin lock released; returns the IRQL to go back to when it was the last.
     pub(crate) fn lock_released(&self) -> Option<u8> {
-        let held = self.locks.load(Ordering::Acquire) - ONE_LOCK;
+        let held = self.locks.fetch_sub(ONE_LOCK, Ordering::AcqRel);
         if held < ONE_LOCK {
+            // Not counted here (see above): undone, and nothing lowered.
+            self.locks.fetch_add(ONE_LOCK, Ordering::AcqRel);
+            return None;
+        }
+        if held < 2 * ONE_LOCK {
+            // The last lock: the record goes back to 0, the IRQL to its base.
             self.locks.store(0, Ordering::Release);
             Some((held & 0xff) as u8)
         } else {
-            self.locks.store(held, Ordering::Release);
             None
         }
     }
@@ -77,15 +83,21 @@ impl ProcessorRecord {
         self.locks.load(Ordering::Acquire) >= ONE_LOCK
     }
 
-    /// Whether the code running on the processor is inside a task poll.
-    pub(crate) fn polling(&self) -> bool {
-        self.polls.load(Ordering::Acquire) != 0
+    /// How many task polls the code running on the processor is nested in.
+    pub(crate) fn polls(&self) -> u32 {
+        self.polls.load(Ordering::Acquire)
     }
 
     /// Counts a task poll entered (`true`) or left (`false`).
     pub(crate) fn count_poll(&self, entered: bool) {
-        let polls = self.polls.load(Ordering::Acquire);
-        let polls = if entered { polls + 1 } else { polls - 1 };
-        self.polls.store(polls, Ordering::Release);
+        if entered {
+            self.polls.fetch_add(1, Ordering::AcqRel);
+        } else {
+            let _ = self
+                .polls
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |polls| {
+                    polls.checked_sub(1)
+                });
+        }
     }
 }

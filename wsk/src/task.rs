@@ -18,9 +18,10 @@
 //!   driver's, another task, an event handler — a task is continued by the set's work item
 //!   (`IoQueueWorkItemEx`, at PASSIVE_LEVEL), never on the waker's stack: the waker may hold
 //!   the very lock the task takes;
-//! - nor inside another task's poll on the same processor (a task spawned by a task, a
-//!   request completed inline inside another task's call), nor under a [`SpinLock`] of this
-//!   crate held by the code that woke it or spawned it: the work item continues it then too.
+//! - nor nested in more than a few other task polls on one stack (a task spawned by a task,
+//!   a request completed inline inside another task's call: four deep at most), nor under a
+//!   [`SpinLock`] of this crate held by the code that woke it or spawned it: the work item
+//!   continues it then too.
 //!
 //! A run is bounded as well: after [`RUN_BUDGET`] operations started or polls again (a task
 //! woken during its own poll, by a completion or by itself, is polled again), it ends and
@@ -212,8 +213,8 @@ impl TaskSet {
     }
 
     /// Runs `future` as a task: it is polled at once, on the calling thread — or, spawned
-    /// from inside a task's poll or under a [`SpinLock`] of this crate, by the set's work
-    /// item — then where it is woken (see the module documentation). IRQL <=
+    /// under a [`SpinLock`] of this crate or from deep inside nested task polls, by the set's
+    /// work item — then where it is woken (see the module documentation). IRQL <=
     /// DISPATCH_LEVEL. Fails only when memory is short.
     pub fn spawn(&self, future: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         require_at_most(Irql::DISPATCH)?;
@@ -262,14 +263,15 @@ impl TaskSet {
     }
 
     /// Cancels every task: its future is dropped (cancelling its requests) as soon as it is
-    /// not being polled — here, for a task idle now (unless this is called inside a task's
-    /// poll or under a [`SpinLock`] of this crate: then by the set's work item), by its poller
+    /// not being polled — here, for a task idle now (unless this is called under a
+    /// [`SpinLock`] of this crate or deep inside nested task polls: then by the set's work
+    /// item), by its poller
     /// for one being polled, by the work item for one queued there. One pass over the tasks.
     /// IRQL <= DISPATCH_LEVEL.
     pub fn cancel_all(&self) {
         // Outside a task's poll and any spin lock of this crate, an idle task's future is
         // dropped here; else by the work item, as a poll would be.
-        let drop_here = !inside_a_poll_or_a_lock();
+        let drop_here = !inside_polls_or_a_lock();
         // One pass over the list, under its lock: every task is marked cancelled; an idle
         // one is claimed (`IDLE` to `POLLING`: nobody else polls it now) and chained through
         // its `deferred_next` — free, as a task not `QUEUED` is in no queue — to have its
@@ -434,19 +436,31 @@ impl Drop for PollScope {
     }
 }
 
-/// Whether a task may not be polled here: inside another task's poll (on this processor at
-/// DISPATCH_LEVEL, or on this thread), or under a spin lock of this crate.
-fn inside_a_poll_or_a_lock() -> bool {
+/// How deep task polls may nest on one stack: a task spawned from inside a task, or whose
+/// request completed inline inside another task's call to the provider, is polled there up
+/// to this depth — a few of a task's frames on a kernel stack — and by the set's work item
+/// beyond it.
+const MAX_NESTED_POLLS: usize = 4;
+
+/// Whether a task may not be polled here: inside [`MAX_NESTED_POLLS`] task polls already
+/// (counted on this processor at DISPATCH_LEVEL, on this thread below), or under a spin lock
+/// of this crate.
+fn inside_polls_or_a_lock() -> bool {
     let processor = if KeGetCurrentIrql() >= DISPATCH_LEVEL {
         per_processor::current()
     } else {
         // Below DISPATCH_LEVEL no spin lock is held and the processor's record reads 0.
         None
     };
-    processor.is_some_and(|p| p.polling() || p.holds_locks())
-        // A DPC borrowing the thread of a poll at PASSIVE_LEVEL finds it too: its wake-up
-        // goes to the work item, which is only later.
-        || per_thread::find().is_some_and(|record| record.task_polls.load(Ordering::Relaxed) != 0)
+    if processor.is_some_and(ProcessorRecord::holds_locks) {
+        return true;
+    }
+    let on_processor = processor.map_or(0, |p| p.polls() as usize);
+    // A DPC borrowing the thread of a poll at PASSIVE_LEVEL counts it too: it only sends a
+    // wake-up to the work item a little earlier.
+    let on_thread =
+        per_thread::find().map_or(0, |record| record.task_polls.load(Ordering::Relaxed));
+    on_processor + on_thread >= MAX_NESTED_POLLS
 }
 
 /// Polls (or, once cancelled, drops) the task until it is pending without a new wake-up, or
@@ -455,7 +469,7 @@ fn inside_a_poll_or_a_lock() -> bool {
 /// never pile up on one stack nor run inside a critical section of their waker's. Returns at
 /// once if another thread is polling it (that thread will poll again).
 fn run(task: &Shared<Task>) {
-    if !take_wake_up(task, !inside_a_poll_or_a_lock()) {
+    if !take_wake_up(task, !inside_polls_or_a_lock()) {
         return;
     }
     let waker = waker_for(task);
