@@ -81,10 +81,10 @@ struct Task {
     /// Set when an operation found the budget spent: the run ends and continues in the set's
     /// work item.
     yield_requested: AtomicBool,
-    /// Link in the set's list of tasks waiting for the work item, and whether the task is in
-    /// it (at most once); guarded by that list's lock.
+    /// Link in the set's list of tasks waiting for the work item, guarded by that list's
+    /// lock. A task is in the list exactly while it is `QUEUED` (it is linked by the thread
+    /// that moved it there, and moved out by the work item once unlinked), so at most once.
     deferred_next: UnsafeCell<*const Task>,
-    in_deferred: UnsafeCell<bool>,
 }
 
 // Freed with its last reference.
@@ -228,7 +228,6 @@ impl TaskSet {
             budget: AtomicU32::new(RUN_BUDGET),
             yield_requested: AtomicBool::new(false),
             deferred_next: UnsafeCell::new(core::ptr::null()),
-            in_deferred: UnsafeCell::new(false),
         })?;
         {
             let mut list = self.core.tasks.lock();
@@ -271,7 +270,8 @@ impl TaskSet {
     pub fn cancel_all(&self) {
         // Outside a task's poll and any spin lock of this crate, an idle task's future is
         // dropped here; else by the work item, as a poll would be.
-        let drop_here = !inside_polls_or_a_lock();
+        let site = PollSite::here();
+        let drop_here = !site.inside_polls_or_a_lock();
         // One pass over the list, under its lock: every task is marked cancelled; an idle
         // one is claimed (`IDLE` to `POLLING`: nobody else polls it now) and chained through
         // its `deferred_next` — free, as a task not `QUEUED` is in no queue — to have its
@@ -314,7 +314,7 @@ impl TaskSet {
             return;
         }
         // Dropped in a poll's scope, as a cancelled task's future is by its poller.
-        let _poll = PollScope::enter();
+        let _poll = PollScope::enter(site);
         while !claimed.is_null() {
             // SAFETY: the reference the pass gave up with `into_raw`.
             let task = unsafe { Shared::from_raw(claimed) };
@@ -403,20 +403,28 @@ enum Counted {
 }
 
 impl PollScope {
-    fn enter() -> PollScope {
+    /// Enters a poll at `site` (where the caller is, as [`PollSite::here`] found it).
+    fn enter(site: PollSite) -> PollScope {
         let scope = CallbackScope::enter();
-        // At DISPATCH_LEVEL now if the scope had to raise the IRQL (no thread record free).
-        let counted = if KeGetCurrentIrql() >= DISPATCH_LEVEL {
-            per_processor::current().map_or(Counted::Nowhere, |record| {
-                record.count_poll(true);
-                Counted::Processor(record)
-            })
-        } else {
-            scope.thread_record().map_or(Counted::Nowhere, |record| {
-                record.task_polls.fetch_add(1, Ordering::Relaxed);
-                Counted::Thread(record)
-            })
+        let processor = match site {
+            PollSite::Dispatch(processor) => processor,
+            // Below DISPATCH_LEVEL: counted in the thread's record, or — the scope had to raise
+            // the IRQL, no thread record being free — in the processor's.
+            PollSite::BelowDispatch => match scope.thread_record() {
+                Some(record) => {
+                    record.task_polls.fetch_add(1, Ordering::Relaxed);
+                    return PollScope {
+                        counted: Counted::Thread(record),
+                        _scope: scope,
+                    };
+                }
+                None => per_processor::current(),
+            },
         };
+        let counted = processor.map_or(Counted::Nowhere, |record| {
+            record.count_poll(true);
+            Counted::Processor(record)
+        });
         PollScope {
             counted,
             _scope: scope,
@@ -442,25 +450,43 @@ impl Drop for PollScope {
 /// beyond it.
 const MAX_NESTED_POLLS: usize = 4;
 
-/// Whether a task may not be polled here: inside [`MAX_NESTED_POLLS`] task polls already
-/// (counted on this processor at DISPATCH_LEVEL, on this thread below), or under a spin lock
-/// of this crate.
-fn inside_polls_or_a_lock() -> bool {
-    let processor = if KeGetCurrentIrql() >= DISPATCH_LEVEL {
-        per_processor::current()
-    } else {
-        // Below DISPATCH_LEVEL no spin lock is held and the processor's record reads 0.
-        None
-    };
-    if processor.is_some_and(ProcessorRecord::holds_locks) {
-        return true;
+/// Where a poll is about to run: read once per run, for the check and the count.
+#[derive(Clone, Copy)]
+enum PollSite {
+    /// At DISPATCH_LEVEL, on the processor of this record (`None`: an index Windows does not
+    /// give).
+    Dispatch(Option<&'static ProcessorRecord>),
+    /// Below DISPATCH_LEVEL: no spin lock held, and the processor's record reads 0.
+    BelowDispatch,
+}
+
+impl PollSite {
+    fn here() -> PollSite {
+        if KeGetCurrentIrql() >= DISPATCH_LEVEL {
+            PollSite::Dispatch(per_processor::current())
+        } else {
+            PollSite::BelowDispatch
+        }
     }
-    let on_processor = processor.map_or(0, |p| p.polls() as usize);
-    // A DPC borrowing the thread of a poll at PASSIVE_LEVEL counts it too: it only sends a
-    // wake-up to the work item a little earlier.
-    let on_thread =
-        per_thread::find().map_or(0, |record| record.task_polls.load(Ordering::Relaxed));
-    on_processor + on_thread >= MAX_NESTED_POLLS
+
+    /// Whether a task may not be polled here: inside [`MAX_NESTED_POLLS`] task polls already
+    /// (counted on this processor at DISPATCH_LEVEL, on this thread below), or under a spin
+    /// lock of this crate.
+    fn inside_polls_or_a_lock(self) -> bool {
+        let processor = match self {
+            PollSite::Dispatch(processor) => processor,
+            PollSite::BelowDispatch => None,
+        };
+        if processor.is_some_and(ProcessorRecord::holds_locks) {
+            return true;
+        }
+        let on_processor = processor.map_or(0, |p| p.polls() as usize);
+        // A DPC borrowing the thread of a poll at PASSIVE_LEVEL counts it too: it only sends a
+        // wake-up to the work item a little earlier.
+        let on_thread =
+            per_thread::find().map_or(0, |record| record.task_polls.load(Ordering::Relaxed));
+        on_processor + on_thread >= MAX_NESTED_POLLS
+    }
 }
 
 /// Polls (or, once cancelled, drops) the task until it is pending without a new wake-up, or
@@ -469,12 +495,13 @@ fn inside_polls_or_a_lock() -> bool {
 /// never pile up on one stack nor run inside a critical section of their waker's. Returns at
 /// once if another thread is polling it (that thread will poll again).
 fn run(task: &Shared<Task>) {
-    if !take_wake_up(task, !inside_polls_or_a_lock()) {
+    let site = PollSite::here();
+    if !take_wake_up(task, !site.inside_polls_or_a_lock()) {
         return;
     }
     let waker = waker_for(task);
     let mut cx = Context::from_waker(&waker);
-    let _poll = PollScope::enter();
+    let _poll = PollScope::enter(site);
     task.budget.store(RUN_BUDGET, Ordering::Relaxed);
     loop {
         // SAFETY: this thread moved the state to POLLING: it alone touches the future.
@@ -507,12 +534,10 @@ fn run(task: &Shared<Task>) {
                 // Woken during its poll (by a completion it caused, by itself, by another
                 // thread): polled again — a re-poll spends the budget as an operation does,
                 // so that a task that keeps waking itself ends its run too.
-                let left = task.budget.load(Ordering::Relaxed);
-                if left == 0 {
+                if !task.spend_budget() {
                     queue(task);
                     return;
                 }
-                task.budget.store(left - 1, Ordering::Relaxed);
                 task.state.store(POLLING, Ordering::Release);
             }
         }
@@ -606,13 +631,24 @@ pub(crate) fn must_yield(cx: &Context<'_>) -> bool {
     // SAFETY: a waker with this vtable holds a task reference (the waker protocol), alive
     // while the waker is.
     let task = unsafe { &*waker.data().cast::<Task>() };
-    let left = task.budget.load(Ordering::Relaxed);
-    if left == 0 {
+    if task.spend_budget() {
+        false
+    } else {
         task.yield_requested.store(true, Ordering::Relaxed);
         true
-    } else {
-        task.budget.store(left - 1, Ordering::Relaxed);
-        false
+    }
+}
+
+impl Task {
+    /// Spends one unit of the run's budget (an operation started, a poll again); `false`
+    /// when it is spent already. Called by the thread polling the task.
+    fn spend_budget(&self) -> bool {
+        let left = self.budget.load(Ordering::Relaxed);
+        if left == 0 {
+            return false;
+        }
+        self.budget.store(left - 1, Ordering::Relaxed);
+        true
     }
 }
 
@@ -633,16 +669,11 @@ fn enqueue(task: &Shared<Task>) {
     let set = &task.set;
     let queue_the_item = {
         let mut list = set.deferred.lock();
-        // SAFETY: guarded by the lock.
-        if unsafe { *task.in_deferred.get() } {
-            // Already waiting for the work item, which will run it.
-            return;
-        }
+        debug_assert_eq!(task.state.load(Ordering::Relaxed), QUEUED);
         let raw = task.clone().into_raw();
         // SAFETY: guarded by the lock; the list's references keep the linked tasks alive.
         unsafe {
             *task.deferred_next.get() = core::ptr::null();
-            *task.in_deferred.get() = true;
             match list.tail.as_ref() {
                 Some(tail) => *tail.deferred_next.get() = raw,
                 None => list.head = raw,
@@ -701,7 +732,6 @@ unsafe extern "system" fn continue_deferred(
             // SAFETY: guarded by the lock; the head is alive (the list's reference).
             unsafe {
                 list.head = *(*head).deferred_next.get();
-                *(*head).in_deferred.get() = false;
             }
             if list.head.is_null() {
                 list.tail = core::ptr::null();

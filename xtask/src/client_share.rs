@@ -7,9 +7,9 @@
 //! request takes — the provider's thread woken for it, or finding it queued in a pass already
 //! running; progressed from the queue or from socket readiness — depends on how valgrind
 //! interleaves the client's thread with the provider's, and settles into one pattern or
-//! another for a whole run. The same binary has been counted at 3 400 and at 4 200
-//! instructions per pending send that way, the whole difference in the provider. The
-//! client's share moves with the client's code only.
+//! another for a whole run: the runs of one binary differ (the table's "range" columns),
+//! the difference in the provider's share. The client's share moves with the client's code
+//! only.
 //!
 //! The client's share of a run is:
 //! - on the main thread (the one that runs the benchmark loop): everything, except the
