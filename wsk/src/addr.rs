@@ -62,6 +62,7 @@ impl RawAddr {
     }
 
     /// The address, when the storage holds an IPv4 or IPv6 one.
+    #[inline]
     pub(crate) fn to_socket_addr(self) -> Result<SocketAddr> {
         // SAFETY: every view of the union starts with the family; a zeroed or filled storage
         // is valid for each view (plain integers).

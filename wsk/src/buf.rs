@@ -35,19 +35,36 @@ pub const BUF_POOL_TAG: u32 = u32::from_le_bytes(*b"WskB");
 ///   when the completion arrives): the driver's global allocator must allow that, as
 ///   non-paged pool allocators do.
 ///
+/// A `Buf` is two addresses — the data's and the MDL's, which also says how the memory was
+/// obtained — and the length and capacity, 32 bits each (an MDL describes at most
+/// `u32::MAX` bytes): 24 bytes on a 64-bit target, as is an `Option<Buf>`. Moving one into
+/// an operation and back costs a few register moves.
+///
 /// # Invariants
-/// `mdl` describes `capacity` bytes at `data`, which stay allocated and resident until the
-/// `Buf` is dropped; `len <= capacity <= u32::MAX`; the first `len` bytes are initialised.
-/// A `Storage::Released` stand-in has no memory: `capacity == 0`, and `data` and `mdl`
+/// `mdl` (its address with the [`LOCKED_VEC`] bit cleared) describes `capacity` bytes at
+/// `data`, which stay allocated and resident until the `Buf` is dropped; the bit is set
+/// when they are a `Vec<u8>`'s locked pages ([`Storage::LockedVec`]), clear for pool memory;
+/// `len <= capacity`; the first `len` bytes are initialised. A [`Storage::Released`]
+/// stand-in has no memory: `capacity == 0` (which no other buffer has), and `data` and `mdl`
 /// are dangling and never used (every operation refuses an empty buffer).
 pub struct Buf {
     data: NonNull<u8>,
-    len: usize,
-    capacity: usize,
     mdl: NonNull<MDL>,
-    storage: Storage,
+    len: u32,
+    capacity: u32,
 }
 
+const _: () = assert!(
+    core::mem::size_of::<Buf>() == 2 * core::mem::size_of::<usize>() + 8
+        && core::mem::size_of::<Option<Buf>>() == core::mem::size_of::<Buf>()
+);
+
+/// The bit of a [`Buf`]'s MDL address that marks a `Vec`'s locked pages: an MDL, allocated
+/// by `IoAllocateMdl`, is aligned to at least its pointer fields' 8 bytes, so the bit is
+/// otherwise clear.
+const LOCKED_VEC: usize = 1;
+
+/// How a [`Buf`]'s memory was obtained (read from its fields: see its invariants).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Storage {
     /// Non-paged pool (`wsk_sys::pool`) with [`BUF_POOL_TAG`], MDL built for non-paged pool.
@@ -85,10 +102,10 @@ impl Buf {
         unsafe { MmBuildMdlForNonPagedPool(mdl.as_ptr()) };
         Ok(Buf {
             data,
-            len: 0,
-            capacity,
             mdl,
-            storage: Storage::Pool,
+            len: 0,
+            // Checked above.
+            capacity: capacity as u32,
         })
     }
 
@@ -98,10 +115,9 @@ impl Buf {
     pub(crate) fn released() -> Buf {
         Buf {
             data: NonNull::dangling(),
+            mdl: NonNull::dangling(),
             len: 0,
             capacity: 0,
-            mdl: NonNull::dangling(),
-            storage: Storage::Released,
         }
     }
 
@@ -133,57 +149,79 @@ impl Buf {
         };
         // SAFETY: the MDL describes kernel memory the vector owns; the IRQL allows paging in.
         unsafe { MmProbeAndLockPages(mdl.as_ptr(), KernelMode, IoModifyAccess) };
+        debug_assert_eq!(mdl.addr().get() & LOCKED_VEC, 0, "an MDL is 8-aligned");
         Ok(Buf {
             data,
-            len,
-            capacity,
-            mdl,
-            storage: Storage::LockedVec,
+            mdl: mdl.map_addr(|addr| addr | LOCKED_VEC),
+            // `len <= capacity`, checked above.
+            len: len as u32,
+            capacity: capacity as u32,
         })
     }
 
     /// Gives back the `Vec<u8>` of a buffer made by [`Buf::from_vec`] (without copying), or
     /// the buffer itself when it is pool memory. IRQL <= DISPATCH_LEVEL.
     pub fn into_vec(self) -> core::result::Result<Vec<u8>, Buf> {
-        if self.storage != Storage::LockedVec {
+        if self.storage() != Storage::LockedVec {
             return Err(self);
         }
         let this = core::mem::ManuallyDrop::new(self);
         // SAFETY: the MDL was locked by `from_vec` and is owned by this buffer, which is
         // consumed; the vector parts are those `from_vec` took apart.
         unsafe {
-            MmUnlockPages(this.mdl.as_ptr());
-            IoFreeMdl(this.mdl.as_ptr());
+            MmUnlockPages(this.mdl_ptr());
+            IoFreeMdl(this.mdl_ptr());
             Ok(Vec::from_raw_parts(
                 this.data.as_ptr(),
-                this.len,
-                this.capacity,
+                this.len(),
+                this.capacity(),
             ))
         }
     }
 
+    /// How the memory was obtained.
+    fn storage(&self) -> Storage {
+        if self.capacity == 0 {
+            Storage::Released
+        } else if self.mdl.addr().get() & LOCKED_VEC != 0 {
+            Storage::LockedVec
+        } else {
+            Storage::Pool
+        }
+    }
+
+    /// The MDL's address (the [`LOCKED_VEC`] bit cleared).
+    #[inline]
+    fn mdl_ptr(&self) -> PMDL {
+        self.mdl.as_ptr().map_addr(|addr| addr & !LOCKED_VEC)
+    }
+
     /// Number of bytes held.
     #[must_use]
+    #[inline]
     pub fn len(&self) -> usize {
-        self.len
+        self.len as usize
     }
 
     /// Whether the buffer holds no bytes.
     #[must_use]
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Number of bytes the buffer can hold.
     #[must_use]
+    #[inline]
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.capacity as usize
     }
 
     /// Free space after the held bytes (what a receive can append).
     #[must_use]
+    #[inline]
     pub fn spare_capacity(&self) -> usize {
-        self.capacity - self.len
+        (self.capacity - self.len) as usize
     }
 
     /// Forgets the held bytes.
@@ -193,7 +231,10 @@ impl Buf {
 
     /// Keeps the first `len` bytes (no effect when `len` is not smaller).
     pub fn truncate(&mut self, len: usize) {
-        self.len = self.len.min(len);
+        if len < self.len() {
+            // Smaller than the current length, so it fits.
+            self.len = len as u32;
+        }
     }
 
     /// Appends `bytes`; fails with [`Error::INVALID_BUFFER_SIZE`] when they do not fit.
@@ -206,11 +247,12 @@ impl Buf {
         unsafe {
             core::ptr::copy_nonoverlapping(
                 bytes.as_ptr(),
-                self.data.as_ptr().add(self.len),
+                self.data.as_ptr().add(self.len()),
                 bytes.len(),
             );
         }
-        self.len += bytes.len();
+        // At most the spare capacity (checked above), so the sum fits.
+        self.len += bytes.len() as u32;
         Ok(())
     }
 
@@ -219,8 +261,8 @@ impl Buf {
         // SAFETY: the range is inside the allocation, exclusively borrowed through `self`.
         unsafe {
             core::slice::from_raw_parts_mut(
-                self.data.as_ptr().add(self.len).cast(),
-                self.capacity - self.len,
+                self.data.as_ptr().add(self.len()).cast(),
+                self.spare_capacity(),
             )
         }
     }
@@ -230,27 +272,29 @@ impl Buf {
     /// # Safety
     /// `len <= capacity`, and the first `len` bytes must be initialised.
     pub unsafe fn set_len(&mut self, len: usize) {
-        debug_assert!(len <= self.capacity);
-        self.len = len;
+        debug_assert!(len <= self.capacity());
+        // At most the capacity (the caller's contract), which fits in 32 bits.
+        self.len = len as u32;
     }
 
     /// The MDL describing the whole capacity (null for the memoryless stand-in an operation
     /// hands back when it could not return its buffer; see [`Op::wait`](crate::Op::wait)).
     #[must_use]
     pub fn mdl(&self) -> PMDL {
-        if self.storage == Storage::Released {
+        if self.capacity == 0 {
             return core::ptr::null_mut();
         }
-        self.mdl.as_ptr()
+        self.mdl_ptr()
     }
 
     /// A `WSK_BUF` over the held bytes `[start, len)`.
+    #[inline]
     pub(crate) fn wsk_buf_of_data(&self, start: usize) -> WSK_BUF {
-        debug_assert!(start <= self.len);
+        debug_assert!(start <= self.len());
         WSK_BUF {
-            Mdl: self.mdl.as_ptr(),
+            Mdl: self.mdl_ptr(),
             Offset: start as ULONG,
-            Length: (self.len - start) as SIZE_T,
+            Length: (self.len() - start) as SIZE_T,
         }
     }
 }
@@ -259,14 +303,14 @@ impl core::ops::Deref for Buf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         // SAFETY: by the invariant the first `len` bytes are initialised and owned.
-        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.len) }
+        unsafe { core::slice::from_raw_parts(self.data.as_ptr(), self.len()) }
     }
 }
 
 impl core::ops::DerefMut for Buf {
     fn deref_mut(&mut self) -> &mut [u8] {
         // SAFETY: as for `deref`, borrowed exclusively.
-        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.len) }
+        unsafe { core::slice::from_raw_parts_mut(self.data.as_ptr(), self.len()) }
     }
 }
 
@@ -275,18 +319,18 @@ impl Drop for Buf {
         // SAFETY: by the invariant the buffer owns the MDL and memory, and no request uses
         // them (a request owns the `Buf` until its completion has arrived).
         unsafe {
-            match self.storage {
+            match self.storage() {
                 Storage::Pool => {
-                    IoFreeMdl(self.mdl.as_ptr());
+                    IoFreeMdl(self.mdl_ptr());
                     ExFreePoolWithTag(self.data.as_ptr().cast(), BUF_POOL_TAG);
                 }
                 Storage::LockedVec => {
-                    MmUnlockPages(self.mdl.as_ptr());
-                    IoFreeMdl(self.mdl.as_ptr());
+                    MmUnlockPages(self.mdl_ptr());
+                    IoFreeMdl(self.mdl_ptr());
                     drop(Vec::from_raw_parts(
                         self.data.as_ptr(),
-                        self.len,
-                        self.capacity,
+                        self.len(),
+                        self.capacity(),
                     ));
                 }
                 Storage::Released => {}
@@ -300,7 +344,7 @@ impl core::fmt::Debug for Buf {
         f.debug_struct("Buf")
             .field("len", &self.len)
             .field("capacity", &self.capacity)
-            .field("storage", &self.storage)
+            .field("storage", &self.storage())
             .finish()
     }
 }
@@ -363,17 +407,17 @@ impl Partial {
     fn for_buf(buf: &Buf) -> Result<Partial> {
         // SAFETY: a partial MDL needs room for the source's pages; allocating it for the
         // source's own range gives that (a non-empty buffer: checked by the callers).
-        let mdl =
-            unsafe { allocate_mdl(buf.data, buf.capacity) }.ok_or(Error::INSUFFICIENT_RESOURCES)?;
+        let mdl = unsafe { allocate_mdl(buf.data, buf.capacity()) }
+            .ok_or(Error::INSUFFICIENT_RESOURCES)?;
         Ok(Partial {
             mdl,
             data: buf.data,
-            capacity: buf.capacity,
+            capacity: buf.capacity(),
         })
     }
 
     fn fits(&self, buf: &Buf) -> bool {
-        self.data == buf.data && self.capacity == buf.capacity
+        self.data == buf.data && self.capacity == buf.capacity()
     }
 }
 
@@ -469,10 +513,10 @@ impl BufList {
             unsafe {
                 MmPrepareMdlForReuse(partial.as_ptr());
                 IoBuildPartialMdl(
-                    buf.mdl.as_ptr(),
+                    buf.mdl_ptr(),
                     partial.as_ptr(),
                     buf.data.as_ptr().cast(),
-                    buf.len as ULONG,
+                    buf.len,
                 );
                 (*partial.as_ptr()).Next = core::ptr::null_mut();
                 if let Some(prev) = last {
@@ -481,7 +525,7 @@ impl BufList {
             }
             first.get_or_insert(partial);
             last = Some(partial);
-            total += buf.len;
+            total += buf.len();
         }
         Ok(first.map(|mdl| WSK_BUF {
             Mdl: mdl.as_ptr(),

@@ -480,9 +480,18 @@ impl<B: IoBuf> Issue for SendRequest<B> {
         self.begin::<false>()
     }
 
+    #[inline]
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
         // SAFETY: forwarded.
-        unsafe { issue_transfer(&self.core, Direction::Send, self.flags, block, irp) }
+        unsafe {
+            issue_transfer(
+                &self.core,
+                Direction::Send,
+                self.flags,
+                &raw mut (*block.scratch_ptr()).wsk_buf,
+                irp,
+            )
+        }
     }
 
     fn finish(
@@ -520,24 +529,27 @@ enum Direction {
     Receive,
 }
 
-/// `WskSend` or `WskReceive` of the `WSK_BUF` in the block's scratch fields: the part of a
-/// request that does not depend on the buffer type, compiled once in this crate (the generic
-/// part stays small).
+/// `WskSend` or `WskReceive` of `wsk_buf`: the part of a request that does not depend on
+/// the buffer type. Inlined into the request's issue, with the socket's gate: a waited
+/// request's whole path is then one function, with no call but the kernel's and the
+/// provider's. It takes the socket's core itself, and the `WSK_BUF` by address, so that
+/// nothing of the request's own memory has its address taken (its fields can then live in
+/// registers).
 ///
 /// # Safety
-/// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch `WSK_BUF` and held
-/// buffer live until the completion.
+/// As for [`Issue::issue`]: `irp` was just armed on the block whose scratch `wsk_buf` is, and
+/// that `WSK_BUF` and the memory it describes live until the completion.
+#[inline]
 unsafe fn issue_transfer(
-    core: &Shared<SocketCore>,
+    core: &SocketCore,
     direction: Direction,
     flags: ULONG,
-    block: &BlockRef,
+    wsk_buf: *mut WSK_BUF,
     irp: PIRP,
 ) -> NTSTATUS {
     let category = core.category;
-    // SAFETY: the WSK_BUF and the buffer live in the block until the completion.
+    // SAFETY: the WSK_BUF and the buffer live until the completion (the caller's contract).
     unsafe {
-        let wsk_buf = &raw mut (*block.scratch_ptr()).wsk_buf;
         core.call(irp, |socket| {
             let table = table_of(socket, category);
             let transfer = match direction {
@@ -690,9 +702,18 @@ impl<B: IoBufMut> Issue for ReceiveRequest<B> {
         self.begin::<false>()
     }
 
+    #[inline]
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
         // SAFETY: forwarded.
-        unsafe { issue_transfer(&self.core, Direction::Receive, self.flags, block, irp) }
+        unsafe {
+            issue_transfer(
+                &self.core,
+                Direction::Receive,
+                self.flags,
+                &raw mut (*block.scratch_ptr()).wsk_buf,
+                irp,
+            )
+        }
     }
 
     fn finish(

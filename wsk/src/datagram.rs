@@ -200,6 +200,7 @@ impl<B: IoBuf> Issue for SendToRequest<B> {
         self.begin::<false>()
     }
 
+    #[inline]
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
         // SAFETY: forwarded.
         unsafe { issue_send_to(&self.core, block, irp) }
@@ -231,12 +232,14 @@ impl<B: IoBuf> Issue for SendToRequest<B> {
     }
 }
 
-/// `WskSendTo` of the `WSK_BUF` and address in the block's scratch fields, compiled once in
-/// this crate whatever the buffer type.
+/// `WskSendTo` of the `WSK_BUF` and address in the block's scratch fields: the part of a
+/// request that does not depend on the buffer type (inlined into each request's issue, whose
+/// caller waits for it).
 ///
 /// # Safety
 /// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch fields and held
 /// buffer live until the completion.
+#[inline]
 unsafe fn issue_send_to(core: &Shared<SocketCore>, block: &BlockRef, irp: PIRP) -> NTSTATUS {
     // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
     unsafe {
@@ -251,12 +254,13 @@ unsafe fn issue_send_to(core: &Shared<SocketCore>, block: &BlockRef, irp: PIRP) 
     }
 }
 
-/// `WskReceiveFrom` into the `WSK_BUF` in the block's scratch fields, compiled once in this
-/// crate whatever the buffer type.
+/// `WskReceiveFrom` into the `WSK_BUF` in the block's scratch fields: the part of a request
+/// that does not depend on the buffer type (inlined, as [`issue_send_to`]).
 ///
 /// # Safety
 /// As for [`Issue::issue`]: `irp` was just armed on `block`, whose scratch fields and held
 /// buffer live until the completion.
+#[inline]
 unsafe fn issue_receive_from(core: &Shared<SocketCore>, block: &BlockRef, irp: PIRP) -> NTSTATUS {
     // SAFETY: the WSK_BUF, address and buffer live in the block until the completion.
     unsafe {
@@ -280,9 +284,10 @@ unsafe fn issue_receive_from(core: &Shared<SocketCore>, block: &BlockRef, irp: P
     }
 }
 
-/// What a completed receive-from yields, from the block's scratch fields (compiled once in
-/// this crate whatever the buffer type): the bytes written into the buffer (0 on failure),
+/// What a completed receive-from yields, from the block's scratch fields (the part that
+/// does not depend on the buffer type): the bytes written into the buffer (0 on failure),
 /// and the result.
+#[inline]
 fn receive_from_result(
     block: &mut BlockRef,
     status: NTSTATUS,
@@ -430,6 +435,7 @@ impl<B: IoBufMut> Issue for ReceiveFromRequest<B> {
         self.begin::<false>()
     }
 
+    #[inline]
     unsafe fn issue(&mut self, block: &BlockRef, irp: PIRP) -> NTSTATUS {
         // SAFETY: forwarded.
         unsafe { issue_receive_from(&self.core, block, irp) }

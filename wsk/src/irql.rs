@@ -24,6 +24,7 @@ impl Irql {
 
     /// The IRQL of the current processor.
     #[must_use]
+    #[inline]
     pub fn current() -> Irql {
         Irql(KeGetCurrentIrql())
     }

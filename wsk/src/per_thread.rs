@@ -49,11 +49,19 @@ pub(crate) fn current_thread() -> usize {
     unsafe { PsGetCurrentThreadId() as usize }
 }
 
-/// The calling thread's record, if it has one.
+/// The calling thread's record, if it has one. The check that no thread has one is inlined;
+/// the search is not.
+#[inline]
 pub(crate) fn find() -> Option<&'static ThreadRecord> {
     if IN_USE.load(Ordering::Acquire) == 0 {
         return None;
     }
+    search()
+}
+
+/// The calling thread's record, searched for in the table.
+#[inline(never)]
+fn search() -> Option<&'static ThreadRecord> {
     let thread = current_thread();
     TABLE
         .iter()

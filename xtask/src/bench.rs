@@ -98,7 +98,7 @@ const TARGET_RATIO: f64 = 1.05;
 /// callgrind_annotate names files and functions.
 const PROFILE: &str = "bench-count";
 
-/// `cargo xtask bench [--quick] [--ops N] [--repeat R] [--profile OP[,OP...]] [--top N]`, or
+/// `cargo xtask bench [--quick] [--ops N] [--repeat R] [--only OP[,OP...]] [--profile OP[,OP...]] [--top N]`, or
 /// `cargo xtask bench --echo [--quick] [--rounds R] [--mode inline|pending|both] [--top N]`.
 pub fn command(args: &[String]) -> Result<()> {
     let mut options = Options::default();
@@ -121,6 +121,25 @@ pub fn command(args: &[String]) -> Result<()> {
                     .collect();
             }
             "--top" => options.top = value("--top")?.parse()?,
+            "--only" => {
+                let only: Vec<&'static str> = value("--only")?
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|name| {
+                        OPERATIONS
+                            .iter()
+                            .copied()
+                            .find(|op| *op == name)
+                            .ok_or_else(|| {
+                                format!(
+                                    "bench: --only: no operation `{name}` (one of {})",
+                                    OPERATIONS.join(", ")
+                                )
+                            })
+                    })
+                    .collect::<std::result::Result<_, _>>()?;
+                options.only = Some(only);
+            }
             "--repeat" => options.repeat = Some(value("--repeat")?.parse::<usize>()?.max(1)),
             "--echo" => echo = true,
             "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>()?),
@@ -180,6 +199,9 @@ pub struct Options {
     /// Runs of each case and length (default 3; 1 with `--quick`): the figure is the median
     /// run's, and the table shows the lowest and highest beside it.
     pub repeat: Option<usize>,
+    /// The operations measured (`--only`; default all of them). Profiles of operations not
+    /// measured are skipped.
+    pub only: Option<Vec<&'static str>>,
 }
 
 impl Default for Options {
@@ -190,6 +212,7 @@ impl Default for Options {
             profile: vec!["send".into(), "receive".into()],
             top: 25,
             repeat: None,
+            only: None,
         }
     }
 }
@@ -250,8 +273,9 @@ pub fn run_suite(options: &Options) -> Result<()> {
     }
     std::fs::create_dir_all(&out_dir)?;
 
+    let operations: &[&'static str] = options.only.as_deref().unwrap_or(OPERATIONS);
     let mut cases = Vec::new();
-    for &operation in OPERATIONS {
+    for &operation in operations {
         for mode in ["inline", "pending", "delayed"] {
             for side in ["raw", "wsk"] {
                 cases.push(Case {
@@ -312,7 +336,7 @@ pub fn run_suite(options: &Options) -> Result<()> {
     );
     let mut over = Vec::new();
     let mut unequal_calls = Vec::new();
-    for &operation in OPERATIONS {
+    for &operation in operations {
         for &mode in MODES {
             let raw = &results[&format!("{operation}-raw-{mode}")];
             let wsk = &results[&format!("{operation}-wsk-{mode}")];
@@ -379,6 +403,12 @@ pub fn run_suite(options: &Options) -> Result<()> {
     }
 
     for operation in &options.profile {
+        if !OPERATIONS.contains(&operation.as_str()) {
+            return Err(format!("bench: --profile: no operation `{operation}`").into());
+        }
+        if !operations.contains(&operation.as_str()) {
+            continue;
+        }
         for &mode in MODES {
             let key = format!("{operation}-wsk-{mode}");
             let Some(wsk) = results.get(&key) else {

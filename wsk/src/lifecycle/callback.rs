@@ -26,12 +26,15 @@ use crate::per_thread::{self, ThreadRecord};
 use crate::{Error, Result};
 
 /// Whether the calling thread is inside a scope below DISPATCH_LEVEL.
+#[inline]
 fn inside_scope() -> bool {
     per_thread::find().is_some_and(|record| record.callback_depth.load(Ordering::Relaxed) > 0)
 }
 
 /// Fails with [`Error::IRQL_TOO_HIGH`] unless the caller may block: IRQL <= APC_LEVEL and
-/// not inside a completion routine, event callback or task poll.
+/// not inside a completion routine, event callback or task poll. Inlined: every blocking
+/// wait starts with it.
+#[inline]
 pub(crate) fn require_wait_allowed() -> Result<()> {
     if Irql::current() > Irql::APC || inside_scope() {
         Err(Error::IRQL_TOO_HIGH)

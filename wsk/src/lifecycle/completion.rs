@@ -175,8 +175,9 @@ impl Scratch {
 /// - Frame protocol ([`BlockRef::arm_in_frame`]; `frame` is not [`FRAME_NONE`]): `refs` is 1,
 ///   the one [`BlockRef`] held by the waiting frame. Until `frame` shows [`FRAME_DONE`]
 ///   (Acquire), the provider may read `scratch` and the memory the request kept in itself,
-///   and the completion routine may write `status` and `information`; then it touches
-///   nothing of the block but the event, and that only when its swap showed
+///   and the completion routine writes `in_flight`; `status` and `information` are not used
+///   (the result stays in the IRP). After its swap of `frame` the routine touches nothing of
+///   the block but the event, and that only when the swap showed
 ///   [`FRAME_WAITER`] — a waiter that sets that flag without finding [`FRAME_DONE`] lets the
 ///   block go only after its wait consumed the signal.
 pub(crate) struct Block {
@@ -510,11 +511,12 @@ impl BlockRef {
                 // always consumes the signal it asked for, and leaves `wait_signal` clear).
                 KeClearEvent(block.event.get());
             }
-            *block.status.get() = STATUS_PENDING;
-            *block.information.get() = 0;
             block.wait_signal.store(false, Ordering::Relaxed);
             block.frame.store(frame, Ordering::Relaxed);
             if frame == FRAME_NONE {
+                // The frame protocol's result is read from the IRP ([`BlockRef::result_in_frame`]).
+                *block.status.get() = STATUS_PENDING;
+                *block.information.get() = 0;
                 block.signal_consumed.store(false, Ordering::Relaxed);
                 block.done.store(false, Ordering::Relaxed);
                 block.waker_registered.store(false, Ordering::Relaxed);
@@ -546,8 +548,18 @@ impl BlockRef {
     pub(crate) fn wait_in_frame(&self, timeout: Option<i64>) -> bool {
         let block = self.get();
         // Already complete (inline, or while the caller did other work): no signal asked for.
+        // Else announce the waiter; only the routine changes `frame` meanwhile, to
+        // `FRAME_DONE`, so the exchange fails only when it did.
         if block.frame.load(Ordering::Acquire) & FRAME_DONE != 0
-            || block.frame.fetch_or(FRAME_WAITER, Ordering::AcqRel) & FRAME_DONE != 0
+            || block
+                .frame
+                .compare_exchange(
+                    FRAME_ISSUED,
+                    FRAME_ISSUED | FRAME_WAITER,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                )
+                .is_err()
         {
             return false;
         }
@@ -560,9 +572,28 @@ impl BlockRef {
         self.cancel();
         wait_for_event(block, None);
         let _ = block.frame.load(Ordering::Acquire);
-        // SAFETY: the routine is finished with the fields (its signal came after its swap).
-        let (status, _) = unsafe { self.result() };
+        // SAFETY: the routine is finished with the block (its signal came after its swap).
+        let (status, _) = unsafe { self.result_in_frame() };
         status == STATUS_CANCELLED
+    }
+
+    /// The final status and information of a request under the frame protocol, read from its
+    /// IRP: the provider set them before completing it, and once the completion routine
+    /// returned `STATUS_MORE_PROCESSING_REQUIRED` nobody else writes the IRP.
+    ///
+    /// # Safety
+    /// [`BlockRef::wait_in_frame`] returned for the request.
+    #[inline]
+    pub(crate) unsafe fn result_in_frame(&self) -> (NTSTATUS, usize) {
+        // SAFETY: the IRP is the block's own (no caller's IRP under the frame protocol), live
+        // with the block; its request completed (the caller's contract).
+        unsafe {
+            let irp = (*self.get().irp.get()).as_ptr();
+            (
+                io_status::status(&raw const (*irp).IoStatus),
+                (*irp).IoStatus.Information as usize,
+            )
+        }
     }
 
     /// Gives back the block of a request under the frame protocol, once
@@ -1159,10 +1190,10 @@ unsafe fn complete_counted(ptr: NonNull<Block>, irp: PIRP) -> NTSTATUS {
     STATUS_MORE_PROCESSING_REQUIRED
 }
 
-/// The completion of a request under the frame protocol ([`BlockRef::arm_in_frame`]): the
-/// result into the block, then one swap of `frame` — the last access to the block, which the
-/// waiter may take back at once — and the signal to a waiter that swap shows, which blocks
-/// until then. It runs no code of the user's (no waker, nothing held to drop), so it enters
+/// The completion of a request under the frame protocol ([`BlockRef::arm_in_frame`]): one
+/// swap of `frame` — the last access to the block, which the waiter may take back at once —
+/// and the signal to a waiter that swap shows, which blocks until then. The result stays in
+/// the IRP, where the waiter reads it ([`BlockRef::result_in_frame`]). It runs no code of the user's (no waker, nothing held to drop), so it enters
 /// no [`CallbackScope`].
 ///
 /// # Safety
@@ -1174,10 +1205,9 @@ unsafe fn complete_in_frame(ptr: NonNull<Block>, irp: PIRP) -> NTSTATUS {
     // the signal to a waiter the swap shows.
     unsafe {
         let block = ptr.as_ref();
-        // No deadline's timer under the frame protocol.
+        // No deadline's timer under the frame protocol, and no caller's IRP.
         debug_assert_eq!(block.timer_state.load(Ordering::Relaxed), TIMER_IDLE);
-        *block.status.get() = io_status::status(&raw const (*irp).IoStatus);
-        *block.information.get() = (*irp).IoStatus.Information as usize;
+        debug_assert_eq!((*block.irp.get()).as_ptr(), irp);
         // SeqCst: ordered with the counted cancels (see `Block::cancel_irp_in_flight`).
         block.in_flight.store(false, Ordering::SeqCst);
         let event = block.event.get();
@@ -1216,6 +1246,7 @@ impl BlockPool {
 
     /// The pool's blocks, as the raw pointers the pool owns them by (with the provenance of
     /// their allocation: a block taken from here is written through).
+    #[inline]
     fn raw_blocks(&self) -> impl Iterator<Item = NonNull<Block>> + '_ {
         let mut next = self.head.load(Ordering::Acquire);
         core::iter::from_fn(move || {
@@ -1233,6 +1264,7 @@ impl BlockPool {
         self.raw_blocks().map(|block| unsafe { &*block.as_ptr() })
     }
 
+    #[inline]
     fn take(&self) -> Option<NonNull<Block>> {
         self.raw_blocks().find(|block| {
             // SAFETY: as in `blocks`; the state is an atomic.

@@ -180,25 +180,9 @@ impl<R: Request> Op<R> {
                 return Some(self.request.fail(error));
             }
         };
-        self.issue_on(&mut block);
+        issue_on(&mut self.request, self.deadline, &mut block);
         self.stage = Stage::InFlight(block);
         None
-    }
-
-    /// Arms `block` (just prepared by the request's start), sets the deadline's timer if the
-    /// operation has one, and gives the request to the provider.
-    #[inline(always)]
-    fn issue_on(&mut self, block: &mut BlockRef) {
-        // SAFETY: the block was just prepared and no request is in flight on it.
-        let irp = unsafe { block.arm() };
-        if self.deadline != 0 {
-            // SAFETY: armed just above, not issued yet, no timer set.
-            unsafe { block.set_timer(deadline::for_set_timer(self.deadline), TimerAction::Cancel) };
-        }
-        // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
-        // completion routine runs whatever the call returns (WSK completes every IRP it is
-        // given), so the returned status carries no extra information.
-        let _ = unsafe { self.request.issue(block, irp) };
     }
 
     /// The same operation, issued with `irp` — an IRP the caller owns, allocated by the
@@ -255,7 +239,21 @@ impl<R: Request> Op<R> {
         self.wait_for(Some(-(i64::from(timeout_ms) * 10_000)))
     }
 
-    fn wait_for(mut self, timeout: Option<i64>) -> <R as Issue>::Output {
+    #[inline(always)]
+    fn wait_for(self, timeout: Option<i64>) -> <R as Issue>::Output {
+        if let Stage::NotStarted = self.stage {
+            // Taken apart first, before any call: what it holds is this frame's locals.
+            let (mut request, deadline) = self.into_unstarted();
+            if let Err(error) = require_wait_allowed() {
+                return request.fail(error);
+            }
+            return run_to_completion(request, deadline, timeout);
+        }
+        self.wait_started(timeout)
+    }
+
+    /// [`Op::wait_for`] of an operation polled before.
+    fn wait_started(mut self, timeout: Option<i64>) -> <R as Issue>::Output {
         if let Err(error) = require_wait_allowed() {
             match core::mem::replace(&mut self.stage, Stage::Finished) {
                 Stage::InFlight(block) if block.is_done() => {
@@ -270,9 +268,6 @@ impl<R: Request> Op<R> {
             }
             return self.request.fail(error);
         }
-        if let Stage::NotStarted = self.stage {
-            return self.run_to_completion(timeout);
-        }
         let Stage::InFlight(block) = &self.stage else {
             // Waited for after it was polled to completion: its output was handed out then.
             return self.request.fail(FINISHED);
@@ -286,6 +281,22 @@ impl<R: Request> Op<R> {
         }
         self.take_output()
     }
+}
+
+/// Arms `block` (just prepared by `request`'s start), sets the deadline's timer if the
+/// operation has one (`deadline` not 0), and gives the request to the provider.
+#[inline(always)]
+fn issue_on<R: Request>(request: &mut R, deadline: DueTime, block: &mut BlockRef) {
+    // SAFETY: the block was just prepared and no request is in flight on it.
+    let irp = unsafe { block.arm() };
+    if deadline != 0 {
+        // SAFETY: armed just above, not issued yet, no timer set.
+        unsafe { block.set_timer(deadline::for_set_timer(deadline), TimerAction::Cancel) };
+    }
+    // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call. Its
+    // completion routine runs whatever the call returns (WSK completes every IRP it is
+    // given), so the returned status carries no extra information.
+    let _ = unsafe { request.issue(block, irp) };
 }
 
 /// Blocks until the request on `block` completes; at `timeout` (100 ns units, negative =
@@ -304,49 +315,67 @@ fn wait_or_cancel(block: &BlockRef, timeout: Option<i64>) -> bool {
 }
 
 impl<R: Request> Op<R> {
-    /// Issues the request and blocks until its completion, the block kept in this frame
-    /// (never stored in the operation: nobody else can reach it before the wait returns).
-    /// The caller checked that the IRQL allows waiting.
+    /// The request and deadline of an operation not started, taken out of it: nothing is in
+    /// flight, so the operation's drop would have had nothing to cancel.
     #[inline(always)]
-    /// The operation's stage stays `NotStarted`: it is consumed by the wait, and its drop
-    /// has nothing in flight to cancel either way.
-    fn run_to_completion(&mut self, timeout: Option<i64>) -> <R as Issue>::Output {
-        let mut block = match self.request.start_waited() {
-            Ok(block) => block,
-            Err(error) => return self.request.fail(error),
-        };
-        // From the provider call until the completion, the provider may use memory this frame
-        // owns (`start_waited`): the frame must not unwind meanwhile (nor while arming, just
-        // before: nothing there can panic either).
-        let provider_holds_the_frame = AbortOnUnwind;
-        let in_frame = R::COMPLETES_IN_FRAME && self.deadline == 0;
-        let timed_out = if in_frame {
-            // SAFETY: the block was just prepared by `start_waited` of a request that
-            // completes in its frame (no caller's IRP, nothing held, idle owner), with no
-            // deadline; nothing unwinds before the wait below returns (the guard above), and
-            // the block is released in this frame after it.
-            let irp = unsafe { block.arm_in_frame() };
-            // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call,
-            // whose completion routine runs whatever it returns.
-            let _ = unsafe { self.request.issue(&block, irp) };
-            block.wait_in_frame(timeout)
-        } else {
-            self.issue_on(&mut block);
-            wait_or_cancel(&block, timeout)
-        };
-        core::mem::forget(provider_holds_the_frame);
-        let (status, information) = if timed_out {
-            (STATUS_IO_TIMEOUT, 0)
-        } else {
-            // SAFETY: done (the wait returned).
-            unsafe { block.result() }
-        };
-        let output = self.request.finish_waited(&mut block, status, information);
-        if in_frame {
-            block.release_in_frame();
-        }
-        output
+    fn into_unstarted(self) -> (R, DueTime) {
+        debug_assert!(matches!(self.stage, Stage::NotStarted));
+        let this = core::mem::ManuallyDrop::new(self);
+        // SAFETY: the request is read once out of a value that is never dropped nor used
+        // again; the stage, `NotStarted`, owns nothing to drop.
+        let request = unsafe { core::ptr::read(&raw const this.request) };
+        (request, this.deadline)
     }
+}
+
+/// Issues `request` and blocks until its completion, the block kept in this frame (never
+/// stored in an operation: nobody else can reach it before the wait returns), the request a
+/// local of this frame, dropped after its output is built. The caller checked that the IRQL
+/// allows waiting.
+#[inline(always)]
+fn run_to_completion<R: Request>(
+    mut request: R,
+    deadline: DueTime,
+    timeout: Option<i64>,
+) -> <R as Issue>::Output {
+    let mut block = match request.start_waited() {
+        Ok(block) => block,
+        Err(error) => return request.fail(error),
+    };
+    // From the provider call until the completion, the provider may use memory this frame
+    // owns (`start_waited`): the frame must not unwind meanwhile (nor while arming, just
+    // before: nothing there can panic either).
+    let provider_holds_the_frame = AbortOnUnwind;
+    let in_frame = R::COMPLETES_IN_FRAME && deadline == 0;
+    let timed_out = if in_frame {
+        // SAFETY: the block was just prepared by `start_waited` of a request that completes
+        // in its frame (no caller's IRP, nothing held, idle owner), with no deadline; nothing
+        // unwinds before the wait below returns (the guard above), and the block is released
+        // in this frame after it.
+        let irp = unsafe { block.arm_in_frame() };
+        // SAFETY: `irp` was just armed on `block`; it is passed to exactly one WSK call,
+        // whose completion routine runs whatever it returns.
+        let _ = unsafe { request.issue(&block, irp) };
+        block.wait_in_frame(timeout)
+    } else {
+        issue_on(&mut request, deadline, &mut block);
+        wait_or_cancel(&block, timeout)
+    };
+    core::mem::forget(provider_holds_the_frame);
+    let (status, information) = if timed_out {
+        (STATUS_IO_TIMEOUT, 0)
+    } else if in_frame {
+        // SAFETY: `wait_in_frame` returned.
+        unsafe { block.result_in_frame() }
+    } else {
+        // SAFETY: done (the wait returned).
+        unsafe { block.result() }
+    };
+    let output = request.finish_waited(&mut block, status, information);
+    if in_frame {
+        block.release_in_frame();
+    }
+    output
 }
 
 /// Ends the process if dropped, which only unwinding can do (it is forgotten otherwise): held

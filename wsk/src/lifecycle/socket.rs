@@ -63,6 +63,7 @@ impl Gate {
     }
 
     /// Counts a user; fails once the socket is being closed.
+    #[inline]
     fn enter(&self) -> Result<()> {
         let mut current = self.state.load(Ordering::Acquire);
         loop {
@@ -83,6 +84,7 @@ impl Gate {
 
     /// Uncounts a user; returns whether the close must be issued now (it was the last user of
     /// a socket whose close was requested).
+    #[inline]
     fn exit(&self) -> bool {
         self.state.fetch_sub(1, Ordering::AcqRel) == CLOSE_REQUESTED | 1
     }
@@ -386,6 +388,7 @@ impl SocketCore {
 
     /// Releases a hold taken with [`SocketCore::hold`]; the last one of a closing socket
     /// issues the close.
+    #[inline]
     pub(crate) fn release_hold(&self) {
         if self.gate.exit() {
             self.issue_close();
@@ -393,6 +396,7 @@ impl SocketCore {
     }
 
     /// Enters a provider call (or takes a hold, for retained data); `Err` once closing.
+    #[inline]
     pub(crate) fn enter(&self) -> Result<SocketGuard<'_>> {
         self.gate.enter()?;
         Ok(SocketGuard { core: self })
@@ -402,6 +406,7 @@ impl SocketCore {
     ///
     /// # Safety
     /// Only while a [`SocketGuard`] is held (the socket is not being closed).
+    #[inline]
     pub(crate) unsafe fn raw(&self) -> PWSK_SOCKET {
         self.raw.load(Ordering::Acquire)
     }
@@ -471,6 +476,7 @@ impl SocketCore {
     ///
     /// # Safety
     /// `call` must pass the IRP to exactly one WSK function of this socket.
+    #[inline]
     pub(crate) unsafe fn call(
         &self,
         irp: PIRP,
@@ -523,6 +529,7 @@ pub(crate) struct SocketGuard<'a> {
 }
 
 impl Drop for SocketGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.core.release_hold();
     }
