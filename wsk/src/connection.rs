@@ -502,7 +502,7 @@ impl<B: IoBuf> Issue for SendRequest<B> {
     ) -> Self::Output {
         // SAFETY: done: the buffer is ours again, stored as a `B` by `start`.
         let buf = unsafe { block.held().take_io::<B>() }.expect("a send holds its buffer");
-        (Error::check(status).map(|()| information), buf)
+        (Error::check_transfer(status, information), buf)
     }
 
     fn finish_waited(
@@ -512,7 +512,7 @@ impl<B: IoBuf> Issue for SendRequest<B> {
         information: usize,
     ) -> Self::Output {
         let buf = self.buf.take().expect("a send waited for keeps its buffer");
-        (Error::check(status).map(|()| information), buf)
+        (Error::check_transfer(status, information), buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
@@ -609,7 +609,7 @@ impl Issue for SendListRequest {
             Held::List(list) => list,
             _ => unreachable!("a vectored send holds its list"),
         };
-        (Error::check(status).map(|()| information), list)
+        (Error::check_transfer(status, information), list)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
@@ -672,19 +672,23 @@ impl<B: IoBufMut> ReceiveRequest<B> {
         // SAFETY: done: the provider wrote `information` bytes at the start of the buffer's
         // spare capacity (the WSK_BUF described exactly that range).
         let wanted = unsafe { block.scratch().wsk_buf.Length as usize };
+        // Counted whatever the status: a receive cancelled (a deadline) or failed part way
+        // still wrote them, and they are gone from the stream.
         let received = information.min(wanted);
-        if NT_SUCCESS(status) {
-            let filled = buf.bytes_init() + received;
-            // SAFETY: see above: the bytes after the data, up to `wanted`, were written.
-            unsafe { buf.set_init(filled) };
-        }
-        let result = Error::check(status).and_then(|()| {
-            if self.flags & WSK_FLAG_WAITALL != 0 && received < wanted {
+        let filled = buf.bytes_init() + received;
+        // SAFETY: see above: the bytes after the data, up to `wanted`, were written.
+        unsafe { buf.set_init(filled) };
+        let wait_all = self.flags & WSK_FLAG_WAITALL != 0;
+        let result = match Error::check(status) {
+            Ok(()) if wait_all && received < wanted => {
                 Err(Error::from_status(STATUS_GRACEFUL_DISCONNECT))
-            } else {
-                Ok(received)
             }
-        });
+            Ok(()) => Ok(received),
+            // Bytes that arrived before the failure are the result; a receive that had to
+            // fill the whole range fails, with the bytes it got in the buffer.
+            Err(_) if received > 0 && !wait_all => Ok(received),
+            Err(error) => Err(error),
+        };
         (result, buf)
     }
 }

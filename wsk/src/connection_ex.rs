@@ -279,7 +279,7 @@ impl Issue for SendExRequest {
             Held::BufAndBytes(buf, _) => buf,
             _ => Buf::released(),
         };
-        (Error::check(status).map(|()| information), buf)
+        (Error::check_transfer(status, information), buf)
     }
 
     fn fail(&mut self, error: Error) -> Self::Output {
@@ -368,13 +368,15 @@ impl Issue for ReceiveExRequest {
                 );
             }
         };
-        if let Err(error) = Error::check(status) {
-            return (Err(error), buf);
-        }
+        // Counted whatever the status: a receive cancelled or failed part way still wrote
+        // them (the buffer handed back with the error holds them).
         let count = information.min(wanted);
         let filled = buf.bytes_init() + count;
         // SAFETY: see above: the `count` bytes after the data were written.
         unsafe { buf.set_init(filled) };
+        if let Err(error) = Error::check(status) {
+            return (Err(error), buf);
+        }
         control.truncate(length);
         (
             Ok(ReceivedWithControl {

@@ -98,6 +98,19 @@ pub(crate) enum Op {
     },
 }
 
+impl Op {
+    /// The bytes the request moved already: written to the host socket for a send (or a
+    /// disconnect's final data), written into the buffer for a stream receive; 0 for the
+    /// others, which move nothing until they complete.
+    fn moved(&self) -> usize {
+        match self {
+            Op::Send { done, .. } | Op::Disconnect { done, .. } => *done,
+            Op::Receive { filled, .. } => *filled,
+            _ => 0,
+        }
+    }
+}
+
 /// Whether an attempt finished the request.
 pub(crate) enum Outcome {
     Done(NTSTATUS, usize),
@@ -599,14 +612,16 @@ unsafe extern "system" fn cancel_routine(_device: PDEVICE_OBJECT, irp: PIRP) {
     let Some(socket) = super::socket_by_address(socket as usize) else {
         return;
     };
+    // Whether the IRP was queued here, the bytes it had moved already (a send partly written
+    // to the host socket, a receive partly filled: the count a cancelled request reports, as
+    // for any other failure), and whether its cancel orphans a socket.
     let removed = {
         let mut guard = socket.lock();
         let state = &mut *guard;
-        let mut removed = false;
+        let mut removed = None;
         for queue in [&mut state.sends, &mut state.receives, &mut state.accepts] {
             if let Some(index) = queue.iter().position(|p| p.irp == irp) {
-                queue.remove(index);
-                removed = true;
+                removed = queue.remove(index).map(|pending| pending.op.moved());
             }
         }
         let mut orphan = false;
@@ -615,13 +630,13 @@ unsafe extern "system" fn cancel_routine(_device: PDEVICE_OBJECT, irp: PIRP) {
                 .connect
                 .take()
                 .is_some_and(|p| orphans_socket(&p.op, STATUS_CANCELLED));
-            removed = true;
+            removed = Some(0);
         }
         (removed, orphan)
     };
-    if removed.0 {
+    if let Some(moved) = removed.0 {
         count(|c| c.cancelled += 1);
-        finish(irp, STATUS_CANCELLED, 0, Delivery::Pending);
+        finish(irp, STATUS_CANCELLED, moved, Delivery::Pending);
     }
     if removed.1 {
         // A cancelled `WskSocketConnect` returns no socket: the one made for it is discarded.

@@ -130,7 +130,11 @@ impl<R: Request> Op<R> {
     /// What "timed out" guarantees: the request was cancelled at the deadline and the
     /// provider completed it as cancelled; nothing it moved was lost. If the provider
     /// completed it another way — data that arrived as the timer fired, a send already
-    /// taken — that result is returned instead, as if there had been no deadline. The
+    /// taken — that result is returned instead, as if there had been no deadline. A stream
+    /// send or receive the provider cancelled after it had moved part of its bytes returns
+    /// their count (`Ok`): they left, or are in the buffer handed back; a receive that must
+    /// fill its whole range (`receive_exact`) fails instead, the bytes it got in the buffer.
+    /// The same holds for the timeout of [`wait_timeout`](Op::wait_timeout). The
     /// deadline is counted in interrupt time and is at least `timeout` (rounded up to
     /// 100 ns; the kernel's timer resolution, usually 1 to 15.6 ms, may add to it).
     ///
@@ -277,7 +281,11 @@ impl<R: Request> Op<R> {
             else {
                 unreachable!()
             };
-            return self.request.finish(&mut block, STATUS_IO_TIMEOUT, 0);
+            // SAFETY: done (the wait returned): what the request moved before its cancel.
+            let (_, information) = unsafe { block.result() };
+            return self
+                .request
+                .finish(&mut block, STATUS_IO_TIMEOUT, information);
         }
         self.take_output()
     }
@@ -362,15 +370,15 @@ fn run_to_completion<R: Request>(
         wait_or_cancel(&block, timeout)
     };
     core::mem::forget(provider_holds_the_frame);
-    let (status, information) = if timed_out {
-        (STATUS_IO_TIMEOUT, 0)
-    } else if in_frame {
+    let (status, information) = if in_frame {
         // SAFETY: `wait_in_frame` returned.
         unsafe { block.result_in_frame() }
     } else {
         // SAFETY: done (the wait returned).
         unsafe { block.result() }
     };
+    // Timed out: cancelled at the timeout, with what it moved before (`information`).
+    let status = if timed_out { STATUS_IO_TIMEOUT } else { status };
     let output = request.finish_waited(&mut block, status, information);
     if in_frame {
         block.release_in_frame();
