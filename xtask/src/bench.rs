@@ -91,8 +91,16 @@ fn length(operation: &str, n: u64) -> u64 {
 /// How `wsk-bench`'s `delayed` mode delays completions (said in the table's legend).
 const DELAY_NOTE: &str = "200 us later";
 
-/// The target ratio wsk / raw (printed, not asserted yet: issue 13).
+/// The target ratio wsk / raw: `ratio*` at most this for the [`GATED`] operations, in both
+/// completion modes, or the command fails.
 const TARGET_RATIO: f64 = 1.05;
+
+/// The operations whose `ratio*` the command asserts: a stream's send and receive, the
+/// per-byte path of every user (issue 13). It is the ratio with the provider's count taken
+/// as the same on both sides, and the client's share it adds to the raw count repeats to
+/// the instruction from run to run (the pending rows' from `delayed` runs): the assertion
+/// moves with the client's code only. The others' ratios are printed.
+const GATED: &[&str] = &["send", "receive"];
 
 /// The cargo profile the benchmark binary is built with: release with line tables, so that
 /// callgrind_annotate names files and functions.
@@ -181,6 +189,13 @@ pub fn command(args: &[String]) -> Result<()> {
     }
     if rounds.is_some() || modes.is_some() {
         return Err("bench: --rounds and --mode go with --echo".into());
+    }
+    if let Some(unknown) = options
+        .profile
+        .iter()
+        .find(|name| !OPERATIONS.contains(&name.as_str()))
+    {
+        return Err(format!("bench: --profile: no operation `{unknown}`").into());
     }
     run_suite(&options)
 }
@@ -335,6 +350,7 @@ pub fn run_suite(options: &Options) -> Result<()> {
         "ratio*"
     );
     let mut over = Vec::new();
+    let mut gate_failures = Vec::new();
     let mut unequal_calls = Vec::new();
     for &operation in operations {
         for &mode in MODES {
@@ -364,6 +380,9 @@ pub fn run_suite(options: &Options) -> Result<()> {
             );
             if equalised > TARGET_RATIO {
                 over.push(format!("{operation}/{mode} {equalised:.3}"));
+                if GATED.contains(&operation) {
+                    gate_failures.push(format!("{operation}/{mode} {equalised:.3}"));
+                }
             }
             // Provider calls per operation, side by side: a difference would put the extra
             // calls' cost in the provider's share.
@@ -386,7 +405,8 @@ pub fn run_suite(options: &Options) -> Result<()> {
         }
     }
     println!(
-        "target: ratio* <= {TARGET_RATIO} (not asserted); above it: {}",
+        "target: ratio* <= {TARGET_RATIO} (asserted for {}); above it: {}",
+        GATED.join(" and "),
         if over.is_empty() {
             "none".to_string()
         } else {
@@ -440,6 +460,13 @@ pub fn run_suite(options: &Options) -> Result<()> {
         allocated,
         started.elapsed()
     );
+    if !gate_failures.is_empty() {
+        return Err(format!(
+            "bench: ratio* above {TARGET_RATIO}: {}",
+            gate_failures.join(", ")
+        )
+        .into());
+    }
     Ok(())
 }
 

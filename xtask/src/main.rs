@@ -72,7 +72,7 @@ commands:
   wine --probe [--update]     run wsk_probe.sys under Wine, print its conformance table and
                               its differences from wsk-examples/wsk-probe/WINE.md; --update
                               rewrites that file from the run
-  bench [--quick] [--ops N] [--repeat R] [--profile OP,...] [--top N]
+  bench [--quick] [--ops N] [--repeat R] [--only OP,...] [--profile OP,...] [--top N]
                               the instruction-count benchmark suite: raw wsk-sys against
                               wsk per operation (send, receive, send_to, receive_from,
                               accept, connect) in always-inline and always-pending modes
@@ -80,9 +80,10 @@ commands:
                               N and 2N operations, the median of R runs (default 3; 1
                               with --quick) with their range; a table with ratios, wsk's profile per
                               operation (default: send,receive), allocations per operation
-                              at 1/4/8/64 in flight (--quick: the test suite's reduced run,
-                              failing if wsk allocates per operation, then the reduced
-                              echo figure)
+                              at 1/4/8/64 in flight; fails if send's or receive's ratio*
+                              is above 1.05 (--only OP[,OP...]: those operations only;
+                              --quick: the test suite's reduced run, also failing if wsk
+                              allocates per operation, then the reduced echo figure)
   bench --echo [--quick] [--rounds R] [--mode inline|pending|both] [--top N]
                               the end-to-end figure: an echo server written with wsk
                               (tasks in completion routines) against the same raw in
