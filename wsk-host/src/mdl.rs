@@ -17,6 +17,9 @@ fn layout(size: usize) -> Layout {
     Layout::from_size_align(size, 16).expect("MDL sizes fit a layout")
 }
 
+/// The longest buffer [`IoAllocateMdl`] describes: 4 GiB less a page.
+const MAX_MDL_LENGTH: u64 = (1 << 32) - PAGE_SIZE as u64;
+
 /// `IoAllocateMdl`.
 #[unsafe(no_mangle)]
 pub unsafe extern "system" fn IoAllocateMdl(
@@ -27,6 +30,11 @@ pub unsafe extern "system" fn IoAllocateMdl(
     Irp: PIRP,
 ) -> PMDL {
     if !require_irql("IoAllocateMdl", DISPATCH_LEVEL) || faults::mdl_allocation_fails() {
+        return std::ptr::null_mut();
+    }
+    // The largest buffer one MDL describes since Windows 7: 4 GiB less a page (the WDK's
+    // documentation of IoAllocateMdl); Windows fails a longer one.
+    if u64::from(Length) > MAX_MDL_LENGTH {
         return std::ptr::null_mut();
     }
     let size = MmSizeOfMdl(VirtualAddress, Length as usize);

@@ -542,6 +542,29 @@ fn io_allocate_mdl_sizes_the_page_array_for_the_buffer() {
 }
 
 #[test]
+fn io_allocate_mdl_refuses_a_buffer_longer_than_4_gib_less_a_page() {
+    silent(|_| {
+        // The address is only recorded (the buffer is never touched): any one does.
+        let mut byte = 0u8;
+        let address: PVOID = (&raw mut byte).cast();
+        // SAFETY: no IRP; each MDL allocated is freed once.
+        unsafe {
+            for length in [u32::MAX, u32::MAX - PAGE as u32 + 2] {
+                assert!(
+                    IoAllocateMdl(address, length, FALSE, FALSE, null_mut()).is_null(),
+                    "an MDL for {length} bytes"
+                );
+            }
+            let longest = u32::MAX - PAGE as u32 + 1;
+            let mdl = IoAllocateMdl(address, longest, FALSE, FALSE, null_mut());
+            assert!(!mdl.is_null(), "an MDL for 4 GiB less a page");
+            assert_eq!((*mdl).ByteCount, longest);
+            IoFreeMdl(mdl);
+        }
+    });
+}
+
+#[test]
 fn target_mdl_too_small() {
     fires(Rule::TargetMdlTooSmall, |_| {
         let (block, source) = pool_with_mdl(3 * PAGE);

@@ -100,7 +100,10 @@ enum Stage {
 /// - Polled again after it returned its output, it stays pending; waited for then, it fails
 ///   with `STATUS_INVALID_DEVICE_REQUEST`. It never panics.
 /// - **Dropping** an operation in flight cancels its IRP (`IoCancelIrp`); the buffers and the
-///   IRP it owns are released when the completion arrives, never before.
+///   IRP it owns are released when the completion arrives, never before: by the completion
+///   routine, or by the drop itself, on the dropping thread, when the cancel completed the
+///   request before the drop returned (a buffer's own `Drop` may then run at the IRQL the
+///   operation was dropped at).
 #[must_use = "an operation does nothing until it is awaited or waited for"]
 pub struct Op<R: Request> {
     // Dropped first: the block goes back to its socket's pool while the request still holds
