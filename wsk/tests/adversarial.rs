@@ -25,13 +25,13 @@ use wsk::{
     InspectDecision, Inspection, IoBuf, Irp, ListenSocket, MdlChain, NameInfoFlags,
     PendedInspection, SocketOptions, Timers, WskClient,
 };
-use wsk_host::{FaultPlan, Nth, Rule, Session};
+use wsk_host::{FaultPlan, Nth, Session};
 use wsk_sys::*;
 
 mod common;
 use common::{
-    DEADLINE, FailingAllocator, Originator, connected, driver, fail_nth_heap_allocation,
-    forwarded_request, start, within,
+    DEADLINE, FailingAllocator, Originator, assert_only_leaks, connected, driver,
+    fail_nth_heap_allocation, forwarded_request, start, within,
 };
 
 // ---- heap allocations that fail on demand -----------------------------------------------------
@@ -435,15 +435,7 @@ fn everything_in_flight_forgotten_then_the_client_dropped() {
         0,
         "never freed under the provider"
     );
-    for finding in &findings {
-        assert!(
-            matches!(
-                finding.rule,
-                Rule::IrpLeaked | Rule::MdlLeaked | Rule::PoolLeaked
-            ),
-            "unexpected finding: {finding:?}"
-        );
-    }
+    assert_only_leaks(&findings);
 }
 
 // ---- blocking waits inside event callbacks: refused, never hanging ----------------------------
@@ -902,16 +894,8 @@ fn a_forgotten_pended_inspection_does_not_hold_the_teardown() {
     drop(tasks);
     within("the teardown", move || drop(client));
     let (_, findings) = session.conclude();
-    for finding in &findings {
-        // The listener's memory (its core and IRPs) stays allocated.
-        assert!(
-            matches!(
-                finding.rule,
-                Rule::IrpLeaked | Rule::MdlLeaked | Rule::PoolLeaked
-            ),
-            "unexpected finding: {finding:?}"
-        );
-    }
+    // The listener's memory (its core and IRPs) stays allocated.
+    assert_only_leaks(&findings);
 }
 
 // ---- raw sockets: given up and adopted again, right after timed operations ---------------------
@@ -1057,15 +1041,7 @@ mod stream {
         std::mem::forget(forgotten);
         within("the teardown", move || drop(client));
         let (_, findings) = session.conclude();
-        for finding in &findings {
-            assert!(
-                matches!(
-                    finding.rule,
-                    Rule::IrpLeaked | Rule::MdlLeaked | Rule::PoolLeaked
-                ),
-                "unexpected finding: {finding:?}"
-            );
-        }
+        assert_only_leaks(&findings);
     }
 
     #[test]

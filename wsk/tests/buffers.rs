@@ -20,7 +20,9 @@ use wsk_host::{CompletionMode, FaultPlan, Nth, Rule, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{DEADLINE, Originator, connected, driver, forwarded_request, start, within};
+use common::{
+    DEADLINE, Originator, assert_only_leaks, connected, driver, forwarded_request, start, within,
+};
 
 // ---- heap allocations of the test thread ----------------------------------------------------
 
@@ -677,15 +679,7 @@ fn a_forgotten_operation_leaks_each_buffer_kind_and_frees_nothing_early() {
         0,
         "the chain's owner is never dropped"
     );
-    for finding in &findings {
-        assert!(
-            matches!(
-                finding.rule,
-                Rule::IrpLeaked | Rule::MdlLeaked | Rule::PoolLeaked
-            ),
-            "unexpected finding: {finding:?}"
-        );
-    }
+    assert_only_leaks(&findings);
     for rule in [Rule::IrpLeaked, Rule::MdlLeaked, Rule::PoolLeaked] {
         assert!(findings.iter().any(|f| f.rule == rule), "no {rule:?}");
     }

@@ -40,11 +40,14 @@ use wsk::{
     Buf, BufList, ConnectionEvents, DatagramEvents, DatagramSocket, Deadline, Error, IoBuf,
     ReceiveDecision, ReceivedData, ReceivedDatagrams, SpinLock, WskClient,
 };
-use wsk_host::{CompletionMode, FaultPlan, Nth, Rule, Session};
+use wsk_host::{CompletionMode, FaultPlan, Nth, Session};
 use wsk_sys::*;
 
 mod common;
-use common::{DEADLINE, connected, connected_with_events, driver, eventually, poll_once, within};
+use common::{
+    DEADLINE, assert_only_leaks, connected, connected_with_events, driver, eventually, poll_once,
+    within,
+};
 
 // =================================================================================================
 // A global allocator that watches chosen allocations
@@ -1404,15 +1407,7 @@ fn a_forgotten_operation_never_frees_its_vector() {
         !watch.is_freed(),
         "the vector of a forgotten operation was freed"
     );
-    for finding in &findings {
-        assert!(
-            matches!(
-                finding.rule,
-                Rule::IrpLeaked | Rule::MdlLeaked | Rule::PoolLeaked
-            ),
-            "unexpected finding: {finding:?}"
-        );
-    }
+    assert_only_leaks(&findings);
     // The leaked vector stays leaked; only the watch ends.
     watch.release().unwrap();
 }

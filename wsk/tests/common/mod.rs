@@ -13,6 +13,21 @@ use wsk_sys::*;
 
 pub mod canary_buf;
 
+/// Asserts that the verifier found nothing but memory left allocated (IRPs, MDLs, pool): what
+/// a test that forgets or leaks on purpose (`mem::forget`, a value kept past the session)
+/// expects, where anything else — a wait at DISPATCH_LEVEL, a use after free — is a break.
+pub fn assert_only_leaks(findings: &[wsk_host::Violation]) {
+    for finding in findings {
+        assert!(
+            matches!(
+                finding.rule,
+                wsk_host::Rule::IrpLeaked | wsk_host::Rule::MdlLeaked | wsk_host::Rule::PoolLeaked
+            ),
+            "unexpected finding: {finding:?}"
+        );
+    }
+}
+
 /// The session's driver object, as `DriverEntry` would have received it.
 pub fn driver(session: &Session) -> wsk::DriverObject {
     // SAFETY: the session's own driver object, valid until the session ends.
