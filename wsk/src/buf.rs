@@ -41,10 +41,10 @@ pub const BUF_POOL_TAG: u32 = u32::from_le_bytes(*b"WskB");
 /// an operation and back costs a few register moves.
 ///
 /// # Invariants
-/// `mdl` (its address with the [`LOCKED_VEC`] bit cleared) describes `capacity` bytes at
+/// `mdl` (its address with the `LOCKED_VEC` bit cleared) describes `capacity` bytes at
 /// `data`, which stay allocated and resident until the `Buf` is dropped; the bit is set
-/// when they are a `Vec<u8>`'s locked pages ([`Storage::LockedVec`]), clear for pool memory;
-/// `len <= capacity`; the first `len` bytes are initialised. A [`Storage::Released`]
+/// when they are a `Vec<u8>`'s locked pages (`Storage::LockedVec`), clear for pool memory;
+/// `len <= capacity`; the first `len` bytes are initialised. A `Storage::Released`
 /// stand-in has no memory: `capacity == 0` (which no other buffer has), and `data` and `mdl`
 /// are dangling and never used (every operation refuses an empty buffer).
 pub struct Buf {
