@@ -60,6 +60,7 @@ impl SOCKADDR_INET {
 /// `SOCKADDR_IN6` when it is `AF_INET6` (a `SOCKADDR` of another family only needs its
 /// family readable).
 #[must_use]
+#[inline]
 pub unsafe fn socket_addr_at(address: *const SOCKADDR) -> Option<SocketAddr> {
     if address.is_null() {
         return None;

@@ -94,9 +94,10 @@ impl RawAddr {
 /// # Safety
 /// `sa` must be null, or point to a `SOCKADDR_IN` when its family is `AF_INET` and to a
 /// `SOCKADDR_IN6` when it is `AF_INET6`.
+#[inline]
 pub(crate) unsafe fn from_sockaddr(sa: *const SOCKADDR) -> Result<SocketAddr> {
     // SAFETY: forwarded from the caller.
-    unsafe { socket_addr_at(sa) }.ok_or(Error::from_status(STATUS_INVALID_ADDRESS))
+    unsafe { socket_addr_at(sa) }.ok_or_else(|| Error::from_status(STATUS_INVALID_ADDRESS))
 }
 
 /// Fails with [`Error::ADDRESS_FAMILY_MISMATCH`] unless `addr` is of `family`.
