@@ -190,7 +190,9 @@ impl ConnectionSocket {
     }
 
     /// Sends all of the buffer's bytes, issuing further sends if one is partial. Yields the
-    /// buffer back.
+    /// buffer back. A failure yields the error, not how many bytes left before it: the peer
+    /// then holds a prefix of the buffer of unknown length. To keep the count, loop on
+    /// [`send`](Self::send) over a [`slice`](IoBuf::slice) of what is left.
     pub fn send_all<B: IoBuf>(&self, buf: B) -> SendAll<B> {
         SendAll {
             core: self.core().clone(),
@@ -242,6 +244,12 @@ impl ConnectionSocket {
     }
 
     /// Sends the buffer's bytes, then closes the sending side gracefully, in one call.
+    ///
+    /// It yields no count: when it fails — a deadline included — after part of the bytes
+    /// left, the error does not say how many, and the sending side holds a prefix of the
+    /// buffer of unknown length (the buffer itself is handed back unchanged). Such a
+    /// connection can only be aborted ([`abort`](Self::abort)) or closed. To keep the count,
+    /// [`send`](Self::send) the bytes first, then [`disconnect`](Self::disconnect).
     pub fn disconnect_with(&self, buf: Buf) -> Disconnect {
         Op::new(DisconnectRequest {
             core: self.core().clone(),

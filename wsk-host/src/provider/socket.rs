@@ -434,7 +434,8 @@ impl HostSocket {
             return finish(irp, STATUS_INVALID_DEVICE_STATE, 0, Delivery::Inline);
         }
         state.closing = true;
-        let mut cancelled: Vec<PIRP> = Vec::new();
+        // Each with the bytes it had moved (see `Op::moved`).
+        let mut cancelled: Vec<(PIRP, usize)> = Vec::new();
         let queues = &mut *state;
         let connect = queues.connect.take();
         for pending in queues
@@ -446,7 +447,7 @@ impl HostSocket {
         {
             // SAFETY: a queued IRP; taking its cancel routine makes this thread its completer.
             unsafe { IoSetCancelRoutine(pending.irp, None) };
-            cancelled.push(pending.irp);
+            cancelled.push((pending.irp, pending.op.moved()));
         }
         Self::unwatch(&mut state);
         state.io = Io::Gone;
@@ -457,9 +458,9 @@ impl HostSocket {
             state.close_irp = Some(irp);
         }
         drop(state);
-        for pending in cancelled {
+        for (irp, moved) in cancelled {
             count(|c| c.cancelled += 1);
-            finish(pending, STATUS_CANCELLED, 0, Delivery::Pending);
+            finish(irp, STATUS_CANCELLED, moved, Delivery::Pending);
         }
         if now {
             self.finish_close(irp);
@@ -566,7 +567,8 @@ fn enqueue(socket: &Arc<HostSocket>, state: &mut State, pending: Pending) {
         (*irp).Tail.Overlay.Context.DriverContext[0] = Arc::as_ptr(socket).cast_mut().cast();
         IoSetCancelRoutine(irp, Some(cancel_routine));
         if (*irp).Cancel != 0 && IoSetCancelRoutine(irp, None).is_some() {
-            // Cancelled before it was queued: complete it now, from the provider's thread.
+            // Cancelled before it was queued: complete it now, from the provider's thread,
+            // with what its first attempt moved.
             if orphans_socket(&pending.op, STATUS_CANCELLED) {
                 let socket = Arc::clone(socket);
                 reactor().defer(
@@ -574,12 +576,12 @@ fn enqueue(socket: &Arc<HostSocket>, state: &mut State, pending: Pending) {
                     Box::new(move || socket.discard()),
                 );
             }
-            let irp = irp as usize;
+            let (irp, moved) = (irp as usize, pending.op.moved());
             reactor().defer(
                 std::time::Duration::ZERO,
                 Box::new(move || {
                     count(|c| c.cancelled += 1);
-                    finish(irp as PIRP, STATUS_CANCELLED, 0, Delivery::Pending);
+                    finish(irp as PIRP, STATUS_CANCELLED, moved, Delivery::Pending);
                 }),
             );
             return;
