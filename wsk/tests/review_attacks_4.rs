@@ -45,8 +45,8 @@ use wsk_sys::*;
 
 mod common;
 use common::{
-    DEADLINE, assert_only_leaks, connected, connected_with_events, driver, eventually, poll_once,
-    within,
+    DEADLINE, assert_only_leaks, completion_plans, connected, connected_with_events,
+    connected_with_small_buffers, driver, eventually, poll_once, within,
 };
 
 // =================================================================================================
@@ -362,30 +362,7 @@ where
 
 /// The completion modes, with a delayed one (completions 2 ms late, pended).
 fn plans(seed: u64) -> Vec<(&'static str, FaultPlan)> {
-    vec![
-        (
-            "inline",
-            FaultPlan::new(seed).completion(CompletionMode::AlwaysInline),
-        ),
-        (
-            "inline at the caller's IRQL",
-            FaultPlan::new(seed + 1)
-                .completion(CompletionMode::AlwaysInline)
-                .inline_completion_at_caller_irql(true),
-        ),
-        (
-            "pending",
-            FaultPlan::new(seed + 2).completion(CompletionMode::AlwaysPending),
-        ),
-        (
-            "mixed",
-            FaultPlan::new(seed + 3).completion(CompletionMode::Mixed),
-        ),
-        (
-            "delayed",
-            FaultPlan::new(seed + 4).delay_completions(Duration::from_millis(2)),
-        ),
-    ]
+    completion_plans(seed, Duration::from_millis(2))
 }
 
 // =================================================================================================
@@ -3116,15 +3093,7 @@ fn a_timed_out_send_sent_nothing() {
     ] {
         let session = Session::start();
         let client = WskClient::register(driver(&session)).unwrap();
-        let (socket, peer) = connected(&client);
-        socket
-            .set_send_buffer_size(4096)
-            .timeout(DEADLINE)
-            .wait()
-            .unwrap();
-        socket2::SockRef::from(&peer)
-            .set_recv_buffer_size(4096)
-            .unwrap();
+        let (socket, peer) = connected_with_small_buffers(&client);
         session.set_faults(plan);
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {

@@ -27,7 +27,9 @@ use wsk::{Buf, BufList, ConnectionSocket, Deadline, Error, IoBuf, IoBufMut, WskC
 use wsk_host::{CompletionMode, FaultPlan, Session};
 
 mod common;
-use common::{DEADLINE, connected, driver, poll_once, within};
+use common::{
+    DEADLINE, completion_plans, connected, connected_with_small_buffers, driver, poll_once, within,
+};
 
 // =================================================================================================
 // Helpers
@@ -44,30 +46,7 @@ fn no_violations(what: &str, session: Session) {
 
 /// The completion modes, with a delayed one.
 fn plans(seed: u64) -> Vec<(&'static str, FaultPlan)> {
-    vec![
-        (
-            "inline",
-            FaultPlan::new(seed).completion(CompletionMode::AlwaysInline),
-        ),
-        (
-            "inline at the caller's IRQL",
-            FaultPlan::new(seed + 1)
-                .completion(CompletionMode::AlwaysInline)
-                .inline_completion_at_caller_irql(true),
-        ),
-        (
-            "pending",
-            FaultPlan::new(seed + 2).completion(CompletionMode::AlwaysPending),
-        ),
-        (
-            "mixed",
-            FaultPlan::new(seed + 3).completion(CompletionMode::Mixed),
-        ),
-        (
-            "delayed",
-            FaultPlan::new(seed + 4).delay_completions(Duration::from_micros(300)),
-        ),
-    ]
+    completion_plans(seed, Duration::from_micros(300))
 }
 
 /// Waits for `op` with a tiny bound, in one of five ways (every one bounded).
@@ -248,15 +227,7 @@ fn tiny_bounds_on_both_directions_lose_and_duplicate_no_byte_in_every_mode() {
     for (mode, plan) in plans(5000) {
         let session = Session::start();
         let client = WskClient::register(driver(&session)).unwrap();
-        let (socket, peer) = connected(&client);
-        socket
-            .set_send_buffer_size(4096)
-            .timeout(DEADLINE)
-            .wait()
-            .unwrap();
-        socket2::SockRef::from(&peer)
-            .set_recv_buffer_size(4096)
-            .unwrap();
+        let (socket, peer) = connected_with_small_buffers(&client);
         session.set_faults(plan);
         let writer = {
             let mut peer = peer.try_clone().unwrap();
@@ -462,15 +433,7 @@ fn send_vectored_timed_out_part_way_reports_exactly_what_left() {
     ] {
         let session = Session::start();
         let client = WskClient::register(driver(&session)).unwrap();
-        let (socket, peer) = connected(&client);
-        socket
-            .set_send_buffer_size(4096)
-            .timeout(DEADLINE)
-            .wait()
-            .unwrap();
-        socket2::SockRef::from(&peer)
-            .set_recv_buffer_size(4096)
-            .unwrap();
+        let (socket, peer) = connected_with_small_buffers(&client);
         session.set_faults(plan);
         let reader = std::thread::spawn(move || read_pattern(peer, true));
         const TOTAL: usize = 200_000;
@@ -606,15 +569,7 @@ fn disconnect_with_timed_out_part_way_fails_with_a_prefix_sent() {
     ] {
         let session = Session::start();
         let client = WskClient::register(driver(&session)).unwrap();
-        let (socket, peer) = connected(&client);
-        socket
-            .set_send_buffer_size(4096)
-            .timeout(DEADLINE)
-            .wait()
-            .unwrap();
-        socket2::SockRef::from(&peer)
-            .set_recv_buffer_size(4096)
-            .unwrap();
+        let (socket, peer) = connected_with_small_buffers(&client);
         session.set_faults(plan);
         let data: Vec<u8> = (0..1 << 20).map(pattern).collect();
         let before = session.report().bytes_sent;

@@ -13,6 +13,50 @@ use wsk_sys::*;
 
 pub mod canary_buf;
 
+/// The provider's completion modes, each a fault plan seeded from `seed`: always inline,
+/// inline at the caller's IRQL, always pending, mixed, and delayed by `delay` (pended).
+pub fn completion_plans(seed: u64, delay: Duration) -> Vec<(&'static str, wsk_host::FaultPlan)> {
+    use wsk_host::{CompletionMode, FaultPlan};
+    vec![
+        (
+            "inline",
+            FaultPlan::new(seed).completion(CompletionMode::AlwaysInline),
+        ),
+        (
+            "inline at the caller's IRQL",
+            FaultPlan::new(seed + 1)
+                .completion(CompletionMode::AlwaysInline)
+                .inline_completion_at_caller_irql(true),
+        ),
+        (
+            "pending",
+            FaultPlan::new(seed + 2).completion(CompletionMode::AlwaysPending),
+        ),
+        (
+            "mixed",
+            FaultPlan::new(seed + 3).completion(CompletionMode::Mixed),
+        ),
+        ("delayed", FaultPlan::new(seed + 4).delay_completions(delay)),
+    ]
+}
+
+/// [`connected`], with 4 KiB socket buffers on both sides (the socket's send buffer, the
+/// peer's receive buffer): a peer that does not read soon stops a send part way.
+pub fn connected_with_small_buffers(
+    client: &wsk::WskClient,
+) -> (wsk::ConnectionSocket, std::net::TcpStream) {
+    let (socket, peer) = connected(client);
+    socket
+        .set_send_buffer_size(4096)
+        .timeout(DEADLINE)
+        .wait()
+        .unwrap();
+    socket2::SockRef::from(&peer)
+        .set_recv_buffer_size(4096)
+        .unwrap();
+    (socket, peer)
+}
+
 /// Asserts that the verifier found nothing but memory left allocated (IRPs, MDLs, pool): what
 /// a test that forgets or leaks on purpose (`mem::forget`, a value kept past the session)
 /// expects, where anything else — a wait at DISPATCH_LEVEL, a use after free — is a break.
