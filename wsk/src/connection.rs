@@ -686,16 +686,19 @@ impl<B: IoBufMut> ReceiveRequest<B> {
         let filled = buf.bytes_init() + received;
         // SAFETY: see above: the bytes after the data, up to `wanted`, were written.
         unsafe { buf.set_init(filled) };
-        let wait_all = self.flags & WSK_FLAG_WAITALL != 0;
-        let result = match Error::check(status) {
-            Ok(()) if wait_all && received < wanted => {
-                Err(Error::from_status(STATUS_GRACEFUL_DISCONNECT))
-            }
-            Ok(()) => Ok(received),
-            // Bytes that arrived before the failure are the result; a receive that had to
-            // fill the whole range fails, with the bytes it got in the buffer.
-            Err(_) if received > 0 && !wait_all => Ok(received),
-            Err(error) => Err(error),
+        let result = if self.flags & WSK_FLAG_WAITALL == 0 {
+            // Bytes that arrived before a failure are the result, as for a send.
+            Error::check_transfer(status, received)
+        } else {
+            // A receive that had to fill its whole range fails short of it, with the bytes it
+            // got in the buffer.
+            Error::check(status).and_then(|()| {
+                if received < wanted {
+                    Err(Error::from_status(STATUS_GRACEFUL_DISCONNECT))
+                } else {
+                    Ok(received)
+                }
+            })
         };
         (result, buf)
     }

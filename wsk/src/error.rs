@@ -156,10 +156,11 @@ impl Error {
         }
     }
 
-    /// The result of a stream transfer (a send) that completed with `status` after moving
-    /// `moved` bytes: their count whenever any moved — a request cancelled (a deadline) or
-    /// failed part way still moved them, the caller must learn how many, and a lasting
-    /// failure shows again at the next request — else the status's error.
+    /// The result of a stream transfer (a send, or a receive that need not fill its range)
+    /// that completed with `status` after moving `moved` bytes: their count whenever any
+    /// moved — a request cancelled (a deadline) or failed part way still moved them, the
+    /// caller must learn how many, and a lasting failure shows again at the next request —
+    /// else the status's error.
     #[inline]
     pub(crate) const fn check_transfer(status: NTSTATUS, moved: usize) -> Result<usize> {
         if NT_SUCCESS(status) || moved > 0 {

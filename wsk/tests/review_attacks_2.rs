@@ -2,7 +2,7 @@
 //! counting, and the executor's wake-up rules. Public API only.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
@@ -11,40 +11,15 @@ use std::time::{Duration, Instant};
 
 use wsk::irql::Irql;
 use wsk::task::TaskSet;
-use wsk::{Buf, ConnectionSocket, DatagramSocket, Error, IoBuf, SpinLock, WskClient};
+use wsk::{Buf, ConnectionSocket, Error, IoBuf, SpinLock, WskClient};
 use wsk_host::{CompletionMode, FaultPlan, Session};
 
 mod common;
 use common::{
-    DEADLINE,
+    DEADLINE, DropCount, bound_datagram,
     canary_buf::{Canary, Quarantine},
-    connected, driver, eventually, poll_once, within, yield_now,
+    connected, driver, eventually, no_violations, poll_once, within, yield_now,
 };
-
-fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket) {
-    let socket = client
-        .bind_datagram("127.0.0.1:0".parse().unwrap())
-        .wait()
-        .unwrap();
-    let local = socket.local_addr().timeout(DEADLINE).wait().unwrap();
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(DEADLINE)).unwrap();
-    (socket, local, peer)
-}
-
-fn no_violations(session: Session) {
-    let (_, violations) = session.conclude();
-    assert!(violations.is_empty(), "violations: {violations:#?}");
-}
-
-/// Counts its drops (a task's future dropped: finished or cancelled).
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
 
 // =================================================================================================
 // 3. The executor
@@ -656,7 +631,7 @@ fn datagrams_waited_with_tiny_timeouts_polled_and_awaited_on_one_socket() {
         );
         let client = WskClient::register(driver(&session)).unwrap();
         let quarantine = Arc::new(Quarantine::default());
-        let (socket, local, peer) = bound_datagram(&client);
+        let (socket, local, peer) = bound_datagram(&client, "127.0.0.1:0");
         let peer_addr = peer.local_addr().unwrap();
         // The peer drains as it goes (its host socket's buffer would overflow otherwise).
         let peer_count = std::thread::spawn(move || {
@@ -1111,7 +1086,7 @@ fn datagram_receivers_of_one_kind(kind: u32, mode: CompletionMode) -> (usize, us
     let session = Session::start();
     session.set_faults(FaultPlan::new(300 + u64::from(kind)).completion(mode));
     let client = WskClient::register(driver(&session)).unwrap();
-    let (socket, local, _peer) = bound_datagram(&client);
+    let (socket, local, _peer) = bound_datagram(&client, "127.0.0.1:0");
     let socket = Arc::new(socket);
     let seen = Arc::new(Mutex::new(Vec::<u32>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -1450,7 +1425,7 @@ fn waits_and_teardowns_under_a_held_spin_lock() {
     let session = Session::start();
     let client = WskClient::register(driver(&session)).unwrap();
     let (socket, _peer) = connected(&client);
-    let (dsocket, _local, _dpeer) = bound_datagram(&client);
+    let (dsocket, _local, _dpeer) = bound_datagram(&client, "127.0.0.1:0");
     let tasks = TaskSet::new(driver(&session)).unwrap();
     let lock = SpinLock::new(0u32);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

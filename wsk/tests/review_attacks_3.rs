@@ -14,21 +14,9 @@ use wsk::{Buf, SpinLock, WskClient};
 use wsk_host::Session;
 
 mod common;
-use common::{DEADLINE, connected, driver, eventually, within, yield_now};
-
-fn no_violations(session: Session) {
-    let (_, violations) = session.conclude();
-    assert!(violations.is_empty(), "violations: {violations:#?}");
-}
-
-/// Counts its drops (a task's future dropped: finished or cancelled).
-struct DropCount(Arc<AtomicUsize>);
-
-impl Drop for DropCount {
-    fn drop(&mut self) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
+use common::{
+    DEADLINE, DropCount, connected, driver, eventually, no_violations, within, yield_now,
+};
 
 /// A one-shot gate: `open` wakes whoever waits (with `wake`, from wherever it is called).
 #[derive(Default)]

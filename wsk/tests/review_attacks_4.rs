@@ -45,8 +45,9 @@ use wsk_sys::*;
 
 mod common;
 use common::{
-    DEADLINE, assert_only_leaks, completion_plans, connected, connected_with_events,
-    connected_with_small_buffers, driver, eventually, poll_once, within,
+    DEADLINE, assert_only_leaks, bound_datagram, completion_plans, connected,
+    connected_with_events, connected_with_small_buffers, driver, eventually, no_violations,
+    poll_once, within,
 };
 
 // =================================================================================================
@@ -292,19 +293,6 @@ fn drop_watched(what: &str, vec: Vec<u8>, watch: Watch) {
 // =================================================================================================
 // Helpers
 // =================================================================================================
-
-fn no_violations(session: Session) {
-    let (_, violations) = session.conclude();
-    assert!(violations.is_empty(), "violations: {violations:#?}");
-}
-
-fn bound_datagram(client: &WskClient, at: &str) -> (DatagramSocket, SocketAddr, UdpSocket) {
-    let socket = client.bind_datagram(at.parse().unwrap()).wait().unwrap();
-    let local = socket.local_addr().timeout(DEADLINE).wait().unwrap();
-    let peer = UdpSocket::bind(SocketAddr::new(local.ip(), 0)).unwrap();
-    peer.set_read_timeout(Some(DEADLINE)).unwrap();
-    (socket, local, peer)
-}
 
 /// What the MDL of a buffer describes: (address, byte count).
 fn mdl_range(mdl: PMDL) -> (usize, usize) {

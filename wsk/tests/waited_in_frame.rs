@@ -4,38 +4,21 @@
 //! get the buffer back (or freed) while the provider may still write it.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use wsk::irql::Irql;
-use wsk::{Buf, DatagramSocket, Deadline, Error, IoBuf, IoBufMut, Irp, WskClient};
+use wsk::{Buf, Deadline, Error, IoBuf, IoBufMut, Irp, WskClient};
 use wsk_host::{CompletionMode, FaultPlan, Session};
 use wsk_sys::*;
 
 mod common;
 use common::{
-    DEADLINE,
+    DEADLINE, bound_datagram,
     canary_buf::{Canary, Quarantine},
-    connected, driver, poll_once, within,
+    connected, driver, no_violations, poll_once, within,
 };
-
-fn bound_datagram(client: &WskClient) -> (DatagramSocket, SocketAddr, UdpSocket) {
-    let socket = client
-        .bind_datagram("127.0.0.1:0".parse().unwrap())
-        .wait()
-        .unwrap();
-    let local = socket.local_addr().timeout(DEADLINE).wait().unwrap();
-    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
-    peer.set_read_timeout(Some(DEADLINE)).unwrap();
-    (socket, local, peer)
-}
-
-fn no_violations(session: Session) {
-    let (_, violations) = session.conclude();
-    assert!(violations.is_empty(), "violations: {violations:#?}");
-}
 
 // ---- 1. waited vs polled-then-waited vs with_irp: same results -------------------------------
 
@@ -94,7 +77,7 @@ fn every_way_of_waiting_gives_the_same_receive_send_and_datagram_results() {
         let client = WskClient::register(driver(&session)).unwrap();
         let quarantine = Arc::new(Quarantine::default());
         let (socket, mut peer) = connected(&client);
-        let (dsocket, dlocal, dpeer) = bound_datagram(&client);
+        let (dsocket, dlocal, dpeer) = bound_datagram(&client, "127.0.0.1:0");
         for how in HOWS {
             // Receive into a canary with a prefix: bytes appended after it, the rest untouched.
             peer.write_all(b"hello").unwrap();
@@ -187,7 +170,7 @@ fn a_timed_out_waited_receive_hands_back_a_buffer_the_provider_no_longer_writes(
         let client = WskClient::register(driver(&session)).unwrap();
         let quarantine = Arc::new(Quarantine::default());
         let (socket, mut peer) = connected(&client);
-        let (dsocket, dlocal, dpeer) = bound_datagram(&client);
+        let (dsocket, dlocal, dpeer) = bound_datagram(&client, "127.0.0.1:0");
         let mut kept = Vec::new();
         for (i, how) in [0u8, 1, 2, 3, 4].into_iter().enumerate() {
             let buf = Canary::new(&quarantine, b"q", 64);
@@ -353,7 +336,7 @@ fn racing_waited_timeouts_against_arriving_datagrams_loses_nothing() {
     session.set_faults(FaultPlan::new(31));
     let client = WskClient::register(driver(&session)).unwrap();
     let quarantine = Arc::new(Quarantine::default());
-    let (socket, local, peer) = bound_datagram(&client);
+    let (socket, local, peer) = bound_datagram(&client, "127.0.0.1:0");
     let peer_addr = peer.local_addr().unwrap();
     const COUNT: u32 = 400;
     let writer = std::thread::spawn(move || {
@@ -419,7 +402,7 @@ fn closing_or_dropping_the_socket_or_client_under_a_blocked_waiter() {
             let client = WskClient::register(driver(&session)).unwrap();
             let quarantine = Arc::new(Quarantine::default());
             let (socket, _peer) = connected(&client);
-            let (dsocket, _dlocal, _dpeer) = bound_datagram(&client);
+            let (dsocket, _dlocal, _dpeer) = bound_datagram(&client, "127.0.0.1:0");
             let receive = socket.receive(Canary::new(&quarantine, b"r", 64));
             let receive_from = dsocket.receive_from(Canary::new(&quarantine, b"", 64));
             let started = Arc::new(AtomicUsize::new(0));
@@ -592,7 +575,7 @@ fn buffer_methods_panicking_at_every_call_of_a_waited_operation_free_nothing_in_
     let client = WskClient::register(driver(&session)).unwrap();
     let quarantine = Arc::new(Quarantine::default());
     let (socket, mut peer) = connected(&client);
-    let (dsocket, dlocal, dpeer) = bound_datagram(&client);
+    let (dsocket, dlocal, dpeer) = bound_datagram(&client, "127.0.0.1:0");
     let mut panics = 0;
     for at in 1..12 {
         for kind in 0..4 {

@@ -1193,8 +1193,8 @@ unsafe fn complete_counted(ptr: NonNull<Block>, irp: PIRP) -> NTSTATUS {
 /// The completion of a request under the frame protocol ([`BlockRef::arm_in_frame`]): one
 /// swap of `frame` — the last access to the block, which the waiter may take back at once —
 /// and the signal to a waiter that swap shows, which blocks until then. The result stays in
-/// the IRP, where the waiter reads it ([`BlockRef::result_in_frame`]). It runs no code of the user's (no waker, nothing held to drop), so it enters
-/// no [`CallbackScope`].
+/// the IRP, where the waiter reads it ([`BlockRef::result_in_frame`]). It runs no code of the
+/// user's (no waker, nothing held to drop), so it enters no [`CallbackScope`].
 ///
 /// # Safety
 /// `ptr` is the block of a request under the frame protocol whose IRP `irp` is completing.

@@ -57,6 +57,38 @@ pub fn connected_with_small_buffers(
     (socket, peer)
 }
 
+/// Ends the session, asserting that the verifier found nothing at all.
+pub fn no_violations(session: Session) {
+    let (_, violations) = session.conclude();
+    assert!(violations.is_empty(), "violations: {violations:#?}");
+}
+
+/// A datagram socket bound at `at` (`"127.0.0.1:0"`, `"[::1]:0"`), its address, and a peer
+/// bound on the same loopback address that reads within [`DEADLINE`].
+pub fn bound_datagram(
+    client: &wsk::WskClient,
+    at: &str,
+) -> (
+    wsk::DatagramSocket,
+    std::net::SocketAddr,
+    std::net::UdpSocket,
+) {
+    let socket = client.bind_datagram(at.parse().unwrap()).wait().unwrap();
+    let local = socket.local_addr().timeout(DEADLINE).wait().unwrap();
+    let peer = std::net::UdpSocket::bind(std::net::SocketAddr::new(local.ip(), 0)).unwrap();
+    peer.set_read_timeout(Some(DEADLINE)).unwrap();
+    (socket, local, peer)
+}
+
+/// Counts its drops (a task's future dropped: finished or cancelled).
+pub struct DropCount(pub Arc<AtomicUsize>);
+
+impl Drop for DropCount {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 /// Asserts that the verifier found nothing but memory left allocated (IRPs, MDLs, pool): what
 /// a test that forgets or leaks on purpose (`mem::forget`, a value kept past the session)
 /// expects, where anything else — a wait at DISPATCH_LEVEL, a use after free — is a break.
